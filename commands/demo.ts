@@ -1,0 +1,1 @@
+import { Command } from "commander"; export const demoCommand = () => new Command("demo").description("placeholder");

@@ -1,0 +1,86 @@
+import { Command, Option } from 'commander';
+import { buildReport, type StorageReport } from '../src/ops/report.ts';
+import { addPriceOptions, makeOutput, openContext, policyFrom, pricesFrom, type GlobalOptions, type Runtime } from './support/context.ts';
+import { formatBytes, formatCount, formatMoney, renderMarkdownTable, renderTable } from './support/format.ts';
+import { parseTables } from '../src/tables.ts';
+import { UsageError } from '../src/errors.ts';
+import * as parse from './support/parse.ts';
+import type { Output } from './support/output.ts';
+import type { CommandResult } from './support/command.ts';
+import { DEFAULT_POLICY } from '../src/placement.ts';
+
+export function reportCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
+  const command = new Command('report')
+    .description('Bytes and counts per table and storage location, migration progress, database bytes held, freeable and saved, and R2 cost at list prices.')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'markdown']).default('table'))
+    .option('--app <id>', 'only this app (repeatable)', parse.collectIds)
+    .option('--tables <list>', 'comma-separated: files, snapshots, version-files')
+    .option('--hybrid-threshold <size>', 'smallest content that goes to R2', parse.byteSize(), DEFAULT_POLICY.hybridMin)
+    .option('--r2-threshold <size>', 'contents above this lose their DB copy at finalize', parse.byteSize(), DEFAULT_POLICY.r2Above);
+  addPriceOptions(command);
+  return command
+    .addHelpText('after', '\nExamples:\n  $ overskill-storage report\n  $ overskill-storage report --format markdown >> status.md\n  $ overskill-storage report --format json --price-storage 0.015')
+    .action(async (opts, cmd: Command) =>
+      run(async () => {
+        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const output = makeOutput({ ...globals, json: globals.json || opts.format === 'json' }, runtime);
+        let tables;
+        try {
+          tables = parseTables(opts.tables);
+        } catch (error) {
+          throw new UsageError((error as Error).message);
+        }
+        const context = await openContext(globals, runtime, { store: false });
+        try {
+          const report = await buildReport(context.db, tables, policyFrom(opts), pricesFrom(opts), { appIds: opts.app });
+          if (opts.format === 'markdown') renderMarkdown(output, report);
+          else renderText(output, report);
+          output.result(report);
+          return { exitCode: 0 };
+        } finally {
+          await context.close();
+        }
+      }),
+    );
+}
+
+function rows(report: StorageReport): string[][] {
+  const lines: string[][] = [];
+  for (const table of report.tables) {
+    for (const location of table.locations) {
+      lines.push([table.table, location.location, formatCount(location.rows), formatBytes(location.dbBytes), formatBytes(location.r2Bytes)]);
+    }
+  }
+  return lines;
+}
+
+function summary(report: StorageReport): [string, string][] {
+  const t = report.totals;
+  return [
+    ['Migration progress', `${t.progressPercent}% (${formatCount(t.movedRows)} of ${formatCount(t.movedRows + t.pendingRows)} eligible rows in R2)`],
+    ['Still to migrate', `${formatCount(t.pendingRows)} rows, ${formatBytes(t.pendingBytes)}`],
+    ['Database content held', formatBytes(t.dbBytes)],
+    ['Freeable by finalize', `${formatBytes(t.finalizableBytes)} in ${formatCount(t.finalizableRows)} rows`],
+    ['Database bytes saved', formatBytes(t.dbBytesSaved)],
+    ['Stored in R2', formatBytes(t.r2Bytes)],
+    ['R2 storage cost', `${formatMoney(report.cost.r2StoragePerMonth)}/month at ${formatMoney(report.prices.storagePerGbMonth)}/GB-month`],
+    ['Uploads so far (Class A)', `${formatMoney(report.cost.uploadsSoFar)} at ${formatMoney(report.prices.classAPerMillion)}/million`],
+    ['Uploads remaining (Class A)', formatMoney(report.cost.uploadsRemaining)],
+    ['Database storage saved', `${formatMoney(report.cost.databaseStorageSavedPerMonth)}/month at ${formatMoney(report.prices.databasePerGbMonth)}/GB-month`],
+  ];
+}
+
+function renderText(output: Output, report: StorageReport): void {
+  const c = output.color;
+  output.print(c.bold('Storage by table and location'));
+  output.print(renderTable(['table', 'location', 'rows', 'database bytes', 'R2 bytes'], rows(report), { bold: c.bold, dim: c.dim }));
+  output.print('');
+  for (const [label, value] of summary(report)) output.print(`${c.bold(label.padEnd(28))} ${value}`);
+}
+
+function renderMarkdown(output: Output, report: StorageReport): void {
+  output.print(`## R2 storage report (${report.generatedAt})\n`);
+  output.print(renderMarkdownTable(['table', 'location', 'rows', 'database bytes', 'R2 bytes'], rows(report)));
+  output.print('');
+  output.print(renderMarkdownTable(['measure', 'value'], summary(report)));
+}

@@ -1,0 +1,21 @@
+import { confirm } from '@inquirer/prompts';
+import { WriteRefusedError } from '../../src/errors.ts';
+import type { Output } from './output.ts';
+
+/**
+ * Asks before a write. With --yes it does not ask; without a terminal on stdin it never asks and refuses
+ * (exit 2), so CI never hangs on a prompt and never writes by accident.
+ */
+export async function confirmWrite(output: Output, question: string, options: { yes: boolean }): Promise<void> {
+  if (options.yes) return;
+  if (!output.streams.stdin.isTTY) {
+    throw new WriteRefusedError('Refusing to write without confirmation: stdin is not a terminal. Pass --yes to proceed (or --dry-run to only see the plan).');
+  }
+  let answer: boolean;
+  try {
+    answer = await confirm({ message: question, default: false }, { input: output.streams.stdin as never, output: output.streams.stderr as never });
+  } catch {
+    throw new WriteRefusedError('Not confirmed; nothing was changed.');
+  }
+  if (!answer) throw new WriteRefusedError('Not confirmed; nothing was changed.');
+}

@@ -1,0 +1,166 @@
+import { Command, Option } from 'commander';
+import { ConfigResolver } from '../../src/config.ts';
+import { createDb, checkConnection } from '../../src/db.ts';
+import { ObjectStore } from '../../src/object-store.ts';
+import type { StorageContext } from '../../src/context.ts';
+import type { WalkOptions } from '../../src/ops/batch-runner.ts';
+import { DEFAULT_WALK, DEFAULT_INLINE_MAX, type CommonRunOptions } from '../../src/ops/options.ts';
+import { parseTables } from '../../src/tables.ts';
+import { DEFAULT_POLICY, validatePolicy, type PlacementPolicy } from '../../src/placement.ts';
+import { UsageError } from '../../src/errors.ts';
+import { DEFAULT_PRICES, type Prices } from '../../src/cost.ts';
+import * as parse from './parse.ts';
+import { Output, type OutputStreams } from './output.ts';
+
+/** Options every command has (declared once on the program, accepted before or after the subcommand). */
+export interface GlobalOptions {
+  databaseUrl?: string;
+  endpoint?: string;
+  accountId?: string;
+  bucket?: string;
+  region?: string;
+  allowInsecureEndpoint?: boolean;
+  json?: boolean;
+  yes?: boolean;
+  color?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+  requestTimeout?: number;
+  maxAttempts?: number;
+}
+
+export interface Runtime {
+  streams: OutputStreams;
+  cwd: string;
+  signal: AbortSignal;
+}
+
+export function addGlobalOptions(program: Command): Command {
+  return program
+    .option('--database-url <url>', 'PostgreSQL URL (default: $DATABASE_URL, then .env)')
+    .option('--endpoint <url>', 'S3-compatible endpoint (default: $R2_ENDPOINT, or R2 from $R2_ACCOUNT_ID)')
+    .option('--account-id <id>', 'Cloudflare account id (default: $R2_ACCOUNT_ID)')
+    .option('--bucket <name>', 'bucket (default: $R2_BUCKET or $CLOUDFLARE_R2_BUCKET_DB_FILES)')
+    .option('--region <name>', 'S3 region (R2 uses "auto")')
+    .option('--allow-insecure-endpoint', 'allow a plain http:// endpoint on a non-loopback host')
+    .option('--request-timeout <duration>', 'limit for one S3 request, e.g. 60s', parse.duration)
+    .option('--max-attempts <n>', 'attempts per S3 request, with exponential backoff and jitter', parse.integer({ min: 1, max: 20 }))
+    .option('--json', 'print one JSON document on stdout (logs stay on stderr)')
+    .option('-y, --yes', 'do not ask for confirmation before writing')
+    .option('--no-color', 'no colour (NO_COLOR is honoured too)')
+    .option('-q, --quiet', 'no log lines on stderr, only errors')
+    .option('--verbose', 'show stack traces on errors');
+}
+
+export function makeOutput(globals: GlobalOptions, runtime: Runtime): Output {
+  return new Output(runtime.streams, { json: globals.json ?? false, color: globals.color, quiet: globals.quiet });
+}
+
+export interface OpenedContext extends StorageContext {
+  close(): Promise<void>;
+}
+
+/** Resolves configuration, connects, and checks both services before any work: errors name the fix. */
+export async function openContext(globals: GlobalOptions, runtime: Runtime, options: { store: boolean; poolSize?: number; onRequest?: (command: string) => void }): Promise<OpenedContext> {
+  const resolver = new ConfigResolver({
+    flags: { databaseUrl: globals.databaseUrl, endpoint: globals.endpoint, accountId: globals.accountId, bucket: globals.bucket, region: globals.region },
+    env: runtime.streams.env,
+    cwd: runtime.cwd,
+  });
+  const database = resolver.database();
+  const storeConfig = options.store ? resolver.objectStore({ allowInsecureEndpoint: globals.allowInsecureEndpoint }) : undefined;
+  const db = createDb({ url: database.url, poolSize: options.poolSize });
+  let store: ObjectStore | undefined;
+  try {
+    await checkConnection(db, database.url);
+    if (storeConfig) {
+      store = new ObjectStore(storeConfig, {
+        maxSockets: options.poolSize ? options.poolSize * 2 : undefined,
+        requestTimeoutMs: globals.requestTimeout,
+        maxAttempts: globals.maxAttempts,
+        onRequest: options.onRequest,
+      });
+      await store.checkBucket();
+    }
+  } catch (error) {
+    store?.destroy();
+    await db.destroy();
+    throw error;
+  }
+  return {
+    db,
+    store: store as ObjectStore,
+    databaseUrl: database.url,
+    close: async () => {
+      store?.destroy();
+      await db.destroy();
+    },
+  };
+}
+
+/** Flags of every command that walks rows (migrate, verify, finalize, rollback). */
+export function addWalkOptions(command: Command, defaults: { concurrency?: number } = {}): Command {
+  return command
+    .option('--app <id>', 'only this app (repeatable, or comma-separated)', parse.collectIds)
+    .option('--rollout <percent>', 'only this percentage of apps, chosen by a stable hash of app_id (10 → 50 → 100 only widens)', parse.decimal({ min: 0, max: 100, exclusiveMin: true }))
+    .option('--shard <I/N>', 'only rows with id mod N = I (run N processes, one per shard)', parse.shard)
+    .option('--tables <list>', 'comma-separated: files, snapshots, version-files (default: all three)')
+    .option('--limit <n>', 'stop after this many rows', parse.integer({ min: 1 }))
+    .option('--batch-size <n>', 'rows per batch', parse.integer({ min: 1, max: 100_000 }), DEFAULT_WALK.batchSize)
+    .option('--batch-bytes <size>', 'content bytes per batch, e.g. 8MiB', parse.byteSize({ min: 1 }), DEFAULT_WALK.batchBytes)
+    .option('--concurrency <n>', 'S3 requests in flight', parse.integer({ min: 1, max: 1024 }), defaults.concurrency ?? DEFAULT_WALK.concurrency)
+    .option('--hybrid-threshold <size>', 'smallest content that goes to R2', parse.byteSize(), DEFAULT_POLICY.hybridMin)
+    .option('--r2-threshold <size>', 'contents above this lose their DB copy at finalize', parse.byteSize(), DEFAULT_POLICY.r2Above);
+}
+
+export function addPacingOptions(command: Command): Command {
+  return command
+    .option('--max-rate <n>', 'at most this many objects per second', parse.decimal({ min: 0, exclusiveMin: true }))
+    .option('--max-db-load <n>', 'pause while --db-load-probe returns more than this', parse.decimal({ min: 0 }))
+    .option('--db-load-probe <sql>', 'SQL returning one number, e.g. replication lag in seconds', "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'");
+}
+
+export function addPriceOptions(command: Command): Command {
+  return command
+    .addOption(new Option('--price-storage <usd>', 'R2 storage, $/GB-month').argParser(parse.decimal()).default(DEFAULT_PRICES.storagePerGbMonth))
+    .addOption(new Option('--price-class-a <usd>', 'R2 Class A (writes, lists), $/million').argParser(parse.decimal()).default(DEFAULT_PRICES.classAPerMillion))
+    .addOption(new Option('--price-class-b <usd>', 'R2 Class B (reads), $/million').argParser(parse.decimal()).default(DEFAULT_PRICES.classBPerMillion))
+    .addOption(new Option('--price-database <usd>', 'PostgreSQL storage, $/GB-month (values the bytes saved)').argParser(parse.decimal()).default(DEFAULT_PRICES.databasePerGbMonth));
+}
+
+export function pricesFrom(opts: Record<string, unknown>): Prices {
+  return {
+    storagePerGbMonth: opts.priceStorage as number,
+    classAPerMillion: opts.priceClassA as number,
+    classBPerMillion: opts.priceClassB as number,
+    databasePerGbMonth: opts.priceDatabase as number,
+  };
+}
+
+export function policyFrom(opts: Record<string, unknown>): PlacementPolicy {
+  const policy = { hybridMin: (opts.hybridThreshold as number) ?? DEFAULT_POLICY.hybridMin, r2Above: (opts.r2Threshold as number) ?? DEFAULT_POLICY.r2Above };
+  const problem = validatePolicy(policy);
+  if (problem) throw new UsageError(`Invalid thresholds: ${problem}.`);
+  return policy;
+}
+
+export function runOptionsFrom(opts: Record<string, unknown>, signal: AbortSignal): CommonRunOptions {
+  let tables;
+  try {
+    tables = parseTables(opts.tables as string | undefined);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  if (opts.maxDbLoad !== undefined && !opts.dbLoadProbe) throw new UsageError('--max-db-load needs --db-load-probe.');
+  const walk: WalkOptions = {
+    filter: { appIds: opts.app as string[] | undefined, rolloutPercent: opts.rollout as number | undefined, shard: opts.shard as WalkOptions['filter']['shard'] },
+    limit: opts.limit as number | undefined,
+    batchSize: opts.batchSize as number,
+    batchBytes: opts.batchBytes as number,
+    concurrency: opts.concurrency as number,
+    maxRate: opts.maxRate as number | undefined,
+    dbLoad: opts.maxDbLoad !== undefined ? { probeSql: opts.dbLoadProbe as string, threshold: opts.maxDbLoad as number } : undefined,
+    signal,
+  };
+  return { ...walk, tables, policy: policyFrom(opts), inlineMaxBytes: DEFAULT_INLINE_MAX };
+}

@@ -1,0 +1,77 @@
+import { Command } from 'commander';
+import { verify } from '../src/ops/verify.ts';
+import { addWalkOptions, makeOutput, openContext, runOptionsFrom, type GlobalOptions, type Runtime } from './support/context.ts';
+import { progressReporter } from './support/progress.ts';
+import { formatBytes, formatCount, renderTable } from './support/format.ts';
+import * as parse from './support/parse.ts';
+import type { CommandResult } from './support/command.ts';
+import { EXIT } from './support/exit.ts';
+
+export function verifyCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
+  const command = new Command('verify')
+    .description(
+      'Check every row stored in R2: object present, size and content match, database copy (where kept) matches content_hash, flags consistent. Exit 1 when anything is wrong.',
+    )
+    .option('--deep', 'download and hash every object (default: listings, ETags and the database)')
+    .option('--orphans', 'also list objects under apps/ that no row references')
+    .option('--sample <percent>', 'check only this percentage of rows (a stable choice)', parse.decimal({ min: 0, max: 100, exclusiveMin: true }));
+  addWalkOptions(command, { concurrency: 16 });
+  return command
+    .addHelpText('after', '\nExamples:\n  $ overskill-storage verify\n  $ overskill-storage verify --deep --app 42\n  $ overskill-storage verify --orphans --json > verify.json')
+    .action(async (opts, cmd: Command) =>
+      run(async () => {
+        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const output = makeOutput(globals, runtime);
+        const options = runOptionsFrom(opts, runtime.signal);
+        const context = await openContext(globals, runtime, { store: true, poolSize: 4 });
+        try {
+          const progress = progressReporter(output);
+          const result = await verify(
+            context,
+            {
+              tables: options.tables,
+              filter: options.filter,
+              deep: opts.deep ?? false,
+              orphans: opts.orphans ?? false,
+              samplePercent: opts.sample,
+              concurrency: options.concurrency,
+              limit: options.limit,
+              signal: runtime.signal,
+            },
+            progress,
+          );
+          progress.stop();
+          const c = output.color;
+          output.print(
+            renderTable(
+              ['table', 'rows checked'],
+              Object.entries(result.checked).map(([table, count]) => [table, formatCount(count)]),
+              { bold: c.bold, dim: c.dim },
+            ),
+          );
+          if (result.problemCount) {
+            output.print(c.red(`\n${formatCount(result.problemCount)} problem(s):`));
+            for (const problem of result.problems.slice(0, 200)) {
+              output.print(`  ${problem.table} #${problem.id} app ${problem.appId}${problem.path !== null ? ` ${JSON.stringify(problem.path)}` : ''}${problem.key ? ` [${problem.key}]` : ''}: ${problem.problem}`);
+            }
+            if (result.problemCount > 200) output.print(`  … and ${formatCount(result.problemCount - 200)} more (use --json)`);
+          } else {
+            output.print(c.green(`\nNo problems found${result.deep ? ' (every object downloaded and hashed)' : ''}.`));
+          }
+          if (opts.orphans) {
+            if (result.sampled) output.print(c.dim('Orphans are not listed while sampling.'));
+            else {
+              output.print(`\nOrphaned objects: ${formatCount(result.orphanCount)} (${formatBytes(result.orphanBytes)})`);
+              for (const orphan of result.orphans.slice(0, 50)) output.print(`  ${orphan.key} (${formatBytes(orphan.size)})`);
+              if (result.orphanCount > 50) output.print(`  … and ${formatCount(result.orphanCount - 50)} more`);
+            }
+          }
+          output.result(result);
+          if (result.interrupted) return { exitCode: EXIT.interrupted };
+          return { exitCode: result.problemCount ? EXIT.problems : EXIT.ok };
+        } finally {
+          await context.close();
+        }
+      }),
+    );
+}

@@ -1,0 +1,164 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError } from './errors.ts';
+import { registerSecret } from './secrets.ts';
+
+/** Where the tool reads from: flags win over the environment, which wins over `.env` in the working directory. */
+export interface ConfigSources {
+  flags: Partial<Record<ConfigKey, string | undefined>>;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+}
+
+export type ConfigKey =
+  | 'databaseUrl'
+  | 'accountId'
+  | 'endpoint'
+  | 'accessKeyId'
+  | 'secretAccessKey'
+  | 'bucket'
+  | 'region';
+
+const ENV_NAMES: Record<ConfigKey, string[]> = {
+  databaseUrl: ['DATABASE_URL'],
+  accountId: ['R2_ACCOUNT_ID'],
+  endpoint: ['R2_ENDPOINT'],
+  accessKeyId: ['R2_ACCESS_KEY_ID'],
+  secretAccessKey: ['R2_SECRET_ACCESS_KEY'],
+  bucket: ['R2_BUCKET', 'CLOUDFLARE_R2_BUCKET_DB_FILES'],
+  region: ['R2_REGION'],
+};
+
+export interface DatabaseConfig {
+  url: string;
+}
+
+export interface ObjectStoreConfig {
+  endpoint: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  bucket: string;
+  region: string;
+  allowInsecureEndpoint: boolean;
+}
+
+export function parseDotEnv(text: string): Record<string, string> {
+  const values: Record<string, string> = {};
+  for (const rawLine of text.split(/\r?\n/)) {
+    const line = rawLine.trim();
+    if (!line || line.startsWith('#')) continue;
+    const match = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
+    if (!match) continue;
+    let value = match[2];
+    const quote = value[0];
+    if ((quote === '"' || quote === "'") && value.endsWith(quote) && value.length >= 2) {
+      value = value.slice(1, -1);
+      if (quote === '"') value = value.replace(/\\n/g, '\n').replace(/\\"/g, '"');
+    } else {
+      value = value.replace(/\s+#.*$/, '');
+    }
+    values[match[1]] = value;
+  }
+  return values;
+}
+
+export function loadDotEnv(cwd: string): Record<string, string> {
+  const path = join(cwd, '.env');
+  if (!existsSync(path)) return {};
+  return parseDotEnv(readFileSync(path, 'utf8'));
+}
+
+export class ConfigResolver {
+  private readonly dotEnv: Record<string, string>;
+
+  constructor(private readonly sources: ConfigSources) {
+    this.dotEnv = loadDotEnv(sources.cwd);
+    // Register every secret we can see up front, so even a failure while parsing never shows one.
+    for (const key of ['secretAccessKey', 'accessKeyId'] as const) registerSecret(this.get(key));
+    const url = this.get('databaseUrl');
+    if (url) {
+      try {
+        registerSecret(decodeURIComponent(new URL(url).password));
+      } catch {
+        // Malformed URL: reported by database() below.
+      }
+    }
+  }
+
+  get(key: ConfigKey): string | undefined {
+    const flag = this.sources.flags[key];
+    if (flag !== undefined && flag !== '') return flag;
+    for (const name of ENV_NAMES[key]) {
+      const value = this.sources.env[name];
+      if (value !== undefined && value !== '') return value;
+    }
+    for (const name of ENV_NAMES[key]) {
+      const value = this.dotEnv[name];
+      if (value !== undefined && value !== '') return value;
+    }
+    return undefined;
+  }
+
+  database(): DatabaseConfig {
+    const url = this.get('databaseUrl');
+    if (!url) {
+      throw new ConfigError('DATABASE_URL is not set: pass --database-url or set DATABASE_URL (e.g. postgres://user@host:5432/db).');
+    }
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new ConfigError('DATABASE_URL is malformed: expected postgres://user:password@host:port/database.');
+    }
+    if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
+      throw new ConfigError(`DATABASE_URL must start with postgres:// or postgresql://, not ${parsed.protocol}//.`);
+    }
+    if (!parsed.pathname || parsed.pathname === '/') {
+      throw new ConfigError('DATABASE_URL names no database: add /database_name after the host.');
+    }
+    return { url };
+  }
+
+  objectStore(options: { allowInsecureEndpoint?: boolean } = {}): ObjectStoreConfig {
+    const accountId = this.get('accountId');
+    let endpoint = this.get('endpoint');
+    if (!endpoint && accountId) {
+      if (!/^[a-zA-Z0-9-]+$/.test(accountId)) throw new ConfigError('R2_ACCOUNT_ID must be the hex account id from the Cloudflare dashboard.');
+      endpoint = `https://${accountId}.r2.cloudflarestorage.com`;
+    }
+    if (!endpoint) throw new ConfigError('No object store configured: set R2_ACCOUNT_ID (Cloudflare R2) or R2_ENDPOINT (any S3-compatible server).');
+    let url: URL;
+    try {
+      url = new URL(endpoint);
+    } catch {
+      throw new ConfigError(`R2_ENDPOINT is not a URL: ${endpoint}`);
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ConfigError('R2_ENDPOINT must be an http:// or https:// URL.');
+    const allowInsecureEndpoint = options.allowInsecureEndpoint ?? false;
+    if (url.protocol === 'http:' && !isLoopbackHost(url.hostname) && !allowInsecureEndpoint) {
+      throw new ConfigError(
+        `R2_ENDPOINT ${url.host} is plain http:// to a non-loopback host: credentials and data would cross the network unencrypted. Use https://, or pass --allow-insecure-endpoint.`,
+      );
+    }
+    const accessKeyId = this.get('accessKeyId');
+    const secretAccessKey = this.get('secretAccessKey');
+    if (!accessKeyId) throw new ConfigError('R2_ACCESS_KEY_ID is not set.');
+    if (!secretAccessKey) throw new ConfigError('R2_SECRET_ACCESS_KEY is not set.');
+    const bucket = this.get('bucket');
+    if (!bucket) throw new ConfigError('R2_BUCKET (or CLOUDFLARE_R2_BUCKET_DB_FILES) is not set.');
+    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw new ConfigError(`R2_BUCKET "${bucket}" is not a valid bucket name.`);
+    return {
+      endpoint: url.toString().replace(/\/$/, ''),
+      accessKeyId,
+      secretAccessKey,
+      bucket,
+      region: this.get('region') ?? 'auto',
+      allowInsecureEndpoint,
+    };
+  }
+}
+
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host) || host.endsWith('.localhost');
+}

@@ -1,0 +1,47 @@
+/**
+ * Typed errors of the core. The CLI maps each class to one exit code (commands/support/exit.ts);
+ * the core never exits or prints.
+ */
+export class StorageError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Bad flags, missing or malformed configuration, unreachable services: the operator must fix something. */
+export class ConfigError extends StorageError {}
+
+/** A flag value or argument that cannot be used. */
+export class UsageError extends StorageError {}
+
+/** A write was asked for without a TTY and without --yes, or the operator declined. */
+export class WriteRefusedError extends StorageError {}
+
+/** The database schema lacks what the command needs. */
+export class SchemaMissingError extends StorageError {}
+
+/** The operator pressed Ctrl-C and the run stopped after its in-flight work. */
+export class InterruptedError extends StorageError {}
+
+/** The data itself is wrong (corrupt snapshot, ambiguous version, ...); nothing was changed. */
+export class DataError extends StorageError {}
+
+/** An object-store request failed after its retries. */
+export class ObjectStoreError extends StorageError {
+  constructor(message: string, readonly key?: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** Stored bytes do not hash to what the database expects. */
+export class IntegrityError extends StorageError {
+  constructor(message: string, readonly key?: string) {
+    super(message);
+  }
+}
+
+export function errorMessage(error: unknown): string {
+  if (error instanceof Error) return error.message || error.name;
+  return String(error);
+}

@@ -1,0 +1,77 @@
+/**
+ * Object keys. The layout is the plan's:
+ *   apps/{app_id}/files/{path}
+ *   apps/{app_id}/versions/{version_id}/{path}
+ *   apps/{app_id}/snapshots/{version_id}/snapshot.json
+ *   apps/{app_id}/blobs/{sha256}            (content-addressed layout)
+ *
+ * Derivation is injective on the paths it accepts: one leading "/" is stripped (the plan's rule), and any
+ * path that could otherwise alias another ("a//b", "./a", "a/../b", control characters, invalid Unicode)
+ * is refused with a reason instead of being rewritten. The only aliasing left, "/a" versus "a" within
+ * one app, is caught by the claim query, which refuses both rows (see sql/claim-batch.ts).
+ */
+export const MAX_KEY_BYTES = 1024;
+
+export type KeyResult = { ok: true; key: string } | { ok: false; reason: string };
+
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/;
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const DECIMAL_ID = /^[0-9]{1,20}$/;
+
+export function normalizePath(path: unknown): { ok: true; path: string } | { ok: false; reason: string } {
+  if (typeof path !== 'string') return { ok: false, reason: 'path is missing' };
+  if (LONE_SURROGATE.test(path)) return { ok: false, reason: 'path is not valid Unicode' };
+  if (CONTROL_CHARACTERS.test(path)) return { ok: false, reason: 'path contains control characters' };
+  const stripped = path.startsWith('/') ? path.slice(1) : path;
+  if (stripped.length === 0) return { ok: false, reason: 'path is empty' };
+  for (const segment of stripped.split('/')) {
+    if (segment === '') return { ok: false, reason: 'path has an empty segment ("//", or a leading or trailing "/")' };
+    if (segment === '.' || segment === '..') return { ok: false, reason: `path has a "${segment}" segment` };
+  }
+  return { ok: true, path: stripped };
+}
+
+function checkId(label: string, id: unknown): string | undefined {
+  const text = String(id);
+  return DECIMAL_ID.test(text) ? undefined : `${label} "${text}" is not a positive integer id`;
+}
+
+function finish(key: string): KeyResult {
+  const bytes = Buffer.byteLength(key, 'utf8');
+  if (bytes > MAX_KEY_BYTES) return { ok: false, reason: `object key would be ${bytes} bytes; S3 allows at most ${MAX_KEY_BYTES}` };
+  return { ok: true, key };
+}
+
+export function fileKey(appId: string | number, path: unknown): KeyResult {
+  const bad = checkId('app id', appId);
+  if (bad) return { ok: false, reason: bad };
+  const normalized = normalizePath(path);
+  if (!normalized.ok) return normalized;
+  return finish(`apps/${appId}/files/${normalized.path}`);
+}
+
+export function versionFileKey(appId: string | number, versionId: string | number, path: unknown): KeyResult {
+  const bad = checkId('app id', appId) ?? checkId('version id', versionId);
+  if (bad) return { ok: false, reason: bad };
+  const normalized = normalizePath(path);
+  if (!normalized.ok) return normalized;
+  return finish(`apps/${appId}/versions/${versionId}/${normalized.path}`);
+}
+
+export function snapshotKey(appId: string | number, versionId: string | number): KeyResult {
+  const bad = checkId('app id', appId) ?? checkId('version id', versionId);
+  if (bad) return { ok: false, reason: bad };
+  return finish(`apps/${appId}/snapshots/${versionId}/snapshot.json`);
+}
+
+export function blobKey(appId: string | number, sha256Hex: string): KeyResult {
+  const bad = checkId('app id', appId);
+  if (bad) return { ok: false, reason: bad };
+  if (!/^[0-9a-f]{64}$/.test(sha256Hex)) return { ok: false, reason: 'content hash is not a lowercase hex SHA-256' };
+  return finish(`apps/${appId}/blobs/${sha256Hex}`);
+}
+
+/** The path a key stands for, relative to its app's area; used by orphan listings and exports. */
+export function appIdOfKey(key: string): string | undefined {
+  return /^apps\/([0-9]+)\//.exec(key)?.[1];
+}

@@ -1,0 +1,195 @@
+import type { Db } from '../db.ts';
+import type { StoredTable } from '../tables.ts';
+import { claimBatch, releaseClaims, type ClaimOrder, type ClaimRequest, type ClaimedRow, type Cursor } from '../sql/claim-batch.ts';
+import type { RowFilter } from '../sql/filters.ts';
+import { Limiter } from '../pool.ts';
+import { waitForDbLoad, type DbLoadGuard, RateLimiter } from '../pacing.ts';
+import type { Reporter } from '../reporter.ts';
+import { errorMessage } from '../errors.ts';
+
+/** What the operator chose about which rows, how many and how fast: shared by every row-walking command. */
+export interface WalkOptions {
+  filter: RowFilter;
+  /** Stop after this many rows have been attempted (per run, over all tables). */
+  limit?: number;
+  batchSize: number;
+  /** Inline content per batch is capped at this many bytes. */
+  batchBytes: number;
+  concurrency: number;
+  /** Objects per second, over the whole run. */
+  maxRate?: number;
+  dbLoad?: DbLoadGuard;
+  order?: ClaimOrder;
+  signal?: AbortSignal;
+}
+
+export type ItemOutcome<Done> =
+  | { kind: 'done'; value: Done; bytes: number }
+  | { kind: 'failed'; reason: string; key?: string }
+  | { kind: 'skipped'; reason: string };
+
+export interface ItemProblem {
+  table: string;
+  id: string;
+  appId: string;
+  path: string | null;
+  key?: string;
+  reason: string;
+}
+
+export interface TableRunResult {
+  table: string;
+  attempted: number;
+  flipped: number;
+  bytes: number;
+  /** Rows the app changed between our read and our flip: left for the next run, not overwritten. */
+  changedMeanwhile: ItemProblem[];
+  failed: ItemProblem[];
+  skipped: ItemProblem[];
+  flippedIds?: string[];
+}
+
+export interface BatchOperation<Done> {
+  table: StoredTable;
+  eligible: ClaimRequest['eligible'];
+  withContent: boolean;
+  withDbHash: boolean;
+  inlineMaxBytes: number;
+  /** The per-row work (uploads, downloads); runs under the concurrency limit. */
+  work(row: ClaimedRow): Promise<ItemOutcome<Done>>;
+  /** One statement that flips the batch's finished rows (and releases all its claims); returns flipped ids. */
+  flip(done: Done[], claimedIds: string[]): Promise<string[]>;
+  idOf(done: Done): string;
+  /** Keep the ids that flipped in the result (for --purge). */
+  collectFlippedIds?: boolean;
+}
+
+export interface RunBudget {
+  remaining: number;
+}
+
+const MAX_PASSES = 3;
+const BATCHES_IN_FLIGHT = 2;
+
+/**
+ * Walks one table in claimed batches: claim (one statement) → per-row work under a shared concurrency
+ * limit → flip (one statement). Two batches are in flight so the upload pool never drains while a batch
+ * is claimed or flipped. A second and third pass pick up rows that were locked by the app the first time.
+ * Stops claiming when the signal aborts; batches in flight finish and flip.
+ */
+export async function runBatches<Done>(
+  db: Db,
+  worker: string,
+  operation: BatchOperation<Done>,
+  options: WalkOptions,
+  budget: RunBudget,
+  reporter: Reporter,
+  shared: { limiter: Limiter; rate?: RateLimiter },
+): Promise<TableRunResult> {
+  const { table } = operation;
+  const result: TableRunResult = { table: table.name, attempted: 0, flipped: 0, bytes: 0, changedMeanwhile: [], failed: [], skipped: [] };
+  if (operation.collectFlippedIds) result.flippedIds = [];
+  const exclude = new Set<string>();
+  const problem = (row: ClaimedRow, reason: string, key?: string): ItemProblem => ({
+    table: table.name,
+    id: row.id,
+    appId: row.app_id,
+    path: row.path,
+    key: key ?? row.key ?? undefined,
+    reason,
+  });
+
+  const processBatch = async (rows: ClaimedRow[]) => {
+    const claimedIds = rows.map((row) => row.id);
+    const outcomes = await Promise.all(
+      rows.map((row) =>
+        shared.limiter.run(async (): Promise<ItemOutcome<Done>> => {
+          try {
+            await shared.rate?.take();
+            return await operation.work(row);
+          } catch (error) {
+            return { kind: 'failed', reason: errorMessage(error) };
+          }
+        }),
+      ),
+    );
+    const done: Done[] = [];
+    const doneRows = new Map<string, { row: ClaimedRow; bytes: number }>();
+    outcomes.forEach((outcome, index) => {
+      const row = rows[index];
+      if (outcome.kind === 'done') {
+        done.push(outcome.value);
+        doneRows.set(row.id, { row, bytes: outcome.bytes });
+      } else {
+        exclude.add(row.id);
+        (outcome.kind === 'failed' ? result.failed : result.skipped).push(problem(row, outcome.reason, outcome.kind === 'failed' ? outcome.key : undefined));
+        reporter.advance?.(1, row.bytes ?? 0);
+      }
+    });
+    let flipped: string[];
+    try {
+      flipped = await operation.flip(done, claimedIds);
+    } catch (error) {
+      await releaseClaims(db, table, worker, claimedIds).catch(() => undefined);
+      for (const { row } of doneRows.values()) {
+        exclude.add(row.id);
+        result.failed.push(problem(row, `database update failed: ${errorMessage(error)}`));
+        reporter.advance?.(1, row.bytes ?? 0);
+      }
+      return;
+    }
+    const flippedSet = new Set(flipped);
+    for (const [id, { row, bytes }] of doneRows) {
+      if (flippedSet.has(id)) {
+        result.flipped++;
+        result.bytes += bytes;
+        result.flippedIds?.push(id);
+      } else {
+        exclude.add(id);
+        result.changedMeanwhile.push(problem(row, 'the row changed while it was being processed; left as it is for the next run'));
+      }
+      reporter.advance?.(1, row.bytes ?? 0);
+    }
+  };
+
+  for (let pass = 1; pass <= MAX_PASSES; pass++) {
+    let cursor: Cursor | undefined;
+    let claimedThisPass = 0;
+    const inFlight = new Set<Promise<void>>();
+    try {
+      while (!options.signal?.aborted && budget.remaining > 0) {
+        while (inFlight.size >= BATCHES_IN_FLIGHT) await Promise.race(inFlight);
+        if (options.signal?.aborted) break;
+        await waitForDbLoad(db, options.dbLoad, reporter, options.signal);
+        if (options.signal?.aborted) break;
+        const batch = await claimBatch(db, {
+          table,
+          worker,
+          eligible: operation.eligible,
+          filter: options.filter,
+          order: options.order ?? 'id',
+          cursor,
+          excludeIds: [...exclude],
+          maxRows: Math.min(options.batchSize, budget.remaining),
+          inlineMaxBytes: operation.inlineMaxBytes,
+          maxBatchBytes: options.batchBytes,
+          withContent: operation.withContent,
+          withDbHash: operation.withDbHash,
+        });
+        if (batch.rows.length === 0) break;
+        cursor = batch.cursor;
+        const won = batch.rows.filter((row) => row.won);
+        if (won.length === 0) continue;
+        claimedThisPass += won.length;
+        budget.remaining -= won.length;
+        result.attempted += won.length;
+        const job: Promise<void> = processBatch(won).finally(() => inFlight.delete(job));
+        inFlight.add(job);
+      }
+    } finally {
+      await Promise.all(inFlight);
+    }
+    if (claimedThisPass === 0 || options.signal?.aborted || budget.remaining <= 0) break;
+  }
+  return result;
+}

@@ -1,0 +1,33 @@
+import type { PlacementPolicy } from '../placement.ts';
+import { DEFAULT_POLICY } from '../placement.ts';
+import type { WalkOptions } from './batch-runner.ts';
+import type { StoredTable } from '../tables.ts';
+import { TABLE_NAMES, TABLES } from '../tables.ts';
+
+export const DEFAULT_WALK: Omit<WalkOptions, 'filter'> = {
+  batchSize: 200,
+  batchBytes: 8 * 1024 * 1024,
+  concurrency: 16,
+};
+
+/** Contents above this size are streamed in slices instead of being fetched with their batch. */
+export const DEFAULT_INLINE_MAX = 8 * 1024 * 1024;
+/** At most this many streamed (large) contents move at once, whatever the concurrency: memory stays bounded. */
+export const LARGE_ITEM_CONCURRENCY = 2;
+
+export interface CommonRunOptions extends WalkOptions {
+  tables: StoredTable[];
+  policy: PlacementPolicy;
+  inlineMaxBytes: number;
+}
+
+export function defaultRunOptions(overrides: Partial<CommonRunOptions> = {}): CommonRunOptions {
+  return {
+    ...DEFAULT_WALK,
+    filter: {},
+    tables: TABLE_NAMES.map((name) => TABLES[name]),
+    policy: DEFAULT_POLICY,
+    inlineMaxBytes: DEFAULT_INLINE_MAX,
+    ...overrides,
+  };
+}

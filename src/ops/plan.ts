@@ -1,0 +1,162 @@
+import type { Db } from '../db.ts';
+import type { StoredTable } from '../tables.ts';
+import type { Params } from '../sql/params.ts';
+import type { RowFilter } from '../sql/filters.ts';
+import { selectionTotals } from '../sql/aggregates.ts';
+import { classACost, classBCost, storageCost, type Prices, DEFAULT_PRICES } from '../cost.ts';
+import { DEFAULT_PART_SIZE } from '../object-store.ts';
+import type { PlacementPolicy } from '../placement.ts';
+
+/** One line of a plan: what happens to how many rows of a table, and how many bytes. */
+export interface PlanLine {
+  table: string;
+  action: string;
+  rows: number;
+  bytes: number;
+}
+
+/** What a write command would do, shown before it asks, and alone with --dry-run. */
+export interface Plan {
+  operation: string;
+  lines: PlanLine[];
+  /** Rows the run would change. */
+  rows: number;
+  bytes: number;
+  requests: { classA: number; classB: number; free: number };
+  cost: { requests: number; storagePerMonth: number };
+  /** Database bytes the operation frees now, or would free at finalize. */
+  databaseBytesFreed: number;
+  databaseBytesFreedLater: number;
+  notes: string[];
+}
+
+export interface PlanScope {
+  tables: StoredTable[];
+  filter: RowFilter;
+  limit?: number;
+  order?: 'id' | 'size-desc';
+  policy: PlacementPolicy;
+  inlineMaxBytes: number;
+  prices?: Prices;
+}
+
+function emptyPlan(operation: string): Plan {
+  return {
+    operation,
+    lines: [],
+    rows: 0,
+    bytes: 0,
+    requests: { classA: 0, classB: 0, free: 0 },
+    cost: { requests: 0, storagePerMonth: 0 },
+    databaseBytesFreed: 0,
+    databaseBytesFreedLater: 0,
+    notes: [],
+  };
+}
+
+function finishCost(plan: Plan, prices: Prices, storedBytesDelta: number): Plan {
+  plan.cost.requests = classACost(plan.requests.classA, prices) + classBCost(plan.requests.classB, prices);
+  plan.cost.storagePerMonth = storageCost(storedBytesDelta, prices);
+  return plan;
+}
+
+type Eligible = (table: StoredTable) => (params: Params) => string;
+
+export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, minBytes: number): Promise<Plan> {
+  const plan = emptyPlan('migrate');
+  const prices = scope.prices ?? DEFAULT_PRICES;
+  let remaining = scope.limit ?? Number.POSITIVE_INFINITY;
+  for (const table of scope.tables) {
+    const moving = await selectionTotals(db, table, eligible(table), scope.filter, {
+      limit: Number.isFinite(remaining) ? remaining : undefined,
+      order: scope.order ?? 'id',
+      above: scope.policy.r2Above,
+      streamAbove: scope.inlineMaxBytes,
+      partSize: DEFAULT_PART_SIZE,
+    });
+    remaining -= moving.rows;
+    const staying = await selectionTotals(
+      db,
+      table,
+      (params) => `t.${table.locationColumn} = 'database' AND t.${table.contentColumn} IS NOT NULL AND octet_length(t.${table.contentColumn}) < ${params.add(minBytes, 'bigint')}`,
+      scope.filter,
+      { order: 'id', above: 0, streamAbove: Number.MAX_SAFE_INTEGER, partSize: DEFAULT_PART_SIZE },
+    );
+    const already = await selectionTotals(db, table, () => `t.${table.locationColumn} IN ('hybrid', 'r2')`, scope.filter, {
+      order: 'id',
+      above: 0,
+      streamAbove: Number.MAX_SAFE_INTEGER,
+      partSize: DEFAULT_PART_SIZE,
+    });
+    plan.lines.push(
+      { table: table.name, action: 'upload, then hybrid (DB + R2)', rows: moving.rows - moving.rows_above, bytes: moving.bytes - moving.bytes_above },
+      { table: table.name, action: 'upload, then hybrid; r2 only after finalize', rows: moving.rows_above, bytes: moving.bytes_above },
+      { table: table.name, action: 'stays in database (too small)', rows: staying.rows, bytes: staying.bytes },
+      { table: table.name, action: 'already in R2 (skipped)', rows: already.rows, bytes: already.bytes },
+    );
+    plan.rows += moving.rows;
+    plan.bytes += moving.bytes;
+    plan.requests.classA += moving.rows - moving.rows_streamed + moving.rows_streamed * 2 + moving.parts_streamed;
+    plan.databaseBytesFreedLater += moving.bytes_above;
+  }
+  plan.notes.push('migrate never clears database content; finalize does, after reading every copy back');
+  return finishCost(plan, prices, plan.bytes);
+}
+
+export async function planFinalize(db: Db, scope: PlanScope, eligible: Eligible): Promise<Plan> {
+  const plan = emptyPlan('finalize');
+  const prices = scope.prices ?? DEFAULT_PRICES;
+  let remaining = scope.limit ?? Number.POSITIVE_INFINITY;
+  for (const table of scope.tables) {
+    const clearing = await selectionTotals(db, table, eligible(table), scope.filter, {
+      limit: Number.isFinite(remaining) ? remaining : undefined,
+      order: scope.order ?? 'id',
+      above: 0,
+      streamAbove: Number.MAX_SAFE_INTEGER,
+      partSize: DEFAULT_PART_SIZE,
+    });
+    remaining -= clearing.rows;
+    plan.lines.push({ table: table.name, action: 'read back, verify, clear DB content (r2)', rows: clearing.rows, bytes: clearing.bytes });
+    plan.rows += clearing.rows;
+    plan.bytes += clearing.bytes;
+    plan.requests.classB += clearing.rows;
+    plan.databaseBytesFreed += clearing.bytes;
+  }
+  plan.notes.push('PostgreSQL reuses the freed space after VACUUM; the disk shrinks only after VACUUM FULL or pg_repack');
+  return finishCost(plan, prices, 0);
+}
+
+export async function planRollback(db: Db, scope: PlanScope, keepHybrid: boolean, purge: boolean): Promise<Plan> {
+  const plan = emptyPlan('rollback');
+  const prices = scope.prices ?? DEFAULT_PRICES;
+  let remaining = scope.limit ?? Number.POSITIVE_INFINITY;
+  let purgedBytes = 0;
+  for (const table of scope.tables) {
+    const options = { order: 'id' as const, above: 0, streamAbove: Number.MAX_SAFE_INTEGER, partSize: DEFAULT_PART_SIZE };
+    const fromR2 = await selectionTotals(db, table, () => `t.${table.locationColumn} = 'r2' AND t.${table.keyColumn} IS NOT NULL`, scope.filter, {
+      ...options,
+      limit: Number.isFinite(remaining) ? remaining : undefined,
+    });
+    remaining -= fromR2.rows;
+    plan.lines.push({ table: table.name, action: `download, verify, write back to DB (${keepHybrid ? 'hybrid' : 'database'})`, rows: fromR2.rows, bytes: fromR2.bytes });
+    plan.rows += fromR2.rows;
+    plan.bytes += fromR2.bytes;
+    plan.requests.classB += fromR2.rows;
+    if (!keepHybrid) {
+      const fromHybrid = await selectionTotals(db, table, () => `t.${table.locationColumn} = 'hybrid' AND t.${table.keyColumn} IS NOT NULL`, scope.filter, {
+        ...options,
+        limit: Number.isFinite(remaining) ? remaining : undefined,
+      });
+      remaining -= fromHybrid.rows;
+      plan.lines.push({ table: table.name, action: 'flip hybrid back to database (content already there)', rows: fromHybrid.rows, bytes: fromHybrid.bytes });
+      plan.rows += fromHybrid.rows;
+      if (purge) {
+        plan.requests.free += fromHybrid.rows + fromR2.rows;
+        purgedBytes += fromHybrid.bytes + fromR2.bytes;
+      }
+    }
+  }
+  if (purge && !keepHybrid) plan.notes.push('--purge deletes each object only after its row has been rolled back and verified');
+  if (purge && keepHybrid) plan.notes.push('--purge has no effect with --keep-hybrid: objects stay referenced');
+  return finishCost(plan, prices, -purgedBytes);
+}

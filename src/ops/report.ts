@@ -1,0 +1,100 @@
+import type { Db } from '../db.ts';
+import type { StoredTable } from '../tables.ts';
+import type { RowFilter } from '../sql/filters.ts';
+import { locationTotals, type LocationTotals } from '../sql/aggregates.ts';
+import type { PlacementPolicy } from '../placement.ts';
+import { classACost, storageCost, type Prices, GB } from '../cost.ts';
+import { assertSchemaReady } from './schema.ts';
+
+export interface ReportTable {
+  table: string;
+  locations: { location: string; rows: number; dbBytes: number; r2Bytes: number }[];
+  rows: number;
+  dbBytes: number;
+  r2Bytes: number;
+  pendingRows: number;
+  pendingBytes: number;
+  movedRows: number;
+  finalizableRows: number;
+  finalizableBytes: number;
+  /** Percent of the rows that belong in R2 which are there (hybrid or r2). */
+  progressPercent: number;
+  /** Database bytes no longer held because rows are r2. */
+  dbBytesSaved: number;
+}
+
+export interface StorageReport {
+  tables: ReportTable[];
+  totals: Omit<ReportTable, 'table' | 'locations'>;
+  cost: {
+    r2StoragePerMonth: number;
+    /** One-time Class A cost of the PUTs that moved what is in R2 so far, and of what is left. */
+    uploadsSoFar: number;
+    uploadsRemaining: number;
+    databaseStorageSavedPerMonth: number;
+  };
+  prices: Prices;
+  policy: PlacementPolicy;
+  generatedAt: string;
+}
+
+/** Bytes and counts per table and location, progress, savings and R2 cost; one aggregate statement. */
+export async function buildReport(db: Db, tables: StoredTable[], policy: PlacementPolicy, prices: Prices, filter: RowFilter): Promise<StorageReport> {
+  await assertSchemaReady(db);
+  const totals = await locationTotals(db, tables, policy, filter);
+  const reportTables = tables.map((table) => summarizeTable(table.name, totals.filter((row) => row.table === table.name)));
+  const sum = (pick: (t: ReportTable) => number) => reportTables.reduce((acc, t) => acc + pick(t), 0);
+  const all = {
+    rows: sum((t) => t.rows),
+    dbBytes: sum((t) => t.dbBytes),
+    r2Bytes: sum((t) => t.r2Bytes),
+    pendingRows: sum((t) => t.pendingRows),
+    pendingBytes: sum((t) => t.pendingBytes),
+    movedRows: sum((t) => t.movedRows),
+    finalizableRows: sum((t) => t.finalizableRows),
+    finalizableBytes: sum((t) => t.finalizableBytes),
+    dbBytesSaved: sum((t) => t.dbBytesSaved),
+    progressPercent: 0,
+  };
+  all.progressPercent = percent(all.movedRows, all.movedRows + all.pendingRows);
+  return {
+    tables: reportTables,
+    totals: all,
+    cost: {
+      r2StoragePerMonth: storageCost(all.r2Bytes, prices),
+      uploadsSoFar: classACost(all.movedRows, prices),
+      uploadsRemaining: classACost(all.pendingRows, prices),
+      databaseStorageSavedPerMonth: (all.dbBytesSaved / GB) * prices.databasePerGbMonth,
+    },
+    prices,
+    policy,
+    generatedAt: new Date().toISOString(),
+  };
+}
+
+function percent(part: number, whole: number): number {
+  return whole === 0 ? 100 : Math.round((part / whole) * 1000) / 10;
+}
+
+function summarizeTable(name: string, rows: LocationTotals[]): ReportTable {
+  const locations = rows
+    .map((row) => ({ location: row.location ?? '(null)', rows: row.rows, dbBytes: row.db_bytes, r2Bytes: row.r2_bytes }))
+    .sort((a, b) => a.location.localeCompare(b.location));
+  const sum = (pick: (row: LocationTotals) => number) => rows.reduce((acc, row) => acc + pick(row), 0);
+  const moved = rows.filter((row) => row.location === 'hybrid' || row.location === 'r2').reduce((acc, row) => acc + row.rows, 0);
+  const pending = sum((row) => row.pending_rows);
+  return {
+    table: name,
+    locations,
+    rows: sum((row) => row.rows),
+    dbBytes: sum((row) => row.db_bytes),
+    r2Bytes: sum((row) => row.r2_bytes),
+    pendingRows: pending,
+    pendingBytes: sum((row) => row.pending_bytes),
+    movedRows: moved,
+    finalizableRows: sum((row) => row.finalizable_rows),
+    finalizableBytes: sum((row) => row.finalizable_bytes),
+    progressPercent: percent(moved, moved + pending),
+    dbBytesSaved: rows.filter((row) => row.location === 'r2').reduce((acc, row) => acc + row.r2_bytes, 0),
+  };
+}

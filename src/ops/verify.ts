@@ -1,0 +1,166 @@
+import type { StorageContext } from '../context.ts';
+import type { StoredTable, TableName } from '../tables.ts';
+import type { RowFilter } from '../sql/filters.ts';
+import type { KeyedRow } from '../sql/keyed-rows.ts';
+import { contradictoryRows } from '../sql/contradictions.ts';
+import { walkBucketByApp } from './bucket-walk.ts';
+import { mapLimit } from '../pool.ts';
+import { md5Hex } from '../hashing.ts';
+import { decodeSnapshot } from '../snapshot.ts';
+import { errorMessage } from '../errors.ts';
+import type { Reporter } from '../reporter.ts';
+import type { StoredObject } from '../object-store.ts';
+import { assertSchemaReady } from './schema.ts';
+
+export interface VerifyOptions {
+  tables: StoredTable[];
+  filter: RowFilter;
+  /** Download every object and hash it, instead of trusting listings (size, ETag) and the DB. */
+  deep: boolean;
+  orphans: boolean;
+  /** Percent of rows to check (a stable choice by row); orphans are not reported while sampling. */
+  samplePercent?: number;
+  concurrency: number;
+  limit?: number;
+  /** Problems kept in the result; the counts are always complete. */
+  maxListed?: number;
+  signal?: AbortSignal;
+}
+
+export interface VerifyProblem {
+  table: TableName;
+  id: string;
+  appId: string;
+  path: string | null;
+  key: string | null;
+  problem: string;
+}
+
+export interface VerifyResult {
+  checked: Record<string, number>;
+  problemCount: number;
+  problems: VerifyProblem[];
+  orphanCount: number;
+  orphanBytes: number;
+  orphans: { key: string; size: number; lastModified?: string }[];
+  deep: boolean;
+  sampled: boolean;
+  interrupted: boolean;
+}
+
+/** Stable pseudo-random choice of a row for --sample. */
+function sampled(row: KeyedRow, percent: number): boolean {
+  const digest = md5Hex(`${row.table}:${row.id}`);
+  return parseInt(digest.slice(0, 8), 16) % 10000 < percent * 100;
+}
+
+/**
+ * Checks every row that lives (partly) in R2: its object exists, size and content match, the database
+ * copy (where kept) still matches content_hash, and its flags agree with its columns. The default mode
+ * needs one list request per 1000 objects; --deep downloads and hashes each object.
+ */
+export async function verify(context: StorageContext, options: VerifyOptions, reporter: Reporter = {}): Promise<VerifyResult> {
+  await assertSchemaReady(context.db);
+  const maxListed = options.maxListed ?? 10_000;
+  const result: VerifyResult = {
+    checked: Object.fromEntries(options.tables.map((t) => [t.name, 0])),
+    problemCount: 0,
+    problems: [],
+    orphanCount: 0,
+    orphanBytes: 0,
+    orphans: [],
+    deep: options.deep,
+    sampled: options.samplePercent !== undefined && options.samplePercent < 100,
+    interrupted: false,
+  };
+  const report = (row: Pick<KeyedRow, 'table' | 'id' | 'app_id' | 'path'> & { key: string | null }, problem: string) => {
+    result.problemCount++;
+    if (result.problems.length < maxListed) {
+      result.problems.push({ table: row.table, id: row.id, appId: row.app_id, path: row.path, key: row.key, problem });
+    }
+  };
+
+  reporter.stage?.('verify flags');
+  for (const table of options.tables) {
+    for (const row of await contradictoryRows(context.db, table, options.filter, maxListed)) {
+      report({ table: table.name, id: row.id, app_id: row.app_id, path: row.path, key: row.key }, row.problem);
+    }
+  }
+  reporter.stageDone?.('verify flags');
+
+  reporter.stage?.(options.deep ? 'verify objects (deep)' : 'verify objects');
+  let budget = options.limit ?? Number.POSITIVE_INFINITY;
+  for await (const group of walkBucketByApp(context, { tables: options.tables, filter: options.filter, withMd5: !options.deep, signal: options.signal })) {
+    const objects = new Map<string, StoredObject>(group.objects.map((object) => [object.key, object]));
+    const referenced = new Set<string>();
+    const toCheck: { row: KeyedRow; object: StoredObject }[] = [];
+    for (const row of group.rows) {
+      referenced.add(row.key);
+      if (row.location !== 'hybrid' && row.location !== 'r2') continue; // flag problems were reported above
+      if (result.sampled && !sampled(row, options.samplePercent!)) continue;
+      if (budget <= 0) break;
+      budget--;
+      result.checked[row.table] = (result.checked[row.table] ?? 0) + 1;
+      const object = objects.get(row.key);
+      if (!object) {
+        report(row, row.location === 'r2' ? 'object is missing and the database holds no copy: content is lost unless restored from a backup' : 'object is missing');
+        continue;
+      }
+      for (const problem of shallowProblems(row, object)) report(row, problem);
+      if (options.deep) toCheck.push({ row, object });
+    }
+    if (toCheck.length) {
+      await mapLimit(toCheck, options.concurrency, async ({ row }) => {
+        for (const problem of await deepProblems(context, row)) report(row, problem);
+      });
+    }
+    reporter.advance?.(group.rows.length, group.objects.reduce((sum, o) => sum + o.size, 0));
+    if (options.orphans && !result.sampled) {
+      for (const object of group.objects) {
+        if (referenced.has(object.key)) continue;
+        result.orphanCount++;
+        result.orphanBytes += object.size;
+        if (result.orphans.length < maxListed) result.orphans.push({ key: object.key, size: object.size, lastModified: object.lastModified?.toISOString() });
+      }
+    }
+    if (budget <= 0) break;
+  }
+  result.interrupted = options.signal?.aborted ?? false;
+  reporter.stageDone?.('verify objects');
+  return result;
+}
+
+function shallowProblems(row: KeyedRow, object: StoredObject): string[] {
+  const problems: string[] = [];
+  const expectedSize = row.db_bytes ?? row.size;
+  if (expectedSize !== null && object.size !== expectedSize) {
+    problems.push(`object is ${object.size} bytes, the ${row.db_bytes !== null ? 'database content' : 'recorded size'} is ${expectedSize}`);
+  }
+  if (row.db_md5 && /^[0-9a-f]{32}$/.test(object.etag) && object.etag !== row.db_md5 && object.size === row.db_bytes) {
+    problems.push(`object bytes differ from the database content (ETag ${object.etag}, content MD5 ${row.db_md5})`);
+  }
+  if (row.db_hash_ok === false) problems.push('database content no longer matches content_hash (changed since it was uploaded)');
+  return problems;
+}
+
+async function deepProblems(context: StorageContext, row: KeyedRow): Promise<string[]> {
+  const problems: string[] = [];
+  try {
+    if (row.table === 'snapshots' && (row.size ?? row.db_bytes ?? 0) <= 64 * 1024 * 1024) {
+      const body = await context.store.getVerified(row.key, row.hash);
+      try {
+        decodeSnapshot(body.toString('utf8'), `snapshot object ${row.key}`);
+      } catch (error) {
+        problems.push(errorMessage(error));
+      }
+      return problems;
+    }
+    const read = await context.store.readAndHash(row.key);
+    if (!row.hash) problems.push('row has no content hash to check the object against');
+    else if (read.sha256 !== row.hash) problems.push(`object bytes hash to ${read.sha256.slice(0, 16)}…, content_hash is ${row.hash.slice(0, 16)}…`);
+    if (read.metadataSha256 && row.hash && read.metadataSha256 !== row.hash) problems.push('object metadata sha256 differs from content_hash');
+  } catch (error) {
+    problems.push(errorMessage(error));
+  }
+  return problems;
+}

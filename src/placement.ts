@@ -1,0 +1,32 @@
+/**
+ * The placement policy: where a content of a given byte size lives. This module alone knows the thresholds.
+ *
+ *   size <  hybridMin             -> database (always)
+ *   hybridMin <= size <= r2Above  -> hybrid (DB + R2), after migrate and after finalize
+ *   size >  r2Above               -> hybrid after migrate, r2 (DB content NULL) after finalize
+ */
+export type Location = 'database' | 'hybrid' | 'r2';
+export const LOCATIONS: readonly Location[] = ['database', 'hybrid', 'r2'];
+
+export interface PlacementPolicy {
+  /** Smallest size (bytes) that goes to R2 at all. Default 1 KiB. */
+  hybridMin: number;
+  /** Sizes strictly above this lose their database copy at finalize. Default 10 KiB. */
+  r2Above: number;
+}
+
+export const DEFAULT_POLICY: PlacementPolicy = { hybridMin: 1024, r2Above: 10 * 1024 };
+
+export type Phase = 'migrate' | 'finalize';
+
+export function placementFor(size: number, phase: Phase, policy: PlacementPolicy = DEFAULT_POLICY): Location {
+  if (size < policy.hybridMin) return 'database';
+  if (phase === 'finalize' && size > policy.r2Above) return 'r2';
+  return 'hybrid';
+}
+
+export function validatePolicy(policy: PlacementPolicy): string | undefined {
+  if (!Number.isSafeInteger(policy.hybridMin) || policy.hybridMin < 0) return 'the hybrid threshold must be a whole number of bytes >= 0';
+  if (!Number.isSafeInteger(policy.r2Above) || policy.r2Above < policy.hybridMin) return 'the r2 threshold must be a whole number of bytes >= the hybrid threshold';
+  return undefined;
+}

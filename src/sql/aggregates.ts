@@ -1,0 +1,87 @@
+import { query, type Queryable } from '../db.ts';
+import type { StoredTable } from '../tables.ts';
+import type { PlacementPolicy } from '../placement.ts';
+import { filterSql, type RowFilter } from './filters.ts';
+import { Params } from './params.ts';
+
+export interface LocationTotals {
+  table: string;
+  location: string | null;
+  rows: number;
+  /** Bytes of content held in the database. */
+  db_bytes: number;
+  /** Bytes stored in R2 (hybrid and r2 rows). */
+  r2_bytes: number;
+  /** Rows still in the database that migrate would move, and their bytes. */
+  pending_rows: number;
+  pending_bytes: number;
+  /** Hybrid rows above the r2 threshold that finalize would clear, and the database bytes it would free. */
+  finalizable_rows: number;
+  finalizable_bytes: number;
+}
+
+/** The report's numbers: one aggregate statement over the three tables, grouped by location. */
+export async function locationTotals(db: Queryable, tables: StoredTable[], policy: PlacementPolicy, filter: RowFilter): Promise<LocationTotals[]> {
+  const params = new Params();
+  const hybridMin = params.add(policy.hybridMin, 'bigint');
+  const r2Above = params.add(policy.r2Above, 'bigint');
+  const parts = tables.map((t) => {
+    const loc = `t.${t.locationColumn}`;
+    const len = `octet_length(t.${t.contentColumn})`;
+    return `SELECT ${params.add(t.name, 'text')} AS table, ${loc} AS location, count(*)::float8 AS rows,
+                   coalesce(sum(${len}), 0)::float8 AS db_bytes,
+                   coalesce(sum(coalesce(t.${t.sizeColumn}::bigint, ${len})) FILTER (WHERE ${loc} IN ('hybrid', 'r2')), 0)::float8 AS r2_bytes,
+                   count(*) FILTER (WHERE ${loc} = 'database' AND ${len} >= ${hybridMin})::float8 AS pending_rows,
+                   coalesce(sum(${len}) FILTER (WHERE ${loc} = 'database' AND ${len} >= ${hybridMin}), 0)::float8 AS pending_bytes,
+                   count(*) FILTER (WHERE ${loc} = 'hybrid' AND ${len} > ${r2Above})::float8 AS finalizable_rows,
+                   coalesce(sum(${len}) FILTER (WHERE ${loc} = 'hybrid' AND ${len} > ${r2Above}), 0)::float8 AS finalizable_bytes
+              FROM ${t.table} t
+             ${t.name === 'version-files' ? 'JOIN app_versions v ON v.id = t.app_version_id' : ''}
+             WHERE ${filterSql(t, filter, params)}
+             GROUP BY ${loc}`;
+  });
+  return query<LocationTotals>(db, parts.join('\nUNION ALL\n'), params.values);
+}
+
+export interface SelectionTotals {
+  rows: number;
+  bytes: number;
+  /** Rows (and bytes) larger than `above`. */
+  rows_above: number;
+  bytes_above: number;
+  /** Rows (and bytes) larger than `streamAbove` (these are streamed in parts). */
+  rows_streamed: number;
+  parts_streamed: number;
+}
+
+/**
+ * Counts and bytes of the rows an operation would take (same eligibility, filters, order and limit as the
+ * run itself), so a dry-run plan shows exactly what would change.
+ */
+export async function selectionTotals(
+  db: Queryable,
+  table: StoredTable,
+  eligible: (params: Params) => string,
+  filter: RowFilter,
+  options: { limit?: number; order: 'id' | 'size-desc'; above: number; streamAbove: number; partSize: number },
+): Promise<SelectionTotals> {
+  const params = new Params();
+  const bytesExpr = `coalesce(octet_length(t.${table.contentColumn})::bigint, t.${table.sizeColumn}::bigint, 0)`;
+  const order = options.order === 'size-desc' ? `${bytesExpr} DESC, t.id DESC` : 't.id';
+  const where = `${eligible(params)} AND ${filterSql(table, filter, params)}`;
+  const limit = options.limit !== undefined && Number.isFinite(options.limit) ? `LIMIT ${params.add(options.limit, 'bigint')}` : '';
+  const above = params.add(options.above, 'bigint');
+  const streamAbove = params.add(options.streamAbove, 'bigint');
+  const partSize = params.add(options.partSize, 'bigint');
+  const rows = await query<SelectionTotals>(
+    db,
+    `SELECT count(*)::float8 AS rows, coalesce(sum(bytes), 0)::float8 AS bytes,
+            count(*) FILTER (WHERE bytes > ${above})::float8 AS rows_above,
+            coalesce(sum(bytes) FILTER (WHERE bytes > ${above}), 0)::float8 AS bytes_above,
+            count(*) FILTER (WHERE bytes > ${streamAbove})::float8 AS rows_streamed,
+            coalesce(sum(ceil(bytes::numeric / ${partSize})) FILTER (WHERE bytes > ${streamAbove}), 0)::float8 AS parts_streamed
+       FROM (SELECT ${bytesExpr} AS bytes FROM ${table.source} WHERE ${where} ORDER BY ${order} ${limit}) e`,
+    params.values,
+  );
+  return rows[0];
+}

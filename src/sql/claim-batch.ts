@@ -1,0 +1,153 @@
+import { query, type Queryable } from '../db.ts';
+import type { StoredTable } from '../tables.ts';
+import { sqlSha256 } from '../tables.ts';
+import { CLAIMS_TABLE } from './schema.ts';
+import { filterSql, type RowFilter } from './filters.ts';
+import { Params } from './params.ts';
+import { WORKER_LOCK_NAMESPACE } from '../workers.ts';
+
+export type ClaimOrder = 'id' | 'size-desc';
+
+export interface Cursor {
+  id: string;
+  bytes?: number;
+}
+
+export interface ClaimRequest {
+  table: StoredTable;
+  worker: string;
+  /** SQL condition on alias t that makes a row eligible for this operation. */
+  eligible: (params: Params) => string;
+  filter: RowFilter;
+  order: ClaimOrder;
+  cursor?: Cursor;
+  /** Ids to leave alone this run (they already failed once). */
+  excludeIds: string[];
+  maxRows: number;
+  /** Content above this is not sent inline; the caller streams it. */
+  inlineMaxBytes: number;
+  /** The batch holds at most this many inline bytes (always at least one row). */
+  maxBatchBytes: number;
+  withContent: boolean;
+  withDbHash: boolean;
+}
+
+export interface ClaimedRow {
+  id: string;
+  app_id: string;
+  path: string | null;
+  version_id: string | null;
+  file_type: string | null;
+  location: string | null;
+  key: string | null;
+  hash: string | null;
+  bytes: number | null;
+  /** Inline content when asked for and small enough, else null. */
+  content: string | null;
+  has_content: boolean;
+  db_hash: string | null;
+  collision: boolean;
+  /** False when another worker claimed the row first: skip it, it is theirs. */
+  won: boolean;
+}
+
+/**
+ * Claims one batch in one statement. Candidates are locked FOR UPDATE SKIP LOCKED only for the statement;
+ * what holds a row across the upload is a row in the claims table, valid while its worker's session-level
+ * advisory lock is held. A worker killed mid-run loses its lock with its connection, so its claims lapse at
+ * once and a rerun takes the rows over. The ON CONFLICT guard is the arbiter when two workers race.
+ */
+export async function claimBatch(db: Queryable, request: ClaimRequest): Promise<{ rows: ClaimedRow[]; cursor?: Cursor }> {
+  const { table: d } = request;
+  const params = new Params();
+  const tableName = params.add(d.table, 'text');
+  const worker = params.add(request.worker, 'bigint');
+  const inlineMax = params.add(request.inlineMaxBytes, 'bigint');
+  const bytesExpr = `coalesce(octet_length(t.${d.contentColumn})::bigint, t.${d.sizeColumn}::bigint)`;
+  const conditions = [request.eligible(params), filterSql(d, request.filter, params)];
+  if (request.excludeIds.length) conditions.push(`t.id <> ALL(${params.add(request.excludeIds, 'bigint[]')})`);
+  let order: string;
+  let outerOrder: string;
+  let windowOrder: string;
+  if (request.order === 'size-desc') {
+    order = `${bytesExpr} DESC NULLS LAST, t.id DESC`;
+    windowOrder = 'bytes DESC NULLS LAST, id DESC';
+    outerOrder = 'ch.bytes DESC NULLS LAST, t.id DESC';
+    if (request.cursor) {
+      conditions.push(`(${bytesExpr}, t.id) < (${params.add(request.cursor.bytes ?? 0, 'bigint')}, ${params.add(request.cursor.id, 'bigint')})`);
+    }
+  } else {
+    order = 't.id';
+    windowOrder = 'id';
+    outerOrder = 't.id';
+    if (request.cursor) conditions.push(`t.id > ${params.add(request.cursor.id, 'bigint')}`);
+  }
+  const sql = `
+WITH live AS (
+  SELECT l.objid::bigint AS worker FROM pg_locks l
+   WHERE l.locktype = 'advisory' AND l.classid = ${WORKER_LOCK_NAMESPACE}::oid AND l.objsubid = 2 AND l.granted
+),
+candidates AS (
+  SELECT t.id, ${bytesExpr} AS bytes
+    FROM ${d.source}
+   WHERE ${conditions.join(' AND ')}
+     AND NOT EXISTS (SELECT 1 FROM ${CLAIMS_TABLE} c
+                      WHERE c.table_name = ${tableName} AND c.row_id = t.id AND c.worker IN (SELECT worker FROM live))
+   ORDER BY ${order}
+   LIMIT ${params.add(request.maxRows, 'bigint')}
+   FOR UPDATE OF t SKIP LOCKED
+),
+sized AS (
+  SELECT id, bytes,
+         sum(LEAST(coalesce(bytes, 0), ${inlineMax})) OVER (ORDER BY ${windowOrder}) - LEAST(coalesce(bytes, 0), ${inlineMax}) AS before
+    FROM candidates
+),
+chosen AS (SELECT id, bytes FROM sized WHERE before < ${params.add(request.maxBatchBytes, 'bigint')}),
+claimed AS (
+  INSERT INTO ${CLAIMS_TABLE} AS c (table_name, row_id, worker, claimed_at)
+  SELECT ${tableName}, id, ${worker}, now() FROM chosen
+  ON CONFLICT (table_name, row_id) DO UPDATE SET worker = EXCLUDED.worker, claimed_at = EXCLUDED.claimed_at
+   WHERE c.worker NOT IN (SELECT worker FROM live)
+  RETURNING c.row_id
+)
+SELECT t.id,
+       ${d.appIdExpr} AS app_id,
+       ${d.pathExpr} AS path,
+       ${d.versionIdExpr} AS version_id,
+       ${d.fileTypeExpr} AS file_type,
+       t.${d.locationColumn} AS location,
+       t.${d.keyColumn} AS key,
+       t.${d.hashColumn} AS hash,
+       ch.bytes::float8 AS bytes,
+       ${request.withContent ? `CASE WHEN cl.row_id IS NOT NULL AND ch.bytes <= ${inlineMax} THEN t.${d.contentColumn} END` : 'NULL::text'} AS content,
+       (t.${d.contentColumn} IS NOT NULL) AS has_content,
+       ${dbHashSql(request, `t.${d.contentColumn}`, inlineMax)} AS db_hash,
+       ${d.collisionExpr} AS collision,
+       (cl.row_id IS NOT NULL) AS won
+  FROM chosen ch
+  JOIN ${d.source} ON t.id = ch.id
+  LEFT JOIN claimed cl ON cl.row_id = ch.id
+ ORDER BY ${outerOrder}`;
+  const rows = await query<ClaimedRow>(db, sql, params.values);
+  const last = rows[rows.length - 1];
+  return {
+    rows,
+    cursor: last ? { id: last.id, bytes: last.bytes ?? 0 } : undefined,
+  };
+}
+
+/** Releases claims without flipping anything (a batch whose every item failed, or an interrupted run). */
+export async function releaseClaims(db: Queryable, table: StoredTable, worker: string, ids: string[]): Promise<void> {
+  if (!ids.length) return;
+  await query(db, `DELETE FROM ${CLAIMS_TABLE} WHERE table_name = $1 AND worker = $2::bigint AND row_id = ANY($3::bigint[])`, [table.table, worker, ids]);
+}
+
+/**
+ * The content's SHA-256 computed by PostgreSQL: for finalize (to compare with the object without moving the
+ * content), and for contents too large to fetch inline, whose hash must be known before streaming starts.
+ */
+function dbHashSql(request: ClaimRequest, column: string, inlineMax: string): string {
+  if (request.withDbHash) return `CASE WHEN cl.row_id IS NOT NULL THEN ${sqlSha256(column)} END`;
+  if (request.withContent) return `CASE WHEN cl.row_id IS NOT NULL AND ch.bytes > ${inlineMax} THEN ${sqlSha256(column)} END`;
+  return 'NULL::text';
+}

@@ -1,0 +1,98 @@
+import { query, type Queryable } from '../db.ts';
+import { sqlSha256, type StoredTable } from '../tables.ts';
+import { CLAIMS_TABLE } from './schema.ts';
+
+export interface RestoredContent {
+  id: string;
+  key: string;
+  hash: string;
+  /** Verified content downloaded from the object, or null when it is staged in chunks (see stageContent). */
+  content: string | null;
+}
+
+export interface KeptCopy {
+  id: string;
+  key: string;
+}
+
+/**
+ * Rollback's flip, one statement for the batch:
+ *  - r2 rows get their verified content back (only where content is still NULL and key and hash are
+ *    unchanged) and become `target`;
+ *  - hybrid rows (content still in the database) become 'database' and lose their key; their hash is
+ *    recomputed from the content they hold, which is the truth for them.
+ * With target 'hybrid' (--keep-hybrid) r2 rows keep their key and hybrid rows are left alone.
+ * Returns the ids that flipped; their objects may then be purged.
+ */
+export async function flipToDatabase(
+  db: Queryable,
+  table: StoredTable,
+  worker: string,
+  restored: RestoredContent[],
+  kept: KeptCopy[],
+  target: 'database' | 'hybrid',
+  claimedIds: string[],
+): Promise<string[]> {
+  const t = table;
+  const keyAfter = target === 'database' ? 'NULL' : 'u.key';
+  const rows = await query<{ id: string }>(
+    db,
+    `WITH restored_input AS (
+       SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(id, key, hash, content)
+     ),
+     staged AS (
+       SELECT s.row_id, string_agg(s.chunk, '' ORDER BY s.seq) AS content
+         FROM overskill_storage_staging s
+        WHERE s.table_name = $8 AND s.worker = $9::bigint AND s.row_id = ANY($1::bigint[])
+        GROUP BY s.row_id
+     ),
+     restored AS (
+       UPDATE ${t.table} t
+          SET ${t.contentColumn} = coalesce(u.content, st.content), ${t.locationColumn} = $5, ${t.keyColumn} = ${keyAfter}
+         FROM restored_input u LEFT JOIN staged st ON st.row_id = u.id
+        WHERE t.id = u.id
+          AND t.${t.locationColumn} = 'r2'
+          AND t.${t.contentColumn} IS NULL
+          AND t.${t.keyColumn} = u.key
+          AND t.${t.hashColumn} = u.hash
+          AND coalesce(u.content, st.content) IS NOT NULL
+          AND ${sqlSha256('coalesce(u.content, st.content)')} = u.hash
+       RETURNING t.id
+     ),
+     kept_input AS (
+       SELECT * FROM unnest($6::bigint[], $7::text[]) AS k(id, key)
+     ),
+     unhybrid AS (
+       UPDATE ${t.table} t
+          SET ${t.locationColumn} = 'database', ${t.keyColumn} = NULL,
+              ${t.hashColumn} = ${sqlSha256(`t.${t.contentColumn}`)}, ${t.sizeColumn} = octet_length(t.${t.contentColumn})
+         FROM kept_input k
+        WHERE $5 = 'database'
+          AND t.id = k.id
+          AND t.${t.locationColumn} = 'hybrid'
+          AND t.${t.keyColumn} = k.key
+          AND t.${t.contentColumn} IS NOT NULL
+       RETURNING t.id
+     ),
+     released AS (
+       DELETE FROM ${CLAIMS_TABLE} c WHERE c.table_name = $8 AND c.worker = $9::bigint AND c.row_id = ANY($10::bigint[])
+     ),
+     unstaged AS (
+       DELETE FROM overskill_storage_staging s WHERE s.table_name = $8 AND s.worker = $9::bigint AND s.row_id = ANY($1::bigint[])
+     )
+     SELECT id FROM restored UNION ALL SELECT id FROM unhybrid`,
+    [
+      restored.map((r) => r.id),
+      restored.map((r) => r.key),
+      restored.map((r) => r.hash),
+      restored.map((r) => r.content),
+      target,
+      kept.map((r) => r.id),
+      kept.map((r) => r.key),
+      t.table,
+      worker,
+      claimedIds,
+    ],
+  );
+  return rows.map((row) => row.id);
+}

@@ -1,0 +1,78 @@
+import { randomBytes } from 'node:crypto';
+import { createDb, query, type Db } from '../../src/db.ts';
+import { OVERSKILL_TABLES_SQL } from '../../src/local/overskill-schema.ts';
+import { startLocalS3, type LocalS3Server } from '../../src/local/s3-server.ts';
+import { ObjectStore } from '../../src/object-store.ts';
+import { applySchema } from '../../src/ops/schema.ts';
+import type { StorageContext } from '../../src/context.ts';
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+/** The server tests run against: TEST_DATABASE_URL, else the local PostgreSQL. */
+export const ADMIN_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+export function databaseUrlFor(name: string): string {
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+export interface TestEnv {
+  databaseUrl: string;
+  db: Db;
+  s3: LocalS3Server;
+  store: ObjectStore;
+  context: StorageContext;
+  /** Environment for running the CLI against this database and bucket. */
+  cliEnv: NodeJS.ProcessEnv;
+  requests: Map<string, number>;
+  close(): Promise<void>;
+}
+
+/**
+ * A fresh database (OverSkill's tables, optionally the tool's schema) and a fresh S3 server, both dropped
+ * by close(). Each test file gets its own, so files run in parallel without sharing state.
+ */
+export async function createTestEnv(options: { schema?: boolean; s3?: LocalS3Server } = {}): Promise<TestEnv> {
+  const name = `oss_test_${randomBytes(6).toString('hex')}`;
+  const admin = createDb({ url: ADMIN_URL, poolSize: 2 });
+  await query(admin, `CREATE DATABASE ${name}`);
+  await admin.destroy();
+  const databaseUrl = databaseUrlFor(name);
+  const db = createDb({ url: databaseUrl, poolSize: 6 });
+  await db.raw(OVERSKILL_TABLES_SQL);
+  if (options.schema !== false) await applySchema(db);
+  const s3 = options.s3 ?? (await startLocalS3());
+  const requests = new Map<string, number>();
+  const store = new ObjectStore(
+    { endpoint: s3.endpoint, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, bucket: s3.bucket, region: 'auto', allowInsecureEndpoint: false },
+    { onRequest: (command) => requests.set(command, (requests.get(command) ?? 0) + 1), requestTimeoutMs: 10_000, maxAttempts: 3 },
+  );
+  const cliEnv: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    DATABASE_URL: databaseUrl,
+    R2_ENDPOINT: s3.endpoint,
+    R2_ACCESS_KEY_ID: s3.accessKeyId,
+    R2_SECRET_ACCESS_KEY: s3.secretAccessKey,
+    R2_BUCKET: s3.bucket,
+    NO_COLOR: '1',
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+  };
+  return {
+    databaseUrl,
+    db,
+    s3,
+    store,
+    context: { db, store, databaseUrl },
+    cliEnv,
+    requests,
+    close: async () => {
+      store.destroy();
+      await db.destroy();
+      if (!options.s3) await s3.stop();
+      const cleanup = createDb({ url: ADMIN_URL, poolSize: 2 });
+      await query(cleanup, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await cleanup.destroy();
+    },
+  };
+}
