@@ -8,13 +8,18 @@ import { schemaCommand } from './schema.ts';
 import { migrateCommand } from './migrate.ts';
 import { verifyCommand } from './verify.ts';
 import { reportCommand } from './report.ts';
+import { finalizeCommand } from './finalize.ts';
+import { rollbackCommand } from './rollback.ts';
+import { cleanupCommand } from './cleanup.ts';
+import { restoreVersionCommand } from './restore-version.ts';
+import { exportCommand, catCommand } from './export.ts';
 
 const require = createRequire(import.meta.url);
 const { version } = require('../package.json') as { version: string };
 
 type CommandFactory = (runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>) => Command;
 
-export const COMMANDS: CommandFactory[] = [schemaCommand, migrateCommand, verifyCommand, reportCommand];
+export const COMMANDS: CommandFactory[] = [schemaCommand, migrateCommand, verifyCommand, finalizeCommand, rollbackCommand, reportCommand, restoreVersionCommand, cleanupCommand, exportCommand, catCommand];
 
 /** Runs the CLI once and returns the exit code; never calls process.exit (the bin does). */
 export async function runCli(argv: string[], runtime: Runtime, extraCommands: CommandFactory[] = []): Promise<number> {

@@ -63,10 +63,10 @@ function summary(report: StorageReport): [string, string][] {
     ['Freeable by finalize', `${formatBytes(t.finalizableBytes)} in ${formatCount(t.finalizableRows)} rows`],
     ['Database bytes saved', formatBytes(t.dbBytesSaved)],
     ['Stored in R2', formatBytes(t.r2Bytes)],
-    ['R2 storage cost', `${formatMoney(report.cost.r2StoragePerMonth)}/month at ${formatMoney(report.prices.storagePerGbMonth)}/GB-month`],
-    ['Uploads so far (Class A)', `${formatMoney(report.cost.uploadsSoFar)} at ${formatMoney(report.prices.classAPerMillion)}/million`],
+    ['R2 storage cost', `${formatMoney(report.cost.r2StoragePerMonth)}/month at $${report.prices.storagePerGbMonth}/GB-month`],
+    ['Uploads so far (Class A)', `${formatMoney(report.cost.uploadsSoFar)} at $${report.prices.classAPerMillion}/million`],
     ['Uploads remaining (Class A)', formatMoney(report.cost.uploadsRemaining)],
-    ['Database storage saved', `${formatMoney(report.cost.databaseStorageSavedPerMonth)}/month at ${formatMoney(report.prices.databasePerGbMonth)}/GB-month`],
+    ['Database storage saved', `${formatMoney(report.cost.databaseStorageSavedPerMonth)}/month at $${report.prices.databasePerGbMonth}/GB-month`],
   ];
 }
 

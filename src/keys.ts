@@ -58,6 +58,19 @@ export function versionFileKey(appId: string | number, versionId: string | numbe
   return finish(`apps/${appId}/versions/${versionId}/${normalized.path}`);
 }
 
+/**
+ * For a version-file row that shares its version and path with another row (the same file edited twice in
+ * one version), the plain key cannot hold both contents: each such row gets `{version_id}@{row_id}` in place
+ * of the version id. No version id contains "@", so these keys never meet a plain one or each other.
+ */
+export function versionRowKey(appId: string | number, versionId: string | number, rowId: string | number, path: unknown): KeyResult {
+  const bad = checkId('app id', appId) ?? checkId('version id', versionId) ?? checkId('row id', rowId);
+  if (bad) return { ok: false, reason: bad };
+  const normalized = normalizePath(path);
+  if (!normalized.ok) return normalized;
+  return finish(`apps/${appId}/versions/${versionId}@${rowId}/${normalized.path}`);
+}
+
 export function snapshotKey(appId: string | number, versionId: string | number): KeyResult {
   const bad = checkId('app id', appId) ?? checkId('version id', versionId);
   if (bad) return { ok: false, reason: bad };

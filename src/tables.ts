@@ -1,4 +1,4 @@
-import { fileKey, snapshotKey, versionFileKey, type KeyResult } from './keys.ts';
+import { fileKey, snapshotKey, versionFileKey, versionRowKey, type KeyResult } from './keys.ts';
 import { contentTypeFor, SNAPSHOT_CONTENT_TYPE } from './content-type.ts';
 
 /** The three tables whose contents move, described once so every operation treats them alike. */
@@ -6,6 +6,7 @@ export type TableName = 'files' | 'snapshots' | 'version-files';
 export const TABLE_NAMES: readonly TableName[] = ['files', 'snapshots', 'version-files'];
 
 export interface KeySource {
+  id: string;
   app_id: string;
   path: string | null;
   version_id: string | null;
@@ -29,11 +30,13 @@ export interface StoredTable {
   versionIdExpr: string;
   fileTypeExpr: string;
   /**
-   * True when another row of the table would derive the same object key (the "/a" versus "a" alias the
-   * plan's leading-slash rule creates, or two rows for one path). Such rows are refused, both of them.
+   * True when another row of the table would derive the same object key: for files the "/a" versus "a"
+   * alias the plan's leading-slash rule creates (both rows are refused); for version files the same path
+   * twice in one version (each row then gets a row-qualified key).
    */
   collisionExpr: string;
-  keyFor(row: KeySource): KeyResult;
+  /** The row's object key; `collision` says another row would derive the same one (see collisionExpr). */
+  keyFor(row: KeySource, collision: boolean): KeyResult;
   contentTypeFor(row: KeySource): string;
 }
 
@@ -53,7 +56,10 @@ export const FILES: StoredTable = {
   versionIdExpr: 'NULL::bigint',
   fileTypeExpr: 't.file_type',
   collisionExpr: `EXISTS (SELECT 1 FROM app_files o WHERE o.app_id = t.app_id AND o.id <> t.id AND o.path IN (t.path, ${ALIAS_OF('t.path')}))`,
-  keyFor: (row) => fileKey(row.app_id, row.path),
+  keyFor: (row, collision) =>
+    collision
+      ? { ok: false, reason: 'another file of this app derives the same object key (paths equal once the leading "/" is stripped); rename one of them' }
+      : fileKey(row.app_id, row.path),
   contentTypeFor: (row) => contentTypeFor(row.path, row.file_type),
 };
 
@@ -90,8 +96,10 @@ export const VERSION_FILES: StoredTable = {
   fileTypeExpr: 'af.file_type',
   collisionExpr: `EXISTS (SELECT 1 FROM app_version_files o JOIN app_files oaf ON oaf.id = o.app_file_id
       WHERE o.app_version_id = t.app_version_id AND o.id <> t.id AND oaf.path IN (af.path, ${ALIAS_OF('af.path')}))`,
-  keyFor: (row) =>
-    row.path === null ? { ok: false, reason: 'its app_file row is gone, so it has no path to key it by' } : versionFileKey(row.app_id, row.version_id ?? '', row.path),
+  keyFor: (row, collision) => {
+    if (row.path === null) return { ok: false, reason: 'its app_file row is gone, so it has no path to key it by' };
+    return collision ? versionRowKey(row.app_id, row.version_id ?? '', row.id, row.path) : versionFileKey(row.app_id, row.version_id ?? '', row.path);
+  },
   contentTypeFor: (row) => contentTypeFor(row.path, row.file_type),
 };
 

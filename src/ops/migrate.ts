@@ -55,10 +55,7 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
       if (options.signal?.aborted || budget.remaining <= 0) break;
       reporter.stage?.(`migrate ${table.name}`);
       const work = async (row: ClaimedRow): Promise<ItemOutcome<UploadedRow>> => {
-        if (row.collision) {
-          return { kind: 'skipped', reason: 'another row of this app derives the same object key (paths equal once the leading "/" is stripped); rename one of them' };
-        }
-        const key = table.keyFor(row);
+        const key = table.keyFor(row, row.collision);
         if (!key.ok) return { kind: 'skipped', reason: `unsafe path: ${key.reason}` };
         const contentType = table.contentTypeFor(row);
         if (row.content !== null) {

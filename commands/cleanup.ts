@@ -1,0 +1,55 @@
+import { Command } from 'commander';
+import { cleanup, validateQuarantinePrefix } from '../src/ops/cleanup.ts';
+import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/context.ts';
+import { confirmWrite } from './support/confirm.ts';
+import { progressReporter } from './support/progress.ts';
+import { formatBytes, formatCount } from './support/format.ts';
+import * as parse from './support/parse.ts';
+import type { CommandResult } from './support/command.ts';
+import { EXIT } from './support/exit.ts';
+
+export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
+  return new Command('cleanup')
+    .description('Delete objects under apps/ that no row references and that are older than the grace period. Lists them first; deletes only when confirmed (or with --yes).')
+    .option('--dry-run', 'only list the orphans (count, bytes, a sample of keys)')
+    .option('--grace <duration>', 'leave objects younger than this alone (an upload racing its flip is not an orphan)', parse.duration, 24 * 3_600_000)
+    .option('--quarantine <prefix>', 'move orphans under this prefix (copy, verify, delete) instead of deleting them')
+    .option('--app <id>', 'only this app (repeatable)', parse.collectIds)
+    .option('--concurrency <n>', 'requests in flight when quarantining', parse.integer({ min: 1, max: 1024 }), 16)
+    .addHelpText('after', '\nExamples:\n  $ overskill-storage cleanup\n  $ overskill-storage cleanup --grace 72h --yes\n  $ overskill-storage cleanup --quarantine quarantine/2026-11 --yes')
+    .action(async (opts, cmd: Command) =>
+      run(async () => {
+        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const output = makeOutput(globals, runtime);
+        if (opts.quarantine) validateQuarantinePrefix(opts.quarantine);
+        const context = await openContext(globals, runtime, { store: true });
+        try {
+          const base = { appIds: opts.app, graceMs: opts.grace, quarantinePrefix: opts.quarantine, concurrency: opts.concurrency, signal: runtime.signal };
+          const listing = await cleanup(context, { ...base, apply: false }, progressReporter(output));
+          const c = output.color;
+          output.print(c.bold(`Orphaned objects older than ${opts.grace / 3_600_000} h: ${formatCount(listing.orphans)} (${formatBytes(listing.orphanBytes)})`));
+          for (const item of listing.sample) output.print(`  ${item.key}  ${formatBytes(item.size)}  ${item.lastModified ?? ''}`);
+          if (listing.orphans > listing.sample.length) output.print(`  … and ${formatCount(listing.orphans - listing.sample.length)} more`);
+          if (listing.tooYoung) output.print(c.dim(`${formatCount(listing.tooYoung)} unreferenced object(s) are inside the grace period and are left alone.`));
+          const wantsWrite = !opts.dryRun && listing.orphans > 0 && (globals.yes || runtime.streams.stdin.isTTY);
+          if (!wantsWrite) {
+            if (listing.orphans > 0 && !opts.dryRun) output.print(c.dim('Nothing deleted: pass --yes to delete them.'));
+            output.result({ dryRun: true, listing });
+            return { exitCode: listing.interrupted ? EXIT.interrupted : EXIT.ok };
+          }
+          await confirmWrite(output, `${opts.quarantine ? `Move ${formatCount(listing.orphans)} objects under ${opts.quarantine}/` : `Delete ${formatCount(listing.orphans)} objects`} (${formatBytes(listing.orphanBytes)})?`, {
+            yes: globals.yes ?? false,
+          });
+          const result = await cleanup(context, { ...base, apply: true }, progressReporter(output));
+          output.print(
+            c.green(`${opts.quarantine ? `Quarantined ${formatCount(result.quarantined)}` : `Deleted ${formatCount(result.deleted)}`} orphaned object(s).`),
+          );
+          for (const failure of result.failed.slice(0, 50)) output.print(c.yellow(`  ${failure.key}: ${failure.reason}`));
+          output.result({ dryRun: false, listing, result });
+          return { exitCode: result.interrupted ? EXIT.interrupted : result.failed.length ? EXIT.problems : EXIT.ok };
+        } finally {
+          await context.close();
+        }
+      }),
+    );
+}

@@ -1,0 +1,65 @@
+import { Command } from 'commander';
+import { exportApp } from '../src/ops/export.ts';
+import { contentRefs, streamStoredContent } from '../src/ops/read-content.ts';
+import { FILES } from '../src/tables.ts';
+import { DataError } from '../src/errors.ts';
+import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/context.ts';
+import { formatBytes, formatCount } from './support/format.ts';
+import * as parse from './support/parse.ts';
+import type { CommandResult } from './support/command.ts';
+import { EXIT } from './support/exit.ts';
+import { resolve } from 'node:path';
+
+export function exportCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
+  return new Command('export')
+    .description("Write an app's current files (or a version's) into a directory, by hybrid retrieval (database, else R2), each verified against content_hash.")
+    .argument('<app_id>', 'the app', parse.id)
+    .requiredOption('--out <dir>', 'directory to write into (created if missing); nothing is written outside it')
+    .option('--version <version>', 'a version id or version_number instead of the current files')
+    .addHelpText('after', '\nExamples:\n  $ overskill-storage export 42 --out ./app-42\n  $ overskill-storage export 42 --version 1.4.0 --out ./app-42-v1.4.0 --json')
+    .action(async (appId: string, opts, cmd: Command) =>
+      run(async () => {
+        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const output = makeOutput(globals, runtime);
+        const context = await openContext(globals, runtime, { store: true });
+        try {
+          const result = await exportApp(context, { appId, directory: resolve(runtime.cwd, opts.out), version: opts.version });
+          const c = output.color;
+          const bytes = result.written.reduce((sum, file) => sum + file.bytes, 0);
+          output.print(c.green(`Wrote ${formatCount(result.written.length)} file(s), ${formatBytes(bytes)}, to ${result.directory}`));
+          const unverified = result.written.filter((file) => !file.verified);
+          if (unverified.length) output.print(c.yellow(`${formatCount(unverified.length)} file(s) came from database content that no longer matches content_hash (written as the database holds them).`));
+          for (const refused of result.refused) output.print(c.red(`  refused ${JSON.stringify(refused.path)}: ${refused.reason}`));
+          for (const failed of result.failed) output.print(c.red(`  failed ${JSON.stringify(failed.path)}: ${failed.reason}`));
+          output.result(result);
+          return { exitCode: result.refused.length || result.failed.length ? EXIT.problems : EXIT.ok };
+        } finally {
+          await context.close();
+        }
+      }),
+    );
+}
+
+export function catCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
+  return new Command('cat')
+    .description('Print one app file to stdout, by hybrid retrieval, verified against content_hash when it comes from R2.')
+    .argument('<app_id>', 'the app', parse.id)
+    .argument('<path>', 'the file path (a leading "/" is optional)')
+    .addHelpText('after', '\nExample:\n  $ overskill-storage cat 42 src/App.tsx')
+    .action(async (appId: string, path: string, _opts, cmd: Command) =>
+      run(async () => {
+        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const context = await openContext(globals, runtime, { store: true });
+        try {
+          const candidates = path.startsWith('/') ? [path, path.slice(1)] : [path, `/${path}`];
+          const refs = await contentRefs(context.db, FILES, 't.app_id = $1::bigint AND t.path = ANY($2::text[])', [appId, candidates], 1024 * 1024);
+          const ref = refs.find((row) => row.path === path) ?? refs[0];
+          if (!ref) throw new DataError(`App ${appId} has no file ${JSON.stringify(path)}.`);
+          for await (const chunk of streamStoredContent(context, ref)) runtime.streams.stdout.write(chunk);
+          return { exitCode: EXIT.ok };
+        } finally {
+          await context.close();
+        }
+      }),
+    );
+}

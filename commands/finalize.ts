@@ -1,0 +1,57 @@
+import { Command } from 'commander';
+import { finalize, finalizeEligibleSql } from '../src/ops/finalize.ts';
+import { planFinalize } from '../src/ops/plan.ts';
+import { assertSchemaReady } from '../src/ops/schema.ts';
+import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/context.ts';
+import { planConfirmRun } from './support/write-flow.ts';
+import { formatBytes, formatCount } from './support/format.ts';
+import type { CommandResult } from './support/command.ts';
+
+export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
+  const command = new Command('finalize')
+    .description('Phase 3: for hybrid rows above the r2 threshold, read the R2 copy back, verify it against content_hash and the database content, then clear the database content (r2).')
+    .option('--dry-run', 'print what would be cleared and the bytes freed; change nothing');
+  addWalkOptions(command);
+  addPacingOptions(command);
+  addPriceOptions(command);
+  return command
+    .addHelpText('after', '\nExamples:\n  $ overskill-storage finalize --dry-run\n  $ overskill-storage finalize --rollout 10 --yes\n  $ overskill-storage finalize --app 42 --r2-threshold 50KiB')
+    .action(async (opts, cmd: Command) =>
+      run(async () => {
+        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const output = makeOutput(globals, runtime);
+        const options = runOptionsFrom(opts, runtime.signal);
+        const context = await openContext(globals, runtime, { store: !opts.dryRun, poolSize: Math.min(options.concurrency, 8) + 2 });
+        try {
+          await assertSchemaReady(context.db);
+          const plan = await planFinalize(
+            context.db,
+            { tables: options.tables, filter: options.filter, limit: options.limit, policy: options.policy, inlineMaxBytes: options.inlineMaxBytes, prices: pricesFrom(opts) },
+            (table) => (params) => finalizeEligibleSql(table, options.policy.r2Above, params),
+          );
+          return await planConfirmRun({
+            output,
+            plan,
+            title: 'Finalize plan',
+            dryRun: opts.dryRun ?? false,
+            yes: globals.yes ?? false,
+            nothingToDo: 'Nothing to finalize.',
+            question: (p) => `Clear the database content of ${formatCount(p.rows)} rows (${formatBytes(p.databaseBytesFreed)}) after verifying each R2 copy?`,
+            stage: 'finalize',
+            verb: 'now r2',
+            run: (reporter) => finalize(context, options, reporter),
+            summary: (result) =>
+              result.cleared
+                ? [
+                    `Database content freed: ${formatBytes(result.bytesFreed)}. PostgreSQL reuses this space after a VACUUM; it was not run. To reclaim it:`,
+                    ...result.vacuumCommands.map((sql) => `  ${sql}`),
+                    '(VACUUM FULL or pg_repack returns it to the operating system, at the cost of a rewrite.)',
+                  ]
+                : [],
+          });
+        } finally {
+          await context.close();
+        }
+      }),
+    );
+}

@@ -1,0 +1,67 @@
+import { Command } from 'commander';
+import { applyRestore, prepareRestore, type RestoreDiff } from '../src/ops/restore-version.ts';
+import { makeOutput, openContext, policyFrom, type GlobalOptions, type Runtime } from './support/context.ts';
+import { confirmWrite } from './support/confirm.ts';
+import { formatBytes, formatCount } from './support/format.ts';
+import type { Output } from './support/output.ts';
+import * as parse from './support/parse.ts';
+import type { CommandResult } from './support/command.ts';
+import { DEFAULT_POLICY } from '../src/placement.ts';
+import { EXIT } from './support/exit.ts';
+
+export function restoreVersionCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
+  return new Command('restore-version')
+    .description("Restore an app's files to a version (an id or a version_number): shows the diff, then restores in one transaction and records a new version.")
+    .argument('<app_id>', 'the app', parse.id)
+    .argument('<version>', 'version id or version_number')
+    .option('--dry-run', 'show the diff only; change nothing')
+    .option('--hybrid-threshold <size>', 'smallest content stored in R2', parse.byteSize(), DEFAULT_POLICY.hybridMin)
+    .option('--r2-threshold <size>', 'contents above this lose their DB copy at finalize', parse.byteSize(), DEFAULT_POLICY.r2Above)
+    .option('--concurrency <n>', 'uploads in flight', parse.integer({ min: 1, max: 256 }), 8)
+    .addHelpText('after', '\nExamples:\n  $ overskill-storage restore-version 42 1.4.0 --dry-run\n  $ overskill-storage restore-version 42 1873 --yes')
+    .action(async (appId: string, versionSpec: string, opts, cmd: Command) =>
+      run(async () => {
+        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const output = makeOutput(globals, runtime);
+        const policy = policyFrom(opts);
+        const context = await openContext(globals, runtime, { store: true });
+        try {
+          const prepared = await prepareRestore(context, appId, versionSpec);
+          const c = output.color;
+          output.print(
+            c.bold(`Restore app ${appId} to version ${prepared.version.version_number} (#${prepared.version.id}), read from ${prepared.snapshotSource === 'version-files' ? 'its version history (no snapshot)' : `its snapshot in ${prepared.snapshotSource}`}`),
+          );
+          renderDiff(output, prepared.diff);
+          const changes = prepared.diff.added.length + prepared.diff.changed.length + prepared.diff.deleted.length;
+          const summary = { appId, version: prepared.version, snapshotSource: prepared.snapshotSource, diff: prepared.diff };
+          if (opts.dryRun) {
+            output.result({ dryRun: true, ...summary });
+            return { exitCode: EXIT.ok };
+          }
+          if (changes === 0) {
+            output.print(c.green('The app already matches this version; nothing to restore.'));
+            output.result({ dryRun: false, ...summary, result: null });
+            return { exitCode: EXIT.ok };
+          }
+          await confirmWrite(output, `Restore ${formatCount(changes)} file change(s) for app ${appId}?`, { yes: globals.yes ?? false });
+          const result = await applyRestore(context, prepared, policy, opts.concurrency);
+          output.print(c.green(`Restored. New version ${result.newVersionNumber} (#${result.newVersionId}); ${formatCount(result.uploaded)} content(s) uploaded (${formatBytes(result.uploadedBytes)}).`));
+          for (const kept of result.keptInDatabase) output.print(c.yellow(`  ${kept.path}: kept in the database only (${kept.reason})`));
+          output.print(c.dim('Objects the app no longer names are removed by `overskill-storage cleanup` after its grace period.'));
+          output.result({ dryRun: false, ...summary, result });
+          return { exitCode: EXIT.ok };
+        } finally {
+          await context.close();
+        }
+      }),
+    );
+}
+
+function renderDiff(output: Output, diff: RestoreDiff): void {
+  const c = output.color;
+  const size = (bytes?: number) => (bytes === undefined ? '?' : formatBytes(bytes));
+  for (const entry of diff.added) output.print(c.green(`  + ${entry.path} (${size(entry.newBytes)})`));
+  for (const entry of diff.changed) output.print(c.yellow(`  ~ ${entry.path} (${size(entry.oldBytes)} → ${size(entry.newBytes)})`));
+  for (const entry of diff.deleted) output.print(c.red(`  - ${entry.path} (${size(entry.oldBytes)})`));
+  output.print(`${formatCount(diff.added.length)} added, ${formatCount(diff.changed.length)} changed, ${formatCount(diff.deleted.length)} deleted, ${formatCount(diff.unchanged)} unchanged\n`);
+}

@@ -1,0 +1,56 @@
+import { Command } from 'commander';
+import { rollback, type RollbackOptions } from '../src/ops/rollback.ts';
+import { planRollback } from '../src/ops/plan.ts';
+import { assertSchemaReady } from '../src/ops/schema.ts';
+import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/context.ts';
+import { planConfirmRun } from './support/write-flow.ts';
+import { formatCount } from './support/format.ts';
+import type { CommandResult } from './support/command.ts';
+
+export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
+  const command = new Command('rollback')
+    .description('Bring contents back into the database: download each R2-only content, verify it against content_hash, write it back, and flip rows to database (or hybrid with --keep-hybrid).')
+    .option('--dry-run', 'print what would be restored; change nothing')
+    .option('--keep-hybrid', 'stop at hybrid: content back in the database, objects kept')
+    .option('--purge', 'then delete the objects of rows that were rolled back (never one a row still names)');
+  addWalkOptions(command);
+  addPacingOptions(command);
+  addPriceOptions(command);
+  return command
+    .addHelpText('after', '\nExamples:\n  $ overskill-storage rollback --app 42 --dry-run\n  $ overskill-storage rollback --keep-hybrid --yes\n  $ overskill-storage rollback --purge --yes')
+    .action(async (opts, cmd: Command) =>
+      run(async () => {
+        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const output = makeOutput(globals, runtime);
+        const options: RollbackOptions = { ...runOptionsFrom(opts, runtime.signal), keepHybrid: opts.keepHybrid ?? false, purge: opts.purge ?? false };
+        const context = await openContext(globals, runtime, { store: !opts.dryRun, poolSize: Math.min(options.concurrency, 8) + 2 });
+        try {
+          await assertSchemaReady(context.db);
+          const plan = await planRollback(
+            context.db,
+            { tables: options.tables, filter: options.filter, limit: options.limit, policy: options.policy, inlineMaxBytes: options.inlineMaxBytes, prices: pricesFrom(opts) },
+            options.keepHybrid,
+            options.purge,
+          );
+          return await planConfirmRun({
+            output,
+            plan,
+            title: 'Rollback plan',
+            dryRun: opts.dryRun ?? false,
+            yes: globals.yes ?? false,
+            nothingToDo: 'Nothing to roll back: every content is in the database.',
+            question: (p) => `Roll back ${formatCount(p.rows)} rows to ${options.keepHybrid ? 'hybrid' : 'database'}${options.purge ? ' and delete their objects' : ''}?`,
+            stage: 'rollback',
+            verb: options.keepHybrid ? 'back in the database (hybrid)' : 'back in the database',
+            run: (reporter) => rollback(context, options, reporter),
+            summary: (result) => [
+              ...(options.purge ? [`Objects deleted: ${formatCount(result.purged)}.`] : []),
+              ...result.purgeFailures.slice(0, 20).map((failure) => `  not deleted: ${failure.key}: ${failure.reason}`),
+            ],
+          });
+        } finally {
+          await context.close();
+        }
+      }),
+    );
+}

@@ -1,0 +1,62 @@
+import type { Plan } from '../../src/ops/plan.ts';
+import type { TableRunResult } from '../../src/ops/batch-runner.ts';
+import type { Reporter } from '../../src/reporter.ts';
+import { confirmWrite } from './confirm.ts';
+import type { Output } from './output.ts';
+import { progressReporter } from './progress.ts';
+import { expectedStages, renderPlan, renderRunTables } from './render.ts';
+import { formatCount, formatDuration } from './format.ts';
+import { EXIT } from './exit.ts';
+import type { CommandResult } from './command.ts';
+
+export interface RowRunSummary {
+  tables: TableRunResult[];
+  interrupted: boolean;
+  problems: number;
+}
+
+/**
+ * The shape every row-walking write command shares: show the plan, stop there on --dry-run, ask, run with
+ * a progress bar, show the outcome per table, and map it to an exit code.
+ */
+export async function planConfirmRun<R extends RowRunSummary>(flow: {
+  output: Output;
+  plan: Plan;
+  title: string;
+  dryRun: boolean;
+  yes: boolean;
+  nothingToDo: string;
+  question: (plan: Plan) => string;
+  stage: string;
+  verb: string;
+  run: (reporter: Reporter) => Promise<R>;
+  summary: (result: R) => string[];
+}): Promise<CommandResult> {
+  const { output, plan } = flow;
+  renderPlan(output, plan, flow.dryRun ? `${flow.title} (dry run: nothing will change)` : flow.title);
+  if (flow.dryRun) {
+    output.result({ dryRun: true, plan });
+    return { exitCode: EXIT.ok };
+  }
+  if (plan.rows === 0) {
+    output.print(output.color.green(flow.nothingToDo));
+    output.result({ dryRun: false, plan, result: null });
+    return { exitCode: EXIT.ok };
+  }
+  await confirmWrite(output, flow.question(plan), { yes: flow.yes });
+  const started = Date.now();
+  const progress = progressReporter(output, expectedStages(plan, flow.stage));
+  let result: R;
+  try {
+    result = await flow.run(progress);
+  } finally {
+    progress.stop();
+  }
+  renderRunTables(output, result.tables, flow.verb);
+  const done = result.tables.reduce((sum, t) => sum + t.flipped, 0);
+  output.print(`\n${result.interrupted ? output.color.yellow('Interrupted') : output.color.green('Done')}: ${formatCount(done)} rows ${flow.verb} in ${formatDuration(Date.now() - started)}.`);
+  for (const line of flow.summary(result)) output.print(line);
+  if (result.problems) output.print(output.color.yellow(`${formatCount(result.problems)} problem(s); see above.`));
+  output.result({ dryRun: false, plan, result });
+  return { exitCode: result.interrupted ? EXIT.interrupted : result.problems ? EXIT.problems : EXIT.ok };
+}

@@ -1,0 +1,97 @@
+import type { StorageContext } from '../context.ts';
+import type { StoredTable } from '../tables.ts';
+import type { Params } from '../sql/params.ts';
+import type { ClaimedRow } from '../sql/claim-batch.ts';
+import { flipToR2, type VerifiedCopy } from '../sql/flip-to-r2.ts';
+import { runBatches, type ItemOutcome, type TableRunResult } from './batch-runner.ts';
+import { Limiter } from '../pool.ts';
+import { RateLimiter } from '../pacing.ts';
+import { errorMessage } from '../errors.ts';
+import type { Reporter } from '../reporter.ts';
+import { startWorkerSession } from '../workers.ts';
+import type { CommonRunOptions } from './options.ts';
+import { assertSchemaReady } from './schema.ts';
+
+export interface FinalizeResult {
+  tables: TableRunResult[];
+  interrupted: boolean;
+  cleared: number;
+  /** Content bytes no longer held in the database. */
+  bytesFreed: number;
+  problems: number;
+  /** What reclaims the space (not run by this tool: it is the operator's call when to take the I/O). */
+  vacuumCommands: string[];
+}
+
+export function finalizeEligibleSql(table: StoredTable, r2Above: number, params: Params): string {
+  return `t.${table.locationColumn} = 'hybrid' AND t.${table.keyColumn} IS NOT NULL AND t.${table.hashColumn} IS NOT NULL
+          AND t.${table.contentColumn} IS NOT NULL AND octet_length(t.${table.contentColumn}) > ${params.add(r2Above, 'bigint')}`;
+}
+
+/**
+ * Phase 3: for hybrid rows above the r2 threshold, read the object back, check its SHA-256 against
+ * content_hash and against the database content (hashed by PostgreSQL), and only then clear the database
+ * content in a compare-and-set batch. A row whose copy is missing or different is reported and untouched.
+ */
+export async function finalize(context: StorageContext, options: CommonRunOptions, reporter: Reporter = {}): Promise<FinalizeResult> {
+  await assertSchemaReady(context.db);
+  const session = await startWorkerSession(context.databaseUrl);
+  const shared = { limiter: new Limiter(options.concurrency), rate: options.maxRate ? new RateLimiter(options.maxRate) : undefined };
+  const budget = { remaining: options.limit ?? Number.POSITIVE_INFINITY };
+  const results: TableRunResult[] = [];
+  try {
+    for (const table of options.tables) {
+      if (options.signal?.aborted || budget.remaining <= 0) break;
+      reporter.stage?.(`finalize ${table.name}`);
+      const work = async (row: ClaimedRow): Promise<ItemOutcome<VerifiedCopy>> => {
+        if (!row.key || !row.hash) return { kind: 'skipped', reason: 'row has no key or hash' };
+        if (row.db_hash !== row.hash) {
+          return {
+            kind: 'skipped',
+            reason: 'database content no longer matches content_hash (changed since migrate); the R2 copy is stale. Roll this row back and migrate it again',
+          };
+        }
+        const read = await context.store.readAndHash(row.key);
+        if (read.sha256 !== row.hash || (row.bytes !== null && read.size !== row.bytes)) {
+          return {
+            kind: 'failed',
+            key: row.key,
+            reason: `R2 copy does not match (object ${read.size} bytes, SHA-256 ${read.sha256.slice(0, 12)}…; database ${row.bytes} bytes, ${row.hash.slice(0, 12)}…); database content kept`,
+          };
+        }
+        return { kind: 'done', value: { id: row.id, key: row.key, hash: row.hash }, bytes: read.size };
+      };
+      const result = await runBatches(
+        context.db,
+        session.id,
+        {
+          table,
+          eligible: (params) => finalizeEligibleSql(table, options.policy.r2Above, params),
+          withContent: false,
+          withDbHash: true,
+          inlineMaxBytes: options.inlineMaxBytes,
+          work: (row) => work(row).catch((error): ItemOutcome<VerifiedCopy> => ({ kind: 'failed', key: row.key ?? undefined, reason: errorMessage(error) })),
+          flip: (done, claimedIds) => flipToR2(context.db, table, session.id, done, claimedIds),
+          idOf: (done) => done.id,
+        },
+        options,
+        budget,
+        reporter,
+        shared,
+      );
+      results.push(result);
+      reporter.stageDone?.(`finalize ${table.name}`);
+    }
+  } finally {
+    await session.close().catch(() => undefined);
+  }
+  const touched = results.filter((r) => r.flipped > 0).map((r) => options.tables.find((t) => t.name === r.table)!.table);
+  return {
+    tables: results,
+    interrupted: options.signal?.aborted ?? false,
+    cleared: results.reduce((sum, r) => sum + r.flipped, 0),
+    bytesFreed: results.reduce((sum, r) => sum + r.bytes, 0),
+    problems: results.reduce((sum, r) => sum + r.failed.length + r.skipped.length, 0),
+    vacuumCommands: touched.map((table) => `VACUUM (ANALYZE) ${table};`),
+  };
+}

@@ -1,0 +1,118 @@
+import { createHash } from 'node:crypto';
+import type { StorageContext } from '../context.ts';
+import { FILES, TABLES, type StoredTable, type TableName } from '../tables.ts';
+import { readContentChunks } from '../sql/content-chunks.ts';
+import { query, type Queryable } from '../db.ts';
+import { DataError, IntegrityError } from '../errors.ts';
+import { sha256Hex } from '../hashing.ts';
+
+/** What the read path needs to know about a row. */
+export interface StoredContentRef {
+  table: TableName;
+  id: string;
+  location: string | null;
+  key: string | null;
+  hash: string | null;
+  /** Inline database content, when it was fetched with the row. */
+  content?: string | null;
+  hasContent: boolean;
+  bytes: number | null;
+}
+
+export interface ContentSource {
+  /** Where the bytes come from. */
+  source: 'database' | 'r2';
+  /** True when the bytes were checked against content_hash. */
+  verified: boolean;
+}
+
+/**
+ * Hybrid retrieval, the TypeScript twin of the plan's `AppFile#content` with R2 fallback: the database
+ * content when the row has it, else the R2 object, whose SHA-256 must equal content_hash (else an
+ * IntegrityError: the tool never returns bytes it cannot vouch for). Streams, so any size is fine.
+ */
+export async function* streamStoredContent(context: StorageContext, ref: StoredContentRef, info: Partial<ContentSource> = {}): AsyncGenerator<Buffer> {
+  const table = TABLES[ref.table];
+  if (ref.hasContent) {
+    info.source = 'database';
+    if (ref.content !== undefined && ref.content !== null) {
+      info.verified = ref.hash ? sha256Hex(ref.content) === ref.hash : false;
+      yield Buffer.from(ref.content, 'utf8');
+      return;
+    }
+    const digest = createHash('sha256');
+    for await (const chunk of readContentChunks(context.db, table, ref.id)) {
+      digest.update(chunk);
+      yield chunk;
+    }
+    info.verified = ref.hash ? digest.digest('hex') === ref.hash : false;
+    return;
+  }
+  if (!ref.key) throw new DataError(`${table.table} #${ref.id} has no content in the database and no object key: its content is nowhere`);
+  if (!ref.hash) throw new IntegrityError(`${table.table} #${ref.id} lives in R2 without a content_hash, so its object cannot be verified`, ref.key);
+  info.source = 'r2';
+  const download = await context.store.getStream(ref.key);
+  const digest = createHash('sha256');
+  let size = 0;
+  for await (const chunk of download.body) {
+    digest.update(chunk);
+    size += chunk.length;
+    yield Buffer.from(chunk);
+  }
+  const actual = digest.digest('hex');
+  if (actual !== ref.hash) {
+    throw new IntegrityError(`object ${ref.key} does not match content_hash of ${table.table} #${ref.id} (${size} bytes hash to ${actual.slice(0, 12)}…)`, ref.key);
+  }
+  info.verified = true;
+}
+
+/** Hybrid retrieval into memory (for contents the caller must hold, like snapshots). */
+export async function readStoredContent(context: StorageContext, ref: StoredContentRef): Promise<{ content: string } & ContentSource> {
+  const info: Partial<ContentSource> = {};
+  const parts: Buffer[] = [];
+  for await (const chunk of streamStoredContent(context, ref, info)) parts.push(chunk);
+  return { content: Buffer.concat(parts).toString('utf8'), source: info.source ?? 'database', verified: info.verified ?? false };
+}
+
+interface RefRow {
+  id: string;
+  location: string | null;
+  key: string | null;
+  hash: string | null;
+  content: string | null;
+  has_content: boolean;
+  bytes: number | null;
+}
+
+/** Fetches rows' read references; contents up to `inlineMax` come along, larger ones are streamed later. */
+export async function contentRefs(
+  db: Queryable,
+  table: StoredTable,
+  where: string,
+  params: unknown[],
+  inlineMax = 8 * 1024 * 1024,
+  limit?: number,
+): Promise<(StoredContentRef & Record<string, unknown>)[]> {
+  const rows = await query<RefRow & Record<string, unknown>>(
+    db,
+    `SELECT t.*, t.${table.locationColumn} AS location, t.${table.keyColumn} AS key, t.${table.hashColumn} AS hash,
+            CASE WHEN octet_length(t.${table.contentColumn}) <= ${Number(inlineMax)} THEN t.${table.contentColumn} END AS content,
+            (t.${table.contentColumn} IS NOT NULL) AS has_content,
+            coalesce(octet_length(t.${table.contentColumn}), t.${table.sizeColumn})::float8 AS bytes
+       FROM ${table.table} t WHERE ${where} ORDER BY t.id ${limit ? `LIMIT ${Math.floor(limit)}` : ''}`,
+    params,
+  );
+  return rows.map((row) => ({ ...row, table: table.name, id: row.id, location: row.location, key: row.key, hash: row.hash, content: row.content, hasContent: row.has_content, bytes: row.bytes }));
+}
+
+/**
+ * The content of one app file by path (a leading "/" optional), by hybrid retrieval. For other Node code:
+ *   const text = await readAppFile(context, appId, 'src/App.tsx');
+ */
+export async function readAppFile(context: StorageContext, appId: string, path: string): Promise<string> {
+  const candidates = path.startsWith('/') ? [path, path.slice(1)] : [path, `/${path}`];
+  const refs = await contentRefs(context.db, FILES, 't.app_id = $1::bigint AND t.path = ANY($2::text[])', [appId, candidates]);
+  const ref = refs.find((row) => row.path === path) ?? refs[0];
+  if (!ref) throw new DataError(`app ${appId} has no file ${JSON.stringify(path)}`);
+  return (await readStoredContent(context, ref)).content;
+}

@@ -1,0 +1,130 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** What the injector may do to one request instead of (or while) forwarding it. */
+export type Fault =
+  | { kind: 'status'; status: number; code?: string }
+  | { kind: 'truncate'; keepBytes: number }
+  | { kind: 'blackhole' }
+  | { kind: 'reset' }
+  | { kind: 'delay'; ms: number };
+
+export interface SeenRequest {
+  method: string;
+  path: string;
+  key: string;
+  query: string;
+}
+
+/**
+ * An HTTP proxy in front of the S3 server: it forwards every request unchanged (the Host header too, so
+ * SigV4 signatures stay valid), records what it saw, and answers chosen requests with faults.
+ */
+export class S3Proxy {
+  readonly seen: SeenRequest[] = [];
+  private server?: http.Server;
+  private rules: { match: (request: SeenRequest, index: number) => boolean; fault: Fault; times: number }[] = [];
+  latencyMs = 0;
+  port = 0;
+
+  constructor(private readonly targetPort: number, private readonly bucket: string) {}
+
+  get endpoint(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** Injects `fault` into the next `times` requests that `match` accepts. */
+  inject(match: (request: SeenRequest, index: number) => boolean, fault: Fault, times = 1): void {
+    this.rules.push({ match, fault, times });
+  }
+
+  clearFaults(): void {
+    this.rules = [];
+  }
+
+  count(method: string, keyPrefix = ''): number {
+    return this.seen.filter((request) => request.method === method && request.key.startsWith(keyPrefix) && !request.query.includes('uploadId') && !request.query.includes('uploads')).length;
+  }
+
+  putsPerKey(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const request of this.seen) {
+      if (request.method === 'PUT' && request.key && !request.query.includes('partNumber')) counts.set(request.key, (counts.get(request.key) ?? 0) + 1);
+      if (request.method === 'POST' && request.query.includes('uploadId')) counts.set(request.key, (counts.get(request.key) ?? 0) + 1);
+    }
+    return counts;
+  }
+
+  async start(): Promise<this> {
+    const sockets = new Set<import('node:net').Socket>();
+    this.server = http.createServer((request, response) => this.handle(request, response));
+    this.server.on('connection', (socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+    });
+    (this as unknown as { sockets: typeof sockets }).sockets = sockets;
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    this.port = (this.server.address() as AddressInfo).port;
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    for (const socket of (this as unknown as { sockets: Set<import('node:net').Socket> }).sockets ?? []) socket.destroy();
+    await new Promise<void>((resolve) => this.server?.close(() => resolve()) ?? resolve());
+  }
+
+  private handle(request: http.IncomingMessage, response: http.ServerResponse): void {
+    const url = new URL(request.url ?? '/', 'http://proxy');
+    const path = decodeURIComponent(url.pathname);
+    const prefix = `/${this.bucket}/`;
+    const seen: SeenRequest = { method: request.method ?? 'GET', path, key: path.startsWith(prefix) ? path.slice(prefix.length) : '', query: url.search };
+    const index = this.seen.length;
+    this.seen.push(seen);
+    const rule = this.rules.find((candidate) => candidate.times > 0 && candidate.match(seen, index));
+    if (rule) rule.times--;
+    const fault = rule?.fault;
+    const forward = () => {
+      if (fault?.kind === 'status') {
+        request.resume();
+        request.on('end', () => {
+          response.writeHead(fault.status, { 'content-type': 'application/xml' });
+          response.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${fault.code ?? 'InternalError'}</Code><Message>injected</Message></Error>`);
+        });
+        return;
+      }
+      if (fault?.kind === 'blackhole') {
+        request.resume();
+        return; // never answers
+      }
+      if (fault?.kind === 'reset') {
+        request.socket.destroy();
+        return;
+      }
+      const upstream = http.request(
+        { host: '127.0.0.1', port: this.targetPort, method: request.method, path: request.url, headers: request.headers },
+        (upstreamResponse) => {
+          if (fault?.kind === 'truncate') {
+            response.writeHead(upstreamResponse.statusCode ?? 500, upstreamResponse.headers);
+            let sent = 0;
+            upstreamResponse.on('data', (chunk: Buffer) => {
+              if (sent >= fault.keepBytes) return;
+              const part = chunk.subarray(0, fault.keepBytes - sent);
+              sent += part.length;
+              response.write(part);
+              if (sent >= fault.keepBytes) setTimeout(() => response.socket?.destroy(), 5);
+            });
+            upstreamResponse.on('end', () => response.socket?.destroy());
+            return;
+          }
+          response.writeHead(upstreamResponse.statusCode ?? 500, upstreamResponse.headers);
+          upstreamResponse.pipe(response);
+        },
+      );
+      upstream.on('error', () => response.socket?.destroy());
+      request.pipe(upstream);
+    };
+    const delay = (fault?.kind === 'delay' ? fault.ms : 0) + this.latencyMs;
+    if (delay > 0) setTimeout(forward, delay);
+    else forward();
+  }
+}
