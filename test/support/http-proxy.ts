@@ -7,7 +7,11 @@ export type Fault =
   | { kind: 'truncate'; keepBytes: number }
   | { kind: 'blackhole' }
   | { kind: 'reset' }
-  | { kind: 'delay'; ms: number };
+  | { kind: 'delay'; ms: number }
+  /** Flips one byte of the request body and drops Content-MD5: a server that stores what it gets. */
+  | { kind: 'corrupt' }
+  /** Forwards the request (the server acts on it) but never answers the client. */
+  | { kind: 'hold'; onForwarded?: () => void };
 
 export interface SeenRequest {
   method: string;
@@ -100,9 +104,16 @@ export class S3Proxy {
         request.socket.destroy();
         return;
       }
+      const headers = { ...request.headers };
+      if (fault?.kind === 'corrupt') delete headers['content-md5'];
       const upstream = http.request(
-        { host: '127.0.0.1', port: this.targetPort, method: request.method, path: request.url, headers: request.headers },
+        { host: '127.0.0.1', port: this.targetPort, method: request.method, path: request.url, headers },
         (upstreamResponse) => {
+          if (fault?.kind === 'hold') {
+            upstreamResponse.resume();
+            upstreamResponse.on('end', () => fault.onForwarded?.());
+            return;
+          }
           if (fault?.kind === 'truncate') {
             response.writeHead(upstreamResponse.statusCode ?? 500, upstreamResponse.headers);
             let sent = 0;
@@ -121,6 +132,19 @@ export class S3Proxy {
         },
       );
       upstream.on('error', () => response.socket?.destroy());
+      if (fault?.kind === 'corrupt') {
+        let flipped = false;
+        request.on('data', (chunk: Buffer) => {
+          const copy = Buffer.from(chunk);
+          if (!flipped && copy.length) {
+            copy[0] ^= 0x01;
+            flipped = true;
+          }
+          upstream.write(copy);
+        });
+        request.on('end', () => upstream.end());
+        return;
+      }
       request.pipe(upstream);
     };
     const delay = (fault?.kind === 'delay' ? fault.ms : 0) + this.latencyMs;
