@@ -71,6 +71,10 @@ export async function bucketFingerprint(store: ObjectStore): Promise<string[]> {
   return entries.sort();
 }
 
+/** An object's bytes as text, read raw (no hash check: tests compare the bytes themselves). */
 export async function objectText(store: ObjectStore, key: string): Promise<string> {
-  return (await store.getVerified(key, null)).toString('utf8');
+  const { body } = await store.getStream(key);
+  const parts: Buffer[] = [];
+  for await (const chunk of body) parts.push(Buffer.from(chunk));
+  return Buffer.concat(parts).toString('utf8');
 }

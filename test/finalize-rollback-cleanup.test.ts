@@ -1,0 +1,202 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PutObjectCommand, DeleteObjectCommand } from '@aws-sdk/client-s3';
+import { createTestEnv, type TestEnv } from './support/env.ts';
+import { cli } from './support/cli.ts';
+import { bucketFingerprint, fileRow, insertApp, insertFile, objectText, text } from './support/seed.ts';
+import { migrate } from '../src/ops/migrate.ts';
+import { finalize } from '../src/ops/finalize.ts';
+import { rollback } from '../src/ops/rollback.ts';
+import { cleanup } from '../src/ops/cleanup.ts';
+import { defaultRunOptions } from '../src/ops/options.ts';
+import { FILES } from '../src/tables.ts';
+import { query } from '../src/db.ts';
+import { hookedStore } from './support/stores.ts';
+
+describe('finalize, rollback and cleanup', () => {
+  let env: TestEnv;
+  beforeAll(async () => {
+    env = await createTestEnv();
+  });
+  afterAll(async () => env?.close());
+
+  const files = (overrides = {}) => defaultRunOptions({ tables: [FILES], ...overrides });
+  const overwrite = (key: string, body: string) =>
+    env.store.client.send(new PutObjectCommand({ Bucket: env.s3.bucket, Key: key, Body: Buffer.from(body), ContentLength: Buffer.byteLength(body) }));
+
+  it('finalize clears only verified rows above the threshold and refuses corrupted or deleted objects', async () => {
+    const app = await insertApp(env.db);
+    const big = await insertFile(env.db, app, 'big.js', text(20_000, 'big '));
+    const edge = await insertFile(env.db, app, 'edge.js', text(10_240, 'e'));
+    const over = await insertFile(env.db, app, 'over.js', text(10_241, 'o'));
+    const corrupted = await insertFile(env.db, app, 'corrupted.js', text(30_000, 'c'));
+    const deleted = await insertFile(env.db, app, 'deleted.js', text(30_000, 'd'));
+    const changed = await insertFile(env.db, app, 'changed.js', text(30_000, 'x'));
+    await migrate(env.context, files({ filter: { appIds: [app] } }));
+    await overwrite((await fileRow(env.db, corrupted)).r2_object_key!, text(30_000, 'C'));
+    await env.store.client.send(new DeleteObjectCommand({ Bucket: env.s3.bucket, Key: (await fileRow(env.db, deleted)).r2_object_key! }));
+    await query(env.db, 'UPDATE app_files SET content = $2 WHERE id = $1', [changed, text(30_000, 'y')]);
+
+    const run = await cli(['finalize', '--yes', '--json', '--app', app], env.cliEnv);
+    expect(run.code).toBe(1);
+    const result = run.json().result;
+    expect(result.cleared).toBe(2);
+    expect(result.bytesFreed).toBe(20_000 + 10_241);
+    expect(result.vacuumCommands).toEqual(['VACUUM (ANALYZE) app_files;']);
+    expect(run.json().plan.databaseBytesFreed).toBe(20_000 + 10_241 + 30_000 * 3);
+    for (const id of [big, over]) {
+      const row = await fileRow(env.db, id);
+      expect(row.storage_location).toBe('r2');
+      expect(row.content).toBeNull();
+    }
+    expect((await fileRow(env.db, edge)).storage_location).toBe('hybrid');
+    for (const id of [corrupted, deleted, changed]) {
+      const row = await fileRow(env.db, id);
+      expect(row.storage_location, id).toBe('hybrid');
+      expect(row.content, id).not.toBeNull();
+    }
+    const problems = [...result.tables[0].failed, ...result.tables[0].skipped].map((p: { id: string }) => p.id).sort();
+    expect(problems).toEqual([corrupted, deleted, changed].sort());
+  });
+
+  it('finalize compare-and-set: a row the app rewrites during the read-back keeps its content', async () => {
+    const app = await insertApp(env.db);
+    const id = await insertFile(env.db, app, 'race.js', text(20_000, 'r'));
+    await migrate(env.context, files({ filter: { appIds: [app] } }));
+    const store = hookedStore(env.s3);
+    const original = store.readAndHash.bind(store);
+    store.readAndHash = async (key: string) => {
+      const result = await original(key);
+      await query(env.db, 'UPDATE app_files SET content = $2 WHERE id = $1', [id, text(20_000, 'R')]);
+      return result;
+    };
+    const result = await finalize({ ...env.context, store }, files({ filter: { appIds: [app] } }));
+    store.destroy();
+    expect(result.cleared).toBe(0);
+    expect(result.tables[0].changedMeanwhile.map((p) => p.id)).toEqual([id]);
+    const row = await fileRow(env.db, id);
+    expect(row.content).toBe(text(20_000, 'R'));
+    expect(row.storage_location).toBe('hybrid');
+  });
+
+  it('rollback restores byte-identical content for database-less rows and flips everything back', async () => {
+    const app = await insertApp(env.db);
+    const contents = [text(50_000, 'ü日本 '), text(2000, 'two'), text(11_000, 'eleven')];
+    const ids = [];
+    for (const [i, content] of contents.entries()) ids.push(await insertFile(env.db, app, `rb/${i}.txt`, content));
+    await migrate(env.context, files({ filter: { appIds: [app] } }));
+    await finalize(env.context, files({ filter: { appIds: [app] } }));
+    expect((await fileRow(env.db, ids[0])).content).toBeNull();
+    const result = await rollback(env.context, { ...files({ filter: { appIds: [app] } }), keepHybrid: false, purge: false });
+    expect(result.rolledBack).toBe(3);
+    for (const [i, id] of ids.entries()) {
+      const row = await fileRow(env.db, id);
+      expect(row.content).toBe(contents[i]);
+      expect(row.storage_location).toBe('database');
+      expect(row.r2_object_key).toBeNull();
+    }
+  });
+
+  it('rollback refuses a missing or different object and leaves the row as it is', async () => {
+    const app = await insertApp(env.db);
+    const good = await insertFile(env.db, app, 'good.txt', text(20_000, 'g'));
+    const bad = await insertFile(env.db, app, 'bad.txt', text(20_000, 'b'));
+    const gone = await insertFile(env.db, app, 'gone.txt', text(20_000, 'n'));
+    await migrate(env.context, files({ filter: { appIds: [app] } }));
+    await finalize(env.context, files({ filter: { appIds: [app] } }));
+    await overwrite((await fileRow(env.db, bad)).r2_object_key!, text(20_000, 'B'));
+    await env.store.client.send(new DeleteObjectCommand({ Bucket: env.s3.bucket, Key: (await fileRow(env.db, gone)).r2_object_key! }));
+    const run = await cli(['rollback', '--yes', '--json', '--app', app, '--purge'], env.cliEnv);
+    expect(run.code).toBe(1);
+    expect((await fileRow(env.db, good)).storage_location).toBe('database');
+    for (const id of [bad, gone]) {
+      const row = await fileRow(env.db, id);
+      expect(row.storage_location).toBe('r2');
+      expect(row.content).toBeNull();
+    }
+    // --purge deleted the good row's object only; the bad row still names its (wrong) object
+    expect(await env.store.head(`apps/${app}/files/good.txt`)).toBeUndefined();
+    expect(await env.store.head(`apps/${app}/files/bad.txt`)).toBeDefined();
+  });
+
+  it('--purge never deletes an object whose row did not flip (changed by the app meanwhile)', async () => {
+    const app = await insertApp(env.db);
+    const id = await insertFile(env.db, app, 'kept.txt', text(20_000, 'k'));
+    await migrate(env.context, files({ filter: { appIds: [app] } }));
+    await finalize(env.context, files({ filter: { appIds: [app] } }));
+    const store = hookedStore(env.s3);
+    const original = store.getVerified.bind(store);
+    store.getVerified = async (key: string, hash: string | null) => {
+      const body = await original(key, hash);
+      // the app rewrites the row (the plan's model stores it in R2 under a new hash) while we download
+      await query(env.db, "UPDATE app_files SET content_hash = repeat('0', 64) WHERE id = $1", [id]);
+      return body;
+    };
+    const result = await rollback({ ...env.context, store }, { ...files({ filter: { appIds: [app] } }), keepHybrid: false, purge: true });
+    store.destroy();
+    expect(result.rolledBack).toBe(0);
+    expect(result.purged).toBe(0);
+    expect(await env.store.head(`apps/${app}/files/kept.txt`)).toBeDefined();
+    expect((await fileRow(env.db, id)).storage_location).toBe('r2');
+  });
+
+  it('--keep-hybrid brings content back but keeps the objects', async () => {
+    const app = await insertApp(env.db);
+    const id = await insertFile(env.db, app, 'kh.txt', text(20_000, 'h'));
+    await migrate(env.context, files({ filter: { appIds: [app] } }));
+    await finalize(env.context, files({ filter: { appIds: [app] } }));
+    const run = await cli(['rollback', '--yes', '--keep-hybrid', '--app', app, '--tables', 'files'], env.cliEnv);
+    expect(run.code).toBe(0);
+    const row = await fileRow(env.db, id);
+    expect(row.storage_location).toBe('hybrid');
+    expect(row.content).toBe(text(20_000, 'h'));
+    expect(await objectText(env.store, row.r2_object_key!)).toBe(text(20_000, 'h'));
+  });
+
+  it('cleanup deletes only unreferenced objects older than the grace period, dry-run by default', async () => {
+    const app = await insertApp(env.db);
+    const id = await insertFile(env.db, app, 'referenced.txt', text(3000));
+    await migrate(env.context, files({ filter: { appIds: [app] } }));
+    await overwrite(`apps/${app}/files/orphan-1.txt`, 'old orphan');
+    await overwrite(`apps/${app}/files/orphan-2.txt`, 'old orphan 2');
+    await overwrite(`outside/not-ours.txt`, 'not under apps/');
+    const listing = await cli(['cleanup', '--app', app, '--grace', '0s', '--json'], env.cliEnv);
+    expect(listing.code).toBe(0);
+    expect(listing.json().listing.orphans).toBe(2);
+    expect(await env.store.head(`apps/${app}/files/orphan-1.txt`)).toBeDefined();
+    // inside the grace period nothing is touched
+    const young = await cleanup(env.context, { appIds: [app], graceMs: 3_600_000, apply: true, concurrency: 2 });
+    expect(young.deleted).toBe(0);
+    expect(young.tooYoung).toBe(2);
+    const run = await cli(['cleanup', '--app', app, '--grace', '0s', '--yes', '--json'], env.cliEnv);
+    expect(run.code).toBe(0);
+    expect(run.json().result.deleted).toBe(2);
+    expect(await env.store.head(`apps/${app}/files/orphan-1.txt`)).toBeUndefined();
+    expect(await env.store.head((await fileRow(env.db, id)).r2_object_key!)).toBeDefined();
+    expect(await env.store.head('outside/not-ours.txt')).toBeDefined();
+  });
+
+  it('cleanup --quarantine moves orphans (copy, verify, delete) so a mistake can be undone', async () => {
+    const app = await insertApp(env.db);
+    await overwrite(`apps/${app}/files/q.txt`, 'quarantine me');
+    const run = await cli(['cleanup', '--app', app, '--grace', '0s', '--quarantine', 'quarantine/test', '--yes', '--json'], env.cliEnv);
+    expect(run.code).toBe(0);
+    expect(run.json().result.quarantined).toBe(1);
+    expect(await env.store.head(`apps/${app}/files/q.txt`)).toBeUndefined();
+    expect(await objectText(env.store, `quarantine/test/apps/${app}/files/q.txt`)).toBe('quarantine me');
+    expect((await cli(['cleanup', '--quarantine', 'apps/x'], env.cliEnv)).code).toBe(2);
+  });
+
+  it('migrate → verify → finalize → rollback → verify ends byte-identical', async () => {
+    const app = await insertApp(env.db);
+    for (let i = 0; i < 25; i++) await insertFile(env.db, app, `round/${i}.txt`, text(500 + i * 997, `r${i}é`));
+    const snapshot = async () => query(env.db, 'SELECT id, content FROM app_files WHERE app_id = $1 ORDER BY id', [app]);
+    const before = await snapshot();
+    for (const args of [['migrate', '--yes'], ['verify'], ['finalize', '--yes'], ['verify', '--deep'], ['rollback', '--yes', '--purge'], ['verify']]) {
+      const run = await cli([...args, '--app', app], env.cliEnv);
+      expect(run.code, `${args.join(' ')}: ${run.stdout} ${run.stderr}`).toBe(0);
+    }
+    expect(await snapshot()).toEqual(before);
+    const leftovers = (await bucketFingerprint(env.store)).filter((entry) => entry.startsWith(`apps/${app}/`));
+    expect(leftovers).toEqual([]);
+  });
+});
