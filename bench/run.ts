@@ -1,0 +1,181 @@
+/**
+ * npm run bench -- [--files 20000] [--out bench-results.json] [--latency-files 2000] [--naive-files 200]
+ *                  [--scale-rows 200000] [--report-rows 0] [--skip-latency]
+ *
+ * Measures, side by side in one run (absolute times drift on shared machines; the ratios are the point):
+ *   raw vs migrate throughput, the same through a 50 ms proxy at concurrency 8/32/64, the plan's naive
+ *   one-row-at-a-time job, verify (listings vs deep vs one HEAD per row), report, and peak RSS.
+ */
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { createDb, query, type Db } from '../src/db.ts';
+import { OVERSKILL_TABLES_SQL } from '../src/local/overskill-schema.ts';
+import { startLocalS3, type LocalS3Server } from '../src/local/s3-server.ts';
+import { applySchema } from '../src/ops/schema.ts';
+import { S3Proxy } from '../test/support/http-proxy.ts';
+import { seedFiles } from './seed.ts';
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+const args = process.argv.slice(2);
+const option = (name: string, fallback: number) => {
+  const index = args.indexOf(`--${name}`);
+  return index >= 0 ? Number(args[index + 1]) : fallback;
+};
+const files = option('files', 20_000);
+const latencyFiles = option('latency-files', 2_000);
+const naiveFiles = option('naive-files', 200);
+const scaleRows = option('scale-rows', 200_000);
+const reportRows = option('report-rows', 0);
+const outIndex = args.indexOf('--out');
+const outFile = outIndex >= 0 ? args[outIndex + 1] : 'bench-results.json';
+const skipLatency = args.includes('--skip-latency');
+const ADMIN = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+interface Measure {
+  seconds: number;
+  objects: number;
+  bytes: number;
+  batches: number;
+  statements: number;
+  requests: Record<string, number>;
+  maxRssMb: number;
+  extra?: unknown;
+}
+
+function runWorker(operation: string, url: string, endpoint: string, bucket: string, concurrency: number, extra?: string | number): Promise<Measure> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/worker.ts', operation, url, endpoint, bucket, String(concurrency), extra === undefined ? '' : String(extra)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (chunk) => (out += chunk));
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop()!)) : reject(new Error(`${operation} exited ${code}`))));
+  });
+}
+
+async function scratchDatabase(): Promise<{ url: string; db: Db; drop: () => Promise<void> }> {
+  const name = `oss_bench_${randomBytes(4).toString('hex')}`;
+  const admin = createDb({ url: ADMIN });
+  await query(admin, `CREATE DATABASE ${name}`);
+  const url = new URL(ADMIN);
+  url.pathname = `/${name}`;
+  const db = createDb({ url: url.toString(), poolSize: 4 });
+  await db.raw(OVERSKILL_TABLES_SQL);
+  await applySchema(db);
+  return {
+    url: url.toString(),
+    db,
+    drop: async () => {
+      await db.destroy();
+      await query(admin, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.destroy();
+    },
+  };
+}
+
+const rate = (m: Measure) => m.objects / m.seconds;
+const mbps = (m: Measure) => m.bytes / 1e6 / m.seconds;
+const line = (label: string, m: Measure) =>
+  `${label.padEnd(34)} ${m.objects.toString().padStart(7)} objects in ${m.seconds.toFixed(2).padStart(7)} s = ${rate(m).toFixed(0).padStart(6)} obj/s, ${mbps(m).toFixed(1).padStart(6)} MB/s, peak RSS ${m.maxRssMb.toFixed(0)} MB`;
+
+async function resetMigration(db: Db): Promise<void> {
+  await query(db, "UPDATE app_files SET storage_location = 'database', r2_object_key = NULL WHERE storage_location <> 'database'");
+}
+
+async function main() {
+  const results: Record<string, unknown> = { machine: { cpus: (await import('node:os')).cpus().length, node: process.version }, files };
+  const s3: LocalS3Server = await startLocalS3({ bucket: 'bench' });
+  const scratch = await scratchDatabase();
+  try {
+    console.log(`Seeding ${files} app_files rows (log-normal around 5 KB, no large files)…`);
+    console.log(await seedFiles(scratch.db, { count: files, meanBytes: 5000, largePercent: 0 }));
+
+    // Throughput at concurrency 16, direct to the S3 server.
+    const raw = await runWorker('raw', scratch.url, s3.endpoint, s3.bucket, 16);
+    const migrated = await runWorker('migrate', scratch.url, s3.endpoint, s3.bucket, 16);
+    console.log(line('raw PutObject loop (c=16)', raw));
+    console.log(line('migrate (c=16)', migrated));
+    const ratio = rate(migrated) / rate(raw);
+    console.log(`  migrate/raw = ${ratio.toFixed(2)}  (target >= 0.85); statements per batch ≈ ${(migrated.statements / Math.max(1, migrated.batches)).toFixed(2)}; S3 requests per object = ${(Object.values(migrated.requests).reduce((a, b) => a + b, 0) / migrated.objects).toFixed(3)}`);
+    results.throughput = { raw, migrate: migrated, ratio };
+
+    // Verify: listings vs deep vs one HEAD per object.
+    const verifyDefault = await runWorker('verify', scratch.url, s3.endpoint, s3.bucket, 16);
+    const verifyDeep = await runWorker('verify-deep', scratch.url, s3.endpoint, s3.bucket, 16);
+    const verifyHead = await runWorker('verify-head', scratch.url, s3.endpoint, s3.bucket, 16);
+    const requestsOf = (m: Measure) => Object.values(m.requests).reduce((a, b) => a + b, 0);
+    console.log(`verify (listings)  ${verifyDefault.seconds.toFixed(2)} s, ${requestsOf(verifyDefault)} S3 requests for ${verifyDefault.objects} objects (${((100 * requestsOf(verifyDefault)) / verifyDefault.objects).toFixed(2)}%)`);
+    console.log(`verify --deep      ${verifyDeep.seconds.toFixed(2)} s, ${requestsOf(verifyDeep)} S3 requests`);
+    console.log(`HEAD per object    ${verifyHead.seconds.toFixed(2)} s, ${requestsOf(verifyHead)} S3 requests  → listings are ${(verifyHead.seconds / verifyDefault.seconds).toFixed(1)}x faster`);
+    results.verify = { default: verifyDefault, deep: verifyDeep, headPerObject: verifyHead };
+
+    const report = await runWorker('report', scratch.url, s3.endpoint, s3.bucket, 1);
+    console.log(`report             ${report.seconds.toFixed(3)} s on ${files} rows`);
+    results.report = { rows: files, seconds: report.seconds };
+
+    // Naive, direct: the plan's one-row-at-a-time job.
+    await resetMigration(scratch.db);
+    const naiveDirect = await runWorker('naive', scratch.url, s3.endpoint, s3.bucket, 1, naiveFiles);
+    console.log(line('naive, direct', naiveDirect));
+    results.naiveDirect = naiveDirect;
+
+    if (!skipLatency) {
+      const proxy = await new S3Proxy(s3.port, s3.bucket).start();
+      proxy.latencyMs = 50;
+      const latency: Record<string, unknown> = {};
+      const naive = await runWorker('naive', scratch.url, proxy.endpoint, s3.bucket, 1, naiveFiles);
+      console.log(line('naive, 50 ms proxy', naive));
+      latency.naive = naive;
+      for (const concurrency of [8, 32, 64]) {
+        await resetMigration(scratch.db);
+        const rawLatency = await runWorker('raw', scratch.url, proxy.endpoint, s3.bucket, concurrency, latencyFiles);
+        const migrateLatency = await runWorker('migrate', scratch.url, proxy.endpoint, s3.bucket, concurrency, latencyFiles);
+        const ceiling = Math.min(concurrency / 0.05, rate(raw));
+        console.log(line(`raw, 50 ms proxy (c=${concurrency})`, rawLatency));
+        console.log(line(`migrate, 50 ms proxy (c=${concurrency})`, migrateLatency));
+        console.log(`  migrate / min(c/latency, raw) = ${(rate(migrateLatency) / ceiling).toFixed(2)}  (target >= 0.8 at c=64); migrate/naive = ${(rate(migrateLatency) / rate(naive)).toFixed(1)}x`);
+        latency[`c${concurrency}`] = { raw: rawLatency, migrate: migrateLatency, ceiling, ratio: rate(migrateLatency) / ceiling, vsNaive: rate(migrateLatency) / rate(naive) };
+      }
+      await proxy.stop();
+      results.latency = latency;
+    }
+
+    // Memory: a 10x larger table, the same amount of work, and rows of 20 MB.
+    if (scaleRows > 0) {
+      await resetMigration(scratch.db);
+      await query(scratch.db, 'DELETE FROM app_files');
+      console.log(`Seeding ${scaleRows} rows to show memory does not grow with the table…`);
+      await seedFiles(scratch.db, { count: scaleRows, meanBytes: 5000, largePercent: 0 });
+      const scaled = await runWorker('migrate', scratch.url, s3.endpoint, s3.bucket, 16, files);
+      console.log(line(`migrate ${files} rows of a ${scaleRows}-row table`, scaled));
+      await query(scratch.db, "DELETE FROM app_files WHERE storage_location = 'database'");
+      await seedFiles(scratch.db, { count: 40, meanBytes: 5000, largePercent: 100, largeMaxMb: 20 });
+      const large = await runWorker('migrate', scratch.url, s3.endpoint, s3.bucket, 16);
+      console.log(line('migrate with 1-20 MB rows', large));
+      console.log(`  peak RSS: ${migrated.maxRssMb.toFixed(0)} MB (${files} rows) vs ${scaled.maxRssMb.toFixed(0)} MB (${scaleRows}-row table) vs ${large.maxRssMb.toFixed(0)} MB (1-20 MB rows)`);
+      results.memory = { small: migrated.maxRssMb, scaled: scaled.maxRssMb, largeRows: large.maxRssMb, scaleRows };
+    }
+
+    if (reportRows > 0) {
+      await query(scratch.db, 'DELETE FROM app_files');
+      console.log(`Seeding ${reportRows} rows for report…`);
+      await seedFiles(scratch.db, { count: reportRows, meanBytes: 5000, largePercent: 0 });
+      await query(scratch.db, 'ANALYZE app_files');
+      const big = await runWorker('report', scratch.url, s3.endpoint, s3.bucket, 1);
+      console.log(`report             ${big.seconds.toFixed(3)} s on ${reportRows} rows (target < 2 s at 1,000,000)`);
+      results.reportLarge = { rows: reportRows, seconds: big.seconds };
+    }
+  } finally {
+    await scratch.drop();
+    await s3.stop();
+  }
+  writeFileSync(outFile, JSON.stringify(results, null, 2));
+  console.log(`\nWrote ${outFile}`);
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
