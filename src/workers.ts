@@ -14,11 +14,17 @@ export interface WorkerSession {
  * Opens the worker's own connection and takes its advisory lock for the whole run. The lock is the worker's
  * heartbeat: it lives exactly as long as the process's session, so claims never outlive a crash.
  */
-export async function startWorkerSession(databaseUrl: string): Promise<WorkerSession> {
+export async function startWorkerSession(databaseUrl: string, onLost: (error: Error) => void = () => undefined): Promise<WorkerSession> {
   const client = new pg.Client({ connectionString: databaseUrl, application_name: 'overskill-storage worker' });
   await client.connect();
-  client.on('error', () => {
-    // The session's end is noticed by the next claim (its lock is gone); nothing to do here.
+  let closing = false;
+  // Losing this session releases the lock, and with it every claim: other workers may take our rows, so
+  // the run must stop claiming and uploading at once.
+  client.on('error', (error) => {
+    if (!closing) onLost(error);
+  });
+  client.on('end', () => {
+    if (!closing) onLost(new Error('the worker session ended'));
   });
   for (let attempt = 0; attempt < 20; attempt++) {
     const id = String(randomInt(1, 2 ** 31 - 1));
@@ -27,6 +33,7 @@ export async function startWorkerSession(databaseUrl: string): Promise<WorkerSes
       return {
         id,
         close: async () => {
+          closing = true;
           try {
             await client.query('SELECT pg_advisory_unlock($1::int, $2::int)', [WORKER_LOCK_NAMESPACE, id]);
           } finally {

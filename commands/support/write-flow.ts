@@ -12,6 +12,7 @@ import type { CommandResult } from './command.ts';
 export interface RowRunSummary {
   tables: TableRunResult[];
   interrupted: boolean;
+  sessionLost?: string;
   problems: number;
 }
 
@@ -56,6 +57,7 @@ export async function planConfirmRun<R extends RowRunSummary>(flow: {
   const done = result.tables.reduce((sum, t) => sum + t.flipped, 0);
   output.print(`\n${result.interrupted ? output.color.yellow('Interrupted') : output.color.green('Done')}: ${formatCount(done)} rows ${flow.verb} in ${formatDuration(Date.now() - started)}.`);
   for (const line of flow.summary(result)) output.print(line);
+  if (result.sessionLost) output.error(`${result.sessionLost}. Run the command again to finish.`);
   if (result.problems) output.print(output.color.yellow(`${formatCount(result.problems)} problem(s); see above.`));
   output.result({ dryRun: false, plan, result });
   return { exitCode: result.interrupted ? EXIT.interrupted : result.problems ? EXIT.problems : EXIT.ok };

@@ -46,7 +46,6 @@ export interface TableRunResult {
   changedMeanwhile: ItemProblem[];
   failed: ItemProblem[];
   skipped: ItemProblem[];
-  flippedIds?: string[];
 }
 
 export interface BatchOperation<Done> {
@@ -59,9 +58,6 @@ export interface BatchOperation<Done> {
   work(row: ClaimedRow): Promise<ItemOutcome<Done>>;
   /** One statement that flips the batch's finished rows (and releases all its claims); returns flipped ids. */
   flip(done: Done[], claimedIds: string[]): Promise<string[]>;
-  idOf(done: Done): string;
-  /** Keep the ids that flipped in the result (for --purge). */
-  collectFlippedIds?: boolean;
 }
 
 export interface RunBudget {
@@ -88,7 +84,6 @@ export async function runBatches<Done>(
 ): Promise<TableRunResult> {
   const { table } = operation;
   const result: TableRunResult = { table: table.name, attempted: 0, flipped: 0, bytes: 0, changedMeanwhile: [], failed: [], skipped: [] };
-  if (operation.collectFlippedIds) result.flippedIds = [];
   const exclude = new Set<string>();
   const problem = (row: ClaimedRow, reason: string, key?: string): ItemProblem => ({
     table: table.name,
@@ -143,7 +138,6 @@ export async function runBatches<Done>(
       if (flippedSet.has(id)) {
         result.flipped++;
         result.bytes += bytes;
-        result.flippedIds?.push(id);
       } else {
         exclude.add(id);
         result.changedMeanwhile.push(problem(row, 'the row changed while it was being processed; left as it is for the next run'));

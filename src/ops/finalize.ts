@@ -4,17 +4,15 @@ import type { Params } from '../sql/params.ts';
 import type { ClaimedRow } from '../sql/claim-batch.ts';
 import { flipToR2, type VerifiedCopy } from '../sql/flip-to-r2.ts';
 import { runBatches, type ItemOutcome, type TableRunResult } from './batch-runner.ts';
-import { Limiter } from '../pool.ts';
-import { RateLimiter } from '../pacing.ts';
 import { errorMessage } from '../errors.ts';
 import type { Reporter } from '../reporter.ts';
-import { startWorkerSession } from '../workers.ts';
 import type { CommonRunOptions } from './options.ts';
-import { assertSchemaReady } from './schema.ts';
+import { countProblems, withWorker } from './worker-run.ts';
 
 export interface FinalizeResult {
   tables: TableRunResult[];
   interrupted: boolean;
+  sessionLost?: string;
   cleared: number;
   /** Content bytes no longer held in the database. */
   bytesFreed: number;
@@ -34,64 +32,49 @@ export function finalizeEligibleSql(table: StoredTable, r2Above: number, params:
  * content in a compare-and-set batch. A row whose copy is missing or different is reported and untouched.
  */
 export async function finalize(context: StorageContext, options: CommonRunOptions, reporter: Reporter = {}): Promise<FinalizeResult> {
-  await assertSchemaReady(context.db);
-  const session = await startWorkerSession(context.databaseUrl);
-  const shared = { limiter: new Limiter(options.concurrency), rate: options.maxRate ? new RateLimiter(options.maxRate) : undefined };
-  const budget = { remaining: options.limit ?? Number.POSITIVE_INFINITY };
-  const results: TableRunResult[] = [];
-  try {
-    for (const table of options.tables) {
-      if (options.signal?.aborted || budget.remaining <= 0) break;
-      reporter.stage?.(`finalize ${table.name}`);
-      const work = async (row: ClaimedRow): Promise<ItemOutcome<VerifiedCopy>> => {
-        if (!row.key || !row.hash) return { kind: 'skipped', reason: 'row has no key or hash' };
-        if (row.db_hash !== row.hash) {
-          return {
-            kind: 'skipped',
-            reason: 'database content no longer matches content_hash (changed since migrate); the R2 copy is stale. Roll this row back and migrate it again',
-          };
-        }
-        const read = await context.store.readAndHash(row.key);
-        if (read.sha256 !== row.hash || (row.bytes !== null && read.size !== row.bytes)) {
-          return {
-            kind: 'failed',
-            key: row.key,
-            reason: `R2 copy does not match (object ${read.size} bytes, SHA-256 ${read.sha256.slice(0, 12)}…; database ${row.bytes} bytes, ${row.hash.slice(0, 12)}…); database content kept`,
-          };
-        }
-        return { kind: 'done', value: { id: row.id, key: row.key, hash: row.hash }, bytes: read.size };
-      };
-      const result = await runBatches(
-        context.db,
-        session.id,
-        {
-          table,
-          eligible: (params) => finalizeEligibleSql(table, options.policy.r2Above, params),
-          withContent: false,
-          withDbHash: true,
-          inlineMaxBytes: options.inlineMaxBytes,
-          work: (row) => work(row).catch((error): ItemOutcome<VerifiedCopy> => ({ kind: 'failed', key: row.key ?? undefined, reason: errorMessage(error) })),
-          flip: (done, claimedIds) => flipToR2(context.db, table, session.id, done, claimedIds),
-          idOf: (done) => done.id,
-        },
-        options,
-        budget,
-        reporter,
-        shared,
-      );
-      results.push(result);
-      reporter.stageDone?.(`finalize ${table.name}`);
-    }
-  } finally {
-    await session.close().catch(() => undefined);
-  }
-  const touched = results.filter((r) => r.flipped > 0).map((r) => options.tables.find((t) => t.name === r.table)!.table);
+  const outcome = await withWorker(context, options, reporter, 'finalize', (run, table) => {
+    const check = async (row: ClaimedRow): Promise<ItemOutcome<VerifiedCopy>> => {
+      if (!row.key || !row.hash) return { kind: 'skipped', reason: 'row has no key or hash' };
+      if (row.db_hash !== row.hash) {
+        return {
+          kind: 'skipped',
+          reason: 'database content no longer matches content_hash (changed since migrate); the R2 copy is stale. Roll this row back and migrate it again',
+        };
+      }
+      const read = await context.store.readAndHash(row.key);
+      if (read.sha256 !== row.hash || (row.bytes !== null && read.size !== row.bytes)) {
+        return {
+          kind: 'failed',
+          key: row.key,
+          reason: `R2 copy does not match (object ${read.size} bytes, SHA-256 ${read.sha256.slice(0, 12)}…; database ${row.bytes} bytes, ${row.hash.slice(0, 12)}…); database content kept`,
+        };
+      }
+      return { kind: 'done', value: { id: row.id, key: row.key, hash: row.hash }, bytes: read.size };
+    };
+    return runBatches(
+      context.db,
+      run.workerId,
+      {
+        table,
+        eligible: (params) => finalizeEligibleSql(table, options.policy.r2Above, params),
+        withContent: false,
+        withDbHash: true,
+        inlineMaxBytes: options.inlineMaxBytes,
+        work: (row) => check(row).catch((error): ItemOutcome<VerifiedCopy> => ({ kind: 'failed', key: row.key ?? undefined, reason: errorMessage(error) })),
+        flip: (done, claimedIds) => flipToR2(context.db, table, run.workerId, done, claimedIds),
+      },
+      run.options,
+      run.budget,
+      reporter,
+      run.shared,
+    );
+  });
+  const touched = outcome.tables.filter((r) => r.flipped > 0).map((r) => options.tables.find((t) => t.name === r.table)!.table);
   return {
-    tables: results,
-    interrupted: options.signal?.aborted ?? false,
-    cleared: results.reduce((sum, r) => sum + r.flipped, 0),
-    bytesFreed: results.reduce((sum, r) => sum + r.bytes, 0),
-    problems: results.reduce((sum, r) => sum + r.failed.length + r.skipped.length, 0),
+    ...outcome,
+    cleared: outcome.tables.reduce((sum, r) => sum + r.flipped, 0),
+    bytesFreed: outcome.tables.reduce((sum, r) => sum + r.bytes, 0),
+    problems: countProblems(outcome),
     vacuumCommands: touched.map((table) => `VACUUM (ANALYZE) ${table};`),
   };
 }

@@ -6,14 +6,12 @@ import { flipToHybrid, type UploadedRow } from '../sql/flip-to-hybrid.ts';
 import { readContentChunks } from '../sql/content-chunks.ts';
 import { runBatches, type ItemOutcome, type TableRunResult } from './batch-runner.ts';
 import { Limiter } from '../pool.ts';
-import { RateLimiter } from '../pacing.ts';
 import { sha256Hex } from '../hashing.ts';
 import { decodeSnapshot } from '../snapshot.ts';
 import { DataError, errorMessage } from '../errors.ts';
 import type { Reporter } from '../reporter.ts';
-import { startWorkerSession } from '../workers.ts';
 import { LARGE_ITEM_CONCURRENCY, type CommonRunOptions } from './options.ts';
-import { assertSchemaReady } from './schema.ts';
+import { countProblems, withWorker } from './worker-run.ts';
 
 export interface MigrateOptions extends CommonRunOptions {
   /** Only rows at least this large (bytes); never below the policy's hybrid threshold. */
@@ -23,6 +21,7 @@ export interface MigrateOptions extends CommonRunOptions {
 export interface MigrateResult {
   tables: TableRunResult[];
   interrupted: boolean;
+  sessionLost?: string;
   uploaded: number;
   uploadedBytes: number;
   problems: number;
@@ -43,76 +42,55 @@ export function migrateMinBytes(options: MigrateOptions): number {
  * compare-and-set per batch. Never clears database content.
  */
 export async function migrate(context: StorageContext, options: MigrateOptions, reporter: Reporter = {}): Promise<MigrateResult> {
-  await assertSchemaReady(context.db);
-  const session = await startWorkerSession(context.databaseUrl);
-  const shared = { limiter: new Limiter(options.concurrency), rate: options.maxRate ? new RateLimiter(options.maxRate) : undefined };
   const large = new Limiter(LARGE_ITEM_CONCURRENCY);
-  const budget = { remaining: options.limit ?? Number.POSITIVE_INFINITY };
   const minBytes = migrateMinBytes(options);
-  const results: TableRunResult[] = [];
-  try {
-    for (const table of options.tables) {
-      if (options.signal?.aborted || budget.remaining <= 0) break;
-      reporter.stage?.(`migrate ${table.name}`);
-      const work = async (row: ClaimedRow): Promise<ItemOutcome<UploadedRow>> => {
-        const key = table.keyFor(row, row.collision);
-        if (!key.ok) return { kind: 'skipped', reason: `unsafe path: ${key.reason}` };
-        const contentType = table.contentTypeFor(row);
-        if (row.content !== null) {
-          if (table.name === 'snapshots') {
-            try {
-              decodeSnapshot(row.content, `files_snapshot of version ${row.id}`);
-            } catch (error) {
-              if (error instanceof DataError) return { kind: 'skipped', reason: error.message };
-              throw error;
-            }
+  const outcome = await withWorker(context, options, reporter, 'migrate', (run, table) => {
+    const upload = async (row: ClaimedRow): Promise<ItemOutcome<UploadedRow>> => {
+      const key = table.keyFor(row, row.collision);
+      if (!key.ok) return { kind: 'skipped', reason: `unsafe path: ${key.reason}` };
+      const contentType = table.contentTypeFor(row);
+      if (row.content !== null) {
+        if (table.name === 'snapshots') {
+          try {
+            decodeSnapshot(row.content, `files_snapshot of version ${row.id}`);
+          } catch (error) {
+            if (error instanceof DataError) return { kind: 'skipped', reason: error.message };
+            throw error;
           }
-          const body = Buffer.from(row.content, 'utf8');
-          const hash = sha256Hex(body);
-          await context.store.putVerified(key.key, body, hash, contentType);
-          return { kind: 'done', value: { id: row.id, key: key.key, hash, size: body.length }, bytes: body.length };
         }
-        if (!row.db_hash || row.bytes === null) return { kind: 'failed', reason: 'content vanished before it could be read' };
-        const expectedHash = row.db_hash;
-        const expectedSize = row.bytes;
-        await large.run(() =>
-          context.store.putStreamVerified(key.key, readContentChunks(context.db, table, row.id), expectedHash, expectedSize, contentType),
-        );
-        return { kind: 'done', value: { id: row.id, key: key.key, hash: expectedHash, size: expectedSize }, bytes: expectedSize };
-      };
-      const result = await runBatches(
-        context.db,
-        session.id,
-        {
-          table,
-          eligible: (params) => migrateEligibleSql(table, minBytes, params),
-          withContent: true,
-          withDbHash: false,
-          inlineMaxBytes: options.inlineMaxBytes,
-          work: (row) => work(row).catch((error): ItemOutcome<UploadedRow> => ({ kind: 'failed', reason: errorMessage(error) })),
-          flip: (done, claimedIds) => flipToHybrid(context.db, table, session.id, done, claimedIds),
-          idOf: (done) => done.id,
-        },
-        options,
-        budget,
-        reporter,
-        shared,
-      );
-      results.push(result);
-      reporter.stageDone?.(`migrate ${table.name}`);
-    }
-  } finally {
-    await session.close().catch(() => undefined);
-  }
-  return summarize(results, options.signal?.aborted ?? false);
-}
-
-function summarize(tables: TableRunResult[], interrupted: boolean): MigrateResult {
+        const body = Buffer.from(row.content, 'utf8');
+        const hash = sha256Hex(body);
+        await context.store.putVerified(key.key, body, hash, contentType);
+        return { kind: 'done', value: { id: row.id, key: key.key, hash, size: body.length }, bytes: body.length };
+      }
+      if (!row.db_hash || row.bytes === null) return { kind: 'failed', reason: 'content vanished before it could be read' };
+      const expectedHash = row.db_hash;
+      const expectedSize = row.bytes;
+      await large.run(() => context.store.putStreamVerified(key.key, readContentChunks(context.db, table, row.id), expectedHash, expectedSize, contentType));
+      return { kind: 'done', value: { id: row.id, key: key.key, hash: expectedHash, size: expectedSize }, bytes: expectedSize };
+    };
+    return runBatches(
+      context.db,
+      run.workerId,
+      {
+        table,
+        eligible: (params) => migrateEligibleSql(table, minBytes, params),
+        withContent: true,
+        withDbHash: false,
+        inlineMaxBytes: options.inlineMaxBytes,
+        work: (row) => upload(row).catch((error): ItemOutcome<UploadedRow> => ({ kind: 'failed', reason: errorMessage(error) })),
+        flip: (done, claimedIds) => flipToHybrid(context.db, table, run.workerId, done, claimedIds),
+      },
+      run.options,
+      run.budget,
+      reporter,
+      run.shared,
+    );
+  });
   return {
-    tables,
-    interrupted,
-    uploaded: tables.reduce((sum, t) => sum + t.flipped, 0),
-    uploadedBytes: tables.reduce((sum, t) => sum + t.bytes, 0),
-    problems: tables.reduce((sum, t) => sum + t.failed.length + t.skipped.length, 0),
+    ...outcome,
+    uploaded: outcome.tables.reduce((sum, t) => sum + t.flipped, 0),
+    uploadedBytes: outcome.tables.reduce((sum, t) => sum + t.bytes, 0),
+    problems: countProblems(outcome),
   };
 }

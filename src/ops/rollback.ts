@@ -7,11 +7,10 @@ import { dropStaleStaging, stageContent } from '../sql/content-chunks.ts';
 import { keysStillReferenced } from '../sql/references.ts';
 import { runBatches, type ItemOutcome, type TableRunResult } from './batch-runner.ts';
 import { Limiter } from '../pool.ts';
-import { RateLimiter } from '../pacing.ts';
 import { IntegrityError, errorMessage } from '../errors.ts';
 import type { Reporter } from '../reporter.ts';
-import { startWorkerSession } from '../workers.ts';
 import { LARGE_ITEM_CONCURRENCY, type CommonRunOptions } from './options.ts';
+import { countProblems, withWorker } from './worker-run.ts';
 import { assertSchemaReady } from './schema.ts';
 
 export interface RollbackOptions extends CommonRunOptions {
@@ -24,6 +23,7 @@ export interface RollbackOptions extends CommonRunOptions {
 export interface RollbackResult {
   tables: TableRunResult[];
   interrupted: boolean;
+  sessionLost?: string;
   rolledBack: number;
   bytesRestored: number;
   purged: number;
@@ -42,109 +42,95 @@ type RollbackItem = { restored: RestoredContent } | { kept: KeptCopy };
 export async function rollback(context: StorageContext, options: RollbackOptions, reporter: Reporter = {}): Promise<RollbackResult> {
   await assertSchemaReady(context.db);
   await dropStaleStaging(context.db);
-  const session = await startWorkerSession(context.databaseUrl);
-  const shared = { limiter: new Limiter(options.concurrency), rate: options.maxRate ? new RateLimiter(options.maxRate) : undefined };
   const large = new Limiter(LARGE_ITEM_CONCURRENCY);
-  const budget = { remaining: options.limit ?? Number.POSITIVE_INFINITY };
   const target = options.keepHybrid ? 'hybrid' : 'database';
-  const results: TableRunResult[] = [];
   let purged = 0;
   const purgeFailures: { key: string; reason: string }[] = [];
-  try {
-    for (const table of options.tables) {
-      if (options.signal?.aborted || budget.remaining <= 0) break;
-      reporter.stage?.(`rollback ${table.name}`);
-      const work = async (row: ClaimedRow): Promise<ItemOutcome<RollbackItem>> => {
-        if (!row.key) return { kind: 'skipped', reason: 'row has no object key' };
-        if (row.location === 'hybrid') {
-          if (!row.has_content) return { kind: 'skipped', reason: 'hybrid row has no database content; run verify' };
-          return { kind: 'done', value: { kept: { id: row.id, key: row.key } }, bytes: 0 };
-        }
-        if (!row.hash) return { kind: 'failed', key: row.key, reason: 'r2 row has no content_hash: its object cannot be verified, so it is not trusted' };
-        if (row.has_content) return { kind: 'skipped', reason: 'r2 row still has database content; run verify' };
-        const size = row.bytes ?? 0;
-        if (size <= options.inlineMaxBytes) {
-          const body = await context.store.getVerified(row.key, row.hash);
-          return { kind: 'done', value: { restored: { id: row.id, key: row.key, hash: row.hash, content: body.toString('utf8') } }, bytes: body.length };
-        }
-        const hash = row.hash;
-        const key = row.key;
-        const bytes = await large.run(async () => {
-          const download = await context.store.getStream(key);
-          const digest = createHash('sha256');
-          let count = 0;
-          await stageContent(
-            context.db,
-            table,
-            session.id,
-            row.id,
-            (async function* () {
-              for await (const chunk of download.body) {
-                digest.update(chunk);
-                count += chunk.length;
-                yield chunk;
-              }
-            })(),
-          );
-          const actual = digest.digest('hex');
-          if (actual !== hash) throw new IntegrityError(`object ${key} does not match its content_hash (hashes to ${actual.slice(0, 12)}…)`, key);
-          return count;
-        });
-        return { kind: 'done', value: { restored: { id: row.id, key: row.key, hash: row.hash, content: null } }, bytes };
-      };
-      const flip = async (done: RollbackItem[], claimedIds: string[]) => {
-        const restored = done.flatMap((item) => ('restored' in item ? [item.restored] : []));
-        const kept = done.flatMap((item) => ('kept' in item ? [item.kept] : []));
-        const flipped = await flipToDatabase(context.db, table, session.id, restored, kept, target, claimedIds);
-        if (options.purge && target === 'database' && flipped.length) {
-          const flippedSet = new Set(flipped);
-          const keys = [...restored, ...kept].filter((item) => flippedSet.has(item.id)).map((item) => item.key);
-          try {
-            const stillNamed = await keysStillReferenced(context.db, keys);
-            const deletion = await context.store.deleteMany(keys.filter((key) => !stillNamed.has(key)));
-            purged += deletion.deleted.length;
-            purgeFailures.push(...deletion.failed);
-          } catch (error) {
-            // The rows are rolled back either way; an object left behind is only an orphan for cleanup.
-            purgeFailures.push(...keys.map((key) => ({ key, reason: `not purged: ${errorMessage(error)}` })));
-          }
-        }
-        return flipped;
-      };
-      const eligible = options.keepHybrid
-        ? `t.${table.locationColumn} = 'r2' AND t.${table.keyColumn} IS NOT NULL`
-        : `t.${table.locationColumn} IN ('hybrid', 'r2') AND t.${table.keyColumn} IS NOT NULL`;
-      const result = await runBatches(
-        context.db,
-        session.id,
-        {
+  const outcome = await withWorker(context, options, reporter, 'rollback', (run, table) => {
+    const fetchBack = async (row: ClaimedRow): Promise<ItemOutcome<RollbackItem>> => {
+      if (!row.key) return { kind: 'skipped', reason: 'row has no object key' };
+      if (row.location === 'hybrid') {
+        if (!row.has_content) return { kind: 'skipped', reason: 'hybrid row has no database content; run verify' };
+        return { kind: 'done', value: { kept: { id: row.id, key: row.key } }, bytes: 0 };
+      }
+      if (!row.hash) return { kind: 'failed', key: row.key, reason: 'r2 row has no content_hash: its object cannot be verified, so it is not trusted' };
+      if (row.has_content) return { kind: 'skipped', reason: 'r2 row still has database content; run verify' };
+      const size = row.bytes ?? 0;
+      if (size <= options.inlineMaxBytes) {
+        const body = await context.store.getVerified(row.key, row.hash);
+        return { kind: 'done', value: { restored: { id: row.id, key: row.key, hash: row.hash, content: body.toString('utf8') } }, bytes: body.length };
+      }
+      const hash = row.hash;
+      const key = row.key;
+      const bytes = await large.run(async () => {
+        const download = await context.store.getStream(key);
+        const digest = createHash('sha256');
+        let count = 0;
+        await stageContent(
+          context.db,
           table,
-          eligible: () => eligible,
-          withContent: false,
-          withDbHash: false,
-          inlineMaxBytes: options.inlineMaxBytes,
-          work: (row) => work(row).catch((error): ItemOutcome<RollbackItem> => ({ kind: 'failed', key: row.key ?? undefined, reason: errorMessage(error) })),
-          flip,
-          idOf: (item) => ('restored' in item ? item.restored.id : item.kept.id),
-        },
-        options,
-        budget,
-        reporter,
-        shared,
-      );
-      results.push(result);
-      reporter.stageDone?.(`rollback ${table.name}`);
-    }
-  } finally {
-    await session.close().catch(() => undefined);
-  }
+          run.workerId,
+          row.id,
+          (async function* () {
+            for await (const chunk of download.body) {
+              digest.update(chunk);
+              count += chunk.length;
+              yield chunk;
+            }
+          })(),
+        );
+        const actual = digest.digest('hex');
+        if (actual !== hash) throw new IntegrityError(`object ${key} does not match its content_hash (hashes to ${actual.slice(0, 12)}…)`, key);
+        return count;
+      });
+      return { kind: 'done', value: { restored: { id: row.id, key: row.key, hash: row.hash, content: null } }, bytes };
+    };
+    const flip = async (done: RollbackItem[], claimedIds: string[]) => {
+      const restored = done.flatMap((item) => ('restored' in item ? [item.restored] : []));
+      const kept = done.flatMap((item) => ('kept' in item ? [item.kept] : []));
+      const flipped = await flipToDatabase(context.db, table, run.workerId, restored, kept, target, claimedIds);
+      if (options.purge && target === 'database' && flipped.length) {
+        const flippedSet = new Set(flipped);
+        const keys = [...restored, ...kept].filter((item) => flippedSet.has(item.id)).map((item) => item.key);
+        try {
+          const stillNamed = await keysStillReferenced(context.db, keys);
+          const deletion = await context.store.deleteMany(keys.filter((key) => !stillNamed.has(key)));
+          purged += deletion.deleted.length;
+          purgeFailures.push(...deletion.failed);
+        } catch (error) {
+          // The rows are rolled back either way; an object left behind is only an orphan for cleanup.
+          purgeFailures.push(...keys.map((key) => ({ key, reason: `not purged: ${errorMessage(error)}` })));
+        }
+      }
+      return flipped;
+    };
+    const eligible = options.keepHybrid
+      ? `t.${table.locationColumn} = 'r2' AND t.${table.keyColumn} IS NOT NULL`
+      : `t.${table.locationColumn} IN ('hybrid', 'r2') AND t.${table.keyColumn} IS NOT NULL`;
+    return runBatches(
+      context.db,
+      run.workerId,
+      {
+        table,
+        eligible: () => eligible,
+        withContent: false,
+        withDbHash: false,
+        inlineMaxBytes: options.inlineMaxBytes,
+        work: (row) => fetchBack(row).catch((error): ItemOutcome<RollbackItem> => ({ kind: 'failed', key: row.key ?? undefined, reason: errorMessage(error) })),
+        flip,
+      },
+      run.options,
+      run.budget,
+      reporter,
+      run.shared,
+    );
+  });
   return {
-    tables: results,
-    interrupted: options.signal?.aborted ?? false,
-    rolledBack: results.reduce((sum, r) => sum + r.flipped, 0),
-    bytesRestored: results.reduce((sum, r) => sum + r.bytes, 0),
+    ...outcome,
+    rolledBack: outcome.tables.reduce((sum, r) => sum + r.flipped, 0),
+    bytesRestored: outcome.tables.reduce((sum, r) => sum + r.bytes, 0),
     purged,
     purgeFailures,
-    problems: results.reduce((sum, r) => sum + r.failed.length + r.skipped.length, 0) + purgeFailures.length,
+    problems: countProblems(outcome, purgeFailures.length),
   };
 }
