@@ -129,7 +129,7 @@ describe('resilience', () => {
     child.stderr.on('data', (chunk) => (stderr += chunk));
     const exited = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)));
     await new Promise((resolve) => setTimeout(resolve, 1500));
-    const killed = await query<{ pid: number }>(env.db, "SELECT pg_terminate_backend(pid) AS pid FROM pg_stat_activity WHERE application_name LIKE 'overskill-storage%' AND pid <> pg_backend_pid()");
+    const killed = await query<{ pid: number }>(env.db, "SELECT pg_terminate_backend(pid) AS pid FROM pg_stat_activity WHERE application_name LIKE 'overskill-storage%' AND datname = current_database() AND pid <> pg_backend_pid()");
     expect(killed.length).toBeGreaterThan(0);
     const code = await Promise.race([exited, new Promise<number>((resolve) => setTimeout(() => resolve(-99), 60_000))]);
     expect(code, `exit code; stderr: ${stderr}`).not.toBe(-99);
