@@ -5,6 +5,7 @@ import { Limiter } from '../pool.ts';
 import { RateLimiter } from '../pacing.ts';
 import { startWorkerSession } from '../workers.ts';
 import { assertSchemaReady } from './schema.ts';
+import { dropStaleClaims } from '../sql/claim-batch.ts';
 import type { Reporter } from '../reporter.ts';
 
 export interface WorkerRun {
@@ -35,6 +36,7 @@ export async function withWorker(
   perTable: (run: WorkerRun, table: CommonRunOptions['tables'][number]) => Promise<TableRunResult>,
 ): Promise<WorkerRunOutcome> {
   await assertSchemaReady(context.db);
+  await dropStaleClaims(context.db);
   const stop = new AbortController();
   const forward = () => stop.abort();
   options.signal?.addEventListener('abort', forward, { once: true });

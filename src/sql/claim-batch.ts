@@ -151,3 +151,14 @@ function dbHashSql(request: ClaimRequest, column: string, inlineMax: string): st
   if (request.withContent) return `CASE WHEN cl.row_id IS NOT NULL AND ch.bytes > ${inlineMax} THEN ${sqlSha256(column)} END`;
   return 'NULL::text';
 }
+
+/** Claims of workers that are gone (killed, or lost their session) are only clutter once their rows moved on. */
+export async function dropStaleClaims(db: Queryable): Promise<void> {
+  await query(
+    db,
+    `DELETE FROM ${CLAIMS_TABLE} c
+      WHERE NOT EXISTS (SELECT 1 FROM pg_locks l
+                         WHERE l.locktype = 'advisory' AND l.classid = ${WORKER_LOCK_NAMESPACE}::oid AND l.objsubid = 2 AND l.granted
+                           AND l.objid::bigint = c.worker)`,
+  );
+}
