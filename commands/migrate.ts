@@ -1,7 +1,8 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
+import { KEY_LAYOUTS, type KeyLayout } from '../src/sql/schema.ts';
 import { migrate, migrateEligibleSql, migrateMinBytes, type MigrateOptions } from '../src/ops/migrate.ts';
 import { planMigrate } from '../src/ops/plan.ts';
-import { assertSchemaReady } from '../src/ops/schema.ts';
+import { assertLayoutAllowed, assertSchemaReady } from '../src/ops/schema.ts';
 import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/context.ts';
 import { planConfirmRun } from './support/write-flow.ts';
 import { formatBytes, formatCount } from './support/format.ts';
@@ -13,7 +14,12 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
     .description('Upload eligible contents (files, version snapshots, version file contents) to R2, verify each upload, and mark rows hybrid. Never clears database content. Re-running resumes.')
     .option('--dry-run', 'print the plan (rows, bytes, requests, cost) and change nothing')
     .option('--largest-first', 'take the largest contents first (biggest savings soonest)')
-    .option('--min-size <size>', 'only contents at least this large (never below --hybrid-threshold)', parse.byteSize());
+    .option('--min-size <size>', 'only contents at least this large (never below --hybrid-threshold)', parse.byteSize())
+    .addOption(
+      new Option('--key-layout <layout>', "path: the plan's keys; content-addressed: apps/{app}/blobs/{sha256}, identical contents share one object (needs `schema --apply --key-layout content-addressed`)")
+        .choices(KEY_LAYOUTS)
+        .default('path'),
+    );
   addWalkOptions(command);
   addPacingOptions(command);
   addPriceOptions(command);
@@ -26,10 +32,16 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
       run(async () => {
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
-        const options: MigrateOptions = { ...runOptionsFrom(opts, runtime.signal), minSize: opts.minSize, order: opts.largestFirst ? 'size-desc' : 'id' };
+        const options: MigrateOptions = {
+          ...runOptionsFrom(opts, runtime.signal),
+          minSize: opts.minSize,
+          order: opts.largestFirst ? 'size-desc' : 'id',
+          keyLayout: opts.keyLayout as KeyLayout,
+        };
         const context = await openContext(globals, runtime, { store: !opts.dryRun, poolSize: Math.min(options.concurrency, 8) + 2 });
         try {
           await assertSchemaReady(context.db);
+          await assertLayoutAllowed(context.db, options.keyLayout ?? 'path');
           const minBytes = migrateMinBytes(options);
           const plan = await planMigrate(
             context.db,

@@ -6,7 +6,10 @@ import { flipToHybrid, type UploadedRow } from '../sql/flip-to-hybrid.ts';
 import { readContentChunks } from '../sql/content-chunks.ts';
 import { runBatches, type ItemOutcome, type TableRunResult } from './batch-runner.ts';
 import { Limiter } from '../pool.ts';
-import { sha256Hex } from '../hashing.ts';
+import { md5Hex, sha256Hex } from '../hashing.ts';
+import { blobKey, normalizePath } from '../keys.ts';
+import type { KeyLayout } from '../sql/schema.ts';
+import { assertLayoutAllowed } from './schema.ts';
 import { decodeSnapshot } from '../snapshot.ts';
 import { DataError, errorMessage } from '../errors.ts';
 import type { Reporter } from '../reporter.ts';
@@ -16,6 +19,8 @@ import { countProblems, withWorker } from './worker-run.ts';
 export interface MigrateOptions extends CommonRunOptions {
   /** Only rows at least this large (bytes); never below the policy's hybrid threshold. */
   minSize?: number;
+  /** 'content-addressed' keys file and version-file contents by their SHA-256 (apps/{app}/blobs/{sha256}). */
+  keyLayout?: KeyLayout;
 }
 
 export interface MigrateResult {
@@ -44,10 +49,17 @@ export function migrateMinBytes(options: MigrateOptions): number {
 export async function migrate(context: StorageContext, options: MigrateOptions, reporter: Reporter = {}): Promise<MigrateResult> {
   const large = new Limiter(LARGE_ITEM_CONCURRENCY);
   const minBytes = migrateMinBytes(options);
+  const layout = options.keyLayout ?? 'path';
+  await assertLayoutAllowed(context.db, layout);
+  const blobs = new BlobUploads(context.store);
   const outcome = await withWorker(context, options, reporter, 'migrate', (run, table) => {
+    const addressed = layout === 'content-addressed' && table.name !== 'snapshots';
+    const keyOf = (row: ClaimedRow, hash: string) => (addressed ? blobKey(row.app_id, hash) : table.keyFor(row, row.collision));
     const upload = async (row: ClaimedRow): Promise<ItemOutcome<UploadedRow>> => {
-      const key = table.keyFor(row, row.collision);
-      if (!key.ok) return { kind: 'skipped', reason: `unsafe path: ${key.reason}` };
+      if (addressed && row.path !== null) {
+        const path = normalizePath(row.path);
+        if (!path.ok) return { kind: 'skipped', reason: `unsafe path: ${path.reason}` };
+      }
       const contentType = table.contentTypeFor(row);
       if (row.content !== null) {
         if (table.name === 'snapshots') {
@@ -60,12 +72,17 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
         }
         const body = Buffer.from(row.content, 'utf8');
         const hash = sha256Hex(body);
-        await context.store.putVerified(key.key, body, hash, contentType);
+        const key = keyOf(row, hash);
+        if (!key.ok) return { kind: 'skipped', reason: `unsafe path: ${key.reason}` };
+        if (addressed) await blobs.ensure(key.key, body, hash, contentType);
+        else await context.store.putVerified(key.key, body, hash, contentType);
         return { kind: 'done', value: { id: row.id, key: key.key, hash, size: body.length }, bytes: body.length };
       }
       if (!row.db_hash || row.bytes === null) return { kind: 'failed', reason: 'content vanished before it could be read' };
       const expectedHash = row.db_hash;
       const expectedSize = row.bytes;
+      const key = keyOf(row, expectedHash);
+      if (!key.ok) return { kind: 'skipped', reason: `unsafe path: ${key.reason}` };
       await large.run(() => context.store.putStreamVerified(key.key, readContentChunks(context.db, table, row.id), expectedHash, expectedSize, contentType));
       return { kind: 'done', value: { id: row.id, key: key.key, hash: expectedHash, size: expectedSize }, bytes: expectedSize };
     };
@@ -93,4 +110,30 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
     uploadedBytes: outcome.tables.reduce((sum, t) => sum + t.bytes, 0),
     problems: countProblems(outcome),
   };
+}
+
+/**
+ * Content-addressed uploads: a blob is uploaded once per run (rows of one batch with the same content
+ * wait for the same upload), and not at all when the bucket already holds exactly these bytes (its ETag is
+ * their MD5). The memory of recent blobs is bounded; forgetting one costs only a HEAD.
+ */
+class BlobUploads {
+  private readonly recent = new Map<string, Promise<void>>();
+
+  constructor(private readonly store: StorageContext['store']) {}
+
+  ensure(key: string, body: Buffer, sha256: string, contentType: string): Promise<void> {
+    const known = this.recent.get(key);
+    if (known) return known;
+    const upload = (async () => {
+      const existing = await this.store.head(key);
+      if (existing && existing.size === body.length && existing.etag === md5Hex(body)) return;
+      await this.store.putVerified(key, body, sha256, contentType);
+    })();
+    // A failed upload is forgotten at once, so the next row with these bytes tries again.
+    upload.catch(() => this.recent.delete(key));
+    if (this.recent.size >= 10_000) this.recent.delete(this.recent.keys().next().value!);
+    this.recent.set(key, upload);
+    return upload;
+  }
 }

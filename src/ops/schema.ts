@@ -1,20 +1,20 @@
 import type { Db } from '../db.ts';
 import { query } from '../db.ts';
-import { readSchemaState, SCHEMA_ITEMS, type SchemaItem, type SchemaState } from '../sql/schema.ts';
+import { readSchemaState, SHAREABLE_KEY_COLUMNS, type KeyLayout, type SchemaItem, type SchemaState } from '../sql/schema.ts';
 import { SchemaMissingError } from '../errors.ts';
 
 export interface SchemaReport extends SchemaState {
   ok: boolean;
 }
 
-export async function inspectSchema(db: Db): Promise<SchemaReport> {
-  const state = await readSchemaState(db);
+export async function inspectSchema(db: Db, layout?: KeyLayout): Promise<SchemaReport> {
+  const state = await readSchemaState(db, layout);
   return { ...state, ok: state.missing.length === 0 && state.missingTables.length === 0 };
 }
 
 /** The statements `schema --apply` would run, in order (also what --dry-run prints). */
 export function statementsFor(state: SchemaState): string[] {
-  const drops = state.invalidIndexes.map((name) => `DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
+  const drops = [...new Set(state.indexesToDrop)].map((name) => `DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
   return [...drops, ...state.missing.flatMap((item) => item.statements)];
 }
 
@@ -27,12 +27,19 @@ export interface ApplyResult {
 /**
  * Adds what is missing. Columns are added with constant defaults (no table rewrite on PostgreSQL 11+);
  * indexes are built CONCURRENTLY so the app keeps writing; an index left INVALID by an interrupted build
- * is dropped and rebuilt. Running it twice is a no-op.
+ * is dropped and rebuilt. Running it twice is a no-op. Refuses up front (nothing changed) when the path
+ * layout's unique key index cannot be built because rows already share objects.
  */
-export async function applySchema(db: Db): Promise<ApplyResult> {
-  const before = await inspectSchema(db);
+export async function applySchema(db: Db, layout: KeyLayout = 'path'): Promise<ApplyResult> {
+  const before = await inspectSchema(db, layout);
   if (before.missingTables.length) {
     throw new SchemaMissingError(`OverSkill's tables are missing: ${before.missingTables.join(', ')}. Is DATABASE_URL the app's database?`);
+  }
+  if (before.sharedKeys.length) {
+    const example = before.sharedKeys[0];
+    throw new SchemaMissingError(
+      `Rows share objects (content-addressed layout; e.g. ${example.rows} rows of ${example.table} name ${example.key}), so the path layout's unique index on ${example.table}.${example.column} cannot be built. Keep \`--key-layout content-addressed\`, or roll those rows back first. Nothing was changed.`,
+    );
   }
   const applied: string[] = [];
   for (const statement of statementsFor(before)) {
@@ -48,7 +55,7 @@ export async function applySchema(db: Db): Promise<ApplyResult> {
     }
     applied.push(statement);
   }
-  return { applied, before, after: await inspectSchema(db) };
+  return { applied, before, after: await inspectSchema(db, layout) };
 }
 
 /** Every data command checks the schema first and names the fix instead of failing halfway. */
@@ -63,11 +70,24 @@ export async function assertSchemaReady(db: Db): Promise<void> {
   }
 }
 
+/**
+ * The content-addressed layout shares one object among identical contents: a unique index on the key
+ * column would reject the second row's flip. Checked before any upload, so a run never fails halfway.
+ */
+export async function assertLayoutAllowed(db: Db, layout: KeyLayout): Promise<void> {
+  if (layout !== 'content-addressed') return;
+  const report = await inspectSchema(db, layout);
+  const blocking = report.missing.filter((item) => item.kind === 'index' && SHAREABLE_KEY_COLUMNS.some((k) => k.table === item.table && k.column === item.column));
+  if (blocking.length) {
+    throw new SchemaMissingError(
+      `The content-addressed layout cannot coexist with a unique index on ${blocking.map((item) => `${item.table}.${item.column}`).join(' and ')}: identical contents share one object, so several rows name one key. Run \`overskill-storage schema --apply --key-layout content-addressed\` to make those indexes non-unique, or use the default path layout.`,
+    );
+  }
+}
+
 export function describeItem(item: SchemaItem): string {
   if (item.kind === 'column') return `${item.table}.${item.name}`;
   if (item.kind === 'nullable') return `${item.table}.${item.name} nullable`;
-  if (item.kind === 'index') return `index ${item.name}`;
+  if (item.kind === 'index') return `${item.unique === false ? 'non-unique ' : item.unique === true ? 'unique ' : ''}index ${item.name}`;
   return `table ${item.name}`;
 }
-
-export { SCHEMA_ITEMS };

@@ -1,7 +1,7 @@
 import type { StorageContext } from '../context.ts';
 import type { StoredTable, TableName } from '../tables.ts';
 import type { RowFilter } from '../sql/filters.ts';
-import type { KeyedRow } from '../sql/keyed-rows.ts';
+import { countStoredRows, type KeyedRow } from '../sql/keyed-rows.ts';
 import { contradictoryRows } from '../sql/contradictions.ts';
 import { walkBucketByApp } from './bucket-walk.ts';
 import { mapLimit } from '../pool.ts';
@@ -80,15 +80,14 @@ export async function verify(context: StorageContext, options: VerifyOptions, re
     }
   };
 
-  reporter.stage?.('verify flags');
   for (const table of options.tables) {
     for (const row of await contradictoryRows(context.db, table, options.filter, maxListed)) {
       report({ table: table.name, id: row.id, app_id: row.app_id, path: row.path, key: row.key }, row.problem);
     }
   }
-  reporter.stageDone?.('verify flags');
 
-  reporter.stage?.(options.deep ? 'verify objects (deep)' : 'verify objects');
+  const stage = options.deep ? 'verify objects (deep)' : 'verify objects';
+  reporter.stage?.(stage, { items: await countStoredRows(context.db, options.tables, options.filter) });
   let budget = options.limit ?? Number.POSITIVE_INFINITY;
   for await (const group of walkBucketByApp(context, { tables: options.tables, filter: options.filter, withMd5: !options.deep, signal: options.signal })) {
     const objects = new Map<string, StoredObject>(group.objects.map((object) => [object.key, object]));
@@ -114,7 +113,8 @@ export async function verify(context: StorageContext, options: VerifyOptions, re
         for (const problem of await deepProblems(context, row)) report(row, problem);
       });
     }
-    reporter.advance?.(group.rows.length, group.objects.reduce((sum, o) => sum + o.size, 0));
+    const stored = group.rows.filter((row) => row.location === 'hybrid' || row.location === 'r2');
+    reporter.advance?.(stored.length, stored.reduce((sum, row) => sum + (objects.get(row.key)?.size ?? 0), 0));
     if (options.orphans && !result.sampled) {
       for (const object of group.objects) {
         if (referenced.has(object.key)) continue;
@@ -126,7 +126,7 @@ export async function verify(context: StorageContext, options: VerifyOptions, re
     if (budget <= 0) break;
   }
   result.interrupted = options.signal?.aborted ?? false;
-  reporter.stageDone?.('verify objects');
+  reporter.stageDone?.(stage);
   return result;
 }
 

@@ -60,3 +60,15 @@ export async function appsWithKeysOutside(db: Queryable, tables: StoredTable[], 
 }
 
 export { TABLES };
+
+/** How many rows live (partly) in R2, to size verify's progress. */
+export async function countStoredRows(db: Queryable, tables: StoredTable[], filter: RowFilter): Promise<number> {
+  const params = new Params();
+  const parts = tables.map(
+    (table) =>
+      `SELECT count(*) AS n FROM ${table.source}
+        WHERE t.${table.keyColumn} IS NOT NULL AND t.${table.locationColumn} IN ('hybrid', 'r2') AND ${filterSql(table, filter, params)}`,
+  );
+  const rows = await query<{ n: string }>(db, `SELECT coalesce(sum(n), 0)::float8 AS n FROM (${parts.join(' UNION ALL ')}) c`, params.values);
+  return Number(rows[0].n);
+}

@@ -9,8 +9,24 @@ export interface SchemaItem {
   purpose: string;
   /** Statements that add the item; index builds run CONCURRENTLY so a live table is never blocked. */
   statements: string[];
-  concurrent?: boolean;
+  /** For indexes: whether it must be unique (true), must not be (false), or either will do ('either'). */
+  unique?: boolean | 'either';
+  /** For indexes: the column it is on. */
+  column?: string;
 }
+
+/**
+ * How objects are keyed. 'path' is the plan's layout; 'content-addressed' (apps/{app}/blobs/{sha256})
+ * shares one object among identical contents, which a unique index on the key column forbids.
+ */
+export type KeyLayout = 'path' | 'content-addressed';
+export const KEY_LAYOUTS: readonly KeyLayout[] = ['path', 'content-addressed'];
+
+/** Key columns whose index is unique in the path layout and must not be in the content-addressed one. */
+export const SHAREABLE_KEY_COLUMNS: readonly { table: string; column: string }[] = [
+  { table: 'app_files', column: 'r2_object_key' },
+  { table: 'app_version_files', column: 'r2_content_key' },
+];
 
 export const CLAIMS_TABLE = 'overskill_storage_claims';
 export const STAGING_TABLE = 'overskill_storage_staging';
@@ -23,21 +39,40 @@ const column = (table: string, name: string, type: string, purpose: string): Sch
   statements: [`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${name} ${type}`],
 });
 
-const index = (table: string, columnName: string, unique: boolean, purpose: string): SchemaItem => {
-  const name = `index_${table}_on_${columnName}`;
-  // Keys are compared in byte order (COLLATE "C") so a keyset walk by key lines up with S3's listing order.
-  const expression = columnName.startsWith('r2_') ? `${columnName} COLLATE "C"` : columnName;
-  return {
-    kind: 'index',
-    table,
-    name,
-    purpose,
-    concurrent: true,
-    statements: [`CREATE ${unique ? 'UNIQUE ' : ''}INDEX CONCURRENTLY IF NOT EXISTS ${name} ON ${table} (${expression})`],
-  };
-};
+export function indexName(table: string, columnName: string): string {
+  return `index_${table}_on_${columnName}`;
+}
 
-export const SCHEMA_ITEMS: SchemaItem[] = [
+export function createIndexSql(table: string, columnName: string, unique: boolean): string {
+  // Keys are compared in byte order (COLLATE "C"), the order S3 lists them in.
+  const expression = columnName.startsWith('r2_') ? `${columnName} COLLATE "C"` : columnName;
+  return `CREATE ${unique ? 'UNIQUE ' : ''}INDEX CONCURRENTLY IF NOT EXISTS ${indexName(table, columnName)} ON ${table} (${expression})`;
+}
+
+const index = (table: string, columnName: string, unique: boolean, purpose: string): SchemaItem => ({
+  kind: 'index',
+  table,
+  name: indexName(table, columnName),
+  column: columnName,
+  unique,
+  purpose,
+  statements: [createIndexSql(table, columnName, unique)],
+});
+
+/** The schema for a key layout; without one, what every command needs whatever the layout. */
+export function schemaItems(layout?: KeyLayout): SchemaItem[] {
+  return SCHEMA_ITEMS.map((item) => {
+    const shareable = item.kind === 'index' && SHAREABLE_KEY_COLUMNS.some((k) => k.table === item.table && k.column === item.column);
+    if (!shareable) return item;
+    if (layout === undefined) return { ...item, unique: 'either' as const };
+    if (layout === 'content-addressed') {
+      return { ...item, unique: false, purpose: 'find rows by object (not unique: identical contents share one object)', statements: [createIndexSql(item.table, item.column!, false)] };
+    }
+    return item;
+  });
+}
+
+const SCHEMA_ITEMS: SchemaItem[] = [
   column('app_files', 'storage_location', "character varying DEFAULT 'database'", "where the content lives: 'database', 'hybrid' or 'r2'"),
   column('app_files', 'r2_object_key', 'character varying', 'object key of the R2 copy'),
   column('app_files', 'content_hash', 'character varying', 'SHA-256 (hex) of the content bytes'),
@@ -116,11 +151,13 @@ export interface SchemaState {
   missingTables: string[];
   missing: SchemaItem[];
   present: SchemaItem[];
-  /** Indexes left INVALID by an interrupted concurrent build; --apply rebuilds them. */
-  invalidIndexes: string[];
+  /** Indexes to drop before their item can be built: left INVALID by an interrupted build, or of the wrong kind for the layout. */
+  indexesToDrop: string[];
+  /** Key indexes that must become unique (path layout) although rows share objects: --apply refuses. */
+  sharedKeys: { table: string; column: string; key: string; rows: number }[];
 }
 
-export async function readSchemaState(db: Queryable): Promise<SchemaState> {
+export async function readSchemaState(db: Queryable, layout?: KeyLayout): Promise<SchemaState> {
   const columns = await query<ColumnRow>(
     db,
     `SELECT table_name, column_name, is_nullable FROM information_schema.columns
@@ -140,22 +177,34 @@ export async function readSchemaState(db: Queryable): Promise<SchemaState> {
   );
   const tables = new Set(columns.map((row) => row.table_name));
   const hasColumn = (table: string, name: string) => columns.some((row) => row.table_name === table && row.column_name === name);
-  const missing: SchemaItem[] = [];
-  const present: SchemaItem[] = [];
-  const invalidIndexes: string[] = [];
-  for (const item of SCHEMA_ITEMS) {
+  const state: SchemaState = { missingTables: BASE_TABLES.filter((table) => !tables.has(table)), missing: [], present: [], indexesToDrop: [], sharedKeys: [] };
+  for (const item of schemaItems(layout)) {
     let ok: boolean;
     if (item.kind === 'table') ok = tables.has(item.table);
     else if (item.kind === 'column') ok = hasColumn(item.table, item.name);
     else if (item.kind === 'nullable') ok = columns.some((row) => row.table_name === item.table && row.column_name === item.name && row.is_nullable === 'YES');
     else {
-      const columnName = item.name.replace(`index_${item.table}_on_`, '');
-      const unique = item.statements[0].startsWith('CREATE UNIQUE');
-      const candidates = indexes.filter((row) => row.table_name === item.table && row.column_name === columnName && (!unique || row.is_unique));
-      ok = candidates.some((row) => row.is_valid);
-      if (!ok) invalidIndexes.push(...candidates.filter((row) => !row.is_valid).map((row) => row.index_name));
+      const onColumn = indexes.filter((row) => row.table_name === item.table && row.column_name === item.column);
+      const fits = (row: IndexRow) => item.unique === 'either' || row.is_unique === item.unique;
+      ok = onColumn.some((row) => row.is_valid && fits(row)) && (item.unique !== false || !onColumn.some((row) => row.is_unique));
+      if (!ok) {
+        // An invalid build, a unique index where objects are to be shared, or an index of ours of the wrong kind.
+        for (const row of onColumn) {
+          if (!row.is_valid || (item.unique === false && row.is_unique) || (row.index_name === item.name && !fits(row))) state.indexesToDrop.push(row.index_name);
+        }
+      }
     }
-    (ok ? present : missing).push(item);
+    (ok ? state.present : state.missing).push(item);
   }
-  return { missingTables: BASE_TABLES.filter((table) => !tables.has(table)), missing, present, invalidIndexes };
+  if (layout === 'path') {
+    for (const { table, column } of SHAREABLE_KEY_COLUMNS) {
+      if (!hasColumn(table, column) || !state.missing.some((item) => item.kind === 'index' && item.table === table && item.column === column)) continue;
+      const shared = await query<{ key: string; rows: number }>(
+        db,
+        `SELECT ${column} AS key, count(*)::int AS rows FROM ${table} WHERE ${column} IS NOT NULL GROUP BY ${column} HAVING count(*) > 1 LIMIT 5`,
+      );
+      state.sharedKeys.push(...shared.map((row) => ({ table, column, key: row.key, rows: row.rows })));
+    }
+  }
+  return state;
 }
