@@ -110,6 +110,16 @@ async function main() {
     console.log(`verify --deep      ${verifyDeep.seconds.toFixed(2)} s, ${requestsOf(verifyDeep)} S3 requests`);
     console.log(`HEAD per object    ${verifyHead.seconds.toFixed(2)} s, ${requestsOf(verifyHead)} S3 requests  → listings are ${(verifyHead.seconds / verifyDefault.seconds).toFixed(1)}x faster`);
     results.verify = { default: verifyDefault, deep: verifyDeep, headPerObject: verifyHead };
+    if (!skipLatency) {
+      // The same comparison where every request costs an R2-like round trip.
+      const proxy = await new S3Proxy(s3.port, s3.bucket).start();
+      proxy.latencyMs = 50;
+      const listed = await runWorker('verify', scratch.url, proxy.endpoint, s3.bucket, 16);
+      const headed = await runWorker('verify-head', scratch.url, proxy.endpoint, s3.bucket, 16);
+      await proxy.stop();
+      console.log(`through a 50 ms proxy: verify ${listed.seconds.toFixed(2)} s vs HEAD per object ${headed.seconds.toFixed(2)} s (c=16) → ${(headed.seconds / listed.seconds).toFixed(1)}x faster`);
+      results.verifyLatency = { default: listed, headPerObject: headed, speedup: headed.seconds / listed.seconds };
+    }
 
     const report = await runWorker('report', scratch.url, s3.endpoint, s3.bucket, 1);
     console.log(`report             ${report.seconds.toFixed(3)} s on ${files} rows`);

@@ -12,6 +12,7 @@ import {
   DeleteObjectsCommand,
   CopyObjectCommand,
   type PutObjectCommandInput,
+  type ListObjectsV2CommandOutput,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
@@ -253,32 +254,31 @@ export class ObjectStore {
     }
   }
 
-  /** Lists keys under a prefix in S3's (byte) order, one ListObjectsV2 page per 1000 keys. */
+  /**
+   * Lists keys under a prefix, one ListObjectsV2 page per 1000 keys. The next page is requested as soon as
+   * the current one arrives, so the caller's work on a page overlaps the round trip for the next.
+   */
   async *list(prefix: string, startAfter?: string): AsyncGenerator<StoredObject> {
-    let continuationToken: string | undefined;
-    let first = true;
-    do {
-      let page;
+    const fetchPage = async (continuationToken?: string, first = false): Promise<ListObjectsV2CommandOutput> => {
       try {
-        page = await this.client.send(
-          new ListObjectsV2Command({
-            Bucket: this.bucket,
-            Prefix: prefix,
-            ContinuationToken: continuationToken,
-            StartAfter: first ? startAfter : undefined,
-            MaxKeys: 1000,
-          }),
+        return await this.client.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: continuationToken, StartAfter: first ? startAfter : undefined, MaxKeys: 1000 }),
         );
       } catch (error) {
         throw new ObjectStoreError(`listing ${prefix} failed: ${describeS3Error(error)}`, prefix, { cause: error });
       }
-      first = false;
+    };
+    let pending: Promise<ListObjectsV2CommandOutput> | undefined = fetchPage(undefined, true);
+    while (pending) {
+      const page: ListObjectsV2CommandOutput = await pending;
+      pending = page.IsTruncated && page.NextContinuationToken ? fetchPage(page.NextContinuationToken) : undefined;
+      // An abandoned prefetch must not surface as an unhandled rejection.
+      pending?.catch(() => undefined);
       for (const item of page.Contents ?? []) {
         if (!item.Key) continue;
         yield { key: item.Key, size: item.Size ?? 0, etag: cleanEtag(item.ETag), lastModified: item.LastModified };
       }
-      continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (continuationToken);
+    }
   }
 
   /** Deletes keys in DeleteObjects batches of up to 1000; returns the keys that could not be deleted. */
