@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { createTestEnv, type TestEnv } from './support/env.ts';
+import { createTestEnv, ON_PGLITE, type TestEnv } from './support/env.ts';
 import { bucketFingerprint, fileRow, insertApp, insertFile, objectText, text } from './support/seed.ts';
 import { S3Proxy } from './support/http-proxy.ts';
 import { hookedStore, storeAt } from './support/stores.ts';
@@ -87,7 +87,9 @@ describe('invariants of migrate', () => {
     expect(await objectText(env.store, row.r2_object_key!)).toBe(text(6000, 'new! '));
   });
 
-  it('4: a kill between upload and flip leaves no row pointing at a missing or different object, and a rerun converges', async () => {
+  // On PGlite every connection shares one session, so a killed process's advisory lock (its claims) outlives
+  // it there; the takeover after a kill is a real-PostgreSQL behaviour.
+  it.skipIf(ON_PGLITE)('4: a kill between upload and flip leaves no row pointing at a missing or different object, and a rerun converges', async () => {
     const app = await insertApp(env.db);
     for (let i = 0; i < 30; i++) await insertFile(env.db, app, `kill/f${i}.js`, text(2000 + i, `k${i}`));
     const child = spawnCli(['migrate', '--yes', '--app', app, '--tables', 'files', '--batch-size', '5', '--concurrency', '2'], { ...env.cliEnv, R2_ENDPOINT: proxy.endpoint });

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { createTestEnv, type TestEnv } from './support/env.ts';
+import { createTestEnv, ON_PGLITE, type TestEnv } from './support/env.ts';
 import { spawnCli, spawnCliAndWait, type CliRun } from './support/cli.ts';
 import { insertApp, insertFile, insertVersion, insertVersionFile, text } from './support/seed.ts';
 import { S3Proxy } from './support/http-proxy.ts';
@@ -16,7 +16,8 @@ import { query } from '../src/db.ts';
  */
 const LONG = process.env.RESILIENCE === 'long';
 
-describe('resilience', () => {
+// PGlite serves one transaction at a time and has no other sessions to kill: this suite needs a real PostgreSQL.
+describe.skipIf(ON_PGLITE)('resilience', () => {
   let env: TestEnv;
   let proxy: S3Proxy;
   let cliEnv: NodeJS.ProcessEnv;

@@ -4,9 +4,13 @@ import { OVERSKILL_TABLES_SQL } from '../../src/local/overskill-schema.ts';
 import { startLocalS3, type LocalS3Server } from '../../src/local/s3-server.ts';
 import { ObjectStore } from '../../src/object-store.ts';
 import { applySchema } from '../../src/ops/schema.ts';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/local/embedded-postgres.ts';
 import type { StorageContext } from '../../src/context.ts';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+/** True on a machine without PostgreSQL: each test file then gets its own embedded PGlite (see global-setup.ts). */
+export const ON_PGLITE = process.env.OVERSKILL_TEST_PGLITE === '1';
 
 /** The server tests run against: TEST_DATABASE_URL, else the local PostgreSQL. */
 export const ADMIN_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -35,10 +39,17 @@ export interface TestEnv {
  */
 export async function createTestEnv(options: { schema?: boolean; s3?: LocalS3Server } = {}): Promise<TestEnv> {
   const name = `oss_test_${randomBytes(6).toString('hex')}`;
-  const admin = createDb({ url: ADMIN_URL, poolSize: 2 });
-  await query(admin, `CREATE DATABASE ${name}`);
-  await admin.destroy();
-  const databaseUrl = databaseUrlFor(name);
+  let embedded: EmbeddedPostgres | undefined;
+  let databaseUrl: string;
+  if (ON_PGLITE) {
+    embedded = await startEmbeddedPostgres();
+    databaseUrl = embedded.url;
+  } else {
+    const admin = createDb({ url: ADMIN_URL, poolSize: 2 });
+    await query(admin, `CREATE DATABASE ${name}`);
+    await admin.destroy();
+    databaseUrl = databaseUrlFor(name);
+  }
   const db = createDb({ url: databaseUrl, poolSize: 6 });
   await db.raw(OVERSKILL_TABLES_SQL);
   if (options.schema !== false) await applySchema(db);
@@ -70,6 +81,10 @@ export async function createTestEnv(options: { schema?: boolean; s3?: LocalS3Ser
       store.destroy();
       await db.destroy();
       if (!options.s3) await s3.stop();
+      if (embedded) {
+        await embedded.stop();
+        return;
+      }
       const cleanup = createDb({ url: ADMIN_URL, poolSize: 2 });
       await query(cleanup, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await cleanup.destroy();
