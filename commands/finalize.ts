@@ -21,7 +21,7 @@ export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<Co
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         const options = runOptionsFrom(opts, runtime.signal);
-        const context = await openContext(globals, runtime, { store: !opts.dryRun, poolSize: Math.min(options.concurrency, 8) + 2 });
+        const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency });
         try {
           await assertSchemaReady(context.db);
           const plan = await planFinalize(

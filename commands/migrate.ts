@@ -38,7 +38,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
           order: opts.largestFirst ? 'size-desc' : 'id',
           keyLayout: opts.keyLayout as KeyLayout,
         };
-        const context = await openContext(globals, runtime, { store: !opts.dryRun, poolSize: Math.min(options.concurrency, 8) + 2 });
+        const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency });
         try {
           await assertSchemaReady(context.db);
           await assertLayoutAllowed(context.db, options.keyLayout ?? 'path');

@@ -23,7 +23,7 @@ export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<Co
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         const options: RollbackOptions = { ...runOptionsFrom(opts, runtime.signal), keepHybrid: opts.keepHybrid ?? false, purge: opts.purge ?? false };
-        const context = await openContext(globals, runtime, { store: !opts.dryRun, poolSize: Math.min(options.concurrency, 8) + 2 });
+        const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency });
         try {
           await assertSchemaReady(context.db);
           const plan = await planRollback(

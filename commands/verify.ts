@@ -23,7 +23,7 @@ export function verifyCommand(runtime: Runtime, run: (action: () => Promise<Comm
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         const options = runOptionsFrom(opts, runtime.signal);
-        const context = await openContext(globals, runtime, { store: true, poolSize: 4 });
+        const context = await openContext(globals, runtime, { store: true, concurrency: options.concurrency });
         try {
           const progress = progressReporter(output);
           const result = await verify(

@@ -61,7 +61,11 @@ export interface OpenedContext extends StorageContext {
 }
 
 /** Resolves configuration, connects, and checks both services before any work: errors name the fix. */
-export async function openContext(globals: GlobalOptions, runtime: Runtime, options: { store: boolean; poolSize?: number; onRequest?: (command: string) => void }): Promise<OpenedContext> {
+/**
+ * `concurrency` sizes both pools: S3 sockets at least the requests in flight (fewer would quietly cap the
+ * run), database connections a few (claims and flips are short; large contents stream on their own).
+ */
+export async function openContext(globals: GlobalOptions, runtime: Runtime, options: { store: boolean; concurrency?: number; onRequest?: (command: string) => void }): Promise<OpenedContext> {
   const resolver = new ConfigResolver({
     flags: { databaseUrl: globals.databaseUrl, endpoint: globals.endpoint, accountId: globals.accountId, bucket: globals.bucket, region: globals.region },
     env: runtime.streams.env,
@@ -69,13 +73,14 @@ export async function openContext(globals: GlobalOptions, runtime: Runtime, opti
   });
   const database = resolver.database();
   const storeConfig = options.store ? resolver.objectStore({ allowInsecureEndpoint: globals.allowInsecureEndpoint }) : undefined;
-  const db = createDb({ url: database.url, poolSize: options.poolSize });
+  const concurrency = options.concurrency ?? 8;
+  const db = createDb({ url: database.url, poolSize: Math.min(concurrency, 8) + 2 });
   let store: ObjectStore | undefined;
   try {
     await checkConnection(db, database.url);
     if (storeConfig) {
       store = new ObjectStore(storeConfig, {
-        maxSockets: options.poolSize ? options.poolSize * 2 : undefined,
+        maxSockets: concurrency + 8,
         requestTimeoutMs: globals.requestTimeout,
         maxAttempts: globals.maxAttempts,
         onRequest: options.onRequest,
