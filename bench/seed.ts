@@ -7,8 +7,11 @@ import { query, type Db } from '../src/db.ts';
 export async function seedFiles(db: Db, options: { count: number; meanBytes: number; largePercent: number; largeMaxMb?: number; filesPerApp?: number }): Promise<{ rows: number; bytes: number }> {
   const perApp = options.filesPerApp ?? 85;
   const apps = Math.ceil(options.count / perApp);
-  await query(db, `INSERT INTO apps (name) SELECT 'bench ' || i FROM generate_series(1, $1::int) i`, [apps]);
-  const [{ first }] = await query<{ first: string }>(db, 'SELECT min(id) AS first FROM apps');
+  const [{ first }] = await query<{ first: string }>(
+    db,
+    `WITH added AS (INSERT INTO apps (name) SELECT 'bench ' || i FROM generate_series(1, $1::int) i RETURNING id) SELECT min(id) AS first FROM added`,
+    [apps],
+  );
   const chunk = 50_000;
   for (let start = 0; start < options.count; start += chunk) {
     const end = Math.min(options.count, start + chunk);
