@@ -93,13 +93,16 @@ async function main() {
     console.log(await seedFiles(scratch.db, { count: files, meanBytes: 5000, largePercent: 0 }));
 
     // Throughput at concurrency 16, direct to the S3 server.
-    const raw = await runWorker('raw', scratch.url, s3.endpoint, s3.bucket, 16);
+    // raw runs before and after migrate; the faster of the two is the ceiling (the first pays for a cold server).
+    const rawFirst = await runWorker('raw', scratch.url, s3.endpoint, s3.bucket, 16);
     const migrated = await runWorker('migrate', scratch.url, s3.endpoint, s3.bucket, 16);
+    const rawSecond = await runWorker('raw', scratch.url, s3.endpoint, s3.bucket, 16);
+    const raw = rate(rawSecond) > rate(rawFirst) ? rawSecond : rawFirst;
     console.log(line('raw PutObject loop (c=16)', raw));
     console.log(line('migrate (c=16)', migrated));
     const ratio = rate(migrated) / rate(raw);
     console.log(`  migrate/raw = ${ratio.toFixed(2)}  (target >= 0.85); statements per batch ≈ ${(migrated.statements / Math.max(1, migrated.batches)).toFixed(2)}; S3 requests per object = ${(Object.values(migrated.requests).reduce((a, b) => a + b, 0) / migrated.objects).toFixed(3)}`);
-    results.throughput = { raw, migrate: migrated, ratio };
+    results.throughput = { raw, rawRuns: [rawFirst, rawSecond], migrate: migrated, ratio };
 
     // Verify: listings vs deep vs one HEAD per object.
     const verifyDefault = await runWorker('verify', scratch.url, s3.endpoint, s3.bucket, 16);
