@@ -63,7 +63,12 @@ async function main() {
       requestHandler: new NodeHttpHandler({ httpAgent: new http.Agent({ keepAlive: true, maxSockets: concurrency * 2 }) }),
     });
     client.middlewareStack.add((next, ctx) => async (args) => { count(String(ctx.commandName)); return next(args); }, { step: 'finalizeRequest', name: 'count' });
-    const bodies = rows.map((row) => ({ key: `raw/${fileKey(row.app_id, row.path).ok ? (fileKey(row.app_id, row.path) as { key: string }).key : row.path}`, body: Buffer.from(row.content) }));
+    // A fresh prefix per run: every PUT creates a new object, as migrate's do (overwrites are cheaper).
+    const prefix = `raw-${process.pid}-${Date.now()}`;
+    const bodies = rows.map((row) => {
+      const key = fileKey(row.app_id, row.path);
+      return { key: `${prefix}/${key.ok ? key.key : row.path}`, body: Buffer.from(row.content) };
+    });
     rows.length = 0;
     const t0 = process.hrtime.bigint();
     const limiter = new Limiter(concurrency);

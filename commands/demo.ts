@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import pg from 'pg';
+import { Writable } from 'node:stream';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../src/local/embedded-postgres.ts';
 import { startLocalS3, type LocalS3Server } from '../src/local/s3-server.ts';
 import { OVERSKILL_TABLES_SQL } from '../src/local/overskill-schema.ts';
@@ -39,6 +40,7 @@ export function demoCommand(runtime: Runtime, run: (action: () => Promise<Comman
         const output = makeOutput(globals, runtime);
         const { runCli } = await import('./program.ts');
         let postgres: EmbeddedPostgres | undefined;
+        let seeded: Awaited<ReturnType<typeof seedDataset>> | undefined;
         let s3: LocalS3Server | undefined;
         const started = Date.now();
         const c = output.color;
@@ -51,7 +53,7 @@ export function demoCommand(runtime: Runtime, run: (action: () => Promise<Comman
           await client.connect();
           await client.query(OVERSKILL_TABLES_SQL);
           output.log(c.bold(`Seeding ${formatCount(opts.apps)} apps × ${formatCount(opts.files)} files with version history…`));
-          const seeded = await seedDataset(client, { apps: opts.apps, filesPerApp: opts.files, largeFiles: opts.largeFiles, largeFileBytes: 2 * 1024 * 1024, versionsPerApp: 3 });
+          seeded = await seedDataset(client, { apps: opts.apps, filesPerApp: opts.files, largeFiles: opts.largeFiles, largeFileBytes: 2 * 1024 * 1024, versionsPerApp: 3 });
           await client.end();
           output.log(
             `  ${formatCount(seeded.files)} files (${formatBytes(seeded.fileBytes)}), ${formatCount(seeded.versions)} versions with ${formatBytes(seeded.snapshotBytes)} of snapshots, ${formatCount(seeded.versionFiles)} version-file rows\n`,
@@ -64,9 +66,18 @@ export function demoCommand(runtime: Runtime, run: (action: () => Promise<Comman
             R2_SECRET_ACCESS_KEY: s3.secretAccessKey,
             R2_BUCKET: s3.bucket,
           };
+          // With --json each step's JSON document is collected and the demo prints one document at the end;
+          // the steps' human output then goes to stderr.
+          const steps: { command: string; exitCode: number; result?: unknown }[] = [];
           const step = async (args: string[], expected: number[] = [0]) => {
-            output.print(`\n${c.bold.cyan('$ overskill-storage ' + args.join(' '))}`);
-            const code = await runCli([...args, ...(globals.color === false ? ['--no-color'] : [])], { ...runtime, streams: { ...runtime.streams, env } });
+            const shown = `$ overskill-storage ${args.join(' ')}`;
+            if (output.json) output.log(`\n${c.bold.cyan(shown)}`);
+            else output.print(`\n${c.bold.cyan(shown)}`);
+            let captured = '';
+            const stdout = output.json ? new Writable({ write: (chunk, _encoding, done) => ((captured += chunk), done()) }) : runtime.streams.stdout;
+            const flags = [...(globals.color === false ? ['--no-color'] : []), ...(output.json ? ['--json'] : [])];
+            const code = await runCli([...args, ...flags], { ...runtime, streams: { ...runtime.streams, stdout, env } });
+            if (output.json) steps.push({ command: shown.slice(2), exitCode: code, result: captured.trim() ? JSON.parse(captured) : undefined });
             if (!expected.includes(code)) throw new Error(`demo step "${args.join(' ')}" exited ${code}`);
             return code;
           };
@@ -87,9 +98,13 @@ export function demoCommand(runtime: Runtime, run: (action: () => Promise<Comman
           const after = await contentFingerprint(postgres.url);
           const identical = before === after;
           output.print(`\n${identical ? c.green('✓') : c.red('✗')} After migrate → finalize → rollback every content is ${identical ? '' : 'NOT '}byte-identical to where it started.`);
-          if (!identical) return { exitCode: EXIT.problems };
+          if (!identical) {
+            output.result({ ok: false, byteIdentical: false, steps });
+            return { exitCode: EXIT.problems };
+          }
           await demoRestore(output, postgres.url, step);
           output.print(c.green(`\nDemo finished in ${formatDuration(Date.now() - started)}.`));
+          output.result({ ok: true, byteIdentical: true, seeded, seconds: (Date.now() - started) / 1000, steps });
           return { exitCode: EXIT.ok };
         } finally {
           await s3?.stop().catch(() => undefined);
