@@ -115,3 +115,25 @@ describe('migrate (app_files)', () => {
     expect(files.finalizableBytes).toBe(10241);
   });
 });
+
+describe('migrate --largest-first and --limit', () => {
+  let env: TestEnv;
+  beforeAll(async () => {
+    env = await createTestEnv();
+  });
+  afterAll(async () => env?.close());
+
+  it('takes the largest contents first (by size band), and the dry-run plan names the same rows', async () => {
+    const app = await insertApp(env.db);
+    const sizes = [2000, 200_000, 30_000, 2_000_000, 5000, 150_000];
+    const ids = [];
+    for (const [i, size] of sizes.entries()) ids.push(await insertFile(env.db, app, `f${i}.txt`, text(size)));
+    const plan = await cli(['migrate', '--dry-run', '--json', '--largest-first', '--limit', '3', '--tables', 'files'], env.cliEnv);
+    expect(plan.json().plan.rows).toBe(3);
+    expect(plan.json().plan.bytes).toBe(2_000_000 + 200_000 + 150_000);
+    const run = await cli(['migrate', '--yes', '--largest-first', '--limit', '3', '--tables', 'files'], env.cliEnv);
+    expect(run.code).toBe(0);
+    const moved = (await query<{ id: string }>(env.db, "SELECT id FROM app_files WHERE storage_location = 'hybrid' ORDER BY id")).map((row) => row.id);
+    expect(moved).toEqual([ids[1], ids[3], ids[5]]);
+  });
+});

@@ -129,7 +129,11 @@ describe.skipIf(ON_PGLITE)('resilience', () => {
     let stderr = '';
     child.stderr.on('data', (chunk) => (stderr += chunk));
     const exited = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)));
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    for (let waited = 0; waited < 60_000; waited += 100) {
+      const [{ n }] = await query<{ n: number }>(env.db, "SELECT count(*)::int AS n FROM app_files WHERE storage_location = 'hybrid'");
+      if (n >= 5) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
     const killed = await query<{ pid: number }>(env.db, "SELECT pg_terminate_backend(pid) AS pid FROM pg_stat_activity WHERE application_name LIKE 'overskill-storage%' AND datname = current_database() AND pid <> pg_backend_pid()");
     expect(killed.length).toBeGreaterThan(0);
     const code = await Promise.race([exited, new Promise<number>((resolve) => setTimeout(() => resolve(-99), 60_000))]);

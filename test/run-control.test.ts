@@ -32,7 +32,12 @@ describe.skipIf(ON_PGLITE)('run control: Ctrl-C, pacing, the demo', () => {
     let stderr = '';
     child.stderr.on('data', (chunk) => (stderr += chunk));
     const exited = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)));
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // Interrupt once the run is under way (a fixed delay would race the process's start on a busy machine).
+    for (let waited = 0; waited < 60_000; waited += 100) {
+      const [{ n }] = await query<{ n: number }>(env.db, "SELECT count(*)::int AS n FROM app_files WHERE app_id = $1 AND storage_location = 'hybrid'", [app]);
+      if (n >= 10) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
     child.kill('SIGINT');
     expect(await exited).toBe(130);
     expect(stderr).toMatch(/Stopping after the batches in flight/);

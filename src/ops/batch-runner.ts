@@ -1,6 +1,6 @@
 import type { Db } from '../db.ts';
 import type { StoredTable } from '../tables.ts';
-import { claimBatch, releaseClaims, type ClaimOrder, type ClaimRequest, type ClaimedRow, type Cursor } from '../sql/claim-batch.ts';
+import { claimBatch, releaseClaims, SIZE_BANDS, type ClaimOrder, type ClaimRequest, type ClaimedRow, type Cursor } from '../sql/claim-batch.ts';
 import type { RowFilter } from '../sql/filters.ts';
 import { Limiter } from '../pool.ts';
 import { waitForDbLoad, type DbLoadGuard, RateLimiter } from '../pacing.ts';
@@ -146,44 +146,52 @@ export async function runBatches<Done>(
     }
   };
 
-  for (let pass = 1; pass <= MAX_PASSES; pass++) {
-    let cursor: Cursor | undefined;
-    let claimedThisPass = 0;
-    const inFlight = new Set<Promise<void>>();
-    try {
-      while (!options.signal?.aborted && budget.remaining > 0) {
-        while (inFlight.size >= BATCHES_IN_FLIGHT) await Promise.race(inFlight);
-        if (options.signal?.aborted) break;
-        await waitForDbLoad(db, options.dbLoad, reporter, options.signal);
-        if (options.signal?.aborted) break;
-        const batch = await claimBatch(db, {
-          table,
-          worker,
-          eligible: operation.eligible,
-          filter: options.filter,
-          order: options.order ?? 'id',
-          cursor,
-          excludeIds: [...exclude],
-          maxRows: Math.min(options.batchSize, budget.remaining),
-          inlineMaxBytes: operation.inlineMaxBytes,
-          maxBatchBytes: options.batchBytes,
-          withContent: operation.withContent,
-          withDbHash: operation.withDbHash,
-        });
-        if (batch.rows.length === 0) break;
-        cursor = batch.cursor;
-        const won = batch.rows.filter((row) => row.won);
-        if (won.length === 0) continue;
-        claimedThisPass += won.length;
-        budget.remaining -= won.length;
-        result.attempted += won.length;
-        const job: Promise<void> = processBatch(won).finally(() => inFlight.delete(job));
-        inFlight.add(job);
+  /** One keyset walk by id (within a size band for --largest-first), repeated for rows locked the first time. */
+  const walk = async (band: (typeof SIZE_BANDS)[number] | undefined): Promise<void> => {
+    for (let pass = 1; pass <= MAX_PASSES; pass++) {
+      let cursor: Cursor | undefined;
+      let claimedThisPass = 0;
+      const inFlight = new Set<Promise<void>>();
+      try {
+        while (!options.signal?.aborted && budget.remaining > 0) {
+          while (inFlight.size >= BATCHES_IN_FLIGHT) await Promise.race(inFlight);
+          if (options.signal?.aborted) break;
+          await waitForDbLoad(db, options.dbLoad, reporter, options.signal);
+          if (options.signal?.aborted) break;
+          const batch = await claimBatch(db, {
+            table,
+            worker,
+            eligible: operation.eligible,
+            filter: options.filter,
+            band,
+            cursor,
+            excludeIds: [...exclude],
+            maxRows: Math.min(options.batchSize, budget.remaining),
+            inlineMaxBytes: operation.inlineMaxBytes,
+            maxBatchBytes: options.batchBytes,
+            withContent: operation.withContent,
+            withDbHash: operation.withDbHash,
+          });
+          if (batch.rows.length === 0) break;
+          cursor = batch.cursor;
+          const won = batch.rows.filter((row) => row.won);
+          if (won.length === 0) continue;
+          claimedThisPass += won.length;
+          budget.remaining -= won.length;
+          result.attempted += won.length;
+          const job: Promise<void> = processBatch(won).finally(() => inFlight.delete(job));
+          inFlight.add(job);
+        }
+      } finally {
+        await Promise.all(inFlight);
       }
-    } finally {
-      await Promise.all(inFlight);
+      if (claimedThisPass === 0 || options.signal?.aborted || budget.remaining <= 0) break;
     }
-    if (claimedThisPass === 0 || options.signal?.aborted || budget.remaining <= 0) break;
+  };
+
+  for (const band of options.order === 'size-desc' ? SIZE_BANDS : [undefined]) {
+    if (options.signal?.aborted || budget.remaining <= 0) break;
+    await walk(band);
   }
   return result;
 }

@@ -2,6 +2,9 @@ import type { Db } from '../db.ts';
 import { query } from '../db.ts';
 import { readSchemaState, SHAREABLE_KEY_COLUMNS, type KeyLayout, type SchemaItem, type SchemaState } from '../sql/schema.ts';
 import { SchemaMissingError } from '../errors.ts';
+import { TABLE_NAMES, TABLES, type StoredTable } from '../tables.ts';
+
+const STORED_TABLES = TABLE_NAMES.map((name) => TABLES[name]);
 
 export interface SchemaReport extends SchemaState {
   ok: boolean;
@@ -55,7 +58,33 @@ export async function applySchema(db: Db, layout: KeyLayout = 'path'): Promise<A
     }
     applied.push(statement);
   }
+  if (applied.length) {
+    // New columns have no statistics yet; without them the planner walks claims through the wrong index.
+    for (const statement of analyzeStatements()) {
+      await query(db, statement);
+      applied.push(statement);
+    }
+  }
   return { applied, before, after: await inspectSchema(db, layout) };
+}
+
+/** ANALYZE of the columns this tool filters on, table by table. */
+export function analyzeStatements(tables = STORED_TABLES): string[] {
+  return tables.map((t) => `ANALYZE ${t.table} (${t.locationColumn}, ${t.keyColumn}, ${t.hashColumn})`);
+}
+
+/**
+ * Tables whose storage columns were never analyzed (the columns were added outside this tool, or just now)
+ * get statistics before a run claims from them: a claim planned without them reads the whole table.
+ */
+export async function ensureStatistics(db: Db, tables: StoredTable[]): Promise<void> {
+  const rows = await query<{ tablename: string }>(
+    db,
+    `SELECT tablename FROM pg_stats WHERE schemaname = current_schema() AND tablename = ANY($1::text[]) AND attname = ANY($2::text[])`,
+    [tables.map((t) => t.table), tables.map((t) => t.locationColumn)],
+  );
+  const analyzed = new Set(rows.map((row) => row.tablename));
+  for (const statement of analyzeStatements(tables.filter((t) => !analyzed.has(t.table)))) await query(db, statement);
 }
 
 /** Every data command checks the schema first and names the fix instead of failing halfway. */

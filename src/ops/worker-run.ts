@@ -4,7 +4,7 @@ import type { CommonRunOptions } from './options.ts';
 import { Limiter } from '../pool.ts';
 import { RateLimiter } from '../pacing.ts';
 import { startWorkerSession } from '../workers.ts';
-import { assertSchemaReady } from './schema.ts';
+import { assertSchemaReady, ensureStatistics } from './schema.ts';
 import { dropStaleClaims } from '../sql/claim-batch.ts';
 import type { Reporter } from '../reporter.ts';
 
@@ -36,6 +36,7 @@ export async function withWorker(
   perTable: (run: WorkerRun, table: CommonRunOptions['tables'][number]) => Promise<TableRunResult>,
 ): Promise<WorkerRunOutcome> {
   await assertSchemaReady(context.db);
+  await ensureStatistics(context.db, options.tables);
   await dropStaleClaims(context.db);
   const stop = new AbortController();
   const forward = () => stop.abort();

@@ -3,6 +3,7 @@ import type { StoredTable } from '../tables.ts';
 import type { PlacementPolicy } from '../placement.ts';
 import { filterSql, type RowFilter } from './filters.ts';
 import { Params } from './params.ts';
+import { sqlSizeBand } from './claim-batch.ts';
 
 export interface LocationTotals {
   table: string;
@@ -67,7 +68,8 @@ export async function selectionTotals(
 ): Promise<SelectionTotals> {
   const params = new Params();
   const bytesExpr = `coalesce(octet_length(t.${table.contentColumn})::bigint, t.${table.sizeColumn}::bigint, 0)`;
-  const order = options.order === 'size-desc' ? `${bytesExpr} DESC, t.id DESC` : 't.id';
+  // The same order the run takes: by id, or (largest first) by size band, then id.
+  const order = options.order === 'size-desc' ? `${sqlSizeBand(bytesExpr)}, t.id` : 't.id';
   const where = `${eligible(params)} AND ${filterSql(table, filter, params)}`;
   const limit = options.limit !== undefined && Number.isFinite(options.limit) ? `LIMIT ${params.add(options.limit, 'bigint')}` : '';
   const above = params.add(options.above, 'bigint');

@@ -6,11 +6,27 @@ import { filterSql, type RowFilter } from './filters.ts';
 import { Params } from './params.ts';
 import { WORKER_LOCK_NAMESPACE } from '../workers.ts';
 
+/** 'size-desc' walks in size bands, largest band first (see SIZE_BANDS); each band in id order. */
 export type ClaimOrder = 'id' | 'size-desc';
+
+/**
+ * The bands `--largest-first` walks, largest first. Each band is an index-friendly keyset walk by id, so
+ * the whole run stays linear in the table size (an exact size order would sort the table for every batch).
+ */
+export const SIZE_BANDS: readonly { min: number; max?: number }[] = [
+  { min: 1024 * 1024 },
+  { min: 100 * 1024, max: 1024 * 1024 },
+  { min: 10 * 1024, max: 100 * 1024 },
+  { min: 0, max: 10 * 1024 },
+];
+
+/** SQL for a row's band number (0 = largest), matching SIZE_BANDS; the dry-run plan orders by it. */
+export function sqlSizeBand(bytesExpr: string): string {
+  return `(CASE ${SIZE_BANDS.map((band, index) => `WHEN ${bytesExpr} >= ${band.min} THEN ${index}`).join(' ')} END)`;
+}
 
 export interface Cursor {
   id: string;
-  bytes?: number;
 }
 
 export interface ClaimRequest {
@@ -19,7 +35,8 @@ export interface ClaimRequest {
   /** SQL condition on alias t that makes a row eligible for this operation. */
   eligible: (params: Params) => string;
   filter: RowFilter;
-  order: ClaimOrder;
+  /** Only rows whose content size lies in this band (for --largest-first). */
+  band?: { min: number; max?: number };
   cursor?: Cursor;
   /** Ids to leave alone this run (they already failed once). */
   excludeIds: string[];
@@ -66,22 +83,11 @@ export async function claimBatch(db: Queryable, request: ClaimRequest): Promise<
   const bytesExpr = `coalesce(octet_length(t.${d.contentColumn})::bigint, t.${d.sizeColumn}::bigint)`;
   const conditions = [request.eligible(params), filterSql(d, request.filter, params)];
   if (request.excludeIds.length) conditions.push(`t.id <> ALL(${params.add(request.excludeIds, 'bigint[]')})`);
-  let order: string;
-  let outerOrder: string;
-  let windowOrder: string;
-  if (request.order === 'size-desc') {
-    order = `${bytesExpr} DESC NULLS LAST, t.id DESC`;
-    windowOrder = 'bytes DESC NULLS LAST, id DESC';
-    outerOrder = 'ch.bytes DESC NULLS LAST, t.id DESC';
-    if (request.cursor) {
-      conditions.push(`(${bytesExpr}, t.id) < (${params.add(request.cursor.bytes ?? 0, 'bigint')}, ${params.add(request.cursor.id, 'bigint')})`);
-    }
-  } else {
-    order = 't.id';
-    windowOrder = 'id';
-    outerOrder = 't.id';
-    if (request.cursor) conditions.push(`t.id > ${params.add(request.cursor.id, 'bigint')}`);
+  if (request.band) {
+    conditions.push(`${bytesExpr} >= ${params.add(request.band.min, 'bigint')}`);
+    if (request.band.max !== undefined) conditions.push(`${bytesExpr} < ${params.add(request.band.max, 'bigint')}`);
   }
+  if (request.cursor) conditions.push(`t.id > ${params.add(request.cursor.id, 'bigint')}`);
   const sql = `
 WITH live AS (
   SELECT l.objid::bigint AS worker FROM pg_locks l
@@ -93,13 +99,13 @@ candidates AS (
    WHERE ${conditions.join(' AND ')}
      AND NOT EXISTS (SELECT 1 FROM ${CLAIMS_TABLE} c
                       WHERE c.table_name = ${tableName} AND c.row_id = t.id AND c.worker IN (SELECT worker FROM live))
-   ORDER BY ${order}
+   ORDER BY t.id
    LIMIT ${params.add(request.maxRows, 'bigint')}
    FOR UPDATE OF t SKIP LOCKED
 ),
 sized AS (
   SELECT id, bytes,
-         sum(LEAST(coalesce(bytes, 0), ${inlineMax})) OVER (ORDER BY ${windowOrder}) - LEAST(coalesce(bytes, 0), ${inlineMax}) AS before
+         sum(LEAST(coalesce(bytes, 0), ${inlineMax})) OVER (ORDER BY id) - LEAST(coalesce(bytes, 0), ${inlineMax}) AS before
     FROM candidates
 ),
 chosen AS (SELECT id, bytes FROM sized WHERE before < ${params.add(request.maxBatchBytes, 'bigint')}),
@@ -127,13 +133,10 @@ SELECT t.id,
   FROM chosen ch
   JOIN ${d.source} ON t.id = ch.id
   LEFT JOIN claimed cl ON cl.row_id = ch.id
- ORDER BY ${outerOrder}`;
+ ORDER BY t.id`;
   const rows = await query<ClaimedRow>(db, sql, params.values);
   const last = rows[rows.length - 1];
-  return {
-    rows,
-    cursor: last ? { id: last.id, bytes: last.bytes ?? 0 } : undefined,
-  };
+  return { rows, cursor: last ? { id: last.id } : undefined };
 }
 
 /** Releases claims without flipping anything (a batch whose every item failed, or an interrupted run). */
