@@ -4,6 +4,13 @@ import { randomInt } from 'node:crypto';
 /** First key of the two-int advisory locks that mark a live worker (an arbitrary, fixed number). */
 export const WORKER_LOCK_NAMESPACE = 71_746_553;
 
+/** SQL: true while the worker whose id is `workerExpr` holds its lock (is alive). */
+export function sqlWorkerIsLive(workerExpr: string): string {
+  return `EXISTS (SELECT 1 FROM pg_locks l
+                   WHERE l.locktype = 'advisory' AND l.classid = ${WORKER_LOCK_NAMESPACE}::oid AND l.objsubid = 2 AND l.granted
+                     AND l.objid::bigint = ${workerExpr})`;
+}
+
 export interface WorkerSession {
   /** The worker's id, the second advisory-lock key; claims carry it. */
   id: string;

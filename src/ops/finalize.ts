@@ -7,7 +7,7 @@ import { runBatches, type ItemOutcome, type TableRunResult } from './batch-runne
 import { errorMessage } from '../errors.ts';
 import type { Reporter } from '../reporter.ts';
 import type { CommonRunOptions } from './options.ts';
-import { countProblems, withWorker } from './worker-run.ts';
+import { countProblems, runTotals, withWorker } from './worker-run.ts';
 
 export interface FinalizeResult {
   tables: TableRunResult[];
@@ -72,8 +72,8 @@ export async function finalize(context: StorageContext, options: CommonRunOption
   const touched = outcome.tables.filter((r) => r.flipped > 0).map((r) => options.tables.find((t) => t.name === r.table)!.table);
   return {
     ...outcome,
-    cleared: outcome.tables.reduce((sum, r) => sum + r.flipped, 0),
-    bytesFreed: outcome.tables.reduce((sum, r) => sum + r.bytes, 0),
+    cleared: runTotals(outcome).rows,
+    bytesFreed: runTotals(outcome).bytes,
     problems: countProblems(outcome),
     vacuumCommands: touched.map((table) => `VACUUM (ANALYZE) ${table};`),
   };

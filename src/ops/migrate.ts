@@ -14,7 +14,7 @@ import { decodeSnapshot } from '../snapshot.ts';
 import { DataError, errorMessage } from '../errors.ts';
 import type { Reporter } from '../reporter.ts';
 import { LARGE_ITEM_CONCURRENCY, type CommonRunOptions } from './options.ts';
-import { countProblems, withWorker } from './worker-run.ts';
+import { countProblems, runTotals, withWorker } from './worker-run.ts';
 
 export interface MigrateOptions extends CommonRunOptions {
   /** Only rows at least this large (bytes); never below the policy's hybrid threshold. */
@@ -106,8 +106,8 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
   });
   return {
     ...outcome,
-    uploaded: outcome.tables.reduce((sum, t) => sum + t.flipped, 0),
-    uploadedBytes: outcome.tables.reduce((sum, t) => sum + t.bytes, 0),
+    uploaded: runTotals(outcome).rows,
+    uploadedBytes: runTotals(outcome).bytes,
     problems: countProblems(outcome),
   };
 }

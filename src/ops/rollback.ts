@@ -10,7 +10,7 @@ import { Limiter } from '../pool.ts';
 import { IntegrityError, errorMessage } from '../errors.ts';
 import type { Reporter } from '../reporter.ts';
 import { LARGE_ITEM_CONCURRENCY, type CommonRunOptions } from './options.ts';
-import { countProblems, withWorker } from './worker-run.ts';
+import { countProblems, runTotals, withWorker } from './worker-run.ts';
 import { assertSchemaReady } from './schema.ts';
 
 export interface RollbackOptions extends CommonRunOptions {
@@ -127,8 +127,8 @@ export async function rollback(context: StorageContext, options: RollbackOptions
   });
   return {
     ...outcome,
-    rolledBack: outcome.tables.reduce((sum, r) => sum + r.flipped, 0),
-    bytesRestored: outcome.tables.reduce((sum, r) => sum + r.bytes, 0),
+    rolledBack: runTotals(outcome).rows,
+    bytesRestored: runTotals(outcome).bytes,
     purged,
     purgeFailures,
     problems: countProblems(outcome, purgeFailures.length),

@@ -72,3 +72,11 @@ export async function withWorker(
 export function countProblems(outcome: WorkerRunOutcome, extra = 0): number {
   return outcome.tables.reduce((sum, t) => sum + t.failed.length + t.skipped.length, 0) + extra + (outcome.sessionLost ? 1 : 0);
 }
+
+/** Rows flipped and their bytes, over every table of a run. */
+export function runTotals(outcome: WorkerRunOutcome): { rows: number; bytes: number } {
+  return {
+    rows: outcome.tables.reduce((sum, t) => sum + t.flipped, 0),
+    bytes: outcome.tables.reduce((sum, t) => sum + t.bytes, 0),
+  };
+}

@@ -4,7 +4,7 @@ import { sqlSha256 } from '../tables.ts';
 import { CLAIMS_TABLE } from './schema.ts';
 import { filterSql, type RowFilter } from './filters.ts';
 import { Params } from './params.ts';
-import { WORKER_LOCK_NAMESPACE } from '../workers.ts';
+import { sqlWorkerIsLive } from '../workers.ts';
 
 /** 'size-desc' walks in size bands, largest band first (see SIZE_BANDS); each band in id order. */
 export type ClaimOrder = 'id' | 'size-desc';
@@ -89,16 +89,12 @@ export async function claimBatch(db: Queryable, request: ClaimRequest): Promise<
   }
   if (request.cursor) conditions.push(`t.id > ${params.add(request.cursor.id, 'bigint')}`);
   const sql = `
-WITH live AS (
-  SELECT l.objid::bigint AS worker FROM pg_locks l
-   WHERE l.locktype = 'advisory' AND l.classid = ${WORKER_LOCK_NAMESPACE}::oid AND l.objsubid = 2 AND l.granted
-),
-candidates AS (
+WITH candidates AS (
   SELECT t.id, ${bytesExpr} AS bytes
     FROM ${d.source}
    WHERE ${conditions.join(' AND ')}
      AND NOT EXISTS (SELECT 1 FROM ${CLAIMS_TABLE} c
-                      WHERE c.table_name = ${tableName} AND c.row_id = t.id AND c.worker IN (SELECT worker FROM live))
+                      WHERE c.table_name = ${tableName} AND c.row_id = t.id AND ${sqlWorkerIsLive('c.worker')})
    ORDER BY t.id
    LIMIT ${params.add(request.maxRows, 'bigint')}
    FOR UPDATE OF t SKIP LOCKED
@@ -113,7 +109,7 @@ claimed AS (
   INSERT INTO ${CLAIMS_TABLE} AS c (table_name, row_id, worker, claimed_at)
   SELECT ${tableName}, id, ${worker}, now() FROM chosen
   ON CONFLICT (table_name, row_id) DO UPDATE SET worker = EXCLUDED.worker, claimed_at = EXCLUDED.claimed_at
-   WHERE c.worker NOT IN (SELECT worker FROM live)
+   WHERE NOT ${sqlWorkerIsLive('c.worker')}
   RETURNING c.row_id
 )
 SELECT t.id,
@@ -159,9 +155,6 @@ function dbHashSql(request: ClaimRequest, column: string, inlineMax: string): st
 export async function dropStaleClaims(db: Queryable): Promise<void> {
   await query(
     db,
-    `DELETE FROM ${CLAIMS_TABLE} c
-      WHERE NOT EXISTS (SELECT 1 FROM pg_locks l
-                         WHERE l.locktype = 'advisory' AND l.classid = ${WORKER_LOCK_NAMESPACE}::oid AND l.objsubid = 2 AND l.granted
-                           AND l.objid::bigint = c.worker)`,
+    `DELETE FROM ${CLAIMS_TABLE} c WHERE NOT ${sqlWorkerIsLive('c.worker')}`,
   );
 }

@@ -2,7 +2,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { query, type Queryable } from '../db.ts';
 import type { StoredTable } from '../tables.ts';
 import { STAGING_TABLE } from './schema.ts';
-import { WORKER_LOCK_NAMESPACE } from '../workers.ts';
+import { sqlWorkerIsLive } from '../workers.ts';
 
 /**
  * Characters per slice when a content is too large to hold (at most 4 bytes each in UTF-8). PostgreSQL
@@ -55,9 +55,6 @@ export async function stageContent(db: Queryable, table: StoredTable, worker: st
 export async function dropStaleStaging(db: Queryable): Promise<void> {
   await query(
     db,
-    `DELETE FROM ${STAGING_TABLE} s
-      WHERE NOT EXISTS (SELECT 1 FROM pg_locks l
-                         WHERE l.locktype = 'advisory' AND l.classid = ${WORKER_LOCK_NAMESPACE}::oid AND l.objsubid = 2 AND l.granted
-                           AND l.objid::bigint = s.worker)`,
+    `DELETE FROM ${STAGING_TABLE} s WHERE NOT ${sqlWorkerIsLive('s.worker')}`,
   );
 }
