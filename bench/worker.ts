@@ -46,7 +46,8 @@ async function main() {
   let extraResult: unknown;
   if (operation === 'migrate') {
     const limit = extra ? Number(extra) : undefined;
-    const result = await migrate(context, defaultRunOptions({ tables: [FILES], concurrency, limit }), { stage: () => undefined });
+    const batchSize = process.env.BENCH_BATCH_SIZE ? Number(process.env.BENCH_BATCH_SIZE) : undefined;
+    const result = await migrate(context, defaultRunOptions({ tables: [FILES], concurrency, limit, ...(batchSize ? { batchSize } : {}) }), { stage: () => undefined });
     objects = result.uploaded;
     bytes = result.uploadedBytes;
     batches = Math.ceil(result.tables[0].attempted / 200);
