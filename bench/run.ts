@@ -7,7 +7,7 @@
  *   one-row-at-a-time job, verify (listings vs deep vs one HEAD per row), report, and peak RSS.
  */
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { createDb, query, type Db } from '../src/db.ts';
 import { OVERSKILL_TABLES_SQL } from '../src/local/overskill-schema.ts';
@@ -35,6 +35,7 @@ const ADMIN = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:54
 
 interface Measure {
   seconds: number;
+  cpuSeconds?: number;
   objects: number;
   bytes: number;
   batches: number;
@@ -75,6 +76,34 @@ async function scratchDatabase(): Promise<{ url: string; db: Db; drop: () => Pro
   };
 }
 
+/** CPU seconds a process has used so far (user + system), from /proc. */
+function processCpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+function ownCpuSeconds(): number {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1e6;
+}
+
+/** Where the CPU went during one measured worker run: the S3 server, this process (the proxy), the tool. */
+async function withCpu(s3Pid: number, task: () => Promise<Measure>): Promise<Measure & { cpu: { s3: number; proxy: number; tool: number; wall: number } }> {
+  const s3Before = processCpuSeconds(s3Pid);
+  const ownBefore = ownCpuSeconds();
+  const started = Date.now();
+  const measure = await task();
+  const wall = (Date.now() - started) / 1000;
+  return { ...measure, cpu: { s3: processCpuSeconds(s3Pid) - s3Before, proxy: ownCpuSeconds() - ownBefore, tool: measure.cpuSeconds ?? Number.NaN, wall } };
+}
+
+const cpuLine = (m: { cpu: { s3: number; proxy: number; tool: number; wall: number } }) =>
+  `    CPU over ${m.cpu.wall.toFixed(1)} s wall (2 cores = ${(2 * m.cpu.wall).toFixed(1)} CPU-s): S3 server ${m.cpu.s3.toFixed(1)}, proxy ${m.cpu.proxy.toFixed(1)}, worker ${m.cpu.tool.toFixed(1)} CPU-s`;
+
 const rate = (m: Measure) => m.objects / m.seconds;
 const mbps = (m: Measure) => m.bytes / 1e6 / m.seconds;
 const line = (label: string, m: Measure) =>
@@ -94,12 +123,14 @@ async function main() {
 
     // Throughput at concurrency 16, direct to the S3 server.
     // raw runs before and after migrate; the faster of the two is the ceiling (the first pays for a cold server).
-    const rawFirst = await runWorker('raw', scratch.url, s3.endpoint, s3.bucket, 16);
-    const migrated = await runWorker('migrate', scratch.url, s3.endpoint, s3.bucket, 16);
-    const rawSecond = await runWorker('raw', scratch.url, s3.endpoint, s3.bucket, 16);
+    const rawFirst = await withCpu(s3.pid, () => runWorker('raw', scratch.url, s3.endpoint, s3.bucket, 16));
+    const migrated = await withCpu(s3.pid, () => runWorker('migrate', scratch.url, s3.endpoint, s3.bucket, 16));
+    const rawSecond = await withCpu(s3.pid, () => runWorker('raw', scratch.url, s3.endpoint, s3.bucket, 16));
     const raw = rate(rawSecond) > rate(rawFirst) ? rawSecond : rawFirst;
     console.log(line('raw PutObject loop (c=16)', raw));
+    console.log(cpuLine(raw));
     console.log(line('migrate (c=16)', migrated));
+    console.log(cpuLine(migrated));
     const ratio = rate(migrated) / rate(raw);
     console.log(`  migrate/raw = ${ratio.toFixed(2)}  (target >= 0.85); statements per batch ≈ ${(migrated.statements / Math.max(1, migrated.batches)).toFixed(2)}; S3 requests per object = ${(Object.values(migrated.requests).reduce((a, b) => a + b, 0) / migrated.objects).toFixed(3)}`);
     results.throughput = { raw, rawRuns: [rawFirst, rawSecond], migrate: migrated, ratio };
@@ -143,11 +174,13 @@ async function main() {
       latency.naive = naive;
       for (const concurrency of [8, 32, 64]) {
         await resetMigration(scratch.db);
-        const rawLatency = await runWorker('raw', scratch.url, proxy.endpoint, s3.bucket, concurrency, latencyFiles);
-        const migrateLatency = await runWorker('migrate', scratch.url, proxy.endpoint, s3.bucket, concurrency, latencyFiles);
+        const rawLatency = await withCpu(s3.pid, () => runWorker('raw', scratch.url, proxy.endpoint, s3.bucket, concurrency, latencyFiles));
+        const migrateLatency = await withCpu(s3.pid, () => runWorker('migrate', scratch.url, proxy.endpoint, s3.bucket, concurrency, latencyFiles));
         const ceiling = Math.min(concurrency / 0.05, rate(raw));
         console.log(line(`raw, 50 ms proxy (c=${concurrency})`, rawLatency));
+        console.log(cpuLine(rawLatency));
         console.log(line(`migrate, 50 ms proxy (c=${concurrency})`, migrateLatency));
+        console.log(cpuLine(migrateLatency));
         console.log(
           `  migrate / min(c/latency, raw) = ${(rate(migrateLatency) / ceiling).toFixed(2)} (target >= 0.8 at c=64); migrate / raw through the same proxy = ${(rate(migrateLatency) / rate(rawLatency)).toFixed(2)}; migrate/naive = ${(rate(migrateLatency) / rate(naive)).toFixed(1)}x`,
         );

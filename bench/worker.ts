@@ -78,7 +78,7 @@ async function main() {
     objects = bodies.length;
     bytes = bodies.reduce((sum, item) => sum + item.body.length, 0);
     client.destroy();
-    print({ seconds, objects, bytes, batches, statements, requests, maxRssMb: process.resourceUsage().maxRSS / 1024 });
+    print({ seconds, objects, bytes, batches, statements, requests, maxRssMb: process.resourceUsage().maxRSS / 1024, cpuSeconds: cpuSeconds() });
     await db.destroy();
     store.destroy();
     return;
@@ -110,9 +110,14 @@ async function main() {
     await buildReport(db, [FILES], DEFAULT_POLICY, DEFAULT_PRICES, {});
   }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  print({ seconds, objects, bytes, batches, statements, requests, maxRssMb: process.resourceUsage().maxRSS / 1024, extra: extraResult });
+  print({ seconds, objects, bytes, batches, statements, requests, maxRssMb: process.resourceUsage().maxRSS / 1024, cpuSeconds: cpuSeconds(), extra: extraResult });
   store.destroy();
   await db.destroy();
+}
+
+function cpuSeconds(): number {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1e6;
 }
 
 function print(result: unknown) {

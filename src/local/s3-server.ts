@@ -7,6 +7,8 @@ import { createInterface } from 'node:readline';
 
 export interface LocalS3Server {
   endpoint: string;
+  /** The server's process id (benchmarks read its CPU time). */
+  pid: number;
   port: number;
   bucket: string;
   accessKeyId: string;
@@ -39,6 +41,7 @@ export async function startLocalS3(options: { bucket?: string; directory?: strin
   });
   return {
     endpoint: `http://127.0.0.1:${port}`,
+    pid: child.pid!,
     port,
     bucket,
     accessKeyId: 'S3RVER',
