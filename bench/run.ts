@@ -193,6 +193,17 @@ async function main() {
           vsNaive: rate(migrateLatency) / rate(naive),
         };
       }
+      // Scaling out: four processes at c=8 against one, on the same rows, PostgreSQL coordinating.
+      await resetMigration(scratch.db);
+      const single = await runWorker('migrate', scratch.url, proxy.endpoint, s3.bucket, 8, latencyFiles);
+      await resetMigration(scratch.db);
+      const startedMany = Date.now();
+      const many = await Promise.all([0, 1, 2, 3].map(() => runWorker('migrate', scratch.url, proxy.endpoint, s3.bucket, 8, latencyFiles)));
+      const manySeconds = (Date.now() - startedMany) / 1000;
+      const manyObjects = many.reduce((sum, m) => sum + m.objects, 0);
+      const scaleUp = manyObjects / manySeconds / rate(single);
+      console.log(`4 processes at c=8 through 50 ms: ${manyObjects} objects in ${manySeconds.toFixed(2)} s = ${(manyObjects / manySeconds).toFixed(0)} obj/s vs one process ${rate(single).toFixed(0)} obj/s → ${scaleUp.toFixed(2)}x (target >= 3x)`);
+      latency.scaleOut = { single, many, manySeconds, manyObjects, scaleUp };
       await proxy.stop();
       results.latency = latency;
     }

@@ -179,6 +179,50 @@ describe.skipIf(ON_PGLITE)('resilience', () => {
     }
   });
 
+  it(`restore-version under S3 faults and SIGKILL at ${LONG ? 10 : 3} moments: the app's files are all old or all restored, never a mix`, async () => {
+    const app = apps[1];
+    const filesOf = async () =>
+      Object.fromEntries(
+        (await query<{ path: string; h: string }>(
+          env.db,
+          `SELECT path, coalesce(encode(sha256(convert_to(content, 'UTF8')), 'hex'), content_hash) AS h FROM app_files WHERE app_id = $1 ORDER BY path`,
+          [app],
+        )).map((row) => [row.path, row.h]),
+      );
+    const target = await insertVersion(env.db, app, 'restore-target', JSON.stringify(Object.fromEntries([0, 1, 2, 3].map((i) => [`src/restored ${i}.ts`, text(5000 + i, `target ${i} `)]))));
+    const breakApp = async (round: number) => {
+      await query(env.db, "UPDATE app_files SET content = $2, content_hash = NULL, storage_location = 'database', r2_object_key = NULL WHERE app_id = $1 AND path = 'src/file 2.ts'", [app, `broken ${round}`]);
+    };
+    await breakApp(0);
+    // transient 5xx on the uploads are retried
+    proxy.inject((r, i) => r.method === 'PUT' && i % 2 === 0, { kind: 'status', status: 503, code: 'SlowDown' }, 3);
+    const first = await run(['restore-version', app, target, '--yes']);
+    expect(first.code, first.stderr).toBe(0);
+    const restored = await filesOf();
+    expect(Object.keys(restored).sort()).toEqual([0, 1, 2, 3].map((i) => `src/restored ${i}.ts`));
+    proxy.clearFaults();
+    await checkConsistency(env);
+
+    const random = mulberry32(11);
+    proxy.latencyMs = 60;
+    for (let round = 1; round <= (LONG ? 10 : 3); round++) {
+      // put the app back to a broken state, then restore and kill it somewhere on the way
+      await query(env.db, "UPDATE app_files SET content = $2, content_hash = NULL, storage_location = 'database', r2_object_key = NULL WHERE app_id = $1 AND path = 'src/restored 0.ts'", [app, `broken ${round}`]);
+      const before = await filesOf();
+      const child = spawnCli(['restore-version', app, target, '--yes'], cliEnv);
+      const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+      await new Promise((resolve) => setTimeout(resolve, 200 + Math.floor(random() * 1500)));
+      child.kill('SIGKILL');
+      await exited;
+      const after = await filesOf();
+      expect([JSON.stringify(before), JSON.stringify(restored)]).toContain(JSON.stringify(after));
+      await checkConsistency(env);
+    }
+    proxy.latencyMs = 0;
+    expect((await run(['restore-version', app, target, '--yes'])).code).toBe(0);
+    expect(await filesOf()).toEqual(restored);
+  });
+
   it('a concurrent writer (the app) through migrate, finalize and rollback: every row ends with its last write', async () => {
     const seconds = LONG ? 20 : 6;
     const writer = spawn(process.execPath, ['--import', 'tsx', 'test/support/app-writer.ts', env.databaseUrl, apps.join(','), String(seconds), '3'], { stdio: ['ignore', 'pipe', 'inherit'] });
