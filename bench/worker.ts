@@ -40,6 +40,7 @@ async function main() {
   const store = new ObjectStore(storeConfig, { onRequest: count, maxSockets: concurrency * 2, requestTimeoutMs: 120_000 });
   const context = { db, store, databaseUrl };
   const started = process.hrtime.bigint();
+  const startedAt = Date.now();
   let objects = 0;
   let bytes = 0;
   let batches = 0;
@@ -110,7 +111,7 @@ async function main() {
     await buildReport(db, [FILES], DEFAULT_POLICY, DEFAULT_PRICES, {});
   }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  print({ seconds, objects, bytes, batches, statements, requests, maxRssMb: process.resourceUsage().maxRSS / 1024, cpuSeconds: cpuSeconds(), extra: extraResult });
+  print({ seconds, objects, bytes, batches, statements, requests, maxRssMb: process.resourceUsage().maxRSS / 1024, cpuSeconds: cpuSeconds(), startedAt, endedAt: Date.now(), extra: extraResult });
   store.destroy();
   await db.destroy();
 }
