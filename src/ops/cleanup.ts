@@ -19,6 +19,8 @@ export interface CleanupOptions {
   quarantinePrefix?: string;
   concurrency: number;
   sampleSize?: number;
+  /** Objects per app group of the bucket walk (see walkBucketByApp). */
+  groupObjects?: number;
   signal?: AbortSignal;
   now?: Date;
 }
@@ -93,7 +95,7 @@ export async function cleanup(context: StorageContext, options: CleanupOptions, 
 
   reporter.stage?.(options.apply ? 'cleanup' : 'cleanup (listing)');
   const tables = TABLE_NAMES.map((name) => TABLES[name]);
-  for await (const group of walkBucketByApp(context, { tables, filter, withMd5: false, signal: options.signal })) {
+  for await (const group of walkBucketByApp(context, { tables, filter, withMd5: false, groupObjects: options.groupObjects, signal: options.signal })) {
     const referenced = new Set(group.rows.map((row) => row.key));
     for (const object of group.objects) {
       if (referenced.has(object.key)) continue;
