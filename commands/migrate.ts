@@ -60,7 +60,12 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
             stage: 'migrate',
             verb: 'now hybrid',
             run: (reporter) => migrate(context, options, reporter),
-            summary: (result) => [`Uploaded ${formatBytes(result.uploadedBytes)}. Next: \`overskill-storage verify\`, then \`report\`.`],
+            summary: (result) => [
+              `Uploaded ${formatBytes(result.uploadedBytes)}. Next: \`overskill-storage verify\`, then \`report\`.`,
+              ...(result.remaining
+                ? [`${formatCount(result.remaining)} eligible row(s) are still in the database only (refused or failed above, changed by the app, locked by a transaction, or another worker's): rerun to pick them up.`]
+                : []),
+            ],
           });
         } finally {
           await context.close();

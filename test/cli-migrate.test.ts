@@ -68,6 +68,8 @@ describe('migrate (app_files)', () => {
     const result = run.json().result;
     const refused = result.tables[0].skipped.map((p: { id: string }) => p.id).sort();
     expect(refused).toEqual([ids.dotdot, ids.control, ids.doubleslash].sort());
+    // the refused rows are still eligible, and the run says so
+    expect(result.remaining).toBe(3);
     for (const name of ['empty', 'b1023', 'utf8small']) {
       const row = await fileRow(env.db, ids[name]);
       expect(row.storage_location, name).toBe('database');

@@ -15,6 +15,7 @@ import { DataError, errorMessage } from '../errors.ts';
 import type { Reporter } from '../reporter.ts';
 import { LARGE_ITEM_CONCURRENCY, type CommonRunOptions } from './options.ts';
 import { countProblems, runTotals, withWorker } from './worker-run.ts';
+import { selectionTotals } from '../sql/aggregates.ts';
 
 export interface MigrateOptions extends CommonRunOptions {
   /** Only rows at least this large (bytes); never below the policy's hybrid threshold. */
@@ -30,6 +31,8 @@ export interface MigrateResult {
   uploaded: number;
   uploadedBytes: number;
   problems: number;
+  /** Eligible rows still in the database after the run (refused, failed, changed meanwhile, locked by the app, or another worker's). */
+  remaining: number;
 }
 
 /** SQL condition for a row migrate may take: still 'database', has content, big enough. */
@@ -104,8 +107,13 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
       run.shared,
     );
   });
+  let remaining = 0;
+  for (const table of options.tables) {
+    remaining += (await selectionTotals(context.db, table, (params) => migrateEligibleSql(table, minBytes, params), options.filter, { order: 'id', above: 0, streamAbove: Number.MAX_SAFE_INTEGER, partSize: 1 })).rows;
+  }
   return {
     ...outcome,
+    remaining,
     uploaded: runTotals(outcome).rows,
     uploadedBytes: runTotals(outcome).bytes,
     problems: countProblems(outcome),
