@@ -75,7 +75,9 @@ export function demoCommand(runtime: Runtime, run: (action: () => Promise<Comman
             else output.print(`\n${c.bold.cyan(shown)}`);
             let captured = '';
             const stdout = output.json ? new Writable({ write: (chunk, _encoding, done) => ((captured += chunk), done()) }) : runtime.streams.stdout;
-            const flags = [...(globals.color === false ? ['--no-color'] : []), ...(output.json ? ['--json'] : [])];
+            // PGlite serves every connection from one session and interleaves their protocol messages, so the
+            // demo's tool talks to it over a single connection.
+            const flags = ['--db-connections', '1', ...(globals.color === false ? ['--no-color'] : []), ...(output.json ? ['--json'] : [])];
             const code = await runCli([...args, ...flags], { ...runtime, streams: { ...runtime.streams, stdout, env } });
             if (output.json) steps.push({ command: shown.slice(2), exitCode: code, result: captured.trim() ? JSON.parse(captured) : undefined });
             if (!expected.includes(code)) throw new Error(`demo step "${args.join(' ')}" exited ${code}`);

@@ -25,7 +25,7 @@ export function createDb(options: DbOptions): Db {
       connectionTimeoutMillis: 10_000,
       ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
     },
-    pool: { min: 0, max: Math.max(2, options.poolSize ?? 4), acquireTimeoutMillis: 60_000 },
+    pool: { min: 0, max: Math.max(1, options.poolSize ?? 4), acquireTimeoutMillis: 60_000 },
     acquireConnectionTimeout: 60_000,
   });
 }

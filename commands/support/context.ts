@@ -27,6 +27,7 @@ export interface GlobalOptions {
   verbose?: boolean;
   requestTimeout?: number;
   maxAttempts?: number;
+  dbConnections?: number;
 }
 
 export interface Runtime {
@@ -45,6 +46,7 @@ export function addGlobalOptions(program: Command): Command {
     .option('--allow-insecure-endpoint', 'allow a plain http:// endpoint on a non-loopback host')
     .option('--request-timeout <duration>', 'limit for one S3 request, e.g. 60s', parse.duration)
     .option('--max-attempts <n>', 'attempts per S3 request, with exponential backoff and jitter', parse.integer({ min: 1, max: 20 }))
+    .option('--db-connections <n>', 'database connections to use at most, besides the worker session (default: $OVERSKILL_STORAGE_DB_CONNECTIONS, else min(concurrency, 8) + 2)', parse.integer({ min: 1, max: 100 }))
     .option('--json', 'print one JSON document on stdout (logs stay on stderr)')
     .option('-y, --yes', 'do not ask for confirmation before writing')
     .option('--no-color', 'no colour (NO_COLOR is honoured too)')
@@ -74,7 +76,9 @@ export async function openContext(globals: GlobalOptions, runtime: Runtime, opti
   const database = resolver.database();
   const storeConfig = options.store ? resolver.objectStore({ allowInsecureEndpoint: globals.allowInsecureEndpoint }) : undefined;
   const concurrency = options.concurrency ?? 8;
-  const db = createDb({ url: database.url, poolSize: Math.min(concurrency, 8) + 2 });
+  const fromEnv = Number(runtime.streams.env.OVERSKILL_STORAGE_DB_CONNECTIONS);
+  const connections = globals.dbConnections ?? (Number.isSafeInteger(fromEnv) && fromEnv >= 1 ? fromEnv : Math.min(concurrency, 8) + 2);
+  const db = createDb({ url: database.url, poolSize: connections });
   let store: ObjectStore | undefined;
   try {
     await checkConnection(db, database.url);

@@ -50,7 +50,8 @@ export async function createTestEnv(options: { schema?: boolean; s3?: LocalS3Ser
     await admin.destroy();
     databaseUrl = databaseUrlFor(name);
   }
-  const db = createDb({ url: databaseUrl, poolSize: 6 });
+  // PGlite interleaves the protocol messages of concurrent connections: one connection there.
+  const db = createDb({ url: databaseUrl, poolSize: ON_PGLITE ? 1 : 6 });
   await db.raw(OVERSKILL_TABLES_SQL);
   if (options.schema !== false) await applySchema(db);
   const s3 = options.s3 ?? (await startLocalS3());
@@ -68,6 +69,7 @@ export async function createTestEnv(options: { schema?: boolean; s3?: LocalS3Ser
     R2_BUCKET: s3.bucket,
     NO_COLOR: '1',
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    ...(ON_PGLITE ? { OVERSKILL_STORAGE_DB_CONNECTIONS: '1' } : {}),
   };
   return {
     databaseUrl,
