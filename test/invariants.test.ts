@@ -10,27 +10,10 @@ import { defaultRunOptions } from '../src/ops/options.ts';
 import { FILES } from '../src/tables.ts';
 import { query } from '../src/db.ts';
 import { verify } from '../src/ops/verify.ts';
+import { checkConsistency, hybridRowsWithStaleObjects } from './support/consistency.ts';
 
 const sha = (s: string) => createHash('sha256').update(Buffer.from(s, 'utf8')).digest('hex');
 const filesOnly = (overrides = {}) => defaultRunOptions({ tables: [FILES], ...overrides });
-
-async function everyRowReadable(env: TestEnv): Promise<void> {
-  // Every row's content is in the database, or its object exists and hashes to content_hash.
-  const rows = await query<{ id: string; content: string | null; storage_location: string; r2_object_key: string | null; content_hash: string | null }>(
-    env.db,
-    'SELECT id, content, storage_location, r2_object_key, content_hash FROM app_files ORDER BY id',
-  );
-  for (const row of rows) {
-    if (row.storage_location === 'database') {
-      expect(row.content, `row ${row.id}`).not.toBeNull();
-      expect(row.r2_object_key).toBeNull();
-      continue;
-    }
-    expect(row.r2_object_key, `row ${row.id}`).not.toBeNull();
-    const body = await env.store.getVerified(row.r2_object_key!, row.content_hash);
-    if (row.content !== null) expect(body.toString('utf8')).toBe(row.content);
-  }
-}
 
 describe('invariants of migrate', () => {
   let env: TestEnv;
@@ -106,14 +89,16 @@ describe('invariants of migrate', () => {
     child.kill('SIGKILL');
     await exited;
     proxy.clearFaults();
-    await everyRowReadable(env);
+    await checkConsistency(env);
+    expect(await hybridRowsWithStaleObjects(env)).toEqual([]);
     const [{ stored }] = await query<{ stored: number }>(env.db, "SELECT count(*)::int AS stored FROM app_files WHERE app_id = $1 AND storage_location = 'database'", [app]);
     expect(stored, 'the kill happened before every row flipped').toBeGreaterThan(0);
     const rerun = await spawnCliAndWait(['migrate', '--yes', '--app', app, '--tables', 'files', '--json'], env.cliEnv);
     expect(rerun.code).toBe(0);
     const [{ left }] = await query<{ left: number }>(env.db, "SELECT count(*)::int AS left FROM app_files WHERE app_id = $1 AND storage_location = 'database'", [app]);
     expect(left).toBe(0);
-    await everyRowReadable(env);
+    await checkConsistency(env);
+    expect(await hybridRowsWithStaleObjects(env)).toEqual([]);
     const check = await verify(env.context, { tables: [FILES], filter: { appIds: [app] }, deep: true, orphans: false, concurrency: 4 });
     expect(check.problems).toEqual([]);
   });
