@@ -45,7 +45,8 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
               output.print(c.green('\nThe schema is complete.'));
             }
             output.result(document([]));
-            return { exitCode: state.ok ? 0 : 1 };
+            // `schema` answers "is anything missing?"; `schema --apply --dry-run` answers "what would you run?".
+            return { exitCode: state.ok || (opts.apply && opts.dryRun) ? 0 : 1 };
           }
           if (!statements.length) {
             output.print(c.green('The schema is complete; nothing to apply.'));

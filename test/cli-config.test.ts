@@ -136,3 +136,39 @@ describe('configuration and usage errors', () => {
     expect(run.stdout + run.stderr).not.toMatch(/\u001b\[/);
   });
 });
+
+describe('schema', () => {
+  let env: TestEnv;
+  beforeAll(async () => {
+    env = await createTestEnv({ schema: false });
+  });
+  afterAll(async () => env?.close());
+
+  it('reports what is missing (exit 1), prints the SQL on --apply --dry-run (exit 0, nothing changed), applies idempotently', async () => {
+    const missing = await cli(['schema', '--json'], env.cliEnv);
+    expect(missing.code).toBe(1);
+    expect(missing.json().missing).toContain('app_files.storage_location');
+    const dry = await cli(['schema', '--apply', '--dry-run'], env.cliEnv);
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toMatch(/ALTER TABLE app_files ADD COLUMN IF NOT EXISTS storage_location/);
+    expect((await cli(['schema'], env.cliEnv)).code).toBe(1);
+    const refused = await cli(['schema', '--apply'], env.cliEnv);
+    expect(refused.code).toBe(2);
+    const applied = await cli(['schema', '--apply', '--yes', '--json'], env.cliEnv);
+    expect(applied.code).toBe(0);
+    expect(applied.json().applied.length).toBeGreaterThan(10);
+    const again = await cli(['schema', '--apply', '--yes', '--json'], env.cliEnv);
+    expect(again.code).toBe(0);
+    expect(again.json().applied).toEqual([]);
+    expect((await cli(['schema'], env.cliEnv)).code).toBe(0);
+    // a data command on an incomplete schema names the fix instead of failing halfway
+    const fresh = await createTestEnv({ schema: false });
+    try {
+      const run = await cli(['migrate', '--dry-run'], fresh.cliEnv);
+      expect(run.code).toBe(2);
+      expect(run.stderr).toMatch(/schema --apply/);
+    } finally {
+      await fresh.close();
+    }
+  });
+});
