@@ -27,11 +27,25 @@ export function decodeSnapshot(json: string, label = 'snapshot'): FileMap {
     return files;
   }
   if (parsed === null || typeof parsed !== 'object') throw new DataError(`${label} is JSON but not an object of path → content`);
-  for (const [path, content] of Object.entries(parsed as Record<string, unknown>)) {
+  for (const [path, value] of Object.entries(parsed as Record<string, unknown>)) {
+    // A file's entry is its content, or (richer snapshots) an object carrying it as `content`.
+    const content = typeof value === 'object' && value !== null ? (value as { content?: unknown }).content : value;
     if (typeof content !== 'string') throw new DataError(`${label}: the content of ${JSON.stringify(path)} is not a string`);
     files.set(path, content);
   }
   return files;
+}
+
+/**
+ * Checks that a stored snapshot is whole JSON, as migrate and verify need: the bytes are moved as they are,
+ * so their shape is restore's concern, but a truncated or malformed snapshot must not be moved or trusted.
+ */
+export function assertSnapshotJson(json: string, label = 'snapshot'): void {
+  try {
+    JSON.parse(json);
+  } catch (error) {
+    throw new DataError(`${label} is not valid JSON (${(error as Error).message}); it may be truncated`);
+  }
 }
 
 /** Encodes a file map as the documented object form, paths in a stable order. */

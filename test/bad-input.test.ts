@@ -108,7 +108,7 @@ describe('bad input', () => {
   it('malformed and truncated snapshots are refused by migrate with the reason, and stay in the database', async () => {
     const app = await insertApp(env.db);
     const truncated = await insertVersion(env.db, app, '1', `{"a.js": "${text(3000)}`);
-    const notMap = await insertVersion(env.db, app, '2', JSON.stringify([1, 2, text(3000)]));
+    const notMap = await insertVersion(env.db, app, '2', `[1, 2, "${text(3000)}"`);
     const run = await cli(['migrate', '--yes', '--json', '--app', app, '--tables', 'snapshots'], env.cliEnv);
     expect(run.code).toBe(1);
     const refused = run.json().result.tables[0].skipped;
@@ -134,4 +134,38 @@ describe('bad input', () => {
       await fake.stop();
     }
   });
+});
+
+describe('unusual but valid paths and contents', () => {
+  let env: TestEnv;
+  beforeAll(async () => {
+    env = await createTestEnv();
+  });
+  afterAll(async () => env?.close());
+
+  it('keys with ? # % + & = and emoji, and 4-byte characters across slice boundaries, survive the round trip', async () => {
+    const app = await insertApp(env.db);
+    const paths = ['q?x=1&y=2.js', 'hash#frag.js', 'pct%20enc%2F.js', 'plus+sign.js', 'emoji 😀/ファイル.tsx', 'tab-less ~!@$^()[]{};,.js'];
+    const contents = paths.map((path, i) => `${'😀é'.repeat(700 + i)}${path}`);
+    const ids: string[] = [];
+    for (const [i, path] of paths.entries()) ids.push(await insertFile(env.db, app, path, contents[i]));
+    // one content of 9 MiB of 4-byte characters: streamed in slices, which must not split a character
+    const [{ id: big }] = await query<{ id: string }>(env.db, `INSERT INTO app_files (app_id, path, content) VALUES ($1, 'big😀.txt', repeat('😀a', 1700000)) RETURNING id`, [app]);
+    for (const command of [['migrate', '--yes'], ['finalize', '--yes'], ['verify', '--deep']]) {
+      const run = await cli([...command, '--app', app, '--tables', 'files'], env.cliEnv);
+      expect(run.code, `${command.join(' ')}: ${run.stdout.slice(-1500)} ${run.stderr}`).toBe(0);
+    }
+    for (const [i, id] of ids.entries()) {
+      const row = await fileRow(env.db, id);
+      expect(row.r2_object_key).toBe(`apps/${app}/files/${paths[i]}`);
+      const cat = await cli(['cat', app, paths[i]], env.cliEnv);
+      expect(cat.stdout).toBe(contents[i]);
+    }
+    expect((await fileRow(env.db, big)).storage_location).toBe('r2');
+    const rollback = await cli(['rollback', '--yes', '--app', app, '--tables', 'files'], env.cliEnv);
+    expect(rollback.code).toBe(0);
+    const [{ ok }] = await query<{ ok: boolean }>(env.db, `SELECT content = repeat('😀a', 1700000) AS ok FROM app_files WHERE id = $1`, [big]);
+    expect(ok).toBe(true);
+    for (const [i, id] of ids.entries()) expect((await fileRow(env.db, id)).content).toBe(contents[i]);
+  }, 180_000);
 });

@@ -19,6 +19,10 @@ describe('snapshot encoding', () => {
     expect(decodeSnapshot(encodeSnapshot(map))).toEqual(map);
   });
 
+  it('accepts entries that carry their content in an object', () => {
+    expect(decodeSnapshot('{"a.js": {"content": "x", "file_type": "js"}}')).toEqual(new Map([['a.js', 'x']]));
+  });
+
   it('accepts the array form', () => {
     expect(decodeSnapshot('[{"path":"a.js","content":"x"}]')).toEqual(new Map([['a.js', 'x']]));
   });

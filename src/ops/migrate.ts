@@ -10,7 +10,7 @@ import { md5Hex, sha256Hex } from '../hashing.ts';
 import { blobKey, normalizePath } from '../keys.ts';
 import type { KeyLayout } from '../sql/schema.ts';
 import { assertLayoutAllowed } from './schema.ts';
-import { decodeSnapshot } from '../snapshot.ts';
+import { assertSnapshotJson } from '../snapshot.ts';
 import { DataError, errorMessage } from '../errors.ts';
 import type { Reporter } from '../reporter.ts';
 import { LARGE_ITEM_CONCURRENCY, type CommonRunOptions } from './options.ts';
@@ -67,7 +67,7 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
       if (row.content !== null) {
         if (table.name === 'snapshots') {
           try {
-            decodeSnapshot(row.content, `files_snapshot of version ${row.id}`);
+            assertSnapshotJson(row.content, `files_snapshot of version ${row.id}`);
           } catch (error) {
             if (error instanceof DataError) return { kind: 'skipped', reason: error.message };
             throw error;

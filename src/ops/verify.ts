@@ -6,7 +6,7 @@ import { contradictoryRows } from '../sql/contradictions.ts';
 import { walkBucketByApp } from './bucket-walk.ts';
 import { mapLimit } from '../pool.ts';
 import { md5Hex } from '../hashing.ts';
-import { decodeSnapshot } from '../snapshot.ts';
+import { assertSnapshotJson } from '../snapshot.ts';
 import { errorMessage } from '../errors.ts';
 import type { Reporter } from '../reporter.ts';
 import type { StoredObject } from '../object-store.ts';
@@ -149,7 +149,7 @@ async function deepProblems(context: StorageContext, row: KeyedRow): Promise<str
     if (row.table === 'snapshots' && (row.size ?? row.db_bytes ?? 0) <= 64 * 1024 * 1024) {
       const body = await context.store.getVerified(row.key, row.hash);
       try {
-        decodeSnapshot(body.toString('utf8'), `snapshot object ${row.key}`);
+        assertSnapshotJson(body.toString('utf8'), `snapshot object ${row.key}`);
       } catch (error) {
         problems.push(errorMessage(error));
       }
