@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { KEY_LAYOUTS, type KeyLayout } from '../src/sql/schema.ts';
 import { migrate, migrateEligibleSql, migrateMinBytes, type MigrateOptions } from '../src/ops/migrate.ts';
 import { planMigrate } from '../src/ops/plan.ts';
+import { staleHybridSql } from '../src/sql/refresh-hybrid.ts';
 import { assertLayoutAllowed, assertSchemaReady } from '../src/ops/schema.ts';
 import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/context.ts';
 import { planConfirmRun } from './support/write-flow.ts';
@@ -14,6 +15,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
     .description('Upload eligible contents (files, version snapshots, version file contents) to R2, verify each upload, and mark rows hybrid. Never clears database content. Re-running resumes.')
     .option('--dry-run', 'print the plan (rows, bytes, requests, cost) and change nothing')
     .option('--largest-first', 'take the largest contents first (biggest savings soonest)')
+    .option('--refresh-stale', 'also re-upload hybrid rows whose database content changed after upload (hashes every hybrid content)')
     .option('--min-size <size>', 'only contents at least this large (never below --hybrid-threshold)', parse.byteSize())
     .addOption(
       new Option('--key-layout <layout>', "path: the plan's keys; content-addressed: apps/{app}/blobs/{sha256}, identical contents share one object (needs `schema --apply --key-layout content-addressed`)")
@@ -37,6 +39,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
           minSize: opts.minSize,
           order: opts.largestFirst ? 'size-desc' : 'id',
           keyLayout: opts.keyLayout as KeyLayout,
+          refreshStale: opts.refreshStale ?? false,
         };
         const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency });
         try {
@@ -48,6 +51,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
             { tables: options.tables, filter: options.filter, limit: options.limit, order: options.order, policy: options.policy, inlineMaxBytes: options.inlineMaxBytes, prices: pricesFrom(opts) },
             (table) => (params) => migrateEligibleSql(table, minBytes, params),
             minBytes,
+            options.refreshStale ? (table) => (params) => staleHybridSql(table, minBytes, params) : undefined,
           );
           return await planConfirmRun({
             output,

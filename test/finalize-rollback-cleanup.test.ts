@@ -235,3 +235,37 @@ describe('cleanup against a flip racing it', () => {
     expect(await env.store.head(key)).toBeDefined();
   });
 });
+
+describe('migrate --refresh-stale', () => {
+  let env: TestEnv;
+  beforeAll(async () => {
+    env = await createTestEnv();
+  });
+  afterAll(async () => env?.close());
+
+  it('re-uploads hybrid rows the app rewrote after upload, so verify is clean and finalize can proceed', async () => {
+    const app = await insertApp(env.db);
+    const stale = await insertFile(env.db, app, 'stale.txt', text(20_000, 'v1 '));
+    const fresh = await insertFile(env.db, app, 'fresh.txt', text(20_000, 'same '));
+    await migrate(env.context, defaultRunOptions({ tables: [FILES] }));
+    // the app's old write path: content only, flags untouched
+    await query(env.db, 'UPDATE app_files SET content = $2 WHERE id = $1', [stale, text(25_000, 'v2 ')]);
+    expect((await cli(['verify', '--app', app], env.cliEnv)).code).toBe(1);
+    const finalizeFirst = await cli(['finalize', '--yes', '--json', '--app', app, '--tables', 'files'], env.cliEnv);
+    expect(finalizeFirst.code).toBe(1);
+    expect(finalizeFirst.json().result.tables[0].skipped[0].reason).toMatch(/--refresh-stale/);
+    env.requests.clear();
+    const refresh = await cli(['migrate', '--yes', '--json', '--refresh-stale', '--app', app, '--tables', 'files'], env.cliEnv);
+    expect(refresh.code, refresh.stderr).toBe(0);
+    expect(refresh.json().result.uploaded).toBe(1);
+    let row = await fileRow(env.db, stale);
+    expect(row.storage_location).toBe('hybrid');
+    expect(await objectText(env.store, row.r2_object_key!)).toBe(text(25_000, 'v2 '));
+    expect((await cli(['verify', '--deep', '--app', app], env.cliEnv)).code).toBe(0);
+    expect((await cli(['finalize', '--yes', '--app', app, '--tables', 'files'], env.cliEnv)).code).toBe(0);
+    row = await fileRow(env.db, stale);
+    expect(row.storage_location).toBe('r2');
+    expect((await fileRow(env.db, fresh)).storage_location).toBe('r2');
+    expect((await cli(['cat', app, 'stale.txt'], env.cliEnv)).stdout).toBe(text(25_000, 'v2 '));
+  });
+});

@@ -6,7 +6,7 @@ import { formatBytes, formatCount, formatMoney, renderTable } from './format.ts'
 export function renderPlan(output: Output, plan: Plan, title: string): void {
   const c = output.color;
   output.print(c.bold(title));
-  const lines = plan.lines.filter((line) => line.rows > 0 || line.action.startsWith('upload') || line.action.startsWith('read back') || line.action.startsWith('download'));
+  const lines = plan.lines.filter((line) => line.rows > 0 || /^(upload|read back|download)/.test(line.action));
   output.print(
     renderTable(
       ['table', 'action', 'rows', 'bytes'],

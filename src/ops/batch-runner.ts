@@ -195,3 +195,16 @@ export async function runBatches<Done>(
   }
   return result;
 }
+
+/** Two walks of one table (e.g. new rows, then stale ones) reported as one. */
+export function mergeRuns(first: TableRunResult, second: TableRunResult): TableRunResult {
+  return {
+    table: first.table,
+    attempted: first.attempted + second.attempted,
+    flipped: first.flipped + second.flipped,
+    bytes: first.bytes + second.bytes,
+    changedMeanwhile: [...first.changedMeanwhile, ...second.changedMeanwhile],
+    failed: [...first.failed, ...second.failed],
+    skipped: [...first.skipped, ...second.skipped],
+  };
+}

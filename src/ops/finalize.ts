@@ -38,7 +38,7 @@ export async function finalize(context: StorageContext, options: CommonRunOption
       if (row.db_hash !== row.hash) {
         return {
           kind: 'skipped',
-          reason: 'database content no longer matches content_hash (changed since migrate); the R2 copy is stale. Roll this row back and migrate it again',
+          reason: 'database content no longer matches content_hash (changed since migrate); the R2 copy is stale. `migrate --refresh-stale` uploads it again',
         };
       }
       const read = await context.store.readAndHash(row.key);

@@ -7,7 +7,9 @@ import { readContentChunks } from '../sql/content-chunks.ts';
 import { runBatches, type ItemOutcome, type TableRunResult } from './batch-runner.ts';
 import { Limiter } from '../pool.ts';
 import { md5Hex, sha256Hex } from '../hashing.ts';
-import { blobKey, normalizePath } from '../keys.ts';
+import { blobKey, normalizePath, type KeyResult } from '../keys.ts';
+import { flipRefreshed, staleHybridSql, type RefreshedRow } from '../sql/refresh-hybrid.ts';
+import { mergeRuns } from './batch-runner.ts';
 import type { KeyLayout } from '../sql/schema.ts';
 import { assertLayoutAllowed } from './schema.ts';
 import { assertSnapshotJson } from '../snapshot.ts';
@@ -22,6 +24,8 @@ export interface MigrateOptions extends CommonRunOptions {
   minSize?: number;
   /** 'content-addressed' keys file and version-file contents by their SHA-256 (apps/{app}/blobs/{sha256}). */
   keyLayout?: KeyLayout;
+  /** Also re-upload hybrid rows whose database content changed after upload (it hashes every hybrid content). */
+  refreshStale?: boolean;
 }
 
 export interface MigrateResult {
@@ -55,10 +59,12 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
   const layout = options.keyLayout ?? 'path';
   await assertLayoutAllowed(context.db, layout);
   const blobs = new BlobUploads(context.store);
-  const outcome = await withWorker(context, options, reporter, 'migrate', (run, table) => {
+  const outcome = await withWorker(context, options, reporter, 'migrate', async (run, table) => {
     const addressed = layout === 'content-addressed' && table.name !== 'snapshots';
-    const keyOf = (row: ClaimedRow, hash: string) => (addressed ? blobKey(row.app_id, hash) : table.keyFor(row, row.collision));
-    const upload = async (row: ClaimedRow): Promise<ItemOutcome<UploadedRow>> => {
+    // A stale hybrid row keeps the key it has (path layout); a content-addressed one moves to its new blob.
+    const keyOf = (row: ClaimedRow, hash: string, keep?: string | null): KeyResult =>
+      addressed ? blobKey(row.app_id, hash) : keep ? { ok: true, key: keep } : table.keyFor(row, row.collision);
+    const upload = async (row: ClaimedRow, keep?: string | null): Promise<ItemOutcome<UploadedRow>> => {
       if (addressed && row.path !== null) {
         const path = normalizePath(row.path);
         if (!path.ok) return { kind: 'skipped', reason: `unsafe path: ${path.reason}` };
@@ -75,7 +81,7 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
         }
         const body = Buffer.from(row.content, 'utf8');
         const hash = sha256Hex(body);
-        const key = keyOf(row, hash);
+        const key = keyOf(row, hash, keep);
         if (!key.ok) return { kind: 'skipped', reason: `unsafe path: ${key.reason}` };
         if (addressed) await blobs.ensure(key.key, body, hash, contentType);
         else await context.store.putVerified(key.key, body, hash, contentType);
@@ -84,12 +90,12 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
       if (!row.db_hash || row.bytes === null) return { kind: 'failed', reason: 'content vanished before it could be read' };
       const expectedHash = row.db_hash;
       const expectedSize = row.bytes;
-      const key = keyOf(row, expectedHash);
+      const key = keyOf(row, expectedHash, keep);
       if (!key.ok) return { kind: 'skipped', reason: `unsafe path: ${key.reason}` };
       await large.run(() => context.store.putStreamVerified(key.key, readContentChunks(context.db, table, row.id), expectedHash, expectedSize, contentType));
       return { kind: 'done', value: { id: row.id, key: key.key, hash: expectedHash, size: expectedSize }, bytes: expectedSize };
     };
-    return runBatches(
+    const moved = await runBatches(
       context.db,
       run.workerId,
       {
@@ -106,6 +112,30 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
       reporter,
       run.shared,
     );
+    if (!options.refreshStale || run.options.signal?.aborted) return moved;
+    // Hybrid rows whose content the app rewrote after upload: upload the current content, then record its hash.
+    const refreshed = await runBatches(
+      context.db,
+      run.workerId,
+      {
+        table,
+        eligible: (params) => staleHybridSql(table, minBytes, params),
+        withContent: true,
+        withDbHash: false,
+        inlineMaxBytes: options.inlineMaxBytes,
+        work: async (row): Promise<ItemOutcome<RefreshedRow>> => {
+          const outcome = await upload(row, row.key).catch((error): ItemOutcome<UploadedRow> => ({ kind: 'failed', reason: errorMessage(error) }));
+          if (outcome.kind !== 'done') return outcome;
+          return { kind: 'done', value: { ...outcome.value, oldKey: row.key! }, bytes: outcome.bytes };
+        },
+        flip: (done, claimedIds) => flipRefreshed(context.db, table, run.workerId, done, claimedIds),
+      },
+      run.options,
+      run.budget,
+      reporter,
+      run.shared,
+    );
+    return mergeRuns(moved, refreshed);
   });
   let remaining = 0;
   for (const table of options.tables) {

@@ -62,7 +62,7 @@ function finishCost(plan: Plan, prices: Prices, storedBytesDelta: number): Plan 
 
 type Eligible = (table: StoredTable) => (params: Params) => string;
 
-export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, minBytes: number): Promise<Plan> {
+export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, minBytes: number, staleEligible?: Eligible): Promise<Plan> {
   const plan = emptyPlan('migrate');
   const prices = scope.prices ?? DEFAULT_PRICES;
   let remaining = scope.limit ?? Number.POSITIVE_INFINITY;
@@ -98,6 +98,20 @@ export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, 
     plan.bytes += moving.bytes;
     plan.requests.classA += moving.rows - moving.rows_streamed + moving.rows_streamed * 2 + moving.parts_streamed;
     plan.databaseBytesFreedLater += moving.bytes_above;
+    if (staleEligible) {
+      const stale = await selectionTotals(db, table, staleEligible(table), scope.filter, {
+        limit: Number.isFinite(remaining) ? remaining : undefined,
+        order: 'id',
+        above: 0,
+        streamAbove: scope.inlineMaxBytes,
+        partSize: DEFAULT_PART_SIZE,
+      });
+      remaining -= stale.rows;
+      plan.lines.push({ table: table.name, action: 're-upload: content changed after upload (stale)', rows: stale.rows, bytes: stale.bytes });
+      plan.rows += stale.rows;
+      plan.bytes += stale.bytes;
+      plan.requests.classA += stale.rows - stale.rows_streamed + stale.rows_streamed * 2 + stale.parts_streamed;
+    }
   }
   plan.notes.push('migrate never clears database content; finalize does, after reading every copy back');
   return finishCost(plan, prices, plan.bytes);

@@ -139,7 +139,7 @@ function shallowProblems(row: KeyedRow, object: StoredObject): string[] {
   if (row.db_md5 && /^[0-9a-f]{32}$/.test(object.etag) && object.etag !== row.db_md5 && object.size === row.db_bytes) {
     problems.push(`object bytes differ from the database content (ETag ${object.etag}, content MD5 ${row.db_md5})`);
   }
-  if (row.db_hash_ok === false) problems.push('database content no longer matches content_hash (changed since it was uploaded)');
+  if (row.db_hash_ok === false) problems.push('database content no longer matches content_hash (changed since it was uploaded); `migrate --refresh-stale` uploads it again');
   return problems;
 }
 

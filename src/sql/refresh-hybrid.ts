@@ -1,0 +1,52 @@
+import { query, type Queryable } from '../db.ts';
+import { sqlSha256, type StoredTable } from '../tables.ts';
+import { CLAIMS_TABLE } from './schema.ts';
+import type { Params } from './params.ts';
+
+export interface RefreshedRow {
+  id: string;
+  /** The key the row named when it was claimed. */
+  oldKey: string;
+  key: string;
+  hash: string;
+  size: number;
+}
+
+/** Hybrid rows whose database content was rewritten after upload (the app's old write path): their object is stale. */
+export function staleHybridSql(table: StoredTable, minBytes: number, params: Params): string {
+  return `t.${table.locationColumn} = 'hybrid' AND t.${table.keyColumn} IS NOT NULL AND t.${table.contentColumn} IS NOT NULL
+          AND octet_length(t.${table.contentColumn}) >= ${params.add(minBytes, 'bigint')}
+          AND ${sqlSha256(`t.${table.contentColumn}`)} IS DISTINCT FROM t.${table.hashColumn}`;
+}
+
+/**
+ * After a stale hybrid row's current content was uploaded and proven, records its new hash and size (and key,
+ * in the content-addressed layout). Compare-and-set like every flip: only while the row still names the key
+ * it was claimed with and its content still hashes to what was uploaded.
+ */
+export async function flipRefreshed(db: Queryable, table: StoredTable, worker: string, rows: RefreshedRow[], claimedIds: string[]): Promise<string[]> {
+  const t = table;
+  const result = await query<{ id: string }>(
+    db,
+    `WITH input AS (
+       SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[]) AS u(id, old_key, key, hash, size)
+     ),
+     refreshed AS (
+       UPDATE ${t.table} t
+          SET ${t.keyColumn} = u.key, ${t.hashColumn} = u.hash, ${t.sizeColumn} = u.size
+         FROM input u
+        WHERE t.id = u.id
+          AND t.${t.locationColumn} = 'hybrid'
+          AND t.${t.keyColumn} = u.old_key
+          AND t.${t.contentColumn} IS NOT NULL
+          AND ${sqlSha256(`t.${t.contentColumn}`)} = u.hash
+       RETURNING t.id
+     ),
+     released AS (
+       DELETE FROM ${CLAIMS_TABLE} c WHERE c.table_name = $6 AND c.worker = $7::bigint AND c.row_id = ANY($8::bigint[])
+     )
+     SELECT id FROM refreshed`,
+    [rows.map((r) => r.id), rows.map((r) => r.oldKey), rows.map((r) => r.key), rows.map((r) => r.hash), rows.map((r) => r.size), t.table, worker, claimedIds],
+  );
+  return result.map((row) => row.id);
+}
