@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { cleanup, validateQuarantinePrefix } from '../src/ops/cleanup.ts';
 import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/context.ts';
 import { confirmWrite } from './support/confirm.ts';
@@ -12,7 +12,7 @@ export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<Com
   return new Command('cleanup')
     .description('Delete objects under apps/ that no row references and that are older than the grace period. Lists them first; deletes only when confirmed (or with --yes).')
     .option('--dry-run', 'only list the orphans (count, bytes, a sample of keys)')
-    .option('--grace <duration>', 'leave objects younger than this alone (an upload racing its flip is not an orphan)', parse.duration, 24 * 3_600_000)
+    .addOption(new Option('--grace <duration>', 'leave objects younger than this alone (an upload racing its flip is not an orphan)').argParser(parse.duration).default(24 * 3_600_000, '24h'))
     .option('--quarantine <prefix>', 'move orphans under this prefix (copy, verify, delete) instead of deleting them')
     .option('--app <id>', 'only this app (repeatable)', parse.collectIds)
     .option('--concurrency <n>', 'requests in flight when quarantining', parse.integer({ min: 1, max: 1024 }), 16)

@@ -1,13 +1,12 @@
 import { Command, Option } from 'commander';
 import { buildReport, type StorageReport } from '../src/ops/report.ts';
-import { addPriceOptions, makeOutput, openContext, policyFrom, pricesFrom, type GlobalOptions, type Runtime } from './support/context.ts';
+import { addPriceOptions, thresholdOptions, makeOutput, openContext, policyFrom, pricesFrom, type GlobalOptions, type Runtime } from './support/context.ts';
 import { formatBytes, formatCount, formatMoney, renderMarkdownTable, renderTable } from './support/format.ts';
 import { parseTables } from '../src/tables.ts';
 import { UsageError } from '../src/errors.ts';
 import * as parse from './support/parse.ts';
 import type { Output } from './support/output.ts';
 import type { CommandResult } from './support/command.ts';
-import { DEFAULT_POLICY } from '../src/placement.ts';
 
 export function reportCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   const command = new Command('report')
@@ -15,8 +14,8 @@ export function reportCommand(runtime: Runtime, run: (action: () => Promise<Comm
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'markdown']).default('table'))
     .option('--app <id>', 'only this app (repeatable)', parse.collectIds)
     .option('--tables <list>', 'comma-separated: files, snapshots, version-files')
-    .option('--hybrid-threshold <size>', 'smallest content that goes to R2', parse.byteSize(), DEFAULT_POLICY.hybridMin)
-    .option('--r2-threshold <size>', 'contents above this lose their DB copy at finalize', parse.byteSize(), DEFAULT_POLICY.r2Above);
+    .addOption(thresholdOptions()[0])
+    .addOption(thresholdOptions()[1]);
   addPriceOptions(command);
   return command
     .addHelpText('after', '\nExamples:\n  $ overskill-storage report\n  $ overskill-storage report --format markdown >> status.md\n  $ overskill-storage report --format json --price-storage 0.015')

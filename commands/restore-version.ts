@@ -1,12 +1,11 @@
 import { Command } from 'commander';
 import { applyRestore, prepareRestore, type RestoreDiff } from '../src/ops/restore-version.ts';
-import { makeOutput, openContext, policyFrom, type GlobalOptions, type Runtime } from './support/context.ts';
+import { thresholdOptions, makeOutput, openContext, policyFrom, type GlobalOptions, type Runtime } from './support/context.ts';
 import { confirmWrite } from './support/confirm.ts';
 import { formatBytes, formatCount } from './support/format.ts';
 import type { Output } from './support/output.ts';
 import * as parse from './support/parse.ts';
 import type { CommandResult } from './support/command.ts';
-import { DEFAULT_POLICY } from '../src/placement.ts';
 import { EXIT } from './support/exit.ts';
 
 export function restoreVersionCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
@@ -15,8 +14,8 @@ export function restoreVersionCommand(runtime: Runtime, run: (action: () => Prom
     .argument('<app_id>', 'the app', parse.id)
     .argument('<version>', 'version id or version_number')
     .option('--dry-run', 'show the diff only; change nothing')
-    .option('--hybrid-threshold <size>', 'smallest content stored in R2', parse.byteSize(), DEFAULT_POLICY.hybridMin)
-    .option('--r2-threshold <size>', 'contents above this lose their DB copy at finalize', parse.byteSize(), DEFAULT_POLICY.r2Above)
+    .addOption(thresholdOptions()[0])
+    .addOption(thresholdOptions()[1])
     .option('--concurrency <n>', 'uploads in flight', parse.integer({ min: 1, max: 256 }), 8)
     .addHelpText('after', '\nExamples:\n  $ overskill-storage restore-version 42 1.4.0 --dry-run\n  $ overskill-storage restore-version 42 1873 --yes')
     .action(async (appId: string, versionSpec: string, opts, cmd: Command) =>

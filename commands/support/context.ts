@@ -116,10 +116,18 @@ export function addWalkOptions(command: Command, defaults: { concurrency?: numbe
     .option('--tables <list>', 'comma-separated: files, snapshots, version-files (default: all three)')
     .option('--limit <n>', 'stop after this many rows', parse.integer({ min: 1 }))
     .option('--batch-size <n>', 'rows per batch', parse.integer({ min: 1, max: 100_000 }), DEFAULT_WALK.batchSize)
-    .option('--batch-bytes <size>', 'content bytes per batch, e.g. 8MiB', parse.byteSize({ min: 1 }), DEFAULT_WALK.batchBytes)
+    .addOption(new Option('--batch-bytes <size>', 'content bytes per batch, e.g. 8MiB').argParser(parse.byteSize({ min: 1 })).default(DEFAULT_WALK.batchBytes, '8MiB'))
     .option('--concurrency <n>', 'S3 requests in flight', parse.integer({ min: 1, max: 1024 }), defaults.concurrency ?? DEFAULT_WALK.concurrency)
-    .option('--hybrid-threshold <size>', 'smallest content that goes to R2', parse.byteSize(), DEFAULT_POLICY.hybridMin)
-    .option('--r2-threshold <size>', 'contents above this lose their DB copy at finalize', parse.byteSize(), DEFAULT_POLICY.r2Above);
+    .addOption(thresholdOptions()[0])
+    .addOption(thresholdOptions()[1]);
+}
+
+/** The placement thresholds, as every command that places or reports contents takes them. */
+export function thresholdOptions(): [Option, Option] {
+  return [
+    new Option('--hybrid-threshold <size>', 'smallest content that goes to R2').argParser(parse.byteSize()).default(DEFAULT_POLICY.hybridMin, '1KiB'),
+    new Option('--r2-threshold <size>', 'contents above this lose their database copy at finalize').argParser(parse.byteSize()).default(DEFAULT_POLICY.r2Above, '10KiB'),
+  ];
 }
 
 export function addPacingOptions(command: Command): Command {
