@@ -93,11 +93,15 @@ export async function exportApp(context: StorageContext, options: { appId: strin
     const prepared = await prepareRestore(context, options.appId, options.version);
     for (const [path, content] of prepared.files) {
       const body = Buffer.from(content, 'utf8');
-      const outcome = await writeFileSafely(root, path, (async function* () {
-        yield body;
-      })());
-      if ('refused' in outcome) result.refused.push({ path, reason: outcome.refused });
-      else result.written.push({ path, bytes: outcome.bytes, sha256: outcome.sha256, source: 'snapshot', verified: true });
+      try {
+        const outcome = await writeFileSafely(root, path, (async function* () {
+          yield body;
+        })());
+        if ('refused' in outcome) result.refused.push({ path, reason: outcome.refused });
+        else result.written.push({ path, bytes: outcome.bytes, sha256: outcome.sha256, source: 'snapshot', verified: true });
+      } catch (error) {
+        result.failed.push({ path, reason: errorMessage(error) });
+      }
     }
     return result;
   }
