@@ -1,13 +1,16 @@
 /**
  * npm run bench -- [--files 20000] [--out bench-results.json] [--latency-files 2000] [--naive-files 200]
- *                  [--scale-rows 200000] [--report-rows 0] [--skip-latency]
+ *                  [--scale-rows 200000] [--report-rows 0] [--skip-latency] [--profile]
  *
  * Measures, side by side in one run (absolute times drift on shared machines; the ratios are the point):
  *   raw vs migrate throughput, the same through a 50 ms proxy at concurrency 8/32/64, the plan's naive
  *   one-row-at-a-time job, verify (listings vs deep vs one HEAD per row), report, and peak RSS.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { summarizeProfile } from './profile-summary.ts';
 import { randomBytes } from 'node:crypto';
 import { createDb, query, type Db } from '../src/db.ts';
 import { OVERSKILL_TABLES_SQL } from '../src/local/overskill-schema.ts';
@@ -31,6 +34,7 @@ const reportRows = option('report-rows', 0);
 const outIndex = args.indexOf('--out');
 const outFile = outIndex >= 0 ? args[outIndex + 1] : 'bench-results.json';
 const skipLatency = args.includes('--skip-latency');
+const profile = args.includes('--profile');
 const ADMIN = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 interface Measure {
@@ -47,9 +51,9 @@ interface Measure {
   extra?: unknown;
 }
 
-function runWorker(operation: string, url: string, endpoint: string, bucket: string, concurrency: number, extra?: string | number): Promise<Measure> {
+function runWorker(operation: string, url: string, endpoint: string, bucket: string, concurrency: number, extra?: string | number, nodeFlags: string[] = []): Promise<Measure> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/worker.ts', operation, url, endpoint, bucket, String(concurrency), extra === undefined ? '' : String(extra)], {
+    const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', 'bench/worker.ts', operation, url, endpoint, bucket, String(concurrency), extra === undefined ? '' : String(extra)], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
@@ -213,6 +217,20 @@ async function main() {
       const scaleUp = manyObjects / manySeconds / rate(single);
       console.log(`4 processes at c=8 through 50 ms: ${manyObjects} objects in ${manySeconds.toFixed(2)} s = ${(manyObjects / manySeconds).toFixed(0)} obj/s vs one process ${rate(single).toFixed(0)} obj/s → ${scaleUp.toFixed(2)}x (target >= 3x)`);
       latency.scaleOut = { single, many, manySeconds, manyObjects, scaleUp };
+      if (profile) {
+        // Where the tool's own time goes at c=64 through the proxy (node --cpu-prof of the worker).
+        await resetMigration(scratch.db);
+        const dir = mkdtempSync(join(tmpdir(), 'overskill-prof-'));
+        await runWorker('migrate', scratch.url, proxy.endpoint, s3.bucket, 64, latencyFiles, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+        const file = readdirSync(dir).find((name) => name.endsWith('.cpuprofile'));
+        if (file) {
+          const summary = summarizeProfile(join(dir, file));
+          console.log('profile of migrate at c=64 through 50 ms (share of the worker process time):');
+          for (const row of summary.slice(0, 10)) console.log(`  ${row.percent.toFixed(1).padStart(5)}%  ${row.group}`);
+          latency.profile = summary;
+        }
+        rmSync(dir, { recursive: true, force: true });
+      }
       await proxy.stop();
       results.latency = latency;
     }
