@@ -30,8 +30,3 @@ export function classACost(requests: number, prices: Prices): number {
 export function classBCost(requests: number, prices: Prices): number {
   return (requests / 1e6) * prices.classBPerMillion;
 }
-
-/** Requests one upload of `bytes` takes: one PutObject, or create + parts + complete when streamed. */
-export function uploadRequests(bytes: number, inlineMax: number, partSize: number): number {
-  return bytes > inlineMax ? 2 + Math.max(1, Math.ceil(bytes / partSize)) : 1;
-}

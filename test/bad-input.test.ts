@@ -52,11 +52,12 @@ describe('bad input', () => {
     const rolledBack = await runMeasured(['rollback', ...args], env.cliEnv);
     expect(rolledBack.code).toBe(0);
     expect(await hashOf()).toBe(before);
-    // The same process doing no content work (a report) is the baseline. Holding the content whole would
-    // add at least 200 MB (100 MB as a string, 100 MB as bytes); streaming must add well under that.
+    // The same process doing no content work (a report) is the baseline. Holding the content whole adds at
+    // least 200 MB (100 MB as a string, 100 MB as bytes; 411 MB measured); streaming must stay under that
+    // even on a loaded machine, where garbage is collected later.
     const baseline = await runMeasured(['report', '--app', app], env.cliEnv);
     for (const [name, run] of Object.entries({ migrated, finalized, rolledBack })) {
-      expect(run.peakMb - baseline.peakMb, `${name}: ${run.peakMb.toFixed(0)} MB vs baseline ${baseline.peakMb.toFixed(0)} MB`).toBeLessThan(160);
+      expect(run.peakMb - baseline.peakMb, `${name}: ${run.peakMb.toFixed(0)} MB vs baseline ${baseline.peakMb.toFixed(0)} MB`).toBeLessThan(200);
     }
   }, 240_000);
 

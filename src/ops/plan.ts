@@ -2,7 +2,7 @@ import type { Db } from '../db.ts';
 import type { StoredTable } from '../tables.ts';
 import type { Params } from '../sql/params.ts';
 import type { RowFilter } from '../sql/filters.ts';
-import { selectionTotals } from '../sql/aggregates.ts';
+import { selectionTotals, type SelectionTotals } from '../sql/aggregates.ts';
 import { classACost, classBCost, storageCost, type Prices, DEFAULT_PRICES } from '../cost.ts';
 import { DEFAULT_PART_SIZE } from '../object-store.ts';
 import type { PlacementPolicy } from '../placement.ts';
@@ -62,6 +62,11 @@ function finishCost(plan: Plan, prices: Prices, storedBytesDelta: number): Plan 
 
 type Eligible = (table: StoredTable) => (params: Params) => string;
 
+/** One PutObject per inline content; create + parts + complete per streamed one. */
+function uploadRequestsFor(selection: SelectionTotals): number {
+  return selection.rows - selection.rows_streamed + selection.rows_streamed * 2 + selection.parts_streamed;
+}
+
 export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, minBytes: number, staleEligible?: Eligible): Promise<Plan> {
   const plan = emptyPlan('migrate');
   const prices = scope.prices ?? DEFAULT_PRICES;
@@ -96,7 +101,7 @@ export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, 
     );
     plan.rows += moving.rows;
     plan.bytes += moving.bytes;
-    plan.requests.classA += moving.rows - moving.rows_streamed + moving.rows_streamed * 2 + moving.parts_streamed;
+    plan.requests.classA += uploadRequestsFor(moving);
     plan.databaseBytesFreedLater += moving.bytes_above;
     if (staleEligible) {
       const stale = await selectionTotals(db, table, staleEligible(table), scope.filter, {
@@ -110,7 +115,7 @@ export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, 
       plan.lines.push({ table: table.name, action: 're-upload: content changed after upload (stale)', rows: stale.rows, bytes: stale.bytes });
       plan.rows += stale.rows;
       plan.bytes += stale.bytes;
-      plan.requests.classA += stale.rows - stale.rows_streamed + stale.rows_streamed * 2 + stale.parts_streamed;
+      plan.requests.classA += uploadRequestsFor(stale);
     }
   }
   plan.notes.push('migrate never clears database content; finalize does, after reading every copy back');
