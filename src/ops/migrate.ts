@@ -139,7 +139,7 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
   });
   let remaining = 0;
   for (const table of options.tables) {
-    remaining += (await selectionTotals(context.db, table, (params) => migrateEligibleSql(table, minBytes, params), options.filter, { order: 'id', above: 0, streamAbove: Number.MAX_SAFE_INTEGER, partSize: 1 })).rows;
+    remaining += (await selectionTotals(context.db, table, (params) => migrateEligibleSql(table, minBytes, params), options.filter)).rows;
   }
   return {
     ...outcome,

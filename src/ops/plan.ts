@@ -62,6 +62,11 @@ function finishCost(plan: Plan, prices: Prices, storedBytesDelta: number): Plan 
 
 type Eligible = (table: StoredTable) => (params: Params) => string;
 
+/** What is left of --limit, as the selection takes it (no limit when there was none). */
+function limitOf(remaining: number): number | undefined {
+  return Number.isFinite(remaining) ? remaining : undefined;
+}
+
 /** One PutObject per inline content; create + parts + complete per streamed one. */
 function uploadRequestsFor(selection: SelectionTotals): number {
   return selection.rows - selection.rows_streamed + selection.rows_streamed * 2 + selection.parts_streamed;
@@ -73,7 +78,7 @@ export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, 
   let remaining = scope.limit ?? Number.POSITIVE_INFINITY;
   for (const table of scope.tables) {
     const moving = await selectionTotals(db, table, eligible(table), scope.filter, {
-      limit: Number.isFinite(remaining) ? remaining : undefined,
+      limit: limitOf(remaining),
       order: scope.order ?? 'id',
       above: scope.policy.r2Above,
       streamAbove: scope.inlineMaxBytes,
@@ -85,14 +90,8 @@ export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, 
       table,
       (params) => `t.${table.locationColumn} = 'database' AND t.${table.contentColumn} IS NOT NULL AND octet_length(t.${table.contentColumn}) < ${params.add(minBytes, 'bigint')}`,
       scope.filter,
-      { order: 'id', above: 0, streamAbove: Number.MAX_SAFE_INTEGER, partSize: DEFAULT_PART_SIZE },
     );
-    const already = await selectionTotals(db, table, () => `t.${table.locationColumn} IN ('hybrid', 'r2')`, scope.filter, {
-      order: 'id',
-      above: 0,
-      streamAbove: Number.MAX_SAFE_INTEGER,
-      partSize: DEFAULT_PART_SIZE,
-    });
+    const already = await selectionTotals(db, table, () => `t.${table.locationColumn} IN ('hybrid', 'r2')`, scope.filter);
     plan.lines.push(
       { table: table.name, action: 'upload, then hybrid (DB + R2)', rows: moving.rows - moving.rows_above, bytes: moving.bytes - moving.bytes_above },
       { table: table.name, action: 'upload, then hybrid; r2 only after finalize', rows: moving.rows_above, bytes: moving.bytes_above },
@@ -105,7 +104,7 @@ export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, 
     plan.databaseBytesFreedLater += moving.bytes_above;
     if (staleEligible) {
       const stale = await selectionTotals(db, table, staleEligible(table), scope.filter, {
-        limit: Number.isFinite(remaining) ? remaining : undefined,
+        limit: limitOf(remaining),
         order: 'id',
         above: 0,
         streamAbove: scope.inlineMaxBytes,
@@ -127,13 +126,7 @@ export async function planFinalize(db: Db, scope: PlanScope, eligible: Eligible)
   const prices = scope.prices ?? DEFAULT_PRICES;
   let remaining = scope.limit ?? Number.POSITIVE_INFINITY;
   for (const table of scope.tables) {
-    const clearing = await selectionTotals(db, table, eligible(table), scope.filter, {
-      limit: Number.isFinite(remaining) ? remaining : undefined,
-      order: scope.order ?? 'id',
-      above: 0,
-      streamAbove: Number.MAX_SAFE_INTEGER,
-      partSize: DEFAULT_PART_SIZE,
-    });
+    const clearing = await selectionTotals(db, table, eligible(table), scope.filter, { limit: limitOf(remaining), order: scope.order });
     remaining -= clearing.rows;
     plan.lines.push({ table: table.name, action: 'read back, verify, clear DB content (r2)', rows: clearing.rows, bytes: clearing.bytes });
     plan.rows += clearing.rows;
@@ -151,11 +144,7 @@ export async function planRollback(db: Db, scope: PlanScope, keepHybrid: boolean
   let remaining = scope.limit ?? Number.POSITIVE_INFINITY;
   let purgedBytes = 0;
   for (const table of scope.tables) {
-    const options = { order: 'id' as const, above: 0, streamAbove: Number.MAX_SAFE_INTEGER, partSize: DEFAULT_PART_SIZE };
-    const fromR2 = await selectionTotals(db, table, () => `t.${table.locationColumn} = 'r2' AND t.${table.keyColumn} IS NOT NULL`, scope.filter, {
-      ...options,
-      limit: Number.isFinite(remaining) ? remaining : undefined,
-    });
+    const fromR2 = await selectionTotals(db, table, () => `t.${table.locationColumn} = 'r2' AND t.${table.keyColumn} IS NOT NULL`, scope.filter, { limit: limitOf(remaining) });
     remaining -= fromR2.rows;
     plan.lines.push({ table: table.name, action: `download, verify, write back to DB (${keepHybrid ? 'hybrid' : 'database'})`, rows: fromR2.rows, bytes: fromR2.bytes });
     plan.rows += fromR2.rows;
@@ -163,8 +152,7 @@ export async function planRollback(db: Db, scope: PlanScope, keepHybrid: boolean
     plan.requests.classB += fromR2.rows;
     if (!keepHybrid) {
       const fromHybrid = await selectionTotals(db, table, () => `t.${table.locationColumn} = 'hybrid' AND t.${table.keyColumn} IS NOT NULL`, scope.filter, {
-        ...options,
-        limit: Number.isFinite(remaining) ? remaining : undefined,
+        limit: limitOf(remaining),
       });
       remaining -= fromHybrid.rows;
       plan.lines.push({ table: table.name, action: 'flip hybrid back to database (content already there)', rows: fromHybrid.rows, bytes: fromHybrid.bytes });

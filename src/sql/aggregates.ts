@@ -64,17 +64,18 @@ export async function selectionTotals(
   table: StoredTable,
   eligible: (params: Params) => string,
   filter: RowFilter,
-  options: { limit?: number; order: 'id' | 'size-desc'; above: number; streamAbove: number; partSize: number },
+  options: { limit?: number; order?: 'id' | 'size-desc'; above?: number; streamAbove?: number; partSize?: number } = {},
 ): Promise<SelectionTotals> {
   const params = new Params();
   const bytesExpr = `coalesce(octet_length(t.${table.contentColumn})::bigint, t.${table.sizeColumn}::bigint, 0)`;
   // The same order the run takes: by id, or (largest first) by size band, then id.
-  const order = options.order === 'size-desc' ? `${sqlSizeBand(bytesExpr)}, t.id` : 't.id';
+  const order = (options.order ?? 'id') === 'size-desc' ? `${sqlSizeBand(bytesExpr)}, t.id` : 't.id';
   const where = `${eligible(params)} AND ${filterSql(table, filter, params)}`;
   const limit = options.limit !== undefined && Number.isFinite(options.limit) ? `LIMIT ${params.add(options.limit, 'bigint')}` : '';
-  const above = params.add(options.above, 'bigint');
-  const streamAbove = params.add(options.streamAbove, 'bigint');
-  const partSize = params.add(options.partSize, 'bigint');
+  // Without thresholds the "above" and "streamed" columns simply count nothing.
+  const above = params.add(options.above ?? Number.MAX_SAFE_INTEGER, 'bigint');
+  const streamAbove = params.add(options.streamAbove ?? Number.MAX_SAFE_INTEGER, 'bigint');
+  const partSize = params.add(options.partSize ?? 1, 'bigint');
   const rows = await query<SelectionTotals>(
     db,
     `SELECT count(*)::float8 AS rows, coalesce(sum(bytes), 0)::float8 AS bytes,
