@@ -135,6 +135,16 @@ SELECT t.id,
   return { rows, cursor: last ? { id: last.id } : undefined };
 }
 
+/**
+ * The CTE every flip ends with: the batch's claims are released in the same statement that flips it, so a
+ * flipped row is never left claimed and a claim never outlives its flip. Placeholders: table, worker, ids.
+ */
+export function releaseClaimsCte(table: string, worker: string, ids: string): string {
+  return `released AS (
+       DELETE FROM ${CLAIMS_TABLE} c WHERE c.table_name = ${table} AND c.worker = ${worker}::bigint AND c.row_id = ANY(${ids}::bigint[])
+     )`;
+}
+
 /** Releases claims without flipping anything (a batch whose every item failed, or an interrupted run). */
 export async function releaseClaims(db: Queryable, table: StoredTable, worker: string, ids: string[]): Promise<void> {
   if (!ids.length) return;

@@ -1,6 +1,7 @@
 import { query, type Queryable } from '../db.ts';
 import { sqlSha256, type StoredTable } from '../tables.ts';
-import { CLAIMS_TABLE } from './schema.ts';
+import { releaseClaimsCte } from './claim-batch.ts';
+import { STAGING_TABLE } from './schema.ts';
 
 export interface RestoredContent {
   id: string;
@@ -42,7 +43,7 @@ export async function flipToDatabase(
      ),
      staged AS (
        SELECT s.row_id, string_agg(s.chunk, '' ORDER BY s.seq) AS content
-         FROM overskill_storage_staging s
+         FROM ${STAGING_TABLE} s
         WHERE s.table_name = $8 AND s.worker = $9::bigint AND s.row_id = ANY($1::bigint[])
         GROUP BY s.row_id
      ),
@@ -74,11 +75,9 @@ export async function flipToDatabase(
           AND t.${t.contentColumn} IS NOT NULL
        RETURNING t.id
      ),
-     released AS (
-       DELETE FROM ${CLAIMS_TABLE} c WHERE c.table_name = $8 AND c.worker = $9::bigint AND c.row_id = ANY($10::bigint[])
-     ),
+     ${releaseClaimsCte('$8', '$9', '$10')},
      unstaged AS (
-       DELETE FROM overskill_storage_staging s WHERE s.table_name = $8 AND s.worker = $9::bigint AND s.row_id = ANY($1::bigint[])
+       DELETE FROM ${STAGING_TABLE} s WHERE s.table_name = $8 AND s.worker = $9::bigint AND s.row_id = ANY($1::bigint[])
      )
      SELECT id FROM restored UNION ALL SELECT id FROM unhybrid`,
     [

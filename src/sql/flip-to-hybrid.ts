@@ -1,6 +1,6 @@
 import { query, type Queryable } from '../db.ts';
 import { sqlSha256, type StoredTable } from '../tables.ts';
-import { CLAIMS_TABLE } from './schema.ts';
+import { releaseClaimsCte } from './claim-batch.ts';
 
 export interface UploadedRow {
   id: string;
@@ -34,9 +34,7 @@ export async function flipToHybrid(db: Queryable, table: StoredTable, worker: st
           AND ${sqlSha256(`t.${t.contentColumn}`)} = u.hash
        RETURNING t.id
      ),
-     released AS (
-       DELETE FROM ${CLAIMS_TABLE} c WHERE c.table_name = $5 AND c.worker = $6::bigint AND c.row_id = ANY($7::bigint[])
-     )
+     ${releaseClaimsCte('$5', '$6', '$7')}
      SELECT id FROM flipped`,
     [uploaded.map((r) => r.id), uploaded.map((r) => r.key), uploaded.map((r) => r.hash), uploaded.map((r) => r.size), t.table, worker, claimedIds],
   );

@@ -1,6 +1,6 @@
 import { query, type Queryable } from '../db.ts';
 import { sqlSha256, type StoredTable } from '../tables.ts';
-import { CLAIMS_TABLE } from './schema.ts';
+import { releaseClaimsCte } from './claim-batch.ts';
 
 export interface VerifiedCopy {
   id: string;
@@ -32,9 +32,7 @@ export async function flipToR2(db: Queryable, table: StoredTable, worker: string
           AND ${sqlSha256(`t.${t.contentColumn}`)} = u.hash
        RETURNING t.id
      ),
-     released AS (
-       DELETE FROM ${CLAIMS_TABLE} c WHERE c.table_name = $4 AND c.worker = $5::bigint AND c.row_id = ANY($6::bigint[])
-     )
+     ${releaseClaimsCte('$4', '$5', '$6')}
      SELECT id FROM flipped`,
     [verified.map((r) => r.id), verified.map((r) => r.key), verified.map((r) => r.hash), t.table, worker, claimedIds],
   );

@@ -1,6 +1,6 @@
 import { query, type Queryable } from '../db.ts';
 import { sqlSha256, type StoredTable } from '../tables.ts';
-import { CLAIMS_TABLE } from './schema.ts';
+import { releaseClaimsCte } from './claim-batch.ts';
 import type { Params } from './params.ts';
 
 export interface RefreshedRow {
@@ -42,9 +42,7 @@ export async function flipRefreshed(db: Queryable, table: StoredTable, worker: s
           AND ${sqlSha256(`t.${t.contentColumn}`)} = u.hash
        RETURNING t.id
      ),
-     released AS (
-       DELETE FROM ${CLAIMS_TABLE} c WHERE c.table_name = $6 AND c.worker = $7::bigint AND c.row_id = ANY($8::bigint[])
-     )
+     ${releaseClaimsCte('$6', '$7', '$8')}
      SELECT id FROM refreshed`,
     [rows.map((r) => r.id), rows.map((r) => r.oldKey), rows.map((r) => r.key), rows.map((r) => r.hash), rows.map((r) => r.size), t.table, worker, claimedIds],
   );
