@@ -44,6 +44,10 @@ export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<Com
           output.print(
             c.green(`${opts.quarantine ? `Quarantined ${formatCount(result.quarantined)}` : `Deleted ${formatCount(result.deleted)}`} orphaned object(s).`),
           );
+          if (result.refused.length) output.print(c.dim(`${formatCount(result.refused.length)} object(s) left in place on purpose (not written by this tool, or rewritten since they were listed):`));
+          for (const refusal of result.refused.slice(0, 20)) output.print(c.dim(`  ${refusal.key}: ${refusal.reason}`));
+          if (result.restored) output.print(c.yellow(`${formatCount(result.restored)} object(s) put back from database content: a row started naming them while they were deleted.`));
+          if (result.deleteWindow.count) output.print(c.dim(`Tombstone-to-delete time per object: p50 ${result.deleteWindow.p50Ms} ms, max ${result.deleteWindow.maxMs} ms (R2 refuses other writes to a key for a second after ours).`));
           for (const failure of result.failed.slice(0, 50)) output.print(c.yellow(`  ${failure.key}: ${failure.reason}`));
           output.result({ dryRun: false, listing, result });
           return { exitCode: result.interrupted ? EXIT.interrupted : result.failed.length ? EXIT.problems : EXIT.ok };

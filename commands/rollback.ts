@@ -46,6 +46,8 @@ export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<Co
             summary: (result) => [
               ...(options.purge ? [`Objects deleted: ${formatCount(result.purged)}.`] : []),
               ...result.purgeFailures.slice(0, 20).map((failure) => `  not deleted: ${failure.key}: ${failure.reason}`),
+              ...(result.purgeRefused.length ? [`Objects left in place on purpose: ${formatCount(result.purgeRefused.length)} (not written by this tool, or rewritten since).`] : []),
+              ...result.purgeRefused.slice(0, 20).map((refusal) => `  kept: ${refusal.key}: ${refusal.reason}`),
             ],
           });
         } finally {

@@ -45,3 +45,13 @@ export function errorMessage(error: unknown): string {
   if (error instanceof Error) return error.message || error.name;
   return String(error);
 }
+
+/**
+ * The object at a key is not ours to replace or delete (the app wrote it), or changed under a conditional
+ * write. The row is left as it is, with its database content; it is a refusal, not a failure of the store.
+ */
+export class ObjectConflictError extends StorageError {
+  constructor(message: string, readonly key?: string) {
+    super(message);
+  }
+}

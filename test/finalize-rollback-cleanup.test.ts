@@ -11,6 +11,7 @@ import { defaultRunOptions } from '../src/ops/options.ts';
 import { FILES } from '../src/tables.ts';
 import { query } from '../src/db.ts';
 import { hookedStore } from './support/stores.ts';
+import { sha256Hex } from '../src/hashing.ts';
 
 describe('finalize, rollback and cleanup', () => {
   let env: TestEnv;
@@ -20,8 +21,11 @@ describe('finalize, rollback and cleanup', () => {
   afterAll(async () => env?.close());
 
   const files = (overrides = {}) => defaultRunOptions({ tables: [FILES], ...overrides });
+  /** Writes as someone else would (the app, another tool): no overskill-storage marker. */
   const overwrite = (key: string, body: string) =>
     env.store.client.send(new PutObjectCommand({ Bucket: env.s3.bucket, Key: key, Body: Buffer.from(body), ContentLength: Buffer.byteLength(body) }));
+  /** An object this tool wrote (an interrupted run's upload, a superseded one). */
+  const ours = (key: string, body: string) => env.store.putVerified(key, Buffer.from(body), sha256Hex(body), 'text/plain', { kind: 'create', mayReplaceOurs: async () => true });
 
   it('finalize clears only verified rows above the threshold and refuses corrupted or deleted objects', async () => {
     const app = await insertApp(env.db);
@@ -156,20 +160,24 @@ describe('finalize, rollback and cleanup', () => {
     const app = await insertApp(env.db);
     const id = await insertFile(env.db, app, 'referenced.txt', text(3000));
     await migrate(env.context, files({ filter: { appIds: [app] } }));
-    await overwrite(`apps/${app}/files/orphan-1.txt`, 'old orphan');
-    await overwrite(`apps/${app}/files/orphan-2.txt`, 'old orphan 2');
+    await ours(`apps/${app}/files/orphan-1.txt`, 'old orphan');
+    await ours(`apps/${app}/files/orphan-2.txt`, 'old orphan 2');
+    await overwrite(`apps/${app}/files/the-apps-own.txt`, 'written by the app, its row not saved yet');
     await overwrite(`outside/not-ours.txt`, 'not under apps/');
     const listing = await cli(['cleanup', '--app', app, '--grace', '0s', '--json'], env.cliEnv);
     expect(listing.code).toBe(0);
-    expect(listing.json().listing.orphans).toBe(2);
+    expect(listing.json().listing.orphans).toBe(3);
     expect(await env.store.head(`apps/${app}/files/orphan-1.txt`)).toBeDefined();
     // inside the grace period nothing is touched
     const young = await cleanup(env.context, { appIds: [app], graceMs: 3_600_000, apply: true, concurrency: 2 });
     expect(young.deleted).toBe(0);
-    expect(young.tooYoung).toBe(2);
+    expect(young.tooYoung).toBe(3);
     const run = await cli(['cleanup', '--app', app, '--grace', '0s', '--yes', '--json'], env.cliEnv);
     expect(run.code).toBe(0);
     expect(run.json().result.deleted).toBe(2);
+    // an object without our marker is never deleted, whatever its age: the app may be about to name it
+    expect(run.json().result.refused).toEqual([{ key: `apps/${app}/files/the-apps-own.txt`, reason: expect.stringMatching(/no overskill-storage marker/) }]);
+    expect(await objectText(env.store, `apps/${app}/files/the-apps-own.txt`)).toBe('written by the app, its row not saved yet');
     expect(await env.store.head(`apps/${app}/files/orphan-1.txt`)).toBeUndefined();
     expect(await env.store.head((await fileRow(env.db, id)).r2_object_key!)).toBeDefined();
     expect(await env.store.head('outside/not-ours.txt')).toBeDefined();
@@ -177,7 +185,7 @@ describe('finalize, rollback and cleanup', () => {
 
   it('cleanup --quarantine moves orphans (copy, verify, delete) so a mistake can be undone', async () => {
     const app = await insertApp(env.db);
-    await overwrite(`apps/${app}/files/q.txt`, 'quarantine me');
+    await ours(`apps/${app}/files/q.txt`, 'quarantine me');
     const run = await cli(['cleanup', '--app', app, '--grace', '0s', '--quarantine', 'quarantine/test', '--yes', '--json'], env.cliEnv);
     expect(run.code).toBe(0);
     expect(run.json().result.quarantined).toBe(1);
@@ -213,7 +221,7 @@ describe('cleanup against a flip racing it', () => {
     const other = await insertApp(env.db);
     const id = await insertFile(env.db, app, 'late.txt', text(3000, 'late '));
     const key = `apps/${app}/files/late.txt`;
-    const put = (k: string) => env.store.client.send(new PutObjectCommand({ Bucket: env.s3.bucket, Key: k, Body: Buffer.from(text(3000, 'late ')), ContentLength: 3000 }));
+    const put = (k: string) => env.store.putVerified(k, Buffer.from(text(3000, 'late ')), sha256Hex(text(3000, 'late ')), 'text/plain');
     // an object uploaded by a run that stopped before its flip: an orphan, for now
     await put(key);
     await put(`apps/${other}/files/x.txt`);

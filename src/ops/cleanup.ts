@@ -2,6 +2,8 @@ import type { StorageContext } from '../context.ts';
 import { TABLE_NAMES, TABLES } from '../tables.ts';
 import type { RowFilter } from '../sql/filters.ts';
 import { keysStillReferenced } from '../sql/references.ts';
+import { deleteUnnamed, deleteWindowStats, emptyTally, type DeletionTally } from './guarded-deletes.ts';
+import type { DeleteWindowStats } from '../store/deletes.ts';
 import { walkBucketByApp } from './bucket-walk.ts';
 import type { StoredObject } from '../object-store.ts';
 import { UsageError, errorMessage } from '../errors.ts';
@@ -33,7 +35,13 @@ export interface CleanupResult {
   sample: { key: string; size: number; lastModified?: string }[];
   deleted: number;
   quarantined: number;
+  /** Orphans left in place on purpose: written by someone else (the app), or rewritten since they were listed. */
+  refused: { key: string; reason: string }[];
+  /** Objects put back because a row started naming them while they were deleted (see guarded-deletes.ts). */
+  restored: number;
   failed: { key: string; reason: string }[];
+  /** From each delete's tombstone to its answer: the time R2's per-key write limit must cover. */
+  deleteWindow: DeleteWindowStats;
   applied: boolean;
   interrupted: boolean;
 }
@@ -49,15 +57,30 @@ export function validateQuarantinePrefix(prefix: string): string {
 
 /**
  * Finds objects under apps/ that no row of any table names and that are older than the grace period; lists
- * them, or deletes them in DeleteObjects batches of up to 1000 (or moves them under a quarantine prefix).
- * Immediately before each deletion batch the database is asked again, so a row that started naming a key
- * during the walk keeps its object.
+ * them, or deletes them (or moves them under a quarantine prefix). Immediately before each deletion batch the
+ * database is asked again, so a row that started naming a key during the walk keeps its object; and each
+ * object is deleted only if this tool wrote it and it still has the ETag it was listed with (guarded-deletes.ts):
+ * an object the app wrote is never deleted, whatever its age.
  */
 export async function cleanup(context: StorageContext, options: CleanupOptions, reporter: Reporter = {}): Promise<CleanupResult> {
   await assertSchemaReady(context.db);
   const quarantine = options.quarantinePrefix ? validateQuarantinePrefix(options.quarantinePrefix) : undefined;
   const cutoff = (options.now ?? new Date()).getTime() - options.graceMs;
-  const result: CleanupResult = { orphans: 0, orphanBytes: 0, tooYoung: 0, sample: [], deleted: 0, quarantined: 0, failed: [], applied: options.apply, interrupted: false };
+  const result: CleanupResult = {
+    orphans: 0,
+    orphanBytes: 0,
+    tooYoung: 0,
+    sample: [],
+    deleted: 0,
+    quarantined: 0,
+    refused: [],
+    restored: 0,
+    failed: [],
+    deleteWindow: deleteWindowStats(emptyTally()),
+    applied: options.apply,
+    interrupted: false,
+  };
+  const tally: DeletionTally = emptyTally();
   const sampleSize = options.sampleSize ?? 20;
   const filter: RowFilter = { appIds: options.appIds };
   let pending: StoredObject[] = [];
@@ -66,29 +89,28 @@ export async function cleanup(context: StorageContext, options: CleanupOptions, 
     if (!pending.length) return;
     const batch = pending;
     pending = [];
-    const stillNamed = await keysStillReferenced(context.db, batch.map((object) => object.key));
-    const doomed = batch.filter((object) => !stillNamed.has(object.key));
     if (quarantine) {
-      await mapLimit(doomed, options.concurrency, async (object) => {
+      const stillNamed = await keysStillReferenced(context.db, batch.map((object) => object.key));
+      const copied: StoredObject[] = [];
+      await mapLimit(batch.filter((object) => !stillNamed.has(object.key)), options.concurrency, async (object) => {
         const target = `${quarantine}/${object.key}`;
         try {
-          await context.store.copy(object.key, target);
+          await context.store.copy(object.key, target, object.etag);
           const copy = await context.store.head(target);
           if (!copy || copy.size !== object.size || (object.etag && copy.etag !== object.etag)) {
             result.failed.push({ key: object.key, reason: `quarantine copy ${target} does not match; original kept` });
             return;
           }
-          const deletion = await context.store.deleteMany([object.key]);
-          if (deletion.deleted.length) result.quarantined++;
-          result.failed.push(...deletion.failed);
+          copied.push(object);
         } catch (error) {
           result.failed.push({ key: object.key, reason: errorMessage(error) });
         }
       });
+      const before = tally.deleted.length;
+      await deleteUnnamed(context, copied.map((object) => ({ key: object.key, expect: { etag: object.etag } })), options.concurrency, tally);
+      result.quarantined += tally.deleted.length - before;
     } else {
-      const deletion = await context.store.deleteMany(doomed.map((object) => object.key));
-      result.deleted += deletion.deleted.length;
-      result.failed.push(...deletion.failed);
+      await deleteUnnamed(context, batch.map((object) => ({ key: object.key, expect: { etag: object.etag } })), options.concurrency, tally);
     }
     reporter.advance?.(batch.length, batch.reduce((sum, object) => sum + object.size, 0));
   };
@@ -113,6 +135,11 @@ export async function cleanup(context: StorageContext, options: CleanupOptions, 
     }
   }
   if (options.apply) await removePending();
+  if (!quarantine) result.deleted = tally.deleted.length;
+  result.refused = tally.refused;
+  result.restored = tally.restored.length;
+  result.failed.push(...tally.failed);
+  result.deleteWindow = deleteWindowStats(tally);
   result.interrupted = options.signal?.aborted ?? false;
   reporter.stageDone?.(options.apply ? 'cleanup' : 'cleanup (listing)');
   return result;

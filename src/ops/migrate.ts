@@ -13,7 +13,9 @@ import { mergeRuns } from './batch-runner.ts';
 import type { KeyLayout } from '../sql/schema.ts';
 import { assertLayoutAllowed } from './schema.ts';
 import { assertSnapshotJson } from '../snapshot.ts';
-import { DataError, errorMessage } from '../errors.ts';
+import { DataError, ObjectConflictError, errorMessage } from '../errors.ts';
+import { keysStillReferenced } from '../sql/references.ts';
+import type { WriteIntent } from '../object-store.ts';
 import type { Reporter } from '../reporter.ts';
 import { LARGE_ITEM_CONCURRENCY, type CommonRunOptions } from './options.ts';
 import { countProblems, runTotals, withWorker } from './worker-run.ts';
@@ -64,6 +66,10 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
     // A stale hybrid row keeps the key it has (path layout); a content-addressed one moves to its new blob.
     const keyOf = (row: ClaimedRow, hash: string, keep?: string | null): KeyResult =>
       addressed ? blobKey(row.app_id, hash) : keep ? { ok: true, key: keep } : table.keyFor(row, row.collision);
+    // A stale hybrid row's object is ours and named by the row: replaced only under If-Match on its ETag.
+    // Anything else is a create: the key must be free, or hold an object of ours that no row names.
+    const intentFor = (keep?: string | null): WriteIntent =>
+      keep && !addressed ? { kind: 'replace-ours' } : { kind: 'create', mayReplaceOurs: async (key) => !(await keysStillReferenced(context.db, [key])).has(key) };
     const upload = async (row: ClaimedRow, keep?: string | null): Promise<ItemOutcome<UploadedRow>> => {
       if (addressed && row.path !== null) {
         const path = normalizePath(row.path);
@@ -84,7 +90,7 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
         const key = keyOf(row, hash, keep);
         if (!key.ok) return { kind: 'skipped', reason: `unsafe path: ${key.reason}` };
         if (addressed) await blobs.ensure(key.key, body, hash, contentType);
-        else await context.store.putVerified(key.key, body, hash, contentType);
+        else await context.store.putVerified(key.key, body, hash, contentType, intentFor(keep));
         return { kind: 'done', value: { id: row.id, key: key.key, hash, size: body.length }, bytes: body.length };
       }
       if (!row.db_hash || row.bytes === null) return { kind: 'failed', reason: 'content vanished before it could be read' };
@@ -92,7 +98,7 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
       const expectedSize = row.bytes;
       const key = keyOf(row, expectedHash, keep);
       if (!key.ok) return { kind: 'skipped', reason: `unsafe path: ${key.reason}` };
-      await large.run(() => context.store.putStreamVerified(key.key, readContentChunks(context.db, table, row.id), expectedHash, expectedSize, contentType));
+      await large.run(() => context.store.putStreamVerified(key.key, () => readContentChunks(context.db, table, row.id), expectedHash, expectedSize, contentType, intentFor(keep)));
       return { kind: 'done', value: { id: row.id, key: key.key, hash: expectedHash, size: expectedSize }, bytes: expectedSize };
     };
     const moved = await runBatches(
@@ -104,7 +110,7 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
         withContent: true,
         withDbHash: false,
         inlineMaxBytes: options.inlineMaxBytes,
-        work: (row) => upload(row).catch((error): ItemOutcome<UploadedRow> => ({ kind: 'failed', reason: errorMessage(error) })),
+        work: (row) => upload(row).catch(refusedOrFailed),
         flip: (done, claimedIds) => flipToHybrid(context.db, table, run.workerId, done, claimedIds),
       },
       run.options,
@@ -124,7 +130,7 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
         withDbHash: false,
         inlineMaxBytes: options.inlineMaxBytes,
         work: async (row): Promise<ItemOutcome<RefreshedRow>> => {
-          const outcome = await upload(row, row.key).catch((error): ItemOutcome<UploadedRow> => ({ kind: 'failed', reason: errorMessage(error) }));
+          const outcome = await upload(row, row.key).catch(refusedOrFailed);
           if (outcome.kind !== 'done') return outcome;
           return { kind: 'done', value: { ...outcome.value, oldKey: row.key! }, bytes: outcome.bytes };
         },
@@ -150,6 +156,12 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
   };
 }
 
+/** An object we may not replace is a refusal (the row keeps its database content), not a failure. */
+function refusedOrFailed(error: unknown): ItemOutcome<never> {
+  if (error instanceof ObjectConflictError) return { kind: 'skipped', reason: error.message };
+  return { kind: 'failed', reason: errorMessage(error) };
+}
+
 /**
  * Content-addressed uploads: a blob is uploaded once per run (rows of one batch with the same content
  * wait for the same upload), and not at all when the bucket already holds exactly these bytes (its ETag is
@@ -164,9 +176,11 @@ class BlobUploads {
     const known = this.recent.get(key);
     if (known) return known;
     const upload = (async () => {
+      // A blob whose ETag is the MD5 of these bytes holds them, whoever wrote it: nothing to upload.
       const existing = await this.store.head(key);
       if (existing && existing.size === body.length && existing.etag === md5Hex(body)) return;
-      await this.store.putVerified(key, body, sha256, contentType);
+      // A blob's key is its content's hash, so correct bytes are right for every row that names it.
+      await this.store.putVerified(key, body, sha256, contentType, { kind: 'create', mayReplaceOurs: async () => true });
     })();
     // A failed upload is forgotten at once, so the next row with these bytes tries again.
     upload.catch(() => this.recent.delete(key));

@@ -12,6 +12,7 @@ import { placementFor, type PlacementPolicy } from '../placement.ts';
 import { contentTypeFor } from '../content-type.ts';
 import { mapLimit } from '../pool.ts';
 import { assertSchemaReady } from './schema.ts';
+import { keysStillReferenced } from '../sql/references.ts';
 
 export interface DiffEntry {
   path: string;
@@ -140,7 +141,9 @@ export async function applyRestore(context: StorageContext, prepared: PreparedRe
     placed.push({ path, content, hash: sha256Hex(content), size, location, key });
   }
   const uploads = placed.filter((file) => file.key);
-  await mapLimit(uploads, concurrency, (file) => context.store.putVerified(file.key!, Buffer.from(file.content, 'utf8'), file.hash, contentTypeFor(file.path)));
+  // The new version's keys are fresh; an object of ours there is a leftover of an attempt that rolled back.
+  const intent = { kind: 'create' as const, mayReplaceOurs: async (key: string) => !(await keysStillReferenced(context.db, [key])).has(key) };
+  await mapLimit(uploads, concurrency, (file) => context.store.putVerified(file.key!, Buffer.from(file.content, 'utf8'), file.hash, contentTypeFor(file.path), intent));
 
   const newVersionNumber = `${prepared.version.version_number}-restored-${newVersionId}`;
   await context.db.transaction(async (trx) => {

@@ -4,7 +4,8 @@ import type { StoredTable } from '../tables.ts';
 import type { ClaimedRow } from '../sql/claim-batch.ts';
 import { flipToDatabase, type KeptCopy, type RestoredContent } from '../sql/flip-to-database.ts';
 import { dropStaleStaging, stageContent } from '../sql/content-chunks.ts';
-import { keysStillReferenced } from '../sql/references.ts';
+import { deleteUnnamed, deleteWindowStats, emptyTally } from './guarded-deletes.ts';
+import type { DeleteWindowStats } from '../store/deletes.ts';
 import { runBatches, type ItemOutcome, type TableRunResult } from './batch-runner.ts';
 import { Limiter } from '../pool.ts';
 import { IntegrityError, errorMessage } from '../errors.ts';
@@ -28,6 +29,10 @@ export interface RollbackResult {
   bytesRestored: number;
   purged: number;
   purgeFailures: { key: string; reason: string }[];
+  /** Objects --purge left in place on purpose: written by someone else (the app), or rewritten since the row was read. */
+  purgeRefused: { key: string; reason: string }[];
+  /** From each delete's tombstone to its answer: the time R2's per-key write limit must cover. */
+  deleteWindow: DeleteWindowStats;
   problems: number;
 }
 
@@ -44,14 +49,13 @@ export async function rollback(context: StorageContext, options: RollbackOptions
   await dropStaleStaging(context.db);
   const large = new Limiter(LARGE_ITEM_CONCURRENCY);
   const target = options.keepHybrid ? 'hybrid' : 'database';
-  let purged = 0;
-  const purgeFailures: { key: string; reason: string }[] = [];
+  const tally = emptyTally();
   const outcome = await withWorker(context, options, reporter, 'rollback', (run, table) => {
     const fetchBack = async (row: ClaimedRow): Promise<ItemOutcome<RollbackItem>> => {
       if (!row.key) return { kind: 'skipped', reason: 'row has no object key' };
       if (row.location === 'hybrid') {
         if (!row.has_content) return { kind: 'skipped', reason: 'hybrid row has no database content; run verify' };
-        return { kind: 'done', value: { kept: { id: row.id, key: row.key } }, bytes: 0 };
+        return { kind: 'done', value: { kept: { id: row.id, key: row.key, hash: row.hash } }, bytes: 0 };
       }
       if (!row.hash) return { kind: 'failed', key: row.key, reason: 'r2 row has no content_hash: its object cannot be verified, so it is not trusted' };
       if (row.has_content) return { kind: 'skipped', reason: 'r2 row still has database content; run verify' };
@@ -91,15 +95,15 @@ export async function rollback(context: StorageContext, options: RollbackOptions
       const flipped = await flipToDatabase(context.db, table, run.workerId, restored, kept, target, claimedIds);
       if (options.purge && target === 'database' && flipped.length) {
         const flippedSet = new Set(flipped);
-        const keys = [...restored, ...kept].filter((item) => flippedSet.has(item.id)).map((item) => item.key);
+        // Each object only while it still holds what its row held: an object the app rewrote since is kept.
+        const candidates = [...restored, ...kept]
+          .filter((item) => flippedSet.has(item.id))
+          .map((item) => ({ key: item.key, expect: { sha256: item.hash ?? undefined } }));
         try {
-          const stillNamed = await keysStillReferenced(context.db, keys);
-          const deletion = await context.store.deleteMany(keys.filter((key) => !stillNamed.has(key)));
-          purged += deletion.deleted.length;
-          purgeFailures.push(...deletion.failed);
+          await deleteUnnamed(context, candidates, options.concurrency, tally);
         } catch (error) {
           // The rows are rolled back either way; an object left behind is only an orphan for cleanup.
-          purgeFailures.push(...keys.map((key) => ({ key, reason: `not purged: ${errorMessage(error)}` })));
+          tally.failed.push(...candidates.map(({ key }) => ({ key, reason: `not purged: ${errorMessage(error)}` })));
         }
       }
       return flipped;
@@ -129,8 +133,10 @@ export async function rollback(context: StorageContext, options: RollbackOptions
     ...outcome,
     rolledBack: runTotals(outcome).rows,
     bytesRestored: runTotals(outcome).bytes,
-    purged,
-    purgeFailures,
-    problems: countProblems(outcome, purgeFailures.length),
+    purged: tally.deleted.length,
+    purgeFailures: tally.failed,
+    purgeRefused: tally.refused,
+    deleteWindow: deleteWindowStats(tally),
+    problems: countProblems(outcome, tally.failed.length),
   };
 }

@@ -14,6 +14,8 @@ export interface RestoredContent {
 export interface KeptCopy {
   id: string;
   key: string;
+  /** The hash the row recorded for its object (what --purge expects to find there). */
+  hash: string | null;
 }
 
 /**

@@ -1,0 +1,76 @@
+import type { StorageContext } from '../context.ts';
+import { keysStillReferenced, rowsNamingKeys } from '../sql/references.ts';
+import { readContentChunks } from '../sql/content-chunks.ts';
+import { TABLES } from '../tables.ts';
+import { contentTypeFor } from '../content-type.ts';
+import { mapLimit } from '../pool.ts';
+import { errorMessage } from '../errors.ts';
+import { windowStats, type DeleteExpectation, type DeleteWindowStats } from '../store/deletes.ts';
+
+export interface DeleteCandidate {
+  key: string;
+  expect: DeleteExpectation;
+}
+
+export interface DeletionTally {
+  deleted: string[];
+  /** Left in place on purpose: not ours, rewritten since it was checked, still named by a row. */
+  refused: { key: string; reason: string }[];
+  failed: { key: string; reason: string }[];
+  /** Objects put back from their rows' database content because a row started naming them while they were deleted. */
+  restored: string[];
+  windows: { ms: number; guarded: boolean }[];
+}
+
+export function emptyTally(): DeletionTally {
+  return { deleted: [], refused: [], failed: [], restored: [], windows: [] };
+}
+
+export function deleteWindowStats(tally: DeletionTally): DeleteWindowStats {
+  return windowStats(tally.windows);
+}
+
+/**
+ * Deletes objects that no row names, each only if this tool wrote it and it is still what was checked
+ * (ObjectStore.deleteIfOurs). Afterwards the database is asked once more: a row of ours that started naming
+ * one of the keys meanwhile (a migrate adopting an object it had uploaded before) gets the object back from
+ * its database content, so no row is left pointing at a deleted object.
+ */
+export async function deleteUnnamed(context: StorageContext, candidates: DeleteCandidate[], concurrency: number, tally: DeletionTally): Promise<void> {
+  if (!candidates.length) return;
+  const named = await keysStillReferenced(context.db, candidates.map((candidate) => candidate.key));
+  const deletedNow: string[] = [];
+  await mapLimit(candidates, concurrency, async ({ key, expect }) => {
+    if (named.has(key)) {
+      tally.refused.push({ key, reason: 'a row names it; not deleted' });
+      return;
+    }
+    try {
+      const outcome = await context.store.deleteIfOurs(key, expect);
+      if (outcome.status === 'deleted') {
+        deletedNow.push(key);
+        tally.windows.push({ ms: outcome.windowMs, guarded: outcome.guarded });
+      } else if (outcome.status === 'refused') tally.refused.push({ key, reason: outcome.reason });
+    } catch (error) {
+      tally.failed.push({ key, reason: errorMessage(error) });
+    }
+  });
+  tally.deleted.push(...deletedNow);
+  await restoreNamedObjects(context, deletedNow, tally);
+}
+
+async function restoreNamedObjects(context: StorageContext, deleted: string[], tally: DeletionTally): Promise<void> {
+  for (const row of await rowsNamingKeys(context.db, deleted)) {
+    const table = TABLES[row.table];
+    if (!row.has_content || row.db_hash === null || row.db_hash !== row.hash || row.bytes === null) {
+      tally.failed.push({ key: row.key, reason: `${table.table} #${row.id} started naming this key while it was deleted, and has no matching database content to restore it from; run verify` });
+      continue;
+    }
+    try {
+      await context.store.putStreamVerified(row.key, () => readContentChunks(context.db, table, row.id), row.db_hash, row.bytes, contentTypeFor(row.key), { kind: 'create' });
+      tally.restored.push(row.key);
+    } catch (error) {
+      tally.failed.push({ key: row.key, reason: `${table.table} #${row.id} names this deleted key and restoring it failed: ${errorMessage(error)}` });
+    }
+  }
+}

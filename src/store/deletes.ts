@@ -1,0 +1,116 @@
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { cleanEtag } from '../hashing.ts';
+import { describeS3Error, isNotFound, isPreconditionFailed, isThrottled } from './client.ts';
+import { tombstoneMetadata } from './ownership.ts';
+import type { StoreCore } from './core.ts';
+
+/** What the caller knows the object must still be: the ETag it listed, and/or the SHA-256 of the row it served. */
+export interface DeleteExpectation {
+  etag?: string;
+  sha256?: string;
+}
+
+export type GuardedDelete =
+  | {
+      status: 'deleted';
+      /** From sending the tombstone to the delete's answer: how long R2's one-write-per-second-per-key rule must cover. */
+      windowMs: number;
+      /** False when the delete had to fall back to a plain HEAD-then-DELETE (see below). */
+      guarded: boolean;
+    }
+  | { status: 'gone' }
+  | { status: 'refused'; reason: string };
+
+/** The delete is sent only this soon after the tombstone was: well inside the second R2 refuses other writes. */
+const TOMBSTONE_GUARD_MS = 600;
+const ROUNDS = 3;
+
+/**
+ * Deletes an object only if this tool wrote it and it is still what the caller checked. S3 and R2 have no
+ * conditional delete, so the check and the delete are bridged by a conditional write:
+ * 1. HEAD: the object must carry our marker and match `expect`.
+ * 2. PUT a 0-byte tombstone of ours with `If-Match` on that ETag: atomic, so a write by anyone since the HEAD
+ *    fails the condition (412) and nothing is deleted.
+ * 3. DELETE at once, with no automatic retry. R2 takes one write per key per second, so for that second a PUT
+ *    by the app gets 429 and retries after the delete, instead of landing just before it and being deleted.
+ * If the delete itself is refused with 429 (should R2 count deletes as writes), it waits out the second and
+ * falls back to HEAD-then-DELETE on the tombstone; only then is there an unguarded window, reported as such.
+ */
+export async function deleteIfOurs(core: StoreCore, key: string, expect: DeleteExpectation = {}): Promise<GuardedDelete> {
+  let head = await core.head(key);
+  if (!head) return { status: 'gone' };
+  if (!head.ours) return { status: 'refused', reason: 'written by someone else (no overskill-storage marker), most likely the app; not deleted' };
+  if (!head.tombstone) {
+    if (expect.etag !== undefined && head.etag !== expect.etag) return { status: 'refused', reason: 'rewritten since it was listed; not deleted' };
+    if (expect.sha256 !== undefined && head.sha256 !== expect.sha256) return { status: 'refused', reason: 'holds other content than the row it was checked against; not deleted' };
+  }
+  let etag = head.etag;
+  for (let round = 1; round <= ROUNDS; round++) {
+    const sentAt = performance.now();
+    let tombstoneEtag: string;
+    try {
+      const result = await core.client.send(
+        new PutObjectCommand({ Bucket: core.bucket, Key: key, Body: Buffer.alloc(0), ContentLength: 0, Metadata: tombstoneMetadata(), IfMatch: etag }),
+      );
+      tombstoneEtag = cleanEtag(result.ETag);
+    } catch (error) {
+      if (isPreconditionFailed(error) || isNotFound(error)) {
+        // Someone wrote or removed it since we looked; it may also be our own tombstone whose answer was lost.
+        head = await core.head(key);
+        if (!head) return { status: 'gone' };
+        if (head.tombstone) {
+          etag = head.etag;
+          continue;
+        }
+        return { status: 'refused', reason: 'rewritten since it was checked (a conditional write failed); not deleted' };
+      }
+      if (isThrottled(error)) return { status: 'refused', reason: 'written by someone else within the last second; left for the next run' };
+      return { status: 'refused', reason: `could not be replaced by a tombstone: ${describeS3Error(error)}` };
+    }
+    if (performance.now() - sentAt > TOMBSTONE_GUARD_MS) {
+      // Too slow an answer to be sure the second is not over: start again from our own tombstone.
+      etag = tombstoneEtag;
+      continue;
+    }
+    try {
+      await core.onceClient.send(new DeleteObjectCommand({ Bucket: core.bucket, Key: key }));
+      return { status: 'deleted', windowMs: performance.now() - sentAt, guarded: true };
+    } catch (error) {
+      if (!isThrottled(error)) return { status: 'refused', reason: `delete failed (a 0-byte tombstone of ours is left at the key): ${describeS3Error(error)}` };
+      return fallBack(core, key, tombstoneEtag, sentAt);
+    }
+  }
+  return { status: 'refused', reason: 'the key kept changing; left for the next run' };
+}
+
+async function fallBack(core: StoreCore, key: string, tombstoneEtag: string, sentAt: number): Promise<GuardedDelete> {
+  await sleep(Math.max(0, 1100 - (performance.now() - sentAt)));
+  const checkedAt = performance.now();
+  const head = await core.head(key);
+  if (!head) return { status: 'gone' };
+  if (!head.tombstone || head.etag !== tombstoneEtag) return { status: 'refused', reason: 'rewritten after our tombstone; not deleted' };
+  try {
+    await core.onceClient.send(new DeleteObjectCommand({ Bucket: core.bucket, Key: key }));
+    return { status: 'deleted', windowMs: performance.now() - checkedAt, guarded: false };
+  } catch (error) {
+    return { status: 'refused', reason: `delete failed (a 0-byte tombstone of ours is left at the key): ${describeS3Error(error)}` };
+  }
+}
+
+export interface DeleteWindowStats {
+  count: number;
+  unguarded: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+/** Summary of the windows of a run's deletes (reported by cleanup and rollback --purge). */
+export function windowStats(windows: { ms: number; guarded: boolean }[]): DeleteWindowStats {
+  const sorted = windows.map((w) => w.ms).sort((a, b) => a - b);
+  const at = (q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : 0);
+  const round = (ms: number) => Math.round(ms * 10) / 10;
+  return { count: sorted.length, unguarded: windows.filter((w) => !w.guarded).length, p50Ms: round(at(0.5)), p99Ms: round(at(0.99)), maxMs: round(sorted[sorted.length - 1] ?? 0) };
+}

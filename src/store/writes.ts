@@ -1,0 +1,182 @@
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { PutObjectCommand, type PutObjectCommandInput } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { IntegrityError, ObjectConflictError, ObjectStoreError } from '../errors.ts';
+import { cleanEtag, hexToBase64, md5Hex, MultipartEtag } from '../hashing.ts';
+import { describeS3Error, isNotFound, isPreconditionFailed } from './client.ts';
+import { ourMetadata, type ObjectHead } from './ownership.ts';
+import type { StoreCore } from './core.ts';
+
+/**
+ * What a write may do to the key it targets. Every write is conditional (R2 honours `If-None-Match: *` and
+ * `If-Match` on PutObject and CompleteMultipartUpload), so an object someone else wrote in the meantime
+ * makes the write fail instead of being replaced:
+ * - `create`: the key should be free. If it holds exactly these bytes, written by us (an earlier attempt whose
+ *   answer was lost, a run killed before its flip), that object is adopted. If it holds other bytes written by
+ *   us, it is replaced under `If-Match` on its ETag, provided `mayReplaceOurs` agrees (no row names it);
+ *   without it, such an object is left alone and the write refused.
+ * - `replace-ours`: the key holds our object, which the row names and which is stale; it is replaced under
+ *   `If-Match` on the ETag it had when we looked.
+ * An object without our marker (the app's Phase 1 model writes the same keys) is never replaced: the write
+ * fails with ObjectConflictError and the row keeps its database content.
+ */
+export type WriteIntent = { kind: 'create'; mayReplaceOurs?: (key: string) => Promise<boolean> } | { kind: 'replace-ours' };
+
+export const CREATE: WriteIntent = { kind: 'create' };
+
+export interface PutResult {
+  etag: string;
+  size: number;
+  /** True when the ETag could not prove the bytes and they were read back and hashed instead. */
+  readBack: boolean;
+  /** The key already held exactly these bytes, written by us; nothing was uploaded. */
+  adopted: boolean;
+}
+
+type Condition = { IfNoneMatch: '*' } | { IfMatch: string };
+
+const ATTEMPTS = 4;
+
+interface Sent {
+  etag: string;
+  /** The server's ETag proves the stored bytes (our MD5, or the multipart composite of our part MD5s). */
+  proven: boolean;
+}
+
+interface Body {
+  size: number;
+  sha256: string;
+  send(condition: Condition): Promise<Sent>;
+  /** MD5 of the bytes when known (in-memory bodies), to prove an object already there without reading it. */
+  md5?: string;
+}
+
+/** Uploads an in-memory body under `intent` and proves the server stored exactly these bytes. */
+export function putBuffer(core: StoreCore, key: string, body: Buffer, sha256: string, contentType: string, intent: WriteIntent): Promise<PutResult> {
+  const md5 = md5Hex(body);
+  return writeGuarded(core, key, intent, {
+    size: body.length,
+    sha256,
+    md5,
+    send: async (condition) => {
+      const input: PutObjectCommandInput = {
+        Bucket: core.bucket,
+        Key: key,
+        Body: body,
+        ContentLength: body.length,
+        ContentType: contentType,
+        ContentMD5: hexToBase64(md5),
+        Metadata: ourMetadata(sha256),
+        ...condition,
+      };
+      const etag = cleanEtag((await core.client.send(new PutObjectCommand(input))).ETag);
+      return { etag, proven: etag === md5 };
+    },
+  });
+}
+
+/**
+ * Streams a body too large to hold (multipart through lib-storage, part by part, so memory stays at about two
+ * parts). `open` is called once per attempt; the streamed bytes must hash to `expectedSha256`.
+ */
+export function putStream(
+  core: StoreCore,
+  key: string,
+  open: () => AsyncIterable<Buffer>,
+  expectedSha256: string,
+  expectedSize: number,
+  contentType: string,
+  intent: WriteIntent,
+): Promise<PutResult> {
+  return writeGuarded(core, key, intent, {
+    size: expectedSize,
+    sha256: expectedSha256,
+    send: async (condition) => {
+      const sha = createHash('sha256');
+      const md5 = createHash('md5');
+      const multipartEtag = new MultipartEtag(core.partSize);
+      let size = 0;
+      const source = Readable.from(
+        (async function* () {
+          for await (const chunk of open()) {
+            sha.update(chunk);
+            md5.update(chunk);
+            multipartEtag.update(chunk);
+            size += chunk.length;
+            yield chunk;
+          }
+        })(),
+      );
+      const upload = new Upload({
+        client: core.client,
+        queueSize: 1,
+        partSize: core.partSize,
+        leavePartsOnError: false,
+        // lib-storage passes these to PutObject (one part) or CompleteMultipartUpload (several).
+        params: { Bucket: core.bucket, Key: key, Body: source, ContentType: contentType, Metadata: ourMetadata(expectedSha256), ...condition },
+      });
+      const etag = cleanEtag((await upload.done()).ETag);
+      if (size !== expectedSize || sha.digest('hex') !== expectedSha256) {
+        throw new IntegrityError(`content of ${key} changed while it was streamed (${size} bytes, expected ${expectedSize}); it will be retried on the next run`, key);
+      }
+      return { etag, proven: etag === md5.digest('hex') || etag === multipartEtag.digest() };
+    },
+  });
+}
+
+async function writeGuarded(core: StoreCore, key: string, intent: WriteIntent, body: Body): Promise<PutResult> {
+  let condition: Condition | undefined = intent.kind === 'create' ? { IfNoneMatch: '*' } : undefined;
+  let lastProblem = '';
+  for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+    if (!condition) {
+      const decision = await decide(core, key, intent, body, await core.head(key));
+      if ('adopted' in decision) return decision.adopted;
+      condition = decision.condition;
+    }
+    let sent: Sent;
+    try {
+      sent = await body.send(condition);
+    } catch (error) {
+      if (error instanceof IntegrityError) throw error;
+      // The condition failed: someone wrote (or removed) the key since we looked. Look again.
+      if (isPreconditionFailed(error) || ('IfMatch' in condition && isNotFound(error))) {
+        condition = undefined;
+        lastProblem = 'the key kept changing under our conditional writes';
+        continue;
+      }
+      throw new ObjectStoreError(`upload of ${key} failed: ${describeS3Error(error)}`, key, { cause: error });
+    }
+    if (sent.proven) return { etag: sent.etag, size: body.size, readBack: false, adopted: false };
+    // Not an MD5 ETag (some servers use other schemes): read the object back and hash it.
+    if (!/^[0-9a-f]{32}(-[0-9]+)?$/.test(sent.etag)) {
+      const check = await core.readAndHash(key);
+      if (check.sha256 === body.sha256 && check.size === body.size) return { etag: sent.etag, size: body.size, readBack: true, adopted: false };
+      lastProblem = `read-back SHA-256 ${check.sha256.slice(0, 12)}… (${check.size} bytes) differs from ours`;
+    } else {
+      lastProblem = `server ETag ${sent.etag} differs from our MD5`;
+    }
+    // What we just stored is ours and wrong: replace it, but only while it is still what we stored.
+    condition = { IfMatch: sent.etag };
+  }
+  throw new IntegrityError(`upload of ${key} could not be completed and verified after ${ATTEMPTS} attempts: ${lastProblem}`, key);
+}
+
+async function decide(core: StoreCore, key: string, intent: WriteIntent, body: Body, head: ObjectHead | undefined): Promise<{ adopted: PutResult } | { condition: Condition }> {
+  if (!head) return { condition: { IfNoneMatch: '*' } };
+  if (!head.ours) {
+    throw new ObjectConflictError(
+      `the object at ${key} was written by someone else (no overskill-storage marker), most likely the app itself; it is not replaced, and the row keeps its database content`,
+      key,
+    );
+  }
+  if (!head.tombstone && head.size === body.size && head.sha256 === body.sha256) {
+    if (body.md5 !== undefined && head.etag === body.md5) return { adopted: { etag: head.etag, size: body.size, readBack: false, adopted: true } };
+    const check = await core.readAndHash(key);
+    if (check.sha256 === body.sha256 && check.size === body.size) return { adopted: { etag: head.etag, size: body.size, readBack: true, adopted: true } };
+  }
+  if (intent.kind === 'create' && !(await intent.mayReplaceOurs?.(key))) {
+    throw new ObjectConflictError(`an older object of ours with other content is at ${key}, and it may not be replaced here; it is left as it is`, key);
+  }
+  return { condition: { IfMatch: head.etag } };
+}
