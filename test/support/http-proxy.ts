@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { R2Emulation } from './r2-emulation.ts';
 
 /** What the injector may do to one request instead of (or while) forwarding it. */
 export type Fault =
@@ -22,16 +23,20 @@ export interface SeenRequest {
 
 /**
  * An HTTP proxy in front of the S3 server: it forwards every request unchanged (the Host header too, so
- * SigV4 signatures stay valid), records what it saw, and answers chosen requests with faults.
+ * SigV4 signatures stay valid), records what it saw, and answers chosen requests with faults. With an
+ * R2Emulation it also does what R2 does and s3rver does not (see r2-emulation.ts); several proxies (one per
+ * client, each with its own latency) can share one emulation, as several clients share one bucket.
  */
 export class S3Proxy {
   readonly seen: SeenRequest[] = [];
   private server?: http.Server;
   private rules: { match: (request: SeenRequest, index: number) => boolean; fault: Fault; times: number }[] = [];
   latencyMs = 0;
+  /** A random extra delay up to this, per request, so requests overtake each other. */
+  jitterMs = 0;
   port = 0;
 
-  constructor(private readonly targetPort: number, private readonly bucket: string) {}
+  constructor(private readonly targetPort: number, private readonly bucket: string, readonly r2?: R2Emulation) {}
 
   get endpoint(): string {
     return `http://127.0.0.1:${this.port}`;
@@ -87,7 +92,7 @@ export class S3Proxy {
     const rule = this.rules.find((candidate) => candidate.times > 0 && candidate.match(seen, index));
     if (rule) rule.times--;
     const fault = rule?.fault;
-    const forward = () => {
+    const forward = (finished: (status: number) => void = () => undefined) => {
       if (fault?.kind === 'status') {
         request.resume();
         request.on('end', () => {
@@ -109,6 +114,9 @@ export class S3Proxy {
       const upstream = http.request(
         { host: '127.0.0.1', port: this.targetPort, method: request.method, path: request.url, headers },
         (upstreamResponse) => {
+          const status = upstreamResponse.statusCode ?? 500;
+          upstreamResponse.on('end', () => finished(status));
+          upstreamResponse.on('error', () => finished(500));
           if (fault?.kind === 'hold') {
             upstreamResponse.resume();
             upstreamResponse.on('end', () => fault.onForwarded?.());
@@ -131,7 +139,10 @@ export class S3Proxy {
           upstreamResponse.pipe(response);
         },
       );
-      upstream.on('error', () => response.socket?.destroy());
+      upstream.on('error', () => {
+        finished(500);
+        response.socket?.destroy();
+      });
       if (fault?.kind === 'corrupt') {
         let flipped = false;
         request.on('data', (chunk: Buffer) => {
@@ -147,8 +158,13 @@ export class S3Proxy {
       }
       request.pipe(upstream);
     };
-    const delay = (fault?.kind === 'delay' ? fault.ms : 0) + this.latencyMs;
-    if (delay > 0) setTimeout(forward, delay);
-    else forward();
+    const reachesServer = fault?.kind !== 'status' && fault?.kind !== 'blackhole' && fault?.kind !== 'reset';
+    const proceed = () => {
+      if (this.r2 && reachesServer) void this.r2.handle(request, response, seen.key, forward);
+      else forward();
+    };
+    const delay = (fault?.kind === 'delay' ? fault.ms : 0) + this.latencyMs + Math.random() * this.jitterMs;
+    if (delay > 0) setTimeout(proceed, delay);
+    else proceed();
   }
 }

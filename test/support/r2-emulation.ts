@@ -1,0 +1,130 @@
+import http from 'node:http';
+
+type WriteKind = 'put' | 'complete' | 'copy' | 'delete';
+
+/**
+ * What R2 does that s3rver does not, done in the proxy so tests can rely on it:
+ * - conditional writes: `If-None-Match: *` and `If-Match: <etag>` on PutObject, CompleteMultipartUpload and
+ *   CopyObject (and `x-amz-copy-source-if-match`), answered 412 PreconditionFailed when they do not hold;
+ * - one write per key per second (`writeIntervalMs`), answered 429 TooManyRequests.
+ * Every write and delete of a key runs under that key's lock, from the condition check until the server has
+ * answered, so a check and its write are atomic against every other client of the emulation. Share one
+ * instance between proxies to give several clients (the tool, the app) their own latency on one bucket.
+ */
+export class R2Emulation {
+  /** R2 takes at most one write per key per second; 0 turns the rule off. */
+  writeIntervalMs = 0;
+  /** Whether deletes count as writes under that rule (R2's documentation does not say). */
+  limitDeletes = false;
+  readonly stats = { preconditionFailed: 0, throttled: 0, writes: 0, deletes: 0 };
+  private readonly locks = new Map<string, Promise<void>>();
+  private readonly lastWrite = new Map<string, number>();
+
+  constructor(private readonly targetPort: number) {}
+
+  async handle(request: http.IncomingMessage, response: http.ServerResponse, key: string, forward: (finished: (status: number) => void) => void): Promise<void> {
+    const kind = classify(request, key);
+    if (!kind) {
+      forward(() => undefined);
+      return;
+    }
+    await this.exclusive(key, async () => {
+      const limited = kind !== 'delete' || this.limitDeletes;
+      const last = this.lastWrite.get(key);
+      if (limited && this.writeIntervalMs > 0 && last !== undefined && Date.now() - last < this.writeIntervalMs) {
+        this.stats.throttled++;
+        await reply(request, response, 429, 'TooManyRequests', 'Reduce your concurrent request rate for the same object.');
+        return;
+      }
+      if (await this.preconditionFails(request)) {
+        this.stats.preconditionFailed++;
+        await reply(request, response, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
+        return;
+      }
+      const status = await new Promise<number>((resolve) => forward(resolve));
+      if (status < 300) {
+        if (kind === 'delete') this.stats.deletes++;
+        else this.stats.writes++;
+        if (limited) this.lastWrite.set(key, Date.now());
+      }
+    });
+  }
+
+  private async preconditionFails(request: http.IncomingMessage): Promise<boolean> {
+    const ifNoneMatch = header(request, 'if-none-match');
+    const ifMatch = header(request, 'if-match');
+    const copyIfMatch = header(request, 'x-amz-copy-source-if-match');
+    if (ifNoneMatch === undefined && ifMatch === undefined && copyIfMatch === undefined) return false;
+    const path = (request.url ?? '/').split('?')[0];
+    if (ifNoneMatch !== undefined || ifMatch !== undefined) {
+      const current = await this.etagAt(path);
+      if (ifNoneMatch !== undefined && ifNoneMatch.trim() === '*' && current !== undefined) return true;
+      if (ifMatch !== undefined && (current === undefined || clean(ifMatch) !== current)) return true;
+    }
+    if (copyIfMatch !== undefined) {
+      const source = `/${header(request, 'x-amz-copy-source')!.replace(/^\//, '')}`;
+      const current = await this.etagAt(source.split('?')[0]);
+      if (current === undefined || clean(copyIfMatch) !== current) return true;
+    }
+    return false;
+  }
+
+  /** The current ETag of the object at a request path (as the server stores it), or undefined when there is none. */
+  private etagAt(path: string): Promise<string | undefined> {
+    return new Promise((resolve, reject) => {
+      const head = http.request({ host: '127.0.0.1', port: this.targetPort, method: 'HEAD', path }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode === 200 ? clean(String(res.headers.etag ?? '')) : undefined));
+      });
+      head.on('error', reject);
+      head.end();
+    });
+  }
+
+  private async exclusive(key: string, task: () => Promise<void>): Promise<void> {
+    const previous = this.locks.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => (release = resolve));
+    const chained = previous.then(() => mine);
+    this.locks.set(key, chained);
+    await previous;
+    try {
+      await task();
+    } finally {
+      release();
+      if (this.locks.get(key) === chained) this.locks.delete(key);
+    }
+  }
+}
+
+function classify(request: http.IncomingMessage, key: string): WriteKind | undefined {
+  if (!key) return undefined;
+  const query = new URL(request.url ?? '/', 'http://emulation').searchParams;
+  if (request.method === 'PUT' && !query.has('partNumber')) return header(request, 'x-amz-copy-source') ? 'copy' : 'put';
+  if (request.method === 'POST' && query.has('uploadId')) return 'complete';
+  if (request.method === 'DELETE' && !query.has('uploadId')) return 'delete';
+  return undefined;
+}
+
+function header(request: http.IncomingMessage, name: string): string | undefined {
+  const value = request.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function clean(etag: string): string {
+  return etag.replace(/^W\//, '').replace(/"/g, '').trim().toLowerCase();
+}
+
+function reply(request: http.IncomingMessage, response: http.ServerResponse, status: number, code: string, message: string): Promise<void> {
+  return new Promise((resolve) => {
+    const send = () => {
+      response.writeHead(status, { 'content-type': 'application/xml' });
+      response.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`, () => resolve());
+    };
+    if (request.readableEnded) send();
+    else {
+      request.on('end', send);
+      request.resume();
+    }
+  });
+}
