@@ -1,0 +1,168 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { createTestEnv, ON_PGLITE, type TestEnv } from './support/env.ts';
+import { cli } from './support/cli.ts';
+import { insertApp, insertFile, objectText, text } from './support/seed.ts';
+import { S3Proxy } from './support/http-proxy.ts';
+import { R2Emulation } from './support/r2-emulation.ts';
+import { checkConsistency, hybridRowsWithStaleObjects } from './support/consistency.ts';
+import { mulberry32 } from '../src/local/dataset.ts';
+import { query } from '../src/db.ts';
+import { sha256Hex } from '../src/hashing.ts';
+
+/**
+ * Invariant 3 against the plan's own Phase 1 model code (test/support/plan-writer.ts): the app uploads new
+ * contents to the same keys this tool uses, then saves the row, while migrate, migrate --refresh-stale,
+ * rollback --purge and cleanup --grace 0s run. The tool's requests go through a proxy that delays each one by
+ * 60-260 ms, so its uploads of older contents really do arrive after the app's; the app's requests go straight
+ * through. Both proxies share one R2 emulation (conditional writes, one write per key per second). After each
+ * race, every row the app wrote must yield the app's last content, from the database or from its object.
+ * RACE_SEED replays a race; RESILIENCE=long (npm run test:resilience) runs more and longer races.
+ */
+const LONG = process.env.RESILIENCE === 'long';
+const ROUNDS = LONG ? 5 : 1;
+const SECONDS = LONG ? 12 : 4;
+const FILES_PER_APP = 60;
+
+interface WriterReport {
+  writes: number;
+  database: number;
+  hybrid: number;
+  r2: number;
+  legacy: number;
+  failedUploads: number;
+  last: Record<string, string>;
+}
+
+describe.skipIf(ON_PGLITE)('the app writing through the plan\'s Phase 1 model while the tool runs', () => {
+  let env: TestEnv;
+  let r2: R2Emulation;
+  let toolProxy: S3Proxy;
+  let appProxy: S3Proxy;
+  let cliEnv: NodeJS.ProcessEnv;
+  const tally: string[] = [];
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    r2 = new R2Emulation(env.s3.port);
+    r2.writeIntervalMs = 1000;
+    toolProxy = await new S3Proxy(env.s3.port, env.s3.bucket, r2).start();
+    toolProxy.latencyMs = 60;
+    toolProxy.jitterMs = 200;
+    appProxy = await new S3Proxy(env.s3.port, env.s3.bucket, r2).start();
+    cliEnv = { ...env.cliEnv, R2_ENDPOINT: toolProxy.endpoint };
+  });
+  afterAll(async () => {
+    // eslint-disable-next-line no-console
+    if (tally.length) console.log(`app races:\n${tally.join('\n')}`);
+    await toolProxy?.stop();
+    await appProxy?.stop();
+    await env?.close();
+  });
+
+  const tool = async (args: string[]) => {
+    const pace = args[0] === 'cleanup' ? ['--concurrency', '8'] : ['--concurrency', '8', '--batch-size', '8'];
+    const run = await cli([...args, '--json', ...pace, '--request-timeout', '5s'], cliEnv);
+    expect([0, 1], `${args.join(' ')}: ${run.stderr}`).toContain(run.code);
+    return run;
+  };
+
+  async function seedApps(seed: number): Promise<string[]> {
+    const random = mulberry32(seed);
+    const apps = [await insertApp(env.db, `race-${seed}-a`), await insertApp(env.db, `race-${seed}-b`)];
+    for (const app of apps) {
+      for (let i = 0; i < FILES_PER_APP; i++) {
+        await insertFile(env.db, app, `${i % 7 === 0 ? '/' : ''}src/part ${i}.tsx`, text(1100 + Math.floor(random() * 28_000), `${app}:${i}:seed `));
+      }
+    }
+    return apps;
+  }
+
+  /** Runs the writer for SECONDS while `cycle` runs over and over; returns what the writer wrote. */
+  async function race(label: string, apps: string[], seed: number, cycle: string[][], legacy = 0.2): Promise<WriterReport> {
+    const writerConfig = {
+      databaseUrl: env.databaseUrl,
+      endpoint: appProxy.endpoint,
+      bucket: env.s3.bucket,
+      accessKeyId: env.s3.accessKeyId,
+      secretAccessKey: env.s3.secretAccessKey,
+      appIds: apps,
+      seconds: SECONDS,
+      seed,
+      legacy,
+      loops: 4,
+      pauseMs: 4,
+    };
+    const writer = spawn(process.execPath, ['--import', 'tsx', 'test/support/plan-writer.ts', JSON.stringify(writerConfig)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    writer.stdout.on('data', (chunk) => (out += chunk));
+    let finished = false;
+    const done = new Promise<void>((resolve) => writer.on('exit', () => resolve()));
+    void done.then(() => (finished = true));
+    let runs = 0;
+    while (!finished) await tool([...cycle[runs++ % cycle.length], ...apps.flatMap((app) => ['--app', app])]);
+    await done;
+    const report = JSON.parse(out.trim()) as WriterReport;
+    tally.push(
+      `  ${label} (seed ${seed}): ${report.writes} app writes (${report.database} database, ${report.hybrid} hybrid, ${report.r2} r2, ${report.legacy} pre-plan), ${runs} tool runs, 412s so far ${r2.stats.preconditionFailed}, 429s so far ${r2.stats.throttled}`,
+    );
+    return report;
+  }
+
+  /** Every row the app wrote yields the app's last content; no hybrid or r2 row names a missing or different object. */
+  async function expectNothingLost(report: WriterReport): Promise<void> {
+    expect(report.writes).toBeGreaterThan(20);
+    const lost: string[] = [];
+    const rows = await query<{ id: string; location: string; key: string | null; content: string | null }>(
+      env.db,
+      'SELECT id, storage_location AS location, r2_object_key AS key, content FROM app_files WHERE id = ANY($1::bigint[])',
+      [Object.keys(report.last)],
+    );
+    for (const row of rows) {
+      const readable = row.content ?? (row.key ? await objectText(env.store, row.key).catch(() => '<missing object>') : '<nothing>');
+      if (sha256Hex(readable) !== report.last[row.id]) lost.push(`app_files #${row.id} (${row.location}, ${row.key})`);
+    }
+    expect(lost, `rows whose last write by the app was lost (of ${rows.length})`).toEqual([]);
+    await checkConsistency(env, { leftoverKeys: true });
+    expect(await hybridRowsWithStaleObjects(env)).toEqual([]);
+  }
+
+  const seeds = () => {
+    const base = Number(process.env.RACE_SEED ?? Math.floor(Math.random() * 1_000_000));
+    return Array.from({ length: ROUNDS }, (_, round) => base + round);
+  };
+
+  it('migrate (and the rollbacks that give it work again) racing the app', async () => {
+    for (const seed of seeds()) {
+      const apps = await seedApps(seed);
+      await expectNothingLost(await race('migrate', apps, seed, [['migrate', '--yes'], ['rollback', '--yes']]));
+    }
+  });
+
+  it('migrate --refresh-stale racing the app', async () => {
+    for (const seed of seeds()) {
+      const apps = await seedApps(seed);
+      await tool(['migrate', '--yes', ...apps.flatMap((app) => ['--app', app])]);
+      // pre-plan code rewrote half the contents in the database only: their objects are stale
+      await query(env.db, "UPDATE app_files SET content = content || ' (edited by old code)' WHERE app_id = ANY($1::bigint[]) AND id % 2 = 0 AND storage_location = 'hybrid'", [apps]);
+      await expectNothingLost(await race('migrate --refresh-stale', apps, seed, [['migrate', '--refresh-stale', '--yes']], 0.4));
+    }
+  });
+
+  it('rollback --purge racing the app', async () => {
+    for (const seed of seeds()) {
+      const apps = await seedApps(seed);
+      for (const args of [['migrate', '--yes'], ['finalize', '--yes']]) await tool([...args, ...apps.flatMap((app) => ['--app', app])]);
+      await expectNothingLost(await race('rollback --purge', apps, seed, [['rollback', '--purge', '--yes'], ['migrate', '--yes'], ['finalize', '--yes']]));
+    }
+  });
+
+  it('cleanup --grace 0s racing the app', async () => {
+    for (const seed of seeds()) {
+      const apps = await seedApps(seed);
+      // rolled back without --purge: every row's object is an orphan of ours at the very key the app writes to
+      for (const args of [['migrate', '--yes'], ['rollback', '--yes']]) await tool([...args, ...apps.flatMap((app) => ['--app', app])]);
+      await expectNothingLost(await race('cleanup --grace 0s', apps, seed, [['cleanup', '--grace', '0s', '--yes'], ['migrate', '--yes'], ['rollback', '--yes']]));
+    }
+  });
+});
