@@ -2,6 +2,8 @@
  * Object keys. The layout is the plan's:
  *   apps/{app_id}/files/{path}
  *   apps/{app_id}/versions/{version_id}/{path}
+ *   apps/{app_id}/versions/{version_id}@{row_id}/{path}   (a path twice in one version)
+ *   apps/{app_id}/versions/{version_id}@{row_id}          (a version-file row whose app_file was deleted)
  *   apps/{app_id}/snapshots/{version_id}/snapshot.json
  *   apps/{app_id}/blobs/{sha256}            (content-addressed layout)
  *
@@ -69,6 +71,22 @@ export function versionRowKey(appId: string | number, versionId: string | number
   const normalized = normalizePath(path);
   if (!normalized.ok) return normalized;
   return finish(`apps/${appId}/versions/${versionId}@${rowId}/${normalized.path}`);
+}
+
+/**
+ * For a version-file row whose app_file was deleted (the app clears app_file_id and keeps the row as history),
+ * there is no path to key it by: it is keyed by its own id, `{version_id}@{row_id}` with nothing after it.
+ * Path keys always have a "/" after the version part, so this never meets one of them.
+ */
+export function versionOrphanKey(appId: string | number, versionId: string | number, rowId: string | number): KeyResult {
+  const bad = checkId('app id', appId) ?? checkId('version id', versionId) ?? checkId('row id', rowId);
+  if (bad) return { ok: false, reason: bad };
+  return finish(`apps/${appId}/versions/${versionId}@${rowId}`);
+}
+
+/** The file path a plain version-file key stands for (apps/{app}/versions/{version_id}/{path}), if it is one. */
+export function pathOfVersionFileKey(key: string): string | undefined {
+  return /^apps\/[0-9]+\/versions\/[0-9]+(?:@[0-9]+)?\/(.+)$/.exec(key)?.[1];
 }
 
 export function snapshotKey(appId: string | number, versionId: string | number): KeyResult {

@@ -1,4 +1,4 @@
-import { fileKey, snapshotKey, versionFileKey, versionRowKey, type KeyResult } from './keys.ts';
+import { fileKey, snapshotKey, versionFileKey, versionOrphanKey, versionRowKey, type KeyResult } from './keys.ts';
 import { contentTypeFor, SNAPSHOT_CONTENT_TYPE } from './content-type.ts';
 
 /** The three tables whose contents move, described once so every operation treats them alike. */
@@ -97,7 +97,8 @@ export const VERSION_FILES: StoredTable = {
   collisionExpr: `EXISTS (SELECT 1 FROM app_version_files o JOIN app_files oaf ON oaf.id = o.app_file_id
       WHERE o.app_version_id = t.app_version_id AND o.id <> t.id AND oaf.path IN (af.path, ${ALIAS_OF('af.path')}))`,
   keyFor: (row, collision) => {
-    if (row.path === null) return { ok: false, reason: 'its app_file row is gone, so it has no path to key it by' };
+    // The app deleted the file and kept this row as history: keyed by the row itself.
+    if (row.path === null) return versionOrphanKey(row.app_id, row.version_id ?? '', row.id);
     return collision ? versionRowKey(row.app_id, row.version_id ?? '', row.id, row.path) : versionFileKey(row.app_id, row.version_id ?? '', row.path);
   },
   contentTypeFor: (row) => contentTypeFor(row.path, row.file_type),

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { fileKey, MAX_KEY_BYTES, normalizePath, snapshotKey, versionFileKey, blobKey } from '../src/keys.ts';
+import { fileKey, MAX_KEY_BYTES, normalizePath, snapshotKey, versionFileKey, versionOrphanKey, versionRowKey, blobKey } from '../src/keys.ts';
 
 describe('object keys', () => {
   it('follows the plan layout and strips one leading slash', () => {
@@ -95,6 +95,20 @@ describe('object keys', () => {
         const d = versionFileKey('5', String(y + 1), path);
         if (c.ok && d.ok) expect(c.key).not.toBe(d.key);
       }),
+    );
+  });
+
+  it('property: the three version-file key forms (path, row-qualified path, row alone) never meet', () => {
+    fc.assert(
+      fc.property(fc.nat({ max: 50 }), fc.nat({ max: 50 }), pathArbitrary, fc.nat({ max: 50 }), fc.nat({ max: 50 }), pathArbitrary, (v1, r1, p1, v2, r2, p2) => {
+        const keys = (v: number, r: number, p: string) =>
+          [versionFileKey('7', String(v), p), versionRowKey('7', String(v), String(r), p), versionOrphanKey('7', String(v), String(r))].map((k) => (k.ok ? k.key : undefined));
+        const [a, b] = [keys(v1, r1, p1), keys(v2, r2, p2)];
+        // across forms: never equal; within a form: equal only for the same inputs (the leading-slash alias aside)
+        for (let i = 0; i < 3; i++) for (let j = 0; j < 3; j++) if (i !== j && a[i] && b[j]) expect(a[i]).not.toBe(b[j]);
+        if (a[2] && b[2] && a[2] === b[2]) expect([v1, r1]).toEqual([v2, r2]);
+      }),
+      { numRuns: 2000 },
     );
   });
 

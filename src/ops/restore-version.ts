@@ -7,7 +7,7 @@ import { contentRefs, readStoredContent } from './read-content.ts';
 import { decodeSnapshot, encodeSnapshot, type FileMap } from '../snapshot.ts';
 import { DataError, UsageError } from '../errors.ts';
 import { sha256Hex } from '../hashing.ts';
-import { versionFileKey } from '../keys.ts';
+import { pathOfVersionFileKey, versionFileKey } from '../keys.ts';
 import { placementFor, type PlacementPolicy } from '../placement.ts';
 import { contentTypeFor } from '../content-type.ts';
 import { mapLimit } from '../pool.ts';
@@ -79,14 +79,16 @@ async function loadVersionFiles(context: StorageContext, appId: string, version:
   const files: FileMap = new Map();
   const refs = new Map((await contentRefs(context.db, VERSION_FILES, 't.id = ANY($1::bigint[])', [history.map((row) => row.id)], Number.MAX_SAFE_INTEGER)).map((r) => [r.id, r]));
   for (const row of history) {
-    if (row.path === null) throw new DataError(`Version file #${row.id} has no app file (and so no path); version #${version.id} cannot be rebuilt.`);
+    // A row whose file the app deleted has no app_file; if it was migrated under a path key, the key names the path.
+    const path = row.path ?? (row.key ? pathOfVersionFileKey(row.key) : undefined);
+    if (path === undefined) throw new DataError(`Version file #${row.id} has no app file (and so no path); version #${version.id} cannot be rebuilt from history.`);
     if (row.action === 'deleted') {
-      files.delete(row.path);
+      files.delete(path);
       continue;
     }
     const contentRef = refs.get(row.id);
     if (!contentRef || (!contentRef.hasContent && !contentRef.key)) continue; // an action without content changes nothing
-    files.set(row.path, (await readStoredContent(context, contentRef)).content);
+    files.set(path, (await readStoredContent(context, contentRef)).content);
   }
   return { files, source: 'version-files' };
 }

@@ -30,13 +30,15 @@ export interface HistoryRow {
   app_version_id: string;
   action: string;
   path: string | null;
+  /** The row's object key, when it has one (its path is in it unless the key is row-qualified). */
+  key: string | null;
 }
 
 /** Every version-file row of the app up to and including `versionId`, in the order the history was written. */
 export async function historyUpTo(db: Queryable, appId: string, versionId: string): Promise<HistoryRow[]> {
   return query<HistoryRow>(
     db,
-    `SELECT vf.id, vf.app_version_id, vf.action, af.path
+    `SELECT vf.id, vf.app_version_id, vf.action, af.path, vf.r2_content_key AS key
        FROM app_version_files vf
        JOIN app_versions v ON v.id = vf.app_version_id
        LEFT JOIN app_files af ON af.id = vf.app_file_id
