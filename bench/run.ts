@@ -51,9 +51,9 @@ interface Measure {
   extra?: unknown;
 }
 
-function runWorker(operation: string, url: string, endpoint: string, bucket: string, concurrency: number, extra?: string | number, nodeFlags: string[] = []): Promise<Measure> {
+function runWorker(operation: string, url: string, endpoint: string, bucket: string, concurrency: number, extra?: string | number, nodeFlags: string[] = [], appIds?: string): Promise<Measure> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', 'bench/worker.ts', operation, url, endpoint, bucket, String(concurrency), extra === undefined ? '' : String(extra)], {
+    const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', 'bench/worker.ts', operation, url, endpoint, bucket, String(concurrency), extra === undefined ? '' : String(extra), appIds ?? ''], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
@@ -120,8 +120,20 @@ async function settle(db: Db): Promise<void> {
   await query(db, 'CHECKPOINT');
 }
 
+let generation = 0;
+
+/**
+ * Puts every row back to 'database' under a new path, so the next run uploads to fresh keys: the objects of
+ * the last run stay where they are, and migrate would only adopt them (or, for the naive job's objects, which
+ * carry no writer marker, refuse to replace them) instead of uploading.
+ */
 async function resetMigration(db: Db): Promise<void> {
-  await query(db, "UPDATE app_files SET storage_location = 'database', r2_object_key = NULL WHERE storage_location <> 'database'");
+  generation++;
+  await query(
+    db,
+    `UPDATE app_files SET storage_location = 'database', r2_object_key = NULL, path = 'gen' || $1::int || '/' || regexp_replace(path, '^gen[0-9]+/', '')`,
+    [generation],
+  );
 }
 
 async function main() {
@@ -217,6 +229,17 @@ async function main() {
       const scaleUp = manyObjects / manySeconds / rate(single);
       console.log(`4 processes at c=8 through 50 ms: ${manyObjects} objects in ${manySeconds.toFixed(2)} s = ${(manyObjects / manySeconds).toFixed(0)} obj/s vs one process ${rate(single).toFixed(0)} obj/s → ${scaleUp.toFixed(2)}x (target >= 3x)`);
       latency.scaleOut = { single, many, manySeconds, manyObjects, scaleUp };
+      // Guarded deletes through 50 ms: HEAD, a conditional 0-byte tombstone, then DELETE, per object.
+      await resetMigration(scratch.db);
+      const apps = (await query<{ app_id: string }>(scratch.db, 'SELECT DISTINCT app_id FROM app_files ORDER BY app_id LIMIT 3')).map((row) => row.app_id);
+      await runWorker('migrate', scratch.url, s3.endpoint, s3.bucket, 16, undefined, [], apps.join(','));
+      await query(scratch.db, "UPDATE app_files SET storage_location = 'database', r2_object_key = NULL WHERE app_id = ANY($1::bigint[])", [apps]);
+      const cleaned = await runWorker('cleanup', scratch.url, proxy.endpoint, s3.bucket, 16, apps.join(','));
+      const window = (cleaned.extra as { deleteWindow: { count: number; p50Ms: number; p99Ms: number; maxMs: number } }).deleteWindow;
+      console.log(
+        `cleanup through 50 ms, c=16: ${cleaned.objects} objects deleted in ${cleaned.seconds.toFixed(2)} s (${(cleaned.objects / cleaned.seconds).toFixed(0)}/s); tombstone-to-delete window p50 ${window.p50Ms} ms, p99 ${window.p99Ms} ms, max ${window.maxMs} ms`,
+      );
+      latency.guardedDeletes = { cleanup: cleaned, window };
       if (profile) {
         // Where the tool's own time goes at c=64 through the proxy (node --cpu-prof of the worker).
         await resetMigration(scratch.db);

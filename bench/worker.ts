@@ -11,6 +11,7 @@ import { ObjectStore } from '../src/object-store.ts';
 import { migrate } from '../src/ops/migrate.ts';
 import { verify } from '../src/ops/verify.ts';
 import { buildReport } from '../src/ops/report.ts';
+import { cleanup } from '../src/ops/cleanup.ts';
 import { defaultRunOptions } from '../src/ops/options.ts';
 import { FILES } from '../src/tables.ts';
 import { DEFAULT_POLICY } from '../src/placement.ts';
@@ -21,7 +22,8 @@ import { fileKey } from '../src/keys.ts';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
-const [operation, databaseUrl, endpoint, bucket, concurrencyArg, extra] = process.argv.slice(2);
+const [operation, databaseUrl, endpoint, bucket, concurrencyArg, extra, appIdsArg] = process.argv.slice(2);
+const appIds = appIdsArg ? appIdsArg.split(',') : undefined;
 const concurrency = Number(concurrencyArg ?? 16);
 
 let statements = 0;
@@ -48,7 +50,7 @@ async function main() {
   if (operation === 'migrate') {
     const limit = extra ? Number(extra) : undefined;
     const batchSize = process.env.BENCH_BATCH_SIZE ? Number(process.env.BENCH_BATCH_SIZE) : undefined;
-    const result = await migrate(context, defaultRunOptions({ tables: [FILES], concurrency, limit, ...(batchSize ? { batchSize } : {}) }), { stage: () => undefined });
+    const result = await migrate(context, defaultRunOptions({ tables: [FILES], concurrency, limit, filter: { appIds }, ...(batchSize ? { batchSize } : {}) }), { stage: () => undefined });
     objects = result.uploaded;
     bytes = result.uploadedBytes;
     batches = Math.ceil(result.tables[0].attempted / 200);
@@ -107,6 +109,10 @@ async function main() {
     const limiter = new Limiter(concurrency);
     await Promise.all(rows.map((row) => limiter.run(() => store.head(row.key))));
     objects = rows.length;
+  } else if (operation === 'cleanup') {
+    const result = await cleanup(context, { appIds: extra ? extra.split(',') : undefined, graceMs: 0, apply: true, concurrency });
+    objects = result.deleted;
+    extraResult = { deleteWindow: result.deleteWindow, refused: result.refused.length, failed: result.failed.length };
   } else if (operation === 'report') {
     await buildReport(db, [FILES], DEFAULT_POLICY, DEFAULT_PRICES, {});
   }

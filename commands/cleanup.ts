@@ -1,5 +1,4 @@
 import { Command, Option } from 'commander';
-import { cleanup, validateQuarantinePrefix } from '../src/ops/cleanup.ts';
 import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/context.ts';
 import { confirmWrite } from './support/confirm.ts';
 import { progressReporter } from './support/progress.ts';
@@ -19,6 +18,7 @@ export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<Com
     .addHelpText('after', '\nExamples:\n  $ overskill-storage cleanup\n  $ overskill-storage cleanup --grace 72h --yes\n  $ overskill-storage cleanup --quarantine quarantine/2026-11 --yes')
     .action(async (opts, cmd: Command) =>
       run(async () => {
+        const [{ cleanup, validateQuarantinePrefix }] = await Promise.all([import('../src/ops/cleanup.ts')]);
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         if (opts.quarantine) validateQuarantinePrefix(opts.quarantine);

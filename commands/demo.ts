@@ -1,10 +1,7 @@
 import { Command } from 'commander';
-import pg from 'pg';
 import { Writable } from 'node:stream';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../src/local/embedded-postgres.ts';
-import { startLocalS3, type LocalS3Server } from '../src/local/s3-server.ts';
-import { OVERSKILL_TABLES_SQL } from '../src/local/overskill-schema.ts';
-import { seedDataset } from '../src/local/dataset.ts';
+import type { EmbeddedPostgres } from '../src/local/embedded-postgres.ts';
+import type { LocalS3Server } from '../src/local/s3-server.ts';
 import { makeOutput, type GlobalOptions, type Runtime } from './support/context.ts';
 import { formatBytes, formatCount, formatDuration } from './support/format.ts';
 import * as parse from './support/parse.ts';
@@ -13,9 +10,16 @@ import { EXIT } from './support/exit.ts';
 import type { Output } from './support/output.ts';
 
 /** Every content's SHA-256 by table and id: the demo proves the round trip ends byte-identical. */
-async function contentFingerprint(url: string): Promise<string> {
+/** A plain client to the embedded database; the driver loads with the demo, not with the CLI. */
+async function connect(url: string) {
+  const { default: pg } = await import('pg');
   const client = new pg.Client({ connectionString: url });
   await client.connect();
+  return client;
+}
+
+async function contentFingerprint(url: string): Promise<string> {
+  const client = await connect(url);
   try {
     const result = await client.query(`SELECT md5(string_agg(h, ',' ORDER BY h)) AS fingerprint FROM (
         SELECT 'f' || id || ':' || coalesce(md5(content), '') AS h FROM app_files
@@ -36,6 +40,7 @@ export function demoCommand(runtime: Runtime, run: (action: () => Promise<Comman
     .addHelpText('after', '\nExamples:\n  $ overskill-storage demo\n  $ overskill-storage demo --apps 10 --files 20')
     .action(async (opts, cmd: Command) =>
       run(async () => {
+        const [{ startEmbeddedPostgres }, { startLocalS3 }, { OVERSKILL_TABLES_SQL }, { seedDataset }] = await Promise.all([import('../src/local/embedded-postgres.ts'), import('../src/local/s3-server.ts'), import('../src/local/overskill-schema.ts'), import('../src/local/dataset.ts')]);
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         const { runCli } = await import('./program.ts');
@@ -49,8 +54,7 @@ export function demoCommand(runtime: Runtime, run: (action: () => Promise<Comman
           postgres = await startEmbeddedPostgres();
           s3 = await startLocalS3({ bucket: 'overskill-dev' });
           output.log(`  PostgreSQL: ${postgres.url}\n  S3:         ${s3.endpoint} (bucket ${s3.bucket})`);
-          const client = new pg.Client({ connectionString: postgres.url });
-          await client.connect();
+          const client = await connect(postgres.url);
           await client.query(OVERSKILL_TABLES_SQL);
           output.log(c.bold(`Seeding ${formatCount(opts.apps)} apps × ${formatCount(opts.files)} files with version history…`));
           seeded = await seedDataset(client, { apps: opts.apps, filesPerApp: opts.files, largeFiles: opts.largeFiles, largeFileBytes: 2 * 1024 * 1024, versionsPerApp: 3 });
@@ -118,8 +122,7 @@ export function demoCommand(runtime: Runtime, run: (action: () => Promise<Comman
 
 /** An operator's one-off restore: app 1 is edited (as a bad deploy would), then put back to 1.0.0. */
 async function demoRestore(output: Output, url: string, step: (args: string[], expected?: number[]) => Promise<number>): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
+  const client = await connect(url);
   try {
     await step(['migrate', '--yes', '--app', '1']);
     output.print(output.color.dim('\n(simulating a bad deploy: app 1 gets a broken App.tsx and a stray file)'));

@@ -1,6 +1,4 @@
 import { Command } from 'commander';
-import { exportApp } from '../src/ops/export.ts';
-import { contentRefs, streamStoredContent } from '../src/ops/read-content.ts';
 import { FILES } from '../src/tables.ts';
 import { DataError } from '../src/errors.ts';
 import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/context.ts';
@@ -19,6 +17,7 @@ export function exportCommand(runtime: Runtime, run: (action: () => Promise<Comm
     .addHelpText('after', '\nExamples:\n  $ overskill-storage export 42 --out ./app-42\n  $ overskill-storage export 42 --version 1.4.0 --out ./app-42-v1.4.0 --json')
     .action(async (appId: string, opts, cmd: Command) =>
       run(async () => {
+        const [{ exportApp }, { contentRefs, streamStoredContent }] = await Promise.all([import('../src/ops/export.ts'), import('../src/ops/read-content.ts')]);
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         const context = await openContext(globals, runtime, { store: true });
@@ -48,6 +47,7 @@ export function catCommand(runtime: Runtime, run: (action: () => Promise<Command
     .addHelpText('after', '\nExample:\n  $ overskill-storage cat 42 src/App.tsx')
     .action(async (appId: string, path: string, _opts, cmd: Command) =>
       run(async () => {
+        const [{ exportApp }, { contentRefs, streamStoredContent }] = await Promise.all([import('../src/ops/export.ts'), import('../src/ops/read-content.ts')]);
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const context = await openContext(globals, runtime, { store: true });
         try {

@@ -1,7 +1,4 @@
 import { Command } from 'commander';
-import { finalize, finalizeEligibleSql } from '../src/ops/finalize.ts';
-import { planFinalize } from '../src/ops/plan.ts';
-import { assertSchemaReady } from '../src/ops/schema.ts';
 import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/context.ts';
 import { planConfirmRun } from './support/write-flow.ts';
 import { formatBytes, formatCount } from './support/format.ts';
@@ -18,6 +15,7 @@ export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<Co
     .addHelpText('after', '\nExamples:\n  $ overskill-storage finalize --dry-run\n  $ overskill-storage finalize --rollout 10 --yes\n  $ overskill-storage finalize --app 42 --r2-threshold 50KiB')
     .action(async (opts, cmd: Command) =>
       run(async () => {
+        const [{ finalize, finalizeEligibleSql }, { planFinalize }, { assertSchemaReady }] = await Promise.all([import('../src/ops/finalize.ts'), import('../src/ops/plan.ts'), import('../src/ops/schema.ts')]);
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         const options = runOptionsFrom(opts, runtime.signal);

@@ -1,9 +1,6 @@
 import { Command, Option } from 'commander';
-import { KEY_LAYOUTS, type KeyLayout } from '../src/sql/schema.ts';
-import { migrate, migrateEligibleSql, migrateMinBytes, type MigrateOptions } from '../src/ops/migrate.ts';
-import { planMigrate } from '../src/ops/plan.ts';
-import { staleHybridSql } from '../src/sql/refresh-hybrid.ts';
-import { assertLayoutAllowed, assertSchemaReady } from '../src/ops/schema.ts';
+import { KEY_LAYOUTS, type KeyLayout } from '../src/key-layouts.ts';
+import type { MigrateOptions } from '../src/ops/migrate.ts';
 import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/context.ts';
 import { planConfirmRun } from './support/write-flow.ts';
 import { formatBytes, formatCount } from './support/format.ts';
@@ -41,6 +38,12 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
           keyLayout: opts.keyLayout as KeyLayout,
           refreshStale: opts.refreshStale ?? false,
         };
+        const [{ migrate, migrateEligibleSql, migrateMinBytes }, { planMigrate }, { staleHybridSql }, { assertLayoutAllowed, assertSchemaReady }] = await Promise.all([
+          import('../src/ops/migrate.ts'),
+          import('../src/ops/plan.ts'),
+          import('../src/sql/refresh-hybrid.ts'),
+          import('../src/ops/schema.ts'),
+        ]);
         const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency });
         try {
           await assertSchemaReady(context.db);

@@ -1,5 +1,4 @@
 import { Command, CommanderError } from 'commander';
-import { createRequire } from 'node:module';
 import { addGlobalOptions, type Runtime } from './support/context.ts';
 import { describeError, exitCodeFor } from './support/exit.ts';
 import { Output } from './support/output.ts';
@@ -13,9 +12,9 @@ import { rollbackCommand } from './rollback.ts';
 import { cleanupCommand } from './cleanup.ts';
 import { restoreVersionCommand } from './restore-version.ts';
 import { exportCommand, catCommand } from './export.ts';
+import { packageVersion } from '../src/version.ts';
 
-const require = createRequire(import.meta.url);
-const { version } = require('../package.json') as { version: string };
+const version = packageVersion();
 
 type CommandFactory = (runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>) => Command;
 

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { buildReport, type StorageReport } from '../src/ops/report.ts';
+import type { StorageReport } from '../src/ops/report.ts';
 import { addPriceOptions, thresholdOptions, makeOutput, openContext, policyFrom, pricesFrom, type GlobalOptions, type Runtime } from './support/context.ts';
 import { formatBytes, formatCount, formatMoney, renderMarkdownTable, renderTable } from './support/format.ts';
 import { parseTables } from '../src/tables.ts';
@@ -21,6 +21,7 @@ export function reportCommand(runtime: Runtime, run: (action: () => Promise<Comm
     .addHelpText('after', '\nExamples:\n  $ overskill-storage report\n  $ overskill-storage report --format markdown >> status.md\n  $ overskill-storage report --format json --price-storage 0.015')
     .action(async (opts, cmd: Command) =>
       run(async () => {
+        const [{ buildReport }] = await Promise.all([import('../src/ops/report.ts')]);
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput({ ...globals, json: globals.json || opts.format === 'json' }, runtime);
         let tables;

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { applyRestore, prepareRestore, type RestoreDiff } from '../src/ops/restore-version.ts';
+import type { RestoreDiff } from '../src/ops/restore-version.ts';
 import { thresholdOptions, makeOutput, openContext, policyFrom, type GlobalOptions, type Runtime } from './support/context.ts';
 import { confirmWrite } from './support/confirm.ts';
 import { formatBytes, formatCount } from './support/format.ts';
@@ -20,6 +20,7 @@ export function restoreVersionCommand(runtime: Runtime, run: (action: () => Prom
     .addHelpText('after', '\nExamples:\n  $ overskill-storage restore-version 42 1.4.0 --dry-run\n  $ overskill-storage restore-version 42 1873 --yes')
     .action(async (appId: string, versionSpec: string, opts, cmd: Command) =>
       run(async () => {
+        const [{ applyRestore, prepareRestore }] = await Promise.all([import('../src/ops/restore-version.ts')]);
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         const policy = policyFrom(opts);

@@ -1,7 +1,5 @@
 import { Command } from 'commander';
-import { rollback, type RollbackOptions } from '../src/ops/rollback.ts';
-import { planRollback } from '../src/ops/plan.ts';
-import { assertSchemaReady } from '../src/ops/schema.ts';
+import type { RollbackOptions } from '../src/ops/rollback.ts';
 import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/context.ts';
 import { planConfirmRun } from './support/write-flow.ts';
 import { formatCount } from './support/format.ts';
@@ -20,6 +18,7 @@ export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<Co
     .addHelpText('after', '\nExamples:\n  $ overskill-storage rollback --app 42 --dry-run\n  $ overskill-storage rollback --keep-hybrid --yes\n  $ overskill-storage rollback --purge --yes')
     .action(async (opts, cmd: Command) =>
       run(async () => {
+        const [{ rollback }, { planRollback }, { assertSchemaReady }] = await Promise.all([import('../src/ops/rollback.ts'), import('../src/ops/plan.ts'), import('../src/ops/schema.ts')]);
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         const options: RollbackOptions = { ...runOptionsFrom(opts, runtime.signal), keepHybrid: opts.keepHybrid ?? false, purge: opts.purge ?? false };

@@ -1,6 +1,5 @@
 import { Command, Option } from 'commander';
-import { applySchema, describeItem, inspectSchema, statementsFor } from '../src/ops/schema.ts';
-import { KEY_LAYOUTS, type KeyLayout } from '../src/sql/schema.ts';
+import { KEY_LAYOUTS, type KeyLayout } from '../src/key-layouts.ts';
 import { SchemaMissingError } from '../src/errors.ts';
 import { confirmWrite } from './support/confirm.ts';
 import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/context.ts';
@@ -15,6 +14,7 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
     .addHelpText('after', '\nExamples:\n  $ overskill-storage schema\n  $ overskill-storage schema --apply --dry-run\n  $ overskill-storage schema --apply --yes\n  $ overskill-storage schema --apply --key-layout content-addressed')
     .action(async (opts, command: Command) =>
       run(async () => {
+        const [{ applySchema, describeItem, inspectSchema, statementsFor }] = await Promise.all([import('../src/ops/schema.ts')]);
         const globals = command.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         const layout = opts.keyLayout as KeyLayout;

@@ -1,5 +1,4 @@
 import { Command } from 'commander';
-import { verify } from '../src/ops/verify.ts';
 import { addWalkOptions, makeOutput, openContext, runOptionsFrom, type GlobalOptions, type Runtime } from './support/context.ts';
 import { progressReporter } from './support/progress.ts';
 import { formatBytes, formatCount, renderTable } from './support/format.ts';
@@ -20,6 +19,7 @@ export function verifyCommand(runtime: Runtime, run: (action: () => Promise<Comm
     .addHelpText('after', '\nExamples:\n  $ overskill-storage verify\n  $ overskill-storage verify --deep --app 42\n  $ overskill-storage verify --orphans --json > verify.json')
     .action(async (opts, cmd: Command) =>
       run(async () => {
+        const [{ verify }] = await Promise.all([import('../src/ops/verify.ts')]);
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         const options = runOptionsFrom(opts, runtime.signal);

@@ -1,4 +1,3 @@
-import { confirm } from '@inquirer/prompts';
 import { WriteRefusedError } from '../../src/errors.ts';
 import type { Output } from './output.ts';
 
@@ -12,6 +11,8 @@ export async function confirmWrite(output: Output, question: string, options: { 
     throw new WriteRefusedError('Refusing to write without confirmation: stdin is not a terminal. Pass --yes to proceed (or --dry-run to only see the plan).');
   }
   let answer: boolean;
+  // The prompt library loads only when there is something to ask.
+  const { confirm } = await import('@inquirer/prompts');
   try {
     answer = await confirm({ message: question, default: false }, { input: output.streams.stdin as never, output: output.streams.stderr as never });
   } catch {

@@ -1,7 +1,6 @@
 import { Command, Option } from 'commander';
 import { ConfigResolver } from '../../src/config.ts';
-import { createDb, checkConnection } from '../../src/db.ts';
-import { ObjectStore } from '../../src/object-store.ts';
+import type { ObjectStore } from '../../src/object-store.ts';
 import type { StorageContext } from '../../src/context.ts';
 import type { WalkOptions } from '../../src/ops/batch-runner.ts';
 import { DEFAULT_WALK, DEFAULT_INLINE_MAX, type CommonRunOptions } from '../../src/ops/options.ts';
@@ -78,6 +77,8 @@ export async function openContext(globals: GlobalOptions, runtime: Runtime, opti
   const concurrency = options.concurrency ?? 8;
   const fromEnv = Number(runtime.streams.env.OVERSKILL_STORAGE_DB_CONNECTIONS);
   const connections = globals.dbConnections ?? (Number.isSafeInteger(fromEnv) && fromEnv >= 1 ? fromEnv : Math.min(concurrency, 8) + 2);
+  // The database driver and the S3 SDK load only in commands that connect: --help and --version stay light.
+  const [{ createDb, checkConnection }, { ObjectStore }] = await Promise.all([import('../../src/db.ts'), import('../../src/object-store.ts')]);
   const db = createDb({ url: database.url, poolSize: connections });
   let store: ObjectStore | undefined;
   try {

@@ -19,8 +19,8 @@ export interface SchemaItem {
  * How objects are keyed. 'path' is the plan's layout; 'content-addressed' (apps/{app}/blobs/{sha256})
  * shares one object among identical contents, which a unique index on the key column forbids.
  */
-export type KeyLayout = 'path' | 'content-addressed';
-export const KEY_LAYOUTS: readonly KeyLayout[] = ['path', 'content-addressed'];
+import type { KeyLayout } from '../key-layouts.ts';
+export { KEY_LAYOUTS, type KeyLayout } from '../key-layouts.ts';
 
 /** Key columns whose index is unique in the path layout and must not be in the content-addressed one. */
 export const SHAREABLE_KEY_COLUMNS: readonly { table: string; column: string }[] = [
