@@ -32,6 +32,8 @@ export class S3Proxy {
   private server?: http.Server;
   private rules: { match: (request: SeenRequest, index: number) => boolean; fault: Fault; times: number }[] = [];
   latencyMs = 0;
+  /** A name for this proxy's client in the emulation's journal. */
+  lane = '';
   /** A random extra delay up to this, per request, so requests overtake each other. */
   jitterMs = 0;
   port = 0;
@@ -160,7 +162,7 @@ export class S3Proxy {
     };
     const reachesServer = fault?.kind !== 'status' && fault?.kind !== 'blackhole' && fault?.kind !== 'reset';
     const proceed = () => {
-      if (this.r2 && reachesServer) void this.r2.handle(request, response, seen.key, forward);
+      if (this.r2 && reachesServer) void this.r2.handle(request, response, seen.key, forward, this.lane);
       else forward();
     };
     const delay = (fault?.kind === 'delay' ? fault.ms : 0) + this.latencyMs + Math.random() * this.jitterMs;

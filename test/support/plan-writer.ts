@@ -42,11 +42,20 @@ const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').diges
 const pool = new pg.Pool({ connectionString: config.databaseUrl, max: (config.loops ?? 4) + 1, application_name: 'plan-writer' });
 const { client: s3 } = createS3Client(
   { endpoint: config.endpoint, accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey, bucket: config.bucket, region: 'auto', allowInsecureEndpoint: false },
-  { maxAttempts: 8, requestTimeoutMs: 10_000 },
+  // A generous timeout: an upload abandoned by its client but still on its way would land after the retry that
+  // replaced it, and the app would have clobbered its own newer object (the plan's upload is unconditional).
+  { maxAttempts: 8, requestTimeoutMs: 120_000 },
 );
 const { rows } = await pool.query('SELECT id, app_id, path FROM app_files WHERE app_id = ANY($1::bigint[]) ORDER BY id', [config.appIds]);
 const counts = { writes: 0, database: 0, hybrid: 0, r2: 0, legacy: 0, failedUploads: 0 };
 const last: Record<string, string> = {};
+/** The last few writes to each row, for telling what happened to a row afterwards. */
+const history: Record<string, string[]> = {};
+const remember = (id: string, entry: string) => {
+  const list = (history[id] ??= []);
+  list.push(`${Date.now()} ${entry}`);
+  if (list.length > 6) list.shift();
+};
 const deadline = Date.now() + config.seconds * 1000;
 let n = 0;
 
@@ -58,6 +67,7 @@ async function write(row: { id: string; app_id: string; path: string }): Promise
   if (random() < (config.legacy ?? 0)) {
     const result = await pool.query("UPDATE app_files SET content = $2, updated_at = now() WHERE id = $1 AND storage_location <> 'r2'", [row.id, content]);
     if (result.rowCount) {
+      remember(row.id, `pre-plan ${hash.slice(0, 8)}`);
       last[row.id] = hash;
       counts.legacy++;
       counts.writes++;
@@ -72,8 +82,9 @@ async function write(row: { id: string; app_id: string; path: string }): Promise
     const key = `apps/${row.app_id}/files/${row.path.replace(/^\//, '')}`;
     try {
       await s3.send(new PutObjectCommand({ Bucket: config.bucket, Key: key, Body: Buffer.from(content, 'utf8'), ContentLength: bytes, ContentType: 'text/plain' }));
-    } catch {
+    } catch (error) {
       counts.failedUploads++; // the app's save raised: the row keeps what it had
+      remember(row.id, `upload failed ${hash.slice(0, 8)}: ${(error as Error).name}`);
       return;
     }
     if (bytes <= 10 * 1024) {
@@ -84,6 +95,7 @@ async function write(row: { id: string; app_id: string; path: string }): Promise
       counts.r2++;
     }
   }
+  remember(row.id, `${bytes < 1024 ? 'database' : bytes <= 10 * 1024 ? 'hybrid' : 'r2'} ${hash.slice(0, 8)}`);
   last[row.id] = hash;
   counts.writes++;
 }
@@ -100,4 +112,4 @@ await Promise.all(
 );
 s3.destroy();
 await pool.end();
-process.stdout.write(JSON.stringify({ ...counts, last }) + '\n');
+process.stdout.write(JSON.stringify({ ...counts, last, history }) + '\n');

@@ -17,31 +17,38 @@ export class R2Emulation {
   /** Whether deletes count as writes under that rule (R2's documentation does not say). */
   limitDeletes = false;
   readonly stats = { preconditionFailed: 0, throttled: 0, writes: 0, deletes: 0 };
+  /** Every write and delete decided, in order, for tests that need to tell a history afterwards. */
+  readonly journal: { at: number; key: string; kind: WriteKind; lane: string; status: number; condition?: string }[] = [];
   private readonly locks = new Map<string, Promise<void>>();
   private readonly lastWrite = new Map<string, number>();
 
   constructor(private readonly targetPort: number) {}
 
-  async handle(request: http.IncomingMessage, response: http.ServerResponse, key: string, forward: (finished: (status: number) => void) => void): Promise<void> {
+  async handle(request: http.IncomingMessage, response: http.ServerResponse, key: string, forward: (finished: (status: number) => void) => void, lane = ''): Promise<void> {
     const kind = classify(request, key);
     if (!kind) {
       forward(() => undefined);
       return;
     }
+    const condition = ['if-none-match', 'if-match', 'x-amz-copy-source-if-match'].map((name) => (header(request, name) ? `${name}: ${header(request, name)}` : '')).filter(Boolean).join(', ') || undefined;
+    const note = (status: number) => this.journal.push({ at: Date.now(), key, kind, lane, status, condition });
     await this.exclusive(key, async () => {
       const limited = kind !== 'delete' || this.limitDeletes;
       const last = this.lastWrite.get(key);
       if (limited && this.writeIntervalMs > 0 && last !== undefined && Date.now() - last < this.writeIntervalMs) {
         this.stats.throttled++;
+        note(429);
         await reply(request, response, 429, 'TooManyRequests', 'Reduce your concurrent request rate for the same object.');
         return;
       }
       if (await this.preconditionFails(request)) {
         this.stats.preconditionFailed++;
+        note(412);
         await reply(request, response, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
         return;
       }
       const status = await new Promise<number>((resolve) => forward(resolve));
+      note(status);
       if (status < 300) {
         if (kind === 'delete') this.stats.deletes++;
         else this.stats.writes++;
