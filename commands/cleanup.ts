@@ -6,6 +6,7 @@ import { formatBytes, formatCount } from './support/format.ts';
 import * as parse from './support/parse.ts';
 import type { CommandResult } from './support/command.ts';
 import { EXIT } from './support/exit.ts';
+import { appendStepSummary } from './support/step-summary.ts';
 
 export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('cleanup')
@@ -18,7 +19,7 @@ export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<Com
     .addHelpText('after', '\nExamples:\n  $ overskill-storage cleanup\n  $ overskill-storage cleanup --grace 72h --yes\n  $ overskill-storage cleanup --quarantine quarantine/2026-11 --yes')
     .action(async (opts, cmd: Command) =>
       run(async () => {
-        const [{ cleanup, validateQuarantinePrefix }] = await Promise.all([import('../src/ops/cleanup.ts')]);
+        const { cleanup, validateQuarantinePrefix } = await import('../src/ops/cleanup.ts');
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         if (opts.quarantine) validateQuarantinePrefix(opts.quarantine);
@@ -33,6 +34,10 @@ export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<Com
           if (listing.tooYoung) output.print(c.dim(`${formatCount(listing.tooYoung)} unreferenced object(s) are inside the grace period and are left alone.`));
           const wantsWrite = !opts.dryRun && listing.orphans > 0 && (globals.yes || runtime.streams.stdin.isTTY);
           if (!wantsWrite) {
+            appendStepSummary(
+              runtime.streams.env,
+              `### overskill-storage: cleanup (dry run)\n\n${formatCount(listing.orphans)} orphaned object(s) older than the grace period (${formatBytes(listing.orphanBytes)}); ${formatCount(listing.tooYoung)} inside it.`,
+            );
             if (listing.orphans > 0 && !opts.dryRun) output.print(c.dim('Nothing deleted: pass --yes to delete them.'));
             output.result({ dryRun: true, listing });
             return { exitCode: listing.interrupted ? EXIT.interrupted : EXIT.ok };

@@ -46,6 +46,9 @@ export async function runCli(argv: string[], runtime: Runtime, extraCommands: Co
     command.configureOutput({ writeOut: (text) => runtime.streams.stdout.write(text), writeErr: (text) => runtime.streams.stderr.write(text) });
     program.addCommand(command);
   }
+  program.hook('preAction', (_program, action) => {
+    runtime.command = action.name();
+  });
   program.addHelpText(
     'after',
     '\nA migration, step by step:\n  $ overskill-storage schema --apply\n  $ overskill-storage migrate --dry-run\n  $ overskill-storage migrate --rollout 10 --yes\n  $ overskill-storage verify\n  $ overskill-storage report',

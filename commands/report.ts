@@ -7,6 +7,7 @@ import { UsageError } from '../src/errors.ts';
 import * as parse from './support/parse.ts';
 import type { Output } from './support/output.ts';
 import type { CommandResult } from './support/command.ts';
+import { appendStepSummary } from './support/step-summary.ts';
 
 export function reportCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   const command = new Command('report')
@@ -21,7 +22,7 @@ export function reportCommand(runtime: Runtime, run: (action: () => Promise<Comm
     .addHelpText('after', '\nExamples:\n  $ overskill-storage report\n  $ overskill-storage report --format markdown >> status.md\n  $ overskill-storage report --format json --price-storage 0.015')
     .action(async (opts, cmd: Command) =>
       run(async () => {
-        const [{ buildReport }] = await Promise.all([import('../src/ops/report.ts')]);
+        const { buildReport } = await import('../src/ops/report.ts');
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput({ ...globals, json: globals.json || opts.format === 'json' }, runtime);
         let tables;
@@ -33,8 +34,9 @@ export function reportCommand(runtime: Runtime, run: (action: () => Promise<Comm
         const context = await openContext(globals, runtime, { store: false });
         try {
           const report = await buildReport(context.db, tables, policyFrom(opts), pricesFrom(opts), { appIds: opts.app });
-          if (opts.format === 'markdown') renderMarkdown(output, report);
+          if (opts.format === 'markdown') output.print(reportMarkdown(report));
           else renderText(output, report);
+          appendStepSummary(runtime.streams.env, reportMarkdown(report));
           output.result(report);
           return { exitCode: 0 };
         } finally {
@@ -78,9 +80,12 @@ function renderText(output: Output, report: StorageReport): void {
   for (const [label, value] of summary(report)) output.print(`${c.bold(label.padEnd(28))} ${value}`);
 }
 
-function renderMarkdown(output: Output, report: StorageReport): void {
-  output.print(`## R2 storage report (${report.generatedAt})\n`);
-  output.print(renderMarkdownTable(['table', 'location', 'rows', 'database bytes', 'R2 bytes'], rows(report)));
-  output.print('');
-  output.print(renderMarkdownTable(['measure', 'value'], summary(report)));
+function reportMarkdown(report: StorageReport): string {
+  return [
+    `## R2 storage report (${report.generatedAt})`,
+    '',
+    renderMarkdownTable(['table', 'location', 'rows', 'database bytes', 'R2 bytes'], rows(report)),
+    '',
+    renderMarkdownTable(['measure', 'value'], summary(report)),
+  ].join('\n');
 }

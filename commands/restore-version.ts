@@ -6,6 +6,8 @@ import { formatBytes, formatCount } from './support/format.ts';
 import type { Output } from './support/output.ts';
 import * as parse from './support/parse.ts';
 import type { CommandResult } from './support/command.ts';
+import { appendStepSummary } from './support/step-summary.ts';
+import { renderMarkdownTable } from './support/format.ts';
 import { EXIT } from './support/exit.ts';
 
 export function restoreVersionCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
@@ -20,7 +22,7 @@ export function restoreVersionCommand(runtime: Runtime, run: (action: () => Prom
     .addHelpText('after', '\nExamples:\n  $ overskill-storage restore-version 42 1.4.0 --dry-run\n  $ overskill-storage restore-version 42 1873 --yes')
     .action(async (appId: string, versionSpec: string, opts, cmd: Command) =>
       run(async () => {
-        const [{ applyRestore, prepareRestore }] = await Promise.all([import('../src/ops/restore-version.ts')]);
+        const { applyRestore, prepareRestore } = await import('../src/ops/restore-version.ts');
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         const policy = policyFrom(opts);
@@ -35,6 +37,15 @@ export function restoreVersionCommand(runtime: Runtime, run: (action: () => Prom
           const changes = prepared.diff.added.length + prepared.diff.changed.length + prepared.diff.deleted.length;
           const summary = { appId, version: prepared.version, snapshotSource: prepared.snapshotSource, diff: prepared.diff };
           if (opts.dryRun) {
+            const entries = [...prepared.diff.added.map((e) => ['added', e] as const), ...prepared.diff.changed.map((e) => ['changed', e] as const), ...prepared.diff.deleted.map((e) => ['deleted', e] as const)];
+            appendStepSummary(
+              runtime.streams.env,
+              [
+                `### overskill-storage: restore app ${appId} to ${prepared.version.version_number} (dry run)`,
+                '',
+                entries.length ? renderMarkdownTable(['change', 'path', 'bytes now', 'bytes after'], entries.map(([kind, e]) => [kind, e.path, e.oldBytes ?? '', e.newBytes ?? ''])) : '_The app already matches this version._',
+              ].join('\n'),
+            );
             output.result({ dryRun: true, ...summary });
             return { exitCode: EXIT.ok };
           }

@@ -14,7 +14,7 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
     .addHelpText('after', '\nExamples:\n  $ overskill-storage schema\n  $ overskill-storage schema --apply --dry-run\n  $ overskill-storage schema --apply --yes\n  $ overskill-storage schema --apply --key-layout content-addressed')
     .action(async (opts, command: Command) =>
       run(async () => {
-        const [{ applySchema, describeItem, inspectSchema, statementsFor }] = await Promise.all([import('../src/ops/schema.ts')]);
+        const { analyzeStatements, applySchema, describeItem, inspectSchema, statementsFor } = await import('../src/ops/schema.ts');
         const globals = command.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         const layout = opts.keyLayout as KeyLayout;
@@ -53,11 +53,15 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
             output.result(document([]));
             return { exitCode: 0 };
           }
-          output.print(`Will run ${statements.length} statement(s):`);
-          for (const statement of statements) output.print(`  ${statement.replace(/\s+/g, ' ')};`);
+          const analyze = analyzeStatements();
+          output.print(`Will run ${statements.length} statement(s), then ${analyze.length} ANALYZE statement(s) so the planner has statistics for the new columns:`);
+          for (const statement of [...statements, ...analyze]) output.print(`  ${statement.replace(/\s+/g, ' ')};`);
           await confirmWrite(output, `Apply ${statements.length} schema change(s)?`, { yes: globals.yes ?? false });
           const result = await applySchema(context.db, layout);
-          output.print(c.green(`Applied ${result.applied.length} statement(s); the schema is ${result.after.ok ? 'complete' : 'still incomplete'}.`));
+          const analyzed = result.applied.filter((statement) => statement.startsWith('ANALYZE')).length;
+          output.print(
+            c.green(`Applied ${result.applied.length - analyzed} schema statement(s) and ${analyzed} ANALYZE statement(s); the schema is ${result.after.ok ? 'complete' : 'still incomplete'}.`),
+          );
           output.result(document(result.applied, result.after));
           return { exitCode: result.after.ok ? 0 : 1 };
         } finally {

@@ -19,7 +19,7 @@ export function verifyCommand(runtime: Runtime, run: (action: () => Promise<Comm
     .addHelpText('after', '\nExamples:\n  $ overskill-storage verify\n  $ overskill-storage verify --deep --app 42\n  $ overskill-storage verify --orphans --json > verify.json')
     .action(async (opts, cmd: Command) =>
       run(async () => {
-        const [{ verify }] = await Promise.all([import('../src/ops/verify.ts')]);
+        const { verify } = await import('../src/ops/verify.ts');
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         const options = runOptionsFrom(opts, runtime.signal);

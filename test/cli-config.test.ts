@@ -154,9 +154,15 @@ describe('schema', () => {
     expect((await cli(['schema'], env.cliEnv)).code).toBe(1);
     const refused = await cli(['schema', '--apply'], env.cliEnv);
     expect(refused.code).toBe(2);
+    const announced = /Will run (\d+) statement\(s\), then (\d+) ANALYZE statement\(s\)/.exec(refused.stdout);
+    expect(announced, refused.stdout).not.toBeNull();
     const applied = await cli(['schema', '--apply', '--yes', '--json'], env.cliEnv);
     expect(applied.code).toBe(0);
     expect(applied.json().applied.length).toBeGreaterThan(10);
+    // what it said it would run is what it ran: the schema statements, then the ANALYZEs
+    const ran: string[] = applied.json().applied;
+    expect(ran.filter((statement) => !statement.startsWith('ANALYZE')).length).toBe(Number(announced![1]));
+    expect(ran.filter((statement) => statement.startsWith('ANALYZE')).length).toBe(Number(announced![2]));
     const again = await cli(['schema', '--apply', '--yes', '--json'], env.cliEnv);
     expect(again.code).toBe(0);
     expect(again.json().applied).toEqual([]);

@@ -33,6 +33,8 @@ export interface Runtime {
   streams: OutputStreams;
   cwd: string;
   signal: AbortSignal;
+  /** The subcommand being run (set by the program before its action). */
+  command?: string;
 }
 
 export function addGlobalOptions(program: Command): Command {
@@ -54,7 +56,7 @@ export function addGlobalOptions(program: Command): Command {
 }
 
 export function makeOutput(globals: GlobalOptions, runtime: Runtime): Output {
-  return new Output(runtime.streams, { json: globals.json ?? false, color: globals.color, quiet: globals.quiet });
+  return new Output(runtime.streams, { json: globals.json ?? false, color: globals.color, quiet: globals.quiet, command: runtime.command });
 }
 
 export interface OpenedContext extends StorageContext {

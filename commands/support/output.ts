@@ -8,6 +8,9 @@ export interface OutputStreams {
   env: NodeJS.ProcessEnv;
 }
 
+/** The version of every --json document's shape (schemas/cli-output.schema.json); raised on a breaking change. */
+export const JSON_SCHEMA_VERSION = 1;
+
 /**
  * Where everything a command says goes: results on stdout (one JSON document with --json), logs and
  * progress on stderr. Every line passes the secret scrubber. Colour follows NO_COLOR, --no-color and TTY.
@@ -17,8 +20,11 @@ export class Output {
   readonly json: boolean;
   readonly quiet: boolean;
 
-  constructor(readonly streams: OutputStreams, options: { json: boolean; color?: boolean; quiet?: boolean }) {
+  readonly command?: string;
+
+  constructor(readonly streams: OutputStreams, options: { json: boolean; color?: boolean; quiet?: boolean; command?: string }) {
     this.json = options.json;
+    this.command = options.command;
     this.quiet = options.quiet ?? false;
     const noColor = streams.env.NO_COLOR !== undefined && streams.env.NO_COLOR !== '';
     const wantColor = options.color !== false && !noColor && (streams.stderr.isTTY === true || streams.env.FORCE_COLOR !== undefined);
@@ -53,10 +59,10 @@ export class Output {
     this.streams.stdout.write(redact(text) + '\n');
   }
 
-  /** The machine result: with --json, one JSON document on stdout. */
-  result(document: unknown): void {
+  /** The machine result: with --json, one JSON document on stdout, with its shape's version and the command. */
+  result(document: object): void {
     if (!this.json) return;
-    this.streams.stdout.write(redact(JSON.stringify(document, null, 2)) + '\n');
+    this.streams.stdout.write(redact(JSON.stringify({ schemaVersion: JSON_SCHEMA_VERSION, command: this.command, ...document }, null, 2)) + '\n');
   }
 
   heading(text: string): string {

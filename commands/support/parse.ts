@@ -44,6 +44,8 @@ const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, min:
 
 /** Durations: 24h, 30m, 90s, 2d. */
 export function duration(value: string): number {
+  // Zero needs no unit.
+  if (/^0+(?:\.0+)?$/.test(value.trim())) return 0;
   const match = /^([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|min|h|d)$/.exec(value.trim());
   if (!match) throw new InvalidArgumentError(`expected a duration like 24h, 30m or 90s, got "${value}".`);
   return Math.round(Number(match[1]) * DURATION_UNITS[match[2]]);

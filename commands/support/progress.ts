@@ -7,6 +7,12 @@ import { formatBytes, formatCount, formatDuration } from './format.ts';
  * Turns core events into a progress bar (items, bytes, rate, ETA) on a TTY's stderr, or into start and
  * finish lines elsewhere. `expected` sizes each stage's bar (from the plan) when the core does not.
  */
+/** Time left at the rate so far, or "-" when there is nothing to go by (no rows, none done yet). */
+export function etaText(total: number, done: number, seconds: number): string {
+  if (total <= 0 || done <= 0 || seconds <= 0 || done >= total) return done >= total && total > 0 ? formatDuration(0) : '-';
+  return formatDuration(((total - done) / (done / seconds)) * 1000);
+}
+
 export function progressReporter(output: Output, expected: Record<string, { items: number; bytes: number }> = {}): Reporter & { stop(): void } {
   let bar: cliProgress.SingleBar | undefined;
   let stageName = '';
@@ -36,7 +42,8 @@ export function progressReporter(output: Output, expected: Record<string, { item
         bar = new cliProgress.SingleBar(
           {
             stream: output.streams.stderr as NodeJS.WritableStream as never,
-            format: `${output.color.cyan('{stage}')} [{bar}] {percentage}% | {value}/{total} rows | {bytesDone} | {rate} | ETA {eta_formatted}`,
+            // Our own ETA: cli-progress prints "NFs" for an empty stage or before the first row is done.
+            format: `${output.color.cyan('{stage}')} [{bar}] {percentage}% | {value}/{rowsTotal} rows | {bytesDone} | {rate} | ETA {etaText}`,
             barCompleteChar: '█',
             barIncompleteChar: '░',
             hideCursor: true,
@@ -46,7 +53,7 @@ export function progressReporter(output: Output, expected: Record<string, { item
           },
           cliProgress.Presets.shades_classic,
         );
-        bar.start(Math.max(total, 1), 0, { stage: name.padEnd(22), bytesDone: formatBytes(0), rate: '-' });
+        bar.start(Math.max(total, 1), 0, { stage: name.padEnd(22), rowsTotal: formatCount(total), bytesDone: formatBytes(0), rate: '-', etaText: '-' });
       } else {
         output.log(`${name}: started${total ? ` (${formatCount(total)} rows${known?.bytes ? `, ${formatBytes(known.bytes)}` : ''})` : ''}`);
       }
@@ -57,7 +64,7 @@ export function progressReporter(output: Output, expected: Record<string, { item
       if (bar) {
         const seconds = Math.max((Date.now() - started) / 1000, 0.001);
         if (items > total) bar.setTotal(items);
-        bar.update(items, { bytesDone: formatBytes(bytes), rate: `${formatCount(items / seconds)} rows/s, ${formatBytes(bytes / seconds)}/s` });
+        bar.update(items, { bytesDone: formatBytes(bytes), rate: `${formatCount(items / seconds)} rows/s, ${formatBytes(bytes / seconds)}/s`, rowsTotal: formatCount(Math.max(total, items)), etaText: etaText(total, items, seconds) });
       }
     },
     log(level, message) {

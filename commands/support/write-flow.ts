@@ -7,6 +7,7 @@ import { progressReporter } from './progress.ts';
 import { expectedStages, renderPlan, renderRunTables } from './render.ts';
 import { formatCount, formatDuration } from './format.ts';
 import { EXIT } from './exit.ts';
+import { appendStepSummary, planMarkdown } from './step-summary.ts';
 import type { CommandResult } from './command.ts';
 
 export interface RowRunSummary {
@@ -36,6 +37,7 @@ export async function planConfirmRun<R extends RowRunSummary>(flow: {
   const { output, plan } = flow;
   renderPlan(output, plan, flow.dryRun ? `${flow.title} (dry run: nothing will change)` : flow.title);
   if (flow.dryRun) {
+    appendStepSummary(output.streams.env, planMarkdown(plan, `overskill-storage: ${flow.title} (dry run)`));
     output.result({ dryRun: true, plan });
     return { exitCode: EXIT.ok };
   }
