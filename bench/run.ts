@@ -7,7 +7,7 @@
  *   one-row-at-a-time job, verify (listings vs deep vs one HEAD per row), report, and peak RSS.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { summarizeProfile } from './profile-summary.ts';
@@ -60,6 +60,65 @@ function runWorker(operation: string, url: string, endpoint: string, bucket: str
     child.stdout.on('data', (chunk) => (out += chunk));
     child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop()!)) : reject(new Error(`${operation} exited ${code}`))));
   });
+}
+
+const RSS_AT_EXIT = `data:text/javascript,process.on('exit',()=>process.stderr.write('\\nmaxRSS '+process.resourceUsage().maxRSS+'\\n'))`;
+
+/** Runs a command line with Node (the built CLI, or `-e 0`), returning its wall time and its own peak RSS. */
+function timeNode(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ seconds: number; maxRssMb: number; code: number; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const child = spawn(process.execPath, ['--import', RSS_AT_EXIT, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const rss = /maxRSS ([0-9]+)/.exec(stderr);
+      resolve({ seconds, maxRssMb: rss ? Number(rss[1]) / 1024 : Number.NaN, code: code ?? 1, stdout });
+    });
+  });
+}
+
+/** Loads the page in headless chromium (network blocked): ms from navigation until every chart is drawn. */
+async function renderInBrowser(file: string): Promise<number | undefined> {
+  if (!existsSync('/usr/bin/chromium')) return undefined;
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+  try {
+    const page = await browser.newPage();
+    await page.route('**/*', (route) => (route.request().url().startsWith('file:') ? route.continue() : route.abort()));
+    const started = Date.now();
+    await page.goto(`file://${file}`);
+    await page.waitForSelector('body[data-rendered="true"]');
+    return Date.now() - started;
+  } finally {
+    await browser.close();
+  }
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+/** Start-up of the built CLI against a bare `node -e 0`, interleaved, median of `runs` each. */
+async function measureStartup(runs = 10): Promise<Record<string, { seconds: number; maxRssMb: number; ratio: number }>> {
+  const cases: Record<string, string[]> = { 'node -e 0': ['-e', '0'], '--version': ['bin/overskill-storage.js', '--version'], '--help': ['bin/overskill-storage.js', '--help'], 'migrate --help': ['bin/overskill-storage.js', 'migrate', '--help'] };
+  const samples: Record<string, { seconds: number[]; rss: number[] }> = {};
+  for (const name of Object.keys(cases)) samples[name] = { seconds: [], rss: [] };
+  // one warm-up round fills the compile cache (where Node has one) and the page cache
+  for (const args of Object.values(cases)) await timeNode(args);
+  for (let run = 0; run < runs; run++) {
+    for (const [name, args] of Object.entries(cases)) {
+      const sample = await timeNode(args);
+      samples[name].seconds.push(sample.seconds);
+      samples[name].rss.push(sample.maxRssMb);
+    }
+  }
+  const base = median(samples['node -e 0'].seconds);
+  const result: Record<string, { seconds: number; maxRssMb: number; ratio: number }> = {};
+  for (const [name, sample] of Object.entries(samples)) result[name] = { seconds: median(sample.seconds), maxRssMb: median(sample.rss), ratio: median(sample.seconds) / base };
+  return result;
 }
 
 async function scratchDatabase(): Promise<{ url: string; db: Db; drop: () => Promise<void> }> {
@@ -138,6 +197,10 @@ async function resetMigration(db: Db): Promise<void> {
 
 async function main() {
   const results: Record<string, unknown> = { machine: { cpus: (await import('node:os')).cpus().length, node: process.version }, files };
+  const startup = await measureStartup();
+  console.log('start-up of the built CLI, median of 10 (target: --version and --help <= 2.5x node -e 0 and <= 80 MB; migrate --help <= 3x):');
+  for (const [name, m] of Object.entries(startup)) console.log(`  ${name.padEnd(16)} ${(m.seconds * 1000).toFixed(0).padStart(5)} ms  ${m.ratio.toFixed(2)}x  peak RSS ${m.maxRssMb.toFixed(0)} MB`);
+  results.startup = startup;
   const s3: LocalS3Server = await startLocalS3({ bucket: 'bench' });
   const scratch = await scratchDatabase();
   try {
@@ -258,6 +321,13 @@ async function main() {
       results.latency = latency;
     }
 
+    // The CLI as users run it (built JavaScript): peak RSS of migrate at c=16 over `files` rows.
+    await resetMigration(scratch.db);
+    const cliEnv = { ...process.env, DATABASE_URL: scratch.url, R2_ENDPOINT: s3.endpoint, R2_ACCESS_KEY_ID: s3.accessKeyId, R2_SECRET_ACCESS_KEY: s3.secretAccessKey, R2_BUCKET: s3.bucket, NO_COLOR: '1' };
+    const cliSmall = await timeNode(['bin/overskill-storage.js', 'migrate', '--yes', '--json', '--concurrency', '16', '--tables', 'files'], cliEnv);
+    console.log(`CLI migrate (c=16, ${files} rows): ${cliSmall.seconds.toFixed(1)} s, peak RSS ${cliSmall.maxRssMb.toFixed(0)} MB (target < 200 MB)`);
+    results.cliMemory = { rows: files, small: cliSmall };
+
     // Memory: a 10x larger table, the same amount of work, and rows of 20 MB.
     if (scaleRows > 0) {
       await resetMigration(scratch.db);
@@ -267,6 +337,11 @@ async function main() {
       await settle(scratch.db);
       const scaled = await runWorker('migrate', scratch.url, s3.endpoint, s3.bucket, 16, files);
       console.log(line(`migrate ${files} rows of a ${scaleRows}-row table`, scaled));
+      const cliScaled = await timeNode(['bin/overskill-storage.js', 'migrate', '--yes', '--json', '--concurrency', '16', '--tables', 'files', '--limit', String(files)], cliEnv);
+      console.log(
+        `CLI migrate (c=16, ${files} rows of a ${scaleRows}-row table): peak RSS ${cliScaled.maxRssMb.toFixed(0)} MB vs ${cliSmall.maxRssMb.toFixed(0)} MB → ${((cliScaled.maxRssMb / cliSmall.maxRssMb - 1) * 100).toFixed(0)}% (target within 20%)`,
+      );
+      (results.cliMemory as Record<string, unknown>).scaled = cliScaled;
       await query(scratch.db, "DELETE FROM app_files WHERE storage_location = 'database'");
       await seedFiles(scratch.db, { count: 40, meanBytes: 5000, largePercent: 100, largeMaxMb: 20 });
       const large = await runWorker('migrate', scratch.url, s3.endpoint, s3.bucket, 16);
@@ -283,6 +358,15 @@ async function main() {
       const big = await runWorker('report', scratch.url, s3.endpoint, s3.bucket, 1);
       console.log(`report             ${big.seconds.toFixed(3)} s on ${reportRows} rows (target < 2 s at 1,000,000)`);
       results.reportLarge = { rows: reportRows, seconds: big.seconds };
+      // The HTML report of the same table: the CLI writing it, then a headless browser drawing it.
+      const page = join(mkdtempSync(join(tmpdir(), 'overskill-html-')), 'report.html');
+      const reportEnv = { ...process.env, DATABASE_URL: scratch.url, NO_COLOR: '1' };
+      const written = await timeNode(['bin/overskill-storage.js', 'report', '--format', 'html', '--out', page], reportEnv);
+      const drawn = await renderInBrowser(page);
+      console.log(
+        `report --format html on ${reportRows} rows: written in ${written.seconds.toFixed(2)} s; ${drawn ? `loaded and drawn by headless chromium in ${drawn.toFixed(0)} ms, ${(written.seconds + drawn / 1000).toFixed(2)} s in all` : 'no /usr/bin/chromium to draw it'} (target < 2 s)`,
+      );
+      results.reportHtml = { rows: reportRows, writeSeconds: written.seconds, drawMs: drawn };
     }
   } finally {
     await scratch.drop();

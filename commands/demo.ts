@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { Writable } from 'node:stream';
+import { resolve } from 'node:path';
 import type { EmbeddedPostgres } from '../src/local/embedded-postgres.ts';
 import type { LocalS3Server } from '../src/local/s3-server.ts';
 import { makeOutput, type GlobalOptions, type Runtime } from './support/context.ts';
@@ -37,6 +38,7 @@ export function demoCommand(runtime: Runtime, run: (action: () => Promise<Comman
     .option('--apps <n>', 'apps to seed', parse.integer({ min: 1, max: 10_000 }), 100)
     .option('--files <n>', 'files per app', parse.integer({ min: 1, max: 10_000 }), 85)
     .option('--large-files <n>', 'files of several MB', parse.integer({ min: 0, max: 1000 }), 4)
+    .option('--report <file>', 'where to write the HTML report (taken after finalize)', 'overskill-storage-demo-report.html')
     .addHelpText('after', '\nExamples:\n  $ overskill-storage demo\n  $ overskill-storage demo --apps 10 --files 20')
     .action(async (opts, cmd: Command) =>
       run(async () => {
@@ -97,6 +99,8 @@ export function demoCommand(runtime: Runtime, run: (action: () => Promise<Comman
           await step(['finalize', '--dry-run']);
           await step(['finalize', '--yes']);
           await step(['report']);
+          const reportFile = resolve(runtime.cwd, opts.report);
+          await step(['report', '--format', 'html', '--out', reportFile]);
           await step(['verify', '--deep', '--app', '1']);
           await step(['rollback', '--yes']);
           await step(['report']);
@@ -110,7 +114,8 @@ export function demoCommand(runtime: Runtime, run: (action: () => Promise<Comman
           }
           await demoRestore(output, postgres.url, step);
           output.print(c.green(`\nDemo finished in ${formatDuration(Date.now() - started)}.`));
-          output.result({ ok: true, byteIdentical: true, seeded, seconds: (Date.now() - started) / 1000, steps });
+          output.print(`The HTML report (after finalize): ${reportFile}`);
+          output.result({ ok: true, byteIdentical: true, seeded, seconds: (Date.now() - started) / 1000, report: reportFile, steps });
           return { exitCode: EXIT.ok };
         } finally {
           await s3?.stop().catch(() => undefined);

@@ -8,18 +8,22 @@ import * as parse from './support/parse.ts';
 import type { Output } from './support/output.ts';
 import type { CommandResult } from './support/command.ts';
 import { appendStepSummary } from './support/step-summary.ts';
+import { JSON_SCHEMA_VERSION } from './support/output.ts';
+import { writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 
 export function reportCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   const command = new Command('report')
     .description('Bytes and counts per table and storage location, migration progress, database bytes held, freeable and saved, and R2 cost at list prices.')
-    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'markdown']).default('table'))
+    .addOption(new Option('--format <format>', 'output format; html is one self-contained page with charts, offline').choices(['table', 'json', 'markdown', 'html']).default('table'))
+    .option('--out <file>', 'with --format html: write the page to this file (else to stdout)')
     .option('--app <id>', 'only this app (repeatable)', parse.collectIds)
     .option('--tables <list>', 'comma-separated: files, snapshots, version-files')
     .addOption(thresholdOptions()[0])
     .addOption(thresholdOptions()[1]);
   addPriceOptions(command);
   return command
-    .addHelpText('after', '\nExamples:\n  $ overskill-storage report\n  $ overskill-storage report --format markdown >> status.md\n  $ overskill-storage report --format json --price-storage 0.015')
+    .addHelpText('after', '\nExamples:\n  $ overskill-storage report\n  $ overskill-storage report --format markdown >> status.md\n  $ overskill-storage report --format html --out report.html\n  $ overskill-storage report --format json --price-storage 0.015')
     .action(async (opts, cmd: Command) =>
       run(async () => {
         const { buildReport } = await import('../src/ops/report.ts');
@@ -34,7 +38,15 @@ export function reportCommand(runtime: Runtime, run: (action: () => Promise<Comm
         const context = await openContext(globals, runtime, { store: false });
         try {
           const report = await buildReport(context.db, tables, policyFrom(opts), pricesFrom(opts), { appIds: opts.app });
-          if (opts.format === 'markdown') output.print(reportMarkdown(report));
+          if (opts.format === 'html') {
+            const { renderReportHtml } = await import('./support/report-html.ts');
+            const page = renderReportHtml({ schemaVersion: JSON_SCHEMA_VERSION, command: 'report', ...report });
+            if (opts.out) {
+              const file = resolve(runtime.cwd, opts.out);
+              writeFileSync(file, page);
+              output.log(`Wrote the HTML report to ${file}`);
+            } else runtime.streams.stdout.write(page);
+          } else if (opts.format === 'markdown') output.print(reportMarkdown(report));
           else renderText(output, report);
           appendStepSummary(runtime.streams.env, reportMarkdown(report));
           output.result(report);

@@ -1,7 +1,8 @@
 import type { Db } from '../db.ts';
 import type { StoredTable } from '../tables.ts';
 import type { RowFilter } from '../sql/filters.ts';
-import { locationTotals, type LocationTotals } from '../sql/aggregates.ts';
+import { locationTotals, sizeHistogram, type LocationTotals, type SizeBucket } from '../sql/aggregates.ts';
+import { tableDiskSizes, type TableDiskSize } from '../sql/table-sizes.ts';
 import type { PlacementPolicy } from '../placement.ts';
 import { classACost, storageCost, type Prices, GB } from '../cost.ts';
 import { assertSchemaReady } from './schema.ts';
@@ -21,6 +22,14 @@ export interface ReportTable {
   progressPercent: number;
   /** Database bytes no longer held because rows are r2. */
   dbBytesSaved: number;
+  /** All of the table's content bytes, wherever they are: what the database held before any migration. */
+  contentBytes: number;
+}
+
+export interface MonthlyCost {
+  database: number;
+  r2: number;
+  total: number;
 }
 
 export interface StorageReport {
@@ -33,6 +42,12 @@ export interface StorageReport {
     uploadsRemaining: number;
     databaseStorageSavedPerMonth: number;
   };
+  /** Monthly storage cost of the contents now, and once finalize has cleared what it can (same R2 bytes). */
+  monthly: { now: MonthlyCost; afterFinalize: MonthlyCost };
+  /** Contents per table by size, in powers of two (bucket b: 2^b to 2^(b+1) bytes). */
+  sizes: SizeBucket[];
+  /** On-disk size of each table now: heap, TOAST, indexes. */
+  disk: TableDiskSize[];
   prices: Prices;
   policy: PlacementPolicy;
   generatedAt: string;
@@ -41,7 +56,7 @@ export interface StorageReport {
 /** Bytes and counts per table and location, progress, savings and R2 cost; one aggregate statement. */
 export async function buildReport(db: Db, tables: StoredTable[], policy: PlacementPolicy, prices: Prices, filter: RowFilter): Promise<StorageReport> {
   await assertSchemaReady(db);
-  const totals = await locationTotals(db, tables, policy, filter);
+  const [totals, sizes, disk] = await Promise.all([locationTotals(db, tables, policy, filter), sizeHistogram(db, tables, filter), tableDiskSizes(db, tables)]);
   const reportTables = tables.map((table) => summarizeTable(table.name, totals.filter((row) => row.table === table.name)));
   const sum = (pick: (t: ReportTable) => number) => reportTables.reduce((acc, t) => acc + pick(t), 0);
   const all = {
@@ -54,7 +69,13 @@ export async function buildReport(db: Db, tables: StoredTable[], policy: Placeme
     finalizableRows: sum((t) => t.finalizableRows),
     finalizableBytes: sum((t) => t.finalizableBytes),
     dbBytesSaved: sum((t) => t.dbBytesSaved),
+    contentBytes: sum((t) => t.contentBytes),
     progressPercent: 0,
+  };
+  const monthly = (databaseBytes: number): MonthlyCost => {
+    const database = (databaseBytes / GB) * prices.databasePerGbMonth;
+    const r2 = storageCost(all.r2Bytes, prices);
+    return { database, r2, total: database + r2 };
   };
   all.progressPercent = percent(all.movedRows, all.movedRows + all.pendingRows);
   return {
@@ -66,6 +87,9 @@ export async function buildReport(db: Db, tables: StoredTable[], policy: Placeme
       uploadsRemaining: classACost(all.pendingRows, prices),
       databaseStorageSavedPerMonth: (all.dbBytesSaved / GB) * prices.databasePerGbMonth,
     },
+    monthly: { now: monthly(all.dbBytes), afterFinalize: monthly(all.dbBytes - all.finalizableBytes) },
+    sizes,
+    disk,
     prices,
     policy,
     generatedAt: new Date().toISOString(),
@@ -96,5 +120,6 @@ function summarizeTable(name: string, rows: LocationTotals[]): ReportTable {
     finalizableBytes: sum((row) => row.finalizable_bytes),
     progressPercent: percent(moved, moved + pending),
     dbBytesSaved: rows.filter((row) => row.location === 'r2').reduce((acc, row) => acc + row.r2_bytes, 0),
+    contentBytes: rows.reduce((acc, row) => acc + (row.location === 'hybrid' || row.location === 'r2' ? row.r2_bytes : row.db_bytes), 0),
   };
 }
