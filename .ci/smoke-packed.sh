@@ -56,6 +56,13 @@ for major in system 22 24; do
   echo "== $("$node_bin" --version): the installed package"
   (cd "$work/app"
     "$node_bin" "$bin" --help | grep -q 'restore-version'
+    # the library entry the README's read-path example imports
+    "$node_bin" --input-type=module -e "
+      const lib = await import('overskill-storage');
+      for (const name of ['createDb', 'ObjectStore', 'readAppFile', 'streamStoredContent']) if (typeof lib[name] !== 'function') throw new Error('missing export ' + name);
+      const manifest = await import('overskill-storage/package.json', { with: { type: 'json' } });
+      if (!manifest.default.version) throw new Error('no version');
+    "
     "$node_bin" "$bin" --version | grep -qx "$(node -p "require('$installed/package.json').version")"
     "$node_bin" "$bin" schema --apply --yes --json > "$work/schema.json"
     "$node_bin" "$bin" migrate --dry-run --json > "$work/plan.json"

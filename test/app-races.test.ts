@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { createTestEnv, ON_PGLITE, type TestEnv } from './support/env.ts';
-import { cli } from './support/cli.ts';
+import { cli, spawnCli } from './support/cli.ts';
 import { insertApp, insertFile, objectText, text } from './support/seed.ts';
 import { S3Proxy } from './support/http-proxy.ts';
 import { R2Emulation } from './support/r2-emulation.ts';
@@ -82,7 +82,7 @@ describe.skipIf(ON_PGLITE)('the app writing through the plan\'s Phase 1 model wh
   }
 
   /** Runs the writer for SECONDS while `cycle` runs over and over; returns what the writer wrote. */
-  async function race(label: string, apps: string[], seed: number, cycle: string[][], legacy = 0.2): Promise<WriterReport> {
+  async function race(label: string, apps: string[], seed: number, cycle: string[][], legacy = 0.2, runOne: (args: string[]) => Promise<unknown> = tool): Promise<WriterReport> {
     const writerConfig = {
       databaseUrl: env.databaseUrl,
       endpoint: appProxy.endpoint,
@@ -103,7 +103,7 @@ describe.skipIf(ON_PGLITE)('the app writing through the plan\'s Phase 1 model wh
     const done = new Promise<void>((resolve) => writer.on('exit', () => resolve()));
     void done.then(() => (finished = true));
     let runs = 0;
-    while (!finished) await tool([...cycle[runs++ % cycle.length], ...apps.flatMap((app) => ['--app', app])]);
+    while (!finished) await runOne([...cycle[runs++ % cycle.length], ...apps.flatMap((app) => ['--app', app])]);
     await done;
     const report = JSON.parse(out.trim()) as WriterReport;
     tally.push(
@@ -170,12 +170,49 @@ describe.skipIf(ON_PGLITE)('the app writing through the plan\'s Phase 1 model wh
     }
   });
 
+  it('migrate killed at random moments while the app writes, then rerun', async () => {
+    for (const seed of seeds()) {
+      const apps = await seedApps(seed);
+      const random = mulberry32(seed);
+      let kills = 0;
+      // each run of the real executable is SIGKILLed after 0.2-1.5 s (or finishes first); the next one resumes
+      const killedRun = (args: string[]) =>
+        new Promise<void>((resolve) => {
+          const child = spawnCli([...args, '--json', '--concurrency', '8', '--batch-size', '8', '--request-timeout', '5s'], cliEnv);
+          child.stdout.resume();
+          child.stderr.resume();
+          const timer = setTimeout(() => {
+            kills++;
+            child.kill('SIGKILL');
+          }, 200 + random() * 1300);
+          child.on('exit', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      const report = await race('migrate, SIGKILLed', apps, seed, [['migrate', '--yes'], ['rollback', '--yes']], 0.2, killedRun);
+      tally.push(`    (${kills} of those runs were SIGKILLed)`);
+      await tool(['migrate', '--yes', ...apps.flatMap((app) => ['--app', app])]);
+      await expectNothingLost(report);
+    }
+  });
+
   it('cleanup --grace 0s racing the app', async () => {
     for (const seed of seeds()) {
       const apps = await seedApps(seed);
       // rolled back without --purge: every row's object is an orphan of ours at the very key the app writes to
       for (const args of [['migrate', '--yes'], ['rollback', '--yes']]) await tool([...args, ...apps.flatMap((app) => ['--app', app])]);
       await expectNothingLost(await race('cleanup --grace 0s', apps, seed, [['cleanup', '--grace', '0s', '--yes'], ['migrate', '--yes'], ['rollback', '--yes']]));
+    }
+  });
+
+  // Last: it switches this database to the content-addressed layout (non-unique key indexes).
+  it('the content-addressed layout: migrate, finalize, rollback --purge and cleanup racing the app', async () => {
+    expect((await cli(['schema', '--apply', '--yes', '--key-layout', 'content-addressed'], cliEnv)).code).toBe(0);
+    for (const seed of seeds()) {
+      const apps = await seedApps(seed);
+      const cycle = [['migrate', '--yes', '--key-layout', 'content-addressed'], ['finalize', '--yes'], ['rollback', '--purge', '--yes'], ['migrate', '--yes', '--key-layout', 'content-addressed'], ['rollback', '--yes'], ['cleanup', '--grace', '0s', '--yes']];
+      await expectNothingLost(await race('content-addressed cycle', apps, seed, cycle));
     }
   });
 });

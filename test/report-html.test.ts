@@ -113,6 +113,25 @@ describe.skipIf(!HAVE_BROWSER)('report --format html, in a real browser', () => 
     await page.page.context().close();
   });
 
+  it("the demo's own report: every chart drawn with the numbers of the demo's report --json step", async () => {
+    const file = join(dir, 'demo-report.html');
+    const demo = await cli(['demo', '--apps', '4', '--files', '15', '--large-files', '1', '--report', file, '--json'], { PATH: process.env.PATH, NO_COLOR: '1' }, { cwd: dir });
+    expect(demo.code, demo.stderr).toBe(0);
+    const document = demo.json();
+    expect(document.report).toBe(file);
+    const step = document.steps.find((s: { command: string }) => s.command.startsWith('overskill-storage report --format html'));
+    const json = step.result;
+    const page = await open(browser, file, 'light', 'report-demo.png');
+    expect(page.errors).toEqual([]);
+    expect(page.requests).toEqual([]);
+    expect(Object.values(page.charts).every((chart) => chart.painted)).toBe(true);
+    expect(page.charts.bytes.datasets).toBe(3);
+    expect(page.charts.sizes.datasets).toBe(3);
+    for (const [field, value] of Object.entries(page.facts)) expect(value, field).toBe(pick(json, field));
+    expect(page.embedded).toEqual(json);
+    await page.page.context().close();
+  });
+
   it('reads in a dark scheme and prints with every table open', async () => {
     const file = join(dir, 'report.html');
     const dark = await open(browser, file, 'dark', 'report-dark.png');

@@ -95,6 +95,10 @@ export class S3Proxy {
     if (rule) rule.times--;
     const fault = rule?.fault;
     const forward = (finished: (status: number) => void = () => undefined) => {
+      if (request.destroyed) {
+        finished(499); // the client went away while the request waited: nothing reaches the server
+        return;
+      }
       if (fault?.kind === 'status') {
         request.resume();
         request.on('end', () => {
@@ -145,6 +149,8 @@ export class S3Proxy {
         finished(500);
         response.socket?.destroy();
       });
+      // Never hold an emulation lock on a key forever, whatever happens to the exchange.
+      upstream.setTimeout(30_000, () => upstream.destroy(new Error('upstream timed out')));
       if (fault?.kind === 'corrupt') {
         let flipped = false;
         request.on('data', (chunk: Buffer) => {
@@ -158,6 +164,14 @@ export class S3Proxy {
         request.on('end', () => upstream.end());
         return;
       }
+      // A client that dies mid-body (a killed process) aborts the upload, as a real server would: the server is
+      // not left waiting for the rest, and the emulation's lock on the key is released.
+      request.on('close', () => {
+        if (!request.readableEnded) {
+          upstream.destroy();
+          finished(499);
+        }
+      });
       request.pipe(upstream);
     };
     const reachesServer = fault?.kind !== 'status' && fault?.kind !== 'blackhole' && fault?.kind !== 'reset';

@@ -124,13 +124,20 @@ function clean(etag: string): string {
 
 function reply(request: http.IncomingMessage, response: http.ServerResponse, status: number, code: string, message: string): Promise<void> {
   return new Promise((resolve) => {
+    let sent = false;
     const send = () => {
+      if (sent) return;
+      sent = true;
+      if (response.destroyed) return resolve();
       response.writeHead(status, { 'content-type': 'application/xml' });
       response.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`, () => resolve());
+      response.once('close', () => resolve());
     };
-    if (request.readableEnded) send();
+    if (request.readableEnded || request.destroyed) send();
     else {
       request.on('end', send);
+      // a client that goes away mid-body gets no answer, and holds nothing
+      request.on('close', send);
       request.resume();
     }
   });
