@@ -23,6 +23,8 @@ const LONG = process.env.RESILIENCE === 'long';
 const ROUNDS = LONG ? 5 : 1;
 const SECONDS = LONG ? 12 : 4;
 const FILES_PER_APP = 60;
+/** Per race test: a few rounds of writer time plus the tool runs, with room for a loaded CI machine. */
+const RACE_TIMEOUT = LONG ? 1_200_000 : 300_000;
 
 interface WriterReport {
   writes: number;
@@ -150,7 +152,7 @@ describe.skipIf(ON_PGLITE)('the app writing through the plan\'s Phase 1 model wh
       const apps = await seedApps(seed);
       await expectNothingLost(await race('migrate', apps, seed, [['migrate', '--yes'], ['rollback', '--yes']]));
     }
-  });
+  }, RACE_TIMEOUT);
 
   it('migrate --refresh-stale racing the app', async () => {
     for (const seed of seeds()) {
@@ -160,7 +162,7 @@ describe.skipIf(ON_PGLITE)('the app writing through the plan\'s Phase 1 model wh
       await query(env.db, "UPDATE app_files SET content = content || ' (edited by old code)' WHERE app_id = ANY($1::bigint[]) AND id % 2 = 0 AND storage_location = 'hybrid'", [apps]);
       await expectNothingLost(await race('migrate --refresh-stale', apps, seed, [['migrate', '--refresh-stale', '--yes']], 0.4));
     }
-  });
+  }, RACE_TIMEOUT);
 
   it('rollback --purge racing the app', async () => {
     for (const seed of seeds()) {
@@ -168,7 +170,7 @@ describe.skipIf(ON_PGLITE)('the app writing through the plan\'s Phase 1 model wh
       for (const args of [['migrate', '--yes'], ['finalize', '--yes']]) await tool([...args, ...apps.flatMap((app) => ['--app', app])]);
       await expectNothingLost(await race('rollback --purge', apps, seed, [['rollback', '--purge', '--yes'], ['migrate', '--yes'], ['finalize', '--yes']]));
     }
-  });
+  }, RACE_TIMEOUT);
 
   it('migrate killed at random moments while the app writes, then rerun', async () => {
     for (const seed of seeds()) {
@@ -195,7 +197,7 @@ describe.skipIf(ON_PGLITE)('the app writing through the plan\'s Phase 1 model wh
       await tool(['migrate', '--yes', ...apps.flatMap((app) => ['--app', app])]);
       await expectNothingLost(report);
     }
-  });
+  }, RACE_TIMEOUT);
 
   it('cleanup --grace 0s racing the app', async () => {
     for (const seed of seeds()) {
@@ -204,7 +206,7 @@ describe.skipIf(ON_PGLITE)('the app writing through the plan\'s Phase 1 model wh
       for (const args of [['migrate', '--yes'], ['rollback', '--yes']]) await tool([...args, ...apps.flatMap((app) => ['--app', app])]);
       await expectNothingLost(await race('cleanup --grace 0s', apps, seed, [['cleanup', '--grace', '0s', '--yes'], ['migrate', '--yes'], ['rollback', '--yes']]));
     }
-  });
+  }, RACE_TIMEOUT);
 
   // Last: it switches this database to the content-addressed layout (non-unique key indexes).
   it('the content-addressed layout: migrate, finalize, rollback --purge and cleanup racing the app', async () => {
@@ -214,5 +216,5 @@ describe.skipIf(ON_PGLITE)('the app writing through the plan\'s Phase 1 model wh
       const cycle = [['migrate', '--yes', '--key-layout', 'content-addressed'], ['finalize', '--yes'], ['rollback', '--purge', '--yes'], ['migrate', '--yes', '--key-layout', 'content-addressed'], ['rollback', '--yes'], ['cleanup', '--grace', '0s', '--yes']];
       await expectNothingLost(await race('content-addressed cycle', apps, seed, cycle));
     }
-  });
+  }, RACE_TIMEOUT);
 });

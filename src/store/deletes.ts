@@ -51,7 +51,9 @@ export async function deleteIfOurs(core: StoreCore, key: string, expect: DeleteE
     const sentAt = performance.now();
     let tombstoneEtag: string;
     try {
-      const result = await core.client.send(
+      // No automatic retry: a 429 means someone wrote the key within the last second, so our condition would
+      // fail anyway; the object is left for the next run rather than waited on.
+      const result = await core.onceClient.send(
         new PutObjectCommand({ Bucket: core.bucket, Key: key, Body: Buffer.alloc(0), ContentLength: 0, Metadata: tombstoneMetadata(), IfMatch: etag }),
       );
       tombstoneEtag = cleanEtag(result.ETag);
