@@ -6,10 +6,10 @@
  *   raw vs migrate throughput, the same through a 50 ms proxy at concurrency 8/32/64, the plan's naive
  *   one-row-at-a-time job, verify (listings vs deep vs one HEAD per row), report, and peak RSS.
  */
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { summarizeProfile } from './profile-summary.ts';
 import { randomBytes } from 'node:crypto';
 import { createDb, query, type Db } from '../src/db.ts';
@@ -62,10 +62,10 @@ function runWorker(operation: string, url: string, endpoint: string, bucket: str
   });
 }
 
-const RSS_AT_EXIT = `data:text/javascript,process.on('exit',()=>process.stderr.write('\\nmaxRSS '+process.resourceUsage().maxRSS+'\\n'))`;
+const RSS_AT_EXIT = `data:text/javascript,process.on('exit',()=>{const u=process.resourceUsage();process.stderr.write('\\nmaxRSS '+u.maxRSS+' cpu '+((u.userCPUTime+u.systemCPUTime)/1e6)+'\\n')})`;
 
 /** Runs a command line with Node (the built CLI, or `-e 0`), returning its wall time and its own peak RSS. */
-function timeNode(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ seconds: number; maxRssMb: number; code: number; stdout: string }> {
+function timeNode(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ seconds: number; maxRssMb: number; cpuSeconds: number; code: number; stdout: string }> {
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
     const child = spawn(process.execPath, ['--import', RSS_AT_EXIT, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -76,10 +76,47 @@ function timeNode(args: string[], env: NodeJS.ProcessEnv = process.env): Promise
     child.on('error', reject);
     child.on('exit', (code) => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const rss = /maxRSS ([0-9]+)/.exec(stderr);
-      resolve({ seconds, maxRssMb: rss ? Number(rss[1]) / 1024 : Number.NaN, code: code ?? 1, stdout });
+      const usage = /maxRSS ([0-9]+) cpu ([0-9.]+)/.exec(stderr);
+      resolve({ seconds, maxRssMb: usage ? Number(usage[1]) / 1024 : Number.NaN, cpuSeconds: usage ? Number(usage[2]) : Number.NaN, code: code ?? 1, stdout });
     });
   });
+}
+
+/**
+ * rclone copying the same contents from a directory to the same S3 server, against the CLI's migrate, at the
+ * same concurrency: client CPU per object for both (rclone's from bash's `times`, the CLI's from its own
+ * resource usage). Needs `rclone` on PATH (Debian's package); configured through RCLONE_CONFIG_* only.
+ */
+async function compareWithRclone(db: Db, databaseUrl: string, s3: LocalS3Server, concurrency: number): Promise<Record<string, unknown> | undefined> {
+  if (spawnSync('rclone', ['version']).status !== 0) return undefined;
+  const dir = mkdtempSync(join(tmpdir(), 'overskill-rclone-'));
+  try {
+    await resetMigration(db);
+    const rows = await query<{ app_id: string; path: string; content: string }>(db, 'SELECT app_id, path, content FROM app_files WHERE octet_length(content) >= 1024');
+    for (const row of rows) {
+      const file = join(dir, 'apps', row.app_id, 'files', row.path);
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(file, row.content);
+    }
+    const env: NodeJS.ProcessEnv = { ...process.env, RCLONE_CONFIG_BENCH_TYPE: 's3', RCLONE_CONFIG_BENCH_PROVIDER: 'Other', RCLONE_CONFIG_BENCH_ENDPOINT: s3.endpoint, RCLONE_CONFIG_BENCH_ACCESS_KEY_ID: s3.accessKeyId, RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY: s3.secretAccessKey, RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE: 'true' };
+    delete env.AWS_CA_BUNDLE;
+    const started = Date.now();
+    const rclone = spawnSync('bash', ['-c', `rclone copy "$0" "bench:${s3.bucket}/rclone-${Date.now()}" --transfers ${concurrency} --checkers ${concurrency} 2>/dev/null && times`, dir], { env, encoding: 'utf8' });
+    const rcloneSeconds = (Date.now() - started) / 1000;
+    // `times` prints the shell's own times, then its children's: "0m8.250s 0m4.900s"
+    const children = rclone.stdout.trim().split('\n').pop()!.split(/\s+/).map((t) => { const m = /([0-9]+)m([0-9.]+)s/.exec(t)!; return Number(m[1]) * 60 + Number(m[2]); });
+    const rcloneCpu = children[0] + children[1];
+    const cliEnv = { ...process.env, DATABASE_URL: databaseUrl, R2_ENDPOINT: s3.endpoint, R2_ACCESS_KEY_ID: s3.accessKeyId, R2_SECRET_ACCESS_KEY: s3.secretAccessKey, R2_BUCKET: s3.bucket, NO_COLOR: '1' };
+    const migrate = await timeNode(['bin/overskill-storage.js', 'migrate', '--yes', '--json', '--concurrency', String(concurrency), '--tables', 'files'], cliEnv);
+    const objects = rows.length;
+    return {
+      objects,
+      rclone: { seconds: rcloneSeconds, cpuSeconds: rcloneCpu, cpuMsPerObject: (rcloneCpu / objects) * 1000, objectsPerSecond: objects / rcloneSeconds },
+      migrate: { seconds: migrate.seconds, cpuSeconds: migrate.cpuSeconds, cpuMsPerObject: (migrate.cpuSeconds / objects) * 1000, objectsPerSecond: objects / migrate.seconds, maxRssMb: migrate.maxRssMb },
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Loads the page in headless chromium (network blocked): ms from navigation until every chart is drawn. */
@@ -222,6 +259,15 @@ async function main() {
     const ratio = rate(migrated) / rate(raw);
     console.log(`  migrate/raw = ${ratio.toFixed(2)}  (target >= 0.85); statements per batch ≈ ${(migrated.statements / Math.max(1, migrated.batches)).toFixed(2)}; S3 requests per object = ${(Object.values(migrated.requests).reduce((a, b) => a + b, 0) / migrated.objects).toFixed(3)}`);
     results.throughput = { raw, rawRuns: [rawFirst, rawSecond], migrate: migrated, ratio };
+
+    const rclone = await compareWithRclone(scratch.db, scratch.url, s3, 16);
+    if (rclone) {
+      const r = rclone as { objects: number; rclone: { seconds: number; cpuMsPerObject: number; objectsPerSecond: number }; migrate: { seconds: number; cpuMsPerObject: number; objectsPerSecond: number } };
+      console.log(
+        `rclone copy vs CLI migrate, c=16, ${r.objects} objects: rclone ${r.rclone.objectsPerSecond.toFixed(0)} obj/s at ${r.rclone.cpuMsPerObject.toFixed(2)} ms CPU/object; migrate ${r.migrate.objectsPerSecond.toFixed(0)} obj/s at ${r.migrate.cpuMsPerObject.toFixed(2)} ms CPU/object (target: migrate <= rclone)`,
+      );
+    } else console.log('rclone is not installed (apt-get install rclone): no side-by-side CPU figure');
+    results.rclone = rclone;
 
     // Verify: listings vs deep vs one HEAD per object.
     const verifyDefault = await runWorker('verify', scratch.url, s3.endpoint, s3.bucket, 16);
