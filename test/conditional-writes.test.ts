@@ -5,7 +5,9 @@ import { createTestEnv, type TestEnv } from './support/env.ts';
 import { S3Proxy } from './support/http-proxy.ts';
 import { R2Emulation } from './support/r2-emulation.ts';
 import { storeAt } from './support/stores.ts';
-import { objectText } from './support/seed.ts';
+import { insertApp, insertFile, objectText, text } from './support/seed.ts';
+import { deleteUnnamed, emptyTally } from '../src/ops/guarded-deletes.ts';
+import { query } from '../src/db.ts';
 import { ObjectStore } from '../src/object-store.ts';
 import { ObjectConflictError } from '../src/errors.ts';
 import { sha256Hex } from '../src/hashing.ts';
@@ -32,7 +34,7 @@ describe('R2 emulation and conditional writes', () => {
   const statusOf = (promise: Promise<unknown>) => promise.then(() => 200, (error) => error.$metadata?.httpStatusCode ?? error.name);
 
   beforeAll(async () => {
-    env = await createTestEnv({ schema: false });
+    env = await createTestEnv();
     r2 = new R2Emulation(env.s3.port);
     toolProxy = await new S3Proxy(env.s3.port, env.s3.bucket, r2).start();
     appProxy = await new S3Proxy(env.s3.port, env.s3.bucket, r2).start();
@@ -195,6 +197,42 @@ describe('R2 emulation and conditional writes', () => {
       expect(outcome).toMatchObject({ status: 'deleted', guarded: true });
       expect(r2.stats.throttled).toBeGreaterThan(throttledBefore);
       expect(await objectText(tool, k)).toBe('the app, during our delete');
+    });
+
+    it('a tombstone answered too slowly is written again once the second is surely over, then deleted', async () => {
+      r2.writeIntervalMs = 1000;
+      const k = key();
+      await ours(k, 'ours');
+      await new Promise((resolve) => setTimeout(resolve, 1050));
+      // the first tombstone reaches the store 700 ms late: past the 600 ms the delete may follow it by
+      toolProxy.inject((r) => r.method === 'PUT' && r.key === k, { kind: 'delay', ms: 700 });
+      const throttledBefore = r2.stats.throttled;
+      expect(await tool.deleteIfOurs(k)).toMatchObject({ status: 'deleted', guarded: true });
+      expect(await tool.head(k)).toBeUndefined();
+      // it waited for its own second to pass instead of running into its own 429
+      expect(r2.stats.throttled).toBe(throttledBefore);
+    });
+
+    it('a row that starts naming the key while it is tombstoned gets its object back from its database content', async () => {
+      const app = await insertApp(env.db);
+      const content = text(3000, 'row content ');
+      const id = await insertFile(env.db, app, 'adopted.txt', content);
+      const k = `apps/${app}/files/adopted.txt`;
+      await ours(k, content);
+      // while the tombstone is on its way, a migrate adopts the object and flips the row to name it;
+      // then the delete fails, leaving the tombstone
+      toolProxy.inject((r) => {
+        if (r.method !== 'PUT' || r.key !== k) return false;
+        void query(env.db, "UPDATE app_files SET storage_location = 'hybrid', r2_object_key = $2, content_hash = $3 WHERE id = $1", [id, k, sha256Hex(content)]);
+        return true;
+      }, { kind: 'delay', ms: 200 });
+      toolProxy.inject((r) => r.method === 'DELETE' && r.key === k, { kind: 'status', status: 500 });
+      const tally = emptyTally();
+      await deleteUnnamed({ db: env.db, store: tool, databaseUrl: env.databaseUrl }, [{ key: k, expect: {} }], 2, tally);
+      expect(tally.deleted).toEqual([]);
+      expect(tally.refused.map((r) => r.key)).toEqual([k]);
+      expect(tally.restored).toEqual([k]);
+      expect(await objectText(tool, k)).toBe(content);
     });
 
     it('if deletes count as writes too, it waits out the second and deletes its own tombstone', async () => {

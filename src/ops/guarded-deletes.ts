@@ -40,6 +40,7 @@ export async function deleteUnnamed(context: StorageContext, candidates: DeleteC
   if (!candidates.length) return;
   const named = await keysStillReferenced(context.db, candidates.map((candidate) => candidate.key));
   const deletedNow: string[] = [];
+  const tombstoned: string[] = [];
   await mapLimit(candidates, concurrency, async ({ key, expect }) => {
     if (named.has(key)) {
       tally.refused.push({ key, reason: 'a row names it; not deleted' });
@@ -50,13 +51,17 @@ export async function deleteUnnamed(context: StorageContext, candidates: DeleteC
       if (outcome.status === 'deleted') {
         deletedNow.push(key);
         tally.windows.push({ ms: outcome.windowMs, guarded: outcome.guarded });
-      } else if (outcome.status === 'refused') tally.refused.push({ key, reason: outcome.reason });
+      } else if (outcome.status === 'refused') {
+        tally.refused.push({ key, reason: outcome.reason });
+        if (outcome.tombstoned) tombstoned.push(key);
+      }
     } catch (error) {
       tally.failed.push({ key, reason: errorMessage(error) });
     }
   });
   tally.deleted.push(...deletedNow);
-  await restoreNamedObjects(context, deletedNow, tally);
+  // A key left holding our 0-byte tombstone is as good as deleted for a row that started naming it.
+  await restoreNamedObjects(context, [...deletedNow, ...tombstoned], tally);
 }
 
 async function restoreNamedObjects(context: StorageContext, deleted: string[], tally: DeletionTally): Promise<void> {
@@ -67,7 +72,11 @@ async function restoreNamedObjects(context: StorageContext, deleted: string[], t
       continue;
     }
     try {
-      await context.store.putStreamVerified(row.key, () => readContentChunks(context.db, table, row.id), row.db_hash, row.bytes, contentTypeFor(row.key), { kind: 'create' });
+      // Whatever of ours is there (a tombstone) is replaced by the row's own content; anything else is refused.
+      await context.store.putStreamVerified(row.key, () => readContentChunks(context.db, table, row.id), row.db_hash, row.bytes, contentTypeFor(row.key), {
+        kind: 'create',
+        mayReplaceOurs: async () => true,
+      });
       tally.restored.push(row.key);
     } catch (error) {
       tally.failed.push({ key: row.key, reason: `${table.table} #${row.id} names this deleted key and restoring it failed: ${errorMessage(error)}` });

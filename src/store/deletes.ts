@@ -21,7 +21,8 @@ export type GuardedDelete =
       guarded: boolean;
     }
   | { status: 'gone' }
-  | { status: 'refused'; reason: string };
+  /** `tombstoned`: a 0-byte tombstone of ours was left at the key (the delete did not follow it). */
+  | { status: 'refused'; reason: string; tombstoned?: boolean };
 
 /** The delete is sent only this soon after the tombstone was: well inside the second R2 refuses other writes. */
 const TOMBSTONE_GUARD_MS = 600;
@@ -47,6 +48,7 @@ export async function deleteIfOurs(core: StoreCore, key: string, expect: DeleteE
     if (expect.sha256 !== undefined && head.sha256 !== expect.sha256) return { status: 'refused', reason: 'holds other content than the row it was checked against; not deleted' };
   }
   let etag = head.etag;
+  let tombstoned = false;
   for (let round = 1; round <= ROUNDS; round++) {
     const sentAt = performance.now();
     let tombstoneEtag: string;
@@ -63,28 +65,33 @@ export async function deleteIfOurs(core: StoreCore, key: string, expect: DeleteE
         head = await core.head(key);
         if (!head) return { status: 'gone' };
         if (head.tombstone) {
+          tombstoned = true;
           etag = head.etag;
           continue;
         }
         return { status: 'refused', reason: 'rewritten since it was checked (a conditional write failed); not deleted' };
       }
-      if (isThrottled(error)) return { status: 'refused', reason: 'written by someone else within the last second; left for the next run' };
-      return { status: 'refused', reason: `could not be replaced by a tombstone: ${describeS3Error(error)}` };
+      if (isThrottled(error)) return { status: 'refused', reason: 'written within the last second; left for the next run', tombstoned };
+      return { status: 'refused', reason: `could not be replaced by a tombstone: ${describeS3Error(error)}`, tombstoned };
     }
+    tombstoned = true;
     if (performance.now() - sentAt > TOMBSTONE_GUARD_MS) {
-      // Too slow an answer to be sure the second is not over: start again from our own tombstone.
+      // Too slow an answer to be sure the second is not over: once it surely is, start again from our own
+      // tombstone (a write by anyone since then fails that tombstone's condition).
       etag = tombstoneEtag;
+      // It was written somewhere between sending and the answer: a second from the answer is surely past it.
+      await sleep(1100);
       continue;
     }
     try {
       await core.onceClient.send(new DeleteObjectCommand({ Bucket: core.bucket, Key: key }));
       return { status: 'deleted', windowMs: performance.now() - sentAt, guarded: true };
     } catch (error) {
-      if (!isThrottled(error)) return { status: 'refused', reason: `delete failed (a 0-byte tombstone of ours is left at the key): ${describeS3Error(error)}` };
+      if (!isThrottled(error)) return { status: 'refused', reason: `delete failed (a 0-byte tombstone of ours is left at the key): ${describeS3Error(error)}`, tombstoned: true };
       return fallBack(core, key, tombstoneEtag, sentAt);
     }
   }
-  return { status: 'refused', reason: 'the key kept changing; left for the next run' };
+  return { status: 'refused', reason: 'the key kept changing; left for the next run', tombstoned };
 }
 
 async function fallBack(core: StoreCore, key: string, tombstoneEtag: string, sentAt: number): Promise<GuardedDelete> {
@@ -97,7 +104,7 @@ async function fallBack(core: StoreCore, key: string, tombstoneEtag: string, sen
     await core.onceClient.send(new DeleteObjectCommand({ Bucket: core.bucket, Key: key }));
     return { status: 'deleted', windowMs: performance.now() - checkedAt, guarded: false };
   } catch (error) {
-    return { status: 'refused', reason: `delete failed (a 0-byte tombstone of ours is left at the key): ${describeS3Error(error)}` };
+    return { status: 'refused', reason: `delete failed (a 0-byte tombstone of ours is left at the key): ${describeS3Error(error)}`, tombstoned: true };
   }
 }
 
