@@ -2,8 +2,8 @@ import type { StorageContext } from '../context.ts';
 import { TABLE_NAMES, TABLES } from '../tables.ts';
 import type { RowFilter } from '../sql/filters.ts';
 import { keysStillReferenced } from '../sql/references.ts';
-import { deleteUnnamed, deleteWindowStats, emptyTally, type DeletionTally } from './guarded-deletes.ts';
-import type { DeleteWindowStats } from '../store/deletes.ts';
+import { deleteUnnamed, emptyTally, type DeletionTally } from './guarded-deletes.ts';
+import { windowStats, type DeleteWindowStats } from '../store/deletes.ts';
 import { walkBucketByApp } from './bucket-walk.ts';
 import type { StoredObject } from '../object-store.ts';
 import { UsageError, errorMessage } from '../errors.ts';
@@ -76,7 +76,7 @@ export async function cleanup(context: StorageContext, options: CleanupOptions, 
     refused: [],
     restored: 0,
     failed: [],
-    deleteWindow: deleteWindowStats(emptyTally()),
+    deleteWindow: windowStats([]),
     applied: options.apply,
     interrupted: false,
   };
@@ -139,7 +139,7 @@ export async function cleanup(context: StorageContext, options: CleanupOptions, 
   result.refused = tally.refused;
   result.restored = tally.restored.length;
   result.failed.push(...tally.failed);
-  result.deleteWindow = deleteWindowStats(tally);
+  result.deleteWindow = windowStats(tally.windows);
   result.interrupted = options.signal?.aborted ?? false;
   reporter.stageDone?.(options.apply ? 'cleanup' : 'cleanup (listing)');
   return result;

@@ -5,7 +5,7 @@ import { TABLES } from '../tables.ts';
 import { contentTypeFor } from '../content-type.ts';
 import { mapLimit } from '../pool.ts';
 import { errorMessage } from '../errors.ts';
-import { windowStats, type DeleteExpectation, type DeleteWindowStats } from '../store/deletes.ts';
+import type { DeleteExpectation } from '../store/deletes.ts';
 
 export interface DeleteCandidate {
   key: string;
@@ -24,10 +24,6 @@ export interface DeletionTally {
 
 export function emptyTally(): DeletionTally {
   return { deleted: [], refused: [], failed: [], restored: [], windows: [] };
-}
-
-export function deleteWindowStats(tally: DeletionTally): DeleteWindowStats {
-  return windowStats(tally.windows);
 }
 
 /**
@@ -67,6 +63,8 @@ export async function deleteUnnamed(context: StorageContext, candidates: DeleteC
 async function restoreNamedObjects(context: StorageContext, deleted: string[], tally: DeletionTally): Promise<void> {
   for (const row of await rowsNamingKeys(context.db, deleted)) {
     const table = TABLES[row.table];
+    // A 'database' row keeps its content in the database and needs no object (the plan's model leaves its key).
+    if (row.location === 'database') continue;
     if (!row.has_content || row.db_hash === null || row.db_hash !== row.hash || row.bytes === null) {
       tally.failed.push({ key: row.key, reason: `${table.table} #${row.id} started naming this key while it was deleted, and has no matching database content to restore it from; run verify` });
       continue;

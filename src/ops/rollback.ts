@@ -4,8 +4,8 @@ import type { StoredTable } from '../tables.ts';
 import type { ClaimedRow } from '../sql/claim-batch.ts';
 import { flipToDatabase, type KeptCopy, type RestoredContent } from '../sql/flip-to-database.ts';
 import { dropStaleStaging, stageContent } from '../sql/content-chunks.ts';
-import { deleteUnnamed, deleteWindowStats, emptyTally } from './guarded-deletes.ts';
-import type { DeleteWindowStats } from '../store/deletes.ts';
+import { deleteUnnamed, emptyTally } from './guarded-deletes.ts';
+import { windowStats, type DeleteWindowStats } from '../store/deletes.ts';
 import { runBatches, type ItemOutcome, type TableRunResult } from './batch-runner.ts';
 import { Limiter } from '../pool.ts';
 import { IntegrityError, errorMessage } from '../errors.ts';
@@ -136,7 +136,7 @@ export async function rollback(context: StorageContext, options: RollbackOptions
     purged: tally.deleted.length,
     purgeFailures: tally.failed,
     purgeRefused: tally.refused,
-    deleteWindow: deleteWindowStats(tally),
+    deleteWindow: windowStats(tally.windows),
     problems: countProblems(outcome, tally.failed.length),
   };
 }

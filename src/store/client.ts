@@ -69,9 +69,13 @@ export function isPreconditionFailed(error: unknown): boolean {
   return name === 'PreconditionFailed' || httpStatusOf(error) === 412;
 }
 
-export function isThrottled(error: unknown): boolean {
+/**
+ * R2's one-write-per-key-per-second rule (429). Not a general slow-down (503 SlowDown): only this answer says
+ * the key itself was written a moment ago, which is what the guarded delete reasons about.
+ */
+export function isKeyWriteLimited(error: unknown): boolean {
   const name = (error as { name?: string })?.name;
-  return httpStatusOf(error) === 429 || name === 'TooManyRequests' || name === 'SlowDown';
+  return httpStatusOf(error) === 429 || name === 'TooManyRequests';
 }
 
 export function describeS3Error(error: unknown): string {

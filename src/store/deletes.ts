@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { cleanEtag } from '../hashing.ts';
-import { describeS3Error, isNotFound, isPreconditionFailed, isThrottled } from './client.ts';
+import { describeS3Error, isNotFound, isPreconditionFailed, isKeyWriteLimited } from './client.ts';
 import { tombstoneMetadata } from './ownership.ts';
 import type { StoreCore } from './core.ts';
 
@@ -71,7 +71,7 @@ export async function deleteIfOurs(core: StoreCore, key: string, expect: DeleteE
         }
         return { status: 'refused', reason: 'rewritten since it was checked (a conditional write failed); not deleted' };
       }
-      if (isThrottled(error)) return { status: 'refused', reason: 'written within the last second; left for the next run', tombstoned };
+      if (isKeyWriteLimited(error)) return { status: 'refused', reason: 'written within the last second; left for the next run', tombstoned };
       return { status: 'refused', reason: `could not be replaced by a tombstone: ${describeS3Error(error)}`, tombstoned };
     }
     tombstoned = true;
@@ -87,7 +87,7 @@ export async function deleteIfOurs(core: StoreCore, key: string, expect: DeleteE
       await core.onceClient.send(new DeleteObjectCommand({ Bucket: core.bucket, Key: key }));
       return { status: 'deleted', windowMs: performance.now() - sentAt, guarded: true };
     } catch (error) {
-      if (!isThrottled(error)) return { status: 'refused', reason: `delete failed (a 0-byte tombstone of ours is left at the key): ${describeS3Error(error)}`, tombstoned: true };
+      if (!isKeyWriteLimited(error)) return { status: 'refused', reason: `delete failed (a 0-byte tombstone of ours is left at the key): ${describeS3Error(error)}`, tombstoned: true };
       return fallBack(core, key, tombstoneEtag, sentAt);
     }
   }
