@@ -45,6 +45,13 @@ export async function query<Row = Record<string, unknown>>(db: Queryable, sql: s
   }
 }
 
+/** A pooled connection of its own, for statements that must share one session (a cursor, a transaction). */
+export async function acquireSession(db: Queryable): Promise<{ connection: pg.PoolClient; release: () => Promise<void> }> {
+  const client = (db as unknown as { client: KnexClient }).client;
+  const connection = await client.acquireConnection();
+  return { connection, release: () => client.releaseConnection(connection) };
+}
+
 interface KnexClient {
   acquireConnection(): Promise<pg.PoolClient>;
   releaseConnection(connection: pg.PoolClient): Promise<void>;

@@ -17,6 +17,9 @@ import { headFromMetadata, type ObjectHead } from './store/ownership.ts';
 import { putBuffer, putStream, CREATE, type PutResult, type WriteIntent } from './store/writes.ts';
 import { deleteIfOurs, type DeleteExpectation, type GuardedDelete } from './store/deletes.ts';
 import type { StoreCore } from './store/core.ts';
+import { DEFAULT_PART_SIZE } from './store/parts.ts';
+
+export { DEFAULT_PART_SIZE, partSizeFor } from './store/parts.ts';
 
 export { describeS3Error, isNotFound } from './store/client.ts';
 export type { PutResult, WriteIntent } from './store/writes.ts';
@@ -37,7 +40,6 @@ export interface StoredObject {
   lastModified?: Date;
 }
 
-export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
 const READ_ATTEMPTS = 3;
 
 /**

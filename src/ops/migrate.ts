@@ -56,7 +56,7 @@ export function migrateMinBytes(options: MigrateOptions): number {
  * compare-and-set per batch. Never clears database content.
  */
 export async function migrate(context: StorageContext, options: MigrateOptions, reporter: Reporter = {}): Promise<MigrateResult> {
-  const large = new Limiter(LARGE_ITEM_CONCURRENCY);
+  const large = new Limiter(Math.min(LARGE_ITEM_CONCURRENCY, options.concurrency));
   const minBytes = migrateMinBytes(options);
   const layout = options.keyLayout ?? 'path';
   await assertLayoutAllowed(context.db, layout);

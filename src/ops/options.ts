@@ -10,9 +10,15 @@ export const DEFAULT_WALK: Omit<WalkOptions, 'filter'> = {
   concurrency: 16,
 };
 
-/** Contents above this size are streamed in slices instead of being fetched with their batch. */
-export const DEFAULT_INLINE_MAX = 8 * 1024 * 1024;
-/** At most this many streamed (large) contents move at once, whatever the concurrency: memory stays bounded. */
+/**
+ * Contents above this size are streamed in slices instead of being fetched with their batch: a batch then
+ * holds at most its byte budget plus one such content, whatever its rows hold.
+ */
+export const DEFAULT_INLINE_MAX = 1024 * 1024;
+/**
+ * At most this many streamed (large) contents move at once, whatever the concurrency (and never more than
+ * it): each holds about two multipart parts, so large rows cost at most four parts of memory.
+ */
 export const LARGE_ITEM_CONCURRENCY = 2;
 
 export interface CommonRunOptions extends WalkOptions {

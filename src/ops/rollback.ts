@@ -47,7 +47,7 @@ type RollbackItem = { restored: RestoredContent } | { kept: KeptCopy };
 export async function rollback(context: StorageContext, options: RollbackOptions, reporter: Reporter = {}): Promise<RollbackResult> {
   await assertSchemaReady(context.db);
   await dropStaleStaging(context.db);
-  const large = new Limiter(LARGE_ITEM_CONCURRENCY);
+  const large = new Limiter(Math.min(LARGE_ITEM_CONCURRENCY, options.concurrency));
   const target = options.keepHybrid ? 'hybrid' : 'database';
   const tally = emptyTally();
   const outcome = await withWorker(context, options, reporter, 'rollback', (run, table) => {

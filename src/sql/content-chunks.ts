@@ -1,31 +1,55 @@
 import { StringDecoder } from 'node:string_decoder';
-import { query, type Queryable } from '../db.ts';
+import { acquireSession, query, type Queryable } from '../db.ts';
 import type { StoredTable } from '../tables.ts';
 import { STAGING_TABLE } from './schema.ts';
 import { sqlWorkerIsLive } from '../workers.ts';
 
 /**
- * Characters per slice when a content is too large to hold (at most 4 bytes each in UTF-8). PostgreSQL
- * detoasts a multibyte text up to the slice end for every substr, so fewer, larger slices are much faster.
+ * Bytes per slice, and slices per round trip, when a content is too large to hold. Slices stay well below
+ * the size at which the driver starts doubling its receive buffer for one message (garbage that would
+ * dominate memory); a round trip still carries 1 MiB, so a 20 MB row is twenty of them.
  */
-export const CHUNK_CHARS = 8_000_000;
+export const SLICE_BYTES = 64 * 1024;
+const SLICES_PER_FETCH = 16;
 
 /**
- * Reads one large content from the database in character-aligned slices, so no more than one slice is
- * held at a time. A write racing the read yields bytes whose hash differs from the one the claim
- * computed, which the uploader detects; nothing is flipped on such a read.
+ * Reads one large content from the database in byte slices, so no more than one slice is held at a time.
+ * One cursor over one statement: the content is detoasted and converted to UTF-8 once, and every slice is
+ * cut by byte offset. (Slicing text by characters, one statement per slice, costs quadratic time on
+ * multibyte text: PostgreSQL counts characters from the start for every slice.) The statement's snapshot
+ * makes the slices one consistent version of the row; a write that lands meanwhile changes the hash the
+ * claim computed, which the uploader detects, and nothing is flipped on such a read.
+ * The cursor needs its own connection and transaction for as long as the caller keeps reading.
  */
-export async function* readContentChunks(db: Queryable, table: StoredTable, id: string, chunkChars = CHUNK_CHARS): AsyncGenerator<Buffer> {
-  for (let start = 1; ; start += chunkChars) {
-    const rows = await query<{ chunk: string | null }>(
-      db,
-      `SELECT substr(t.${table.contentColumn}, $2::int, $3::int) AS chunk FROM ${table.table} t WHERE t.id = $1::bigint`,
-      [id, start, chunkChars],
+let cursors = 0;
+
+export async function* readContentChunks(db: Queryable, table: StoredTable, id: string, sliceBytes = SLICE_BYTES, slicesPerFetch = SLICES_PER_FETCH): AsyncGenerator<Buffer> {
+  // Inside a caller's transaction the cursor lives in it; otherwise in a read-only transaction of its own.
+  const ownTransaction = !(db as { isTransaction?: boolean }).isTransaction;
+  const cursor = `overskill_slices_${++cursors}`;
+  const session = await acquireSession(db);
+  let open = false;
+  try {
+    if (ownTransaction) await session.connection.query('BEGIN READ ONLY');
+    open = true;
+    await session.connection.query(
+      `DECLARE ${cursor} NO SCROLL CURSOR FOR
+       SELECT substring(c.bytes FROM s.at FOR ${Number(sliceBytes)}) AS slice
+         FROM (SELECT convert_to(t.${table.contentColumn}, 'UTF8') AS bytes FROM ${table.table} t WHERE t.id = $1::bigint OFFSET 0) c
+        CROSS JOIN LATERAL generate_series(1, octet_length(c.bytes), ${Number(sliceBytes)}) AS s(at)`,
+      [id],
     );
-    const chunk = rows[0]?.chunk;
-    if (!chunk) return;
-    yield Buffer.from(chunk, 'utf8');
-    if (chunk.length < chunkChars) return;
+    for (;;) {
+      const result = await session.connection.query(`FETCH ${Number(slicesPerFetch)} FROM ${cursor}`);
+      for (const row of result.rows as { slice: Buffer }[]) yield row.slice;
+      if (result.rows.length < slicesPerFetch) break;
+    }
+    await session.connection.query(ownTransaction ? 'COMMIT' : `CLOSE ${cursor}`);
+    open = false;
+  } finally {
+    // An abandoned read (the upload failed) must not leave a transaction or cursor open on a pooled connection.
+    if (open) await session.connection.query(ownTransaction ? 'ROLLBACK' : `CLOSE ${cursor}`).catch(() => undefined);
+    await session.release();
   }
 }
 

@@ -6,6 +6,7 @@ import { IntegrityError, ObjectConflictError, ObjectStoreError } from '../errors
 import { cleanEtag, hexToBase64, md5Hex, MultipartEtag } from '../hashing.ts';
 import { describeS3Error, isNotFound, isPreconditionFailed } from './client.ts';
 import { ourMetadata, type ObjectHead } from './ownership.ts';
+import { partSizeFor } from './parts.ts';
 import type { StoreCore } from './core.ts';
 
 /**
@@ -95,7 +96,8 @@ export function putStream(
     send: async (condition) => {
       const sha = createHash('sha256');
       const md5 = createHash('md5');
-      const multipartEtag = new MultipartEtag(core.partSize);
+      const partSize = partSizeFor(expectedSize, core.partSize);
+      const multipartEtag = new MultipartEtag(partSize);
       let size = 0;
       const source = Readable.from(
         (async function* () {
@@ -111,7 +113,7 @@ export function putStream(
       const upload = new Upload({
         client: core.client,
         queueSize: 1,
-        partSize: core.partSize,
+        partSize,
         leavePartsOnError: false,
         // lib-storage passes these to PutObject (one part) or CompleteMultipartUpload (several).
         params: { Bucket: core.bucket, Key: key, Body: source, ContentType: contentType, Metadata: ourMetadata(expectedSha256), ...condition },
