@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/context.ts';
 import { planConfirmRun } from './support/write-flow.ts';
+import { addConflictOption, recordFor } from './support/run-record.ts';
 import { formatBytes, formatCount } from './support/format.ts';
 import type { CommandResult } from './support/command.ts';
 
@@ -11,6 +12,7 @@ export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<Co
   addWalkOptions(command);
   addPacingOptions(command);
   addPriceOptions(command);
+  addConflictOption(command);
   return command
     .addHelpText('after', '\nExamples:\n  $ overskill-storage finalize --dry-run\n  $ overskill-storage finalize --rollout 10 --yes\n  $ overskill-storage finalize --app 42 --r2-threshold 50KiB')
     .action(async (opts, cmd: Command) =>
@@ -22,6 +24,8 @@ export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<Co
         const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency });
         try {
           await assertSchemaReady(context.db);
+          const record = recordFor(runtime, globals, opts, options);
+          if (!opts.dryRun) await (await import('../src/runs/open-run.ts')).refuseConflicts(context.db, record);
           const plan = await planFinalize(
             context.db,
             { tables: options.tables, filter: options.filter, limit: options.limit, policy: options.policy, inlineMaxBytes: options.inlineMaxBytes, prices: pricesFrom(opts) },
@@ -37,7 +41,7 @@ export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<Co
             question: (p) => `Clear the database content of ${formatCount(p.rows)} rows (${formatBytes(p.databaseBytesFreed)}) after verifying each R2 copy?`,
             stage: 'finalize',
             verb: 'now r2',
-            run: (reporter) => finalize(context, options, reporter),
+            run: (reporter) => finalize(context, { ...options, record: { ...record, eligible: { rows: plan.rows, bytes: plan.bytes } } }, reporter),
             summary: (result) =>
               result.cleared
                 ? [

@@ -3,8 +3,10 @@ import { KEY_LAYOUTS, type KeyLayout } from '../src/key-layouts.ts';
 import type { MigrateOptions } from '../src/ops/migrate.ts';
 import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/context.ts';
 import { planConfirmRun } from './support/write-flow.ts';
+import { addConflictOption, recordFor } from './support/run-record.ts';
 import { formatBytes, formatCount } from './support/format.ts';
 import * as parse from './support/parse.ts';
+import { UsageError } from '../src/errors.ts';
 import type { CommandResult } from './support/command.ts';
 
 export function migrateCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
@@ -14,6 +16,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
     .option('--largest-first', 'take the largest contents first (biggest savings soonest)')
     .option('--refresh-stale', 'also re-upload hybrid rows whose database content changed after upload (hashes every hybrid content)')
     .option('--min-size <size>', 'only contents at least this large (never below --hybrid-threshold)', parse.byteSize())
+    .option('--retry-failed <run>', 'only the items run RUN failed or refused (see `report --runs --items RUN`)', parse.id)
     .addOption(
       new Option('--key-layout <layout>', "path: the plan's keys; content-addressed: apps/{app}/blobs/{sha256}, identical contents share one object (needs `schema --apply --key-layout content-addressed`)")
         .choices(KEY_LAYOUTS)
@@ -22,6 +25,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
   addWalkOptions(command);
   addPacingOptions(command);
   addPriceOptions(command);
+  addConflictOption(command);
   return command
     .addHelpText(
       'after',
@@ -38,15 +42,29 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
           keyLayout: opts.keyLayout as KeyLayout,
           refreshStale: opts.refreshStale ?? false,
         };
-        const [{ migrate, migrateEligibleSql, migrateMinBytes }, { planMigrate }, { staleHybridSql }, { assertLayoutAllowed, assertSchemaReady }] = await Promise.all([
+        const [{ migrate, migrateEligibleSql, migrateMinBytes }, { planMigrate }, { staleHybridSql }, { assertLayoutAllowed, assertSchemaReady }, { refuseConflicts }] = await Promise.all([
           import('../src/ops/migrate.ts'),
           import('../src/ops/plan.ts'),
           import('../src/sql/refresh-hybrid.ts'),
           import('../src/ops/schema.ts'),
+          import('../src/runs/open-run.ts'),
         ]);
         const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency });
         try {
           await assertSchemaReady(context.db);
+          if (opts.retryFailed) {
+            const { retrySelection } = await import('../src/ops/runs.ts');
+            const selection = await retrySelection(context.db, opts.retryFailed);
+            if (selection.command !== 'migrate') throw new UsageError(`Run ${opts.retryFailed} was a ${selection.command}, not a migrate: its items are retried by rerunning ${selection.command}.`);
+            options.filter = { ...options.filter, rowIds: selection.rowIds };
+            output.info(`Retrying the ${formatCount(selection.items)} item(s) run ${opts.retryFailed} failed or refused.`);
+          }
+          const record = recordFor(runtime, globals, opts, options, {
+            keyLayout: options.keyLayout ?? 'path',
+            identityExtra: { refreshStale: options.refreshStale, minSize: opts.minSize, order: options.order },
+            retryOf: opts.retryFailed,
+          });
+          if (!opts.dryRun) await refuseConflicts(context.db, record);
           await assertLayoutAllowed(context.db, options.keyLayout ?? 'path');
           const minBytes = migrateMinBytes(options);
           const plan = await planMigrate(
@@ -66,7 +84,15 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
             question: (p) => `Upload ${formatCount(p.rows)} contents (${formatBytes(p.bytes)}) to bucket "${context.store.bucket}" and mark them hybrid?`,
             stage: 'migrate',
             verb: 'now hybrid',
-            run: (reporter) => migrate(context, options, reporter),
+            run: (reporter) =>
+              migrate(
+                context,
+                {
+                  ...options,
+                  record: { ...record, eligible: { rows: plan.rows, bytes: plan.bytes } },
+                },
+                reporter,
+              ),
             summary: (result) => [
               `Uploaded ${formatBytes(result.uploadedBytes)}. Next: \`overskill-storage verify\`, then \`report\`.`,
               ...(result.remaining

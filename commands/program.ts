@@ -13,12 +13,14 @@ import { cleanupCommand } from './cleanup.ts';
 import { restoreVersionCommand } from './restore-version.ts';
 import { exportCommand, catCommand } from './export.ts';
 import { packageVersion } from '../src/version.ts';
+import { statusCommand } from './status.ts';
+import { pauseCommand, resumeCommand, cancelCommand, tuneCommand } from './run-control.ts';
 
 const version = packageVersion();
 
 type CommandFactory = (runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>) => Command;
 
-export const COMMANDS: CommandFactory[] = [schemaCommand, migrateCommand, verifyCommand, finalizeCommand, rollbackCommand, reportCommand, restoreVersionCommand, cleanupCommand, exportCommand, catCommand];
+export const COMMANDS: CommandFactory[] = [schemaCommand, migrateCommand, verifyCommand, finalizeCommand, rollbackCommand, reportCommand, restoreVersionCommand, cleanupCommand, exportCommand, catCommand, statusCommand, pauseCommand, resumeCommand, cancelCommand, tuneCommand];
 
 /** Runs the CLI once and returns the exit code; never calls process.exit (the bin does). */
 export async function runCli(argv: string[], runtime: Runtime, extraCommands: CommandFactory[] = []): Promise<number> {
@@ -48,6 +50,7 @@ export async function runCli(argv: string[], runtime: Runtime, extraCommands: Co
   }
   program.hook('preAction', (_program, action) => {
     runtime.command = action.name();
+    runtime.argv = argv;
   });
   program.addHelpText(
     'after',

@@ -1,7 +1,7 @@
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import type { StorageReport } from '../src/ops/report.ts';
 import { addPriceOptions, thresholdOptions, makeOutput, openContext, policyFrom, pricesFrom, type GlobalOptions, type Runtime } from './support/context.ts';
-import { formatBytes, formatCount, formatMoney, renderMarkdownTable, renderTable } from './support/format.ts';
+import { formatBytes, formatCount, formatDuration, formatMoney, renderMarkdownTable, renderTable } from './support/format.ts';
 import { parseTables } from '../src/tables.ts';
 import { UsageError } from '../src/errors.ts';
 import * as parse from './support/parse.ts';
@@ -19,6 +19,12 @@ export function reportCommand(runtime: Runtime, run: (action: () => Promise<Comm
     .option('--out <file>', 'with --format html: write the page to this file (else to stdout)')
     .option('--app <id>', 'only this app (repeatable)', parse.collectIds)
     .option('--tables <list>', 'comma-separated: files, snapshots, version-files')
+    .option('--runs', 'instead: the history of runs (who ran what, with which arguments, how it ended), with their progress per minute')
+    .option('--command <name>', 'with --runs: only runs of this command (migrate, finalize, rollback, ...)')
+    .addOption(new Option('--status <state>', 'with --runs: only runs that ended (or are) in this state').choices(['running', 'pausing', 'paused', 'cancelling', 'cancelled', 'succeeded', 'failed', 'interrupted']))
+    .option('--since <when>', 'with --runs: only runs started since this time (ISO date) or this long ago (e.g. 24h)', parseSince)
+    .option('--limit <n>', 'with --runs: at most this many runs', parse.integer({ min: 1 }), 50)
+    .option('--items <run>', "instead: the failed and refused items of one run, with the error of each", parse.id)
     .addOption(thresholdOptions()[0])
     .addOption(thresholdOptions()[1]);
   addPriceOptions(command);
@@ -26,6 +32,7 @@ export function reportCommand(runtime: Runtime, run: (action: () => Promise<Comm
     .addHelpText('after', '\nExamples:\n  $ overskill-storage report\n  $ overskill-storage report --format markdown >> status.md\n  $ overskill-storage report --format html --out report.html\n  $ overskill-storage report --format json --price-storage 0.015')
     .action(async (opts, cmd: Command) =>
       run(async () => {
+        if (opts.runs || opts.items) return runsReport(runtime, cmd.optsWithGlobals() as GlobalOptions, opts);
         const { buildReport } = await import('../src/ops/report.ts');
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput({ ...globals, json: globals.json || opts.format === 'json' }, runtime);
@@ -100,4 +107,83 @@ function reportMarkdown(report: StorageReport): string {
     '',
     renderMarkdownTable(['measure', 'value'], summary(report)),
   ].join('\n');
+}
+
+function parseSince(value: string): Date {
+  const relative = /^[0-9]/.test(value) && !/^[0-9]{4}-/.test(value);
+  if (relative) return new Date(Date.now() - parse.duration(value));
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) throw new InvalidArgumentError(`"${value}" is neither a date (2026-11-30T08:00Z) nor a duration (24h).`);
+  return date;
+}
+
+/** `report --runs` and `report --items RUN`: the recorded history instead of the storage report. */
+async function runsReport(runtime: Runtime, globals: GlobalOptions, opts: Record<string, unknown>): Promise<CommandResult> {
+  const { runHistory, runDetail, tableLabel } = await import('../src/ops/runs.ts');
+  const { progressText } = await import('./support/runs-render.ts');
+  const output = makeOutput({ ...globals, json: globals.json || opts.format === 'json' }, runtime);
+  const context = await openContext(globals, runtime, { store: false, concurrency: 1 });
+  const c = output.color;
+  try {
+    if (opts.items) {
+      const detail = await runDetail(context.db, opts.items as string, 10_000);
+      if (!detail.status) throw new UsageError(`There is no run ${opts.items as string}.`);
+      const run = detail.status.run;
+      output.print(c.bold(`Run ${run.id}: ${run.command} ${run.state}, by ${run.operator} on ${run.host}`));
+      output.print(`arguments: ${run.arguments.join(' ')}`);
+      output.print(
+        renderTable(
+          ['when', 'from', 'to', 'by', 'why'],
+          detail.transitions.map((t) => [t.at.toISOString(), t.from_state, t.to_state, t.actor ?? '', t.reason ?? '']),
+          { bold: c.bold, dim: c.dim },
+        ),
+      );
+      output.print('');
+      output.print(detail.items.length ? c.bold(`${formatCount(detail.items.length)} failed or refused item(s); retry them with \`overskill-storage migrate --retry-failed ${run.id}\``) : 'No failed or refused items.');
+      if (detail.items.length) {
+        output.print(
+          renderTable(
+            ['table', 'row', 'app', 'path', 'outcome', 'error', 'attempts', 'message'],
+            detail.items.map((item) => [tableLabel(item.table_name), item.row_id, item.app_id ?? '', item.path ?? '', item.outcome, item.error_class, item.attempts, item.message]),
+            { bold: c.bold, dim: c.dim },
+          ),
+        );
+      }
+      output.result(detail);
+      return { exitCode: 0 };
+    }
+    const history = await runHistory(context.db, {
+      command: opts.command as string | undefined,
+      state: opts.status as never,
+      since: opts.since as Date | undefined,
+      limit: opts.limit as number,
+    });
+    if (!history.runs.length) output.print('No runs recorded (yet) that match.');
+    else
+      output.print(
+        renderTable(
+          ['run', 'command', 'state', 'operator', 'host', 'started', 'took', 'workers', 'progress', 'bytes', 'failed', 'refused', 'arguments'],
+          history.runs.map((run) => [
+            run.id,
+            run.command,
+            run.state,
+            run.operator,
+            run.host,
+            run.started_at.toISOString().replace('T', ' ').slice(0, 19),
+            run.ended_at ? formatDuration(run.ended_at.getTime() - run.started_at.getTime()) : 'running',
+            run.workers,
+            progressText(run),
+            formatBytes(run.bytes_done),
+            formatCount(run.failed),
+            formatCount(run.refused),
+            run.arguments.join(' '),
+          ]),
+          { bold: c.bold, dim: c.dim },
+        ),
+      );
+    output.result(history);
+    return { exitCode: 0 };
+  } finally {
+    await context.close();
+  }
 }

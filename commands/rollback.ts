@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import type { RollbackOptions } from '../src/ops/rollback.ts';
 import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/context.ts';
 import { planConfirmRun } from './support/write-flow.ts';
+import { addConflictOption, recordFor } from './support/run-record.ts';
 import { formatCount } from './support/format.ts';
 import type { CommandResult } from './support/command.ts';
 
@@ -14,6 +15,7 @@ export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<Co
   addWalkOptions(command);
   addPacingOptions(command);
   addPriceOptions(command);
+  addConflictOption(command);
   return command
     .addHelpText('after', '\nExamples:\n  $ overskill-storage rollback --app 42 --dry-run\n  $ overskill-storage rollback --keep-hybrid --yes\n  $ overskill-storage rollback --purge --yes')
     .action(async (opts, cmd: Command) =>
@@ -25,6 +27,8 @@ export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<Co
         const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency });
         try {
           await assertSchemaReady(context.db);
+          const record = recordFor(runtime, globals, opts, options, { identityExtra: { keepHybrid: options.keepHybrid, purge: options.purge } });
+          if (!opts.dryRun) await (await import('../src/runs/open-run.ts')).refuseConflicts(context.db, record);
           const plan = await planRollback(
             context.db,
             { tables: options.tables, filter: options.filter, limit: options.limit, policy: options.policy, inlineMaxBytes: options.inlineMaxBytes, prices: pricesFrom(opts) },
@@ -41,7 +45,12 @@ export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<Co
             question: (p) => `Roll back ${formatCount(p.rows)} rows to ${options.keepHybrid ? 'hybrid' : 'database'}${options.purge ? ' and delete their objects' : ''}?`,
             stage: 'rollback',
             verb: options.keepHybrid ? 'back in the database (hybrid)' : 'back in the database',
-            run: (reporter) => rollback(context, options, reporter),
+            run: (reporter) =>
+              rollback(
+                context,
+                { ...options, record: { ...record, eligible: { rows: plan.rows, bytes: plan.bytes } } },
+                reporter,
+              ),
             summary: (result) => [
               ...(options.purge ? [`Objects deleted: ${formatCount(result.purged)}.`] : []),
               ...result.purgeFailures.slice(0, 20).map((failure) => `  not deleted: ${failure.key}: ${failure.reason}`),

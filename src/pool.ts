@@ -3,18 +3,40 @@ export class Limiter {
   private running = 0;
   private readonly waiting: (() => void)[] = [];
 
-  constructor(private readonly size: number) {
+  constructor(private size: number) {
     if (!(size >= 1)) throw new Error('a limiter needs a size of at least 1');
   }
 
+  get limit(): number {
+    return this.size;
+  }
+
+  /** Changes the limit of a running limiter (live tuning): more starts waiting tasks now, less lets running ones finish. */
+  resize(size: number): void {
+    if (!(size >= 1)) throw new Error('a limiter needs a size of at least 1');
+    this.size = size;
+    while (this.running + this.starting < this.size && this.waiting.length) {
+      this.starting++;
+      this.waiting.shift()!();
+    }
+  }
+
+  private starting = 0;
+
   async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.running >= this.size) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    if (this.running + this.starting >= this.size || this.waiting.length) {
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+      this.starting--;
+    }
     this.running++;
     try {
       return await task();
     } finally {
       this.running--;
-      this.waiting.shift()?.();
+      if (this.running + this.starting < this.size && this.waiting.length) {
+        this.starting++;
+        this.waiting.shift()!();
+      }
     }
   }
 }

@@ -27,6 +27,7 @@ export interface GlobalOptions {
   requestTimeout?: number;
   maxAttempts?: number;
   dbConnections?: number;
+  operator?: string;
 }
 
 export interface Runtime {
@@ -35,6 +36,8 @@ export interface Runtime {
   signal: AbortSignal;
   /** The subcommand being run (set by the program before its action). */
   command?: string;
+  /** The command line as given (recorded with each run, secrets masked). */
+  argv?: string[];
 }
 
 export function addGlobalOptions(program: Command): Command {
@@ -48,6 +51,7 @@ export function addGlobalOptions(program: Command): Command {
     .option('--request-timeout <duration>', 'limit for one S3 request, e.g. 60s', parse.duration)
     .option('--max-attempts <n>', 'attempts per S3 request, with exponential backoff and jitter', parse.integer({ min: 1, max: 20 }))
     .option('--db-connections <n>', 'database connections to use at most, besides the worker session (default: $OVERSKILL_STORAGE_DB_CONNECTIONS, else min(concurrency, 8) + 2)', parse.integer({ min: 1, max: 100 }))
+    .option('--operator <name>', 'who is running this, as recorded with the run (default: the OS user)')
     .option('--json', 'print one JSON document on stdout (logs stay on stderr)')
     .option('-y, --yes', 'do not ask for confirmation before writing')
     .option('--no-color', 'no colour (NO_COLOR is honoured too)')

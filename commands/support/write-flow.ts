@@ -13,8 +13,10 @@ import type { CommandResult } from './command.ts';
 export interface RowRunSummary {
   tables: TableRunResult[];
   interrupted: boolean;
+  cancelled?: string;
   sessionLost?: string;
   problems: number;
+  run?: { id: string; joined: boolean; state?: string };
 }
 
 /**
@@ -57,10 +59,16 @@ export async function planConfirmRun<R extends RowRunSummary>(flow: {
   }
   renderRunTables(output, result.tables, flow.verb);
   const done = result.tables.reduce((sum, t) => sum + t.flipped, 0);
-  output.print(`\n${result.interrupted ? output.color.yellow('Interrupted') : output.color.green('Done')}: ${formatCount(done)} rows ${flow.verb} in ${formatDuration(Date.now() - started)}.`);
+  const ending = result.cancelled ? output.color.yellow('Cancelled') : result.interrupted ? output.color.yellow('Interrupted') : output.color.green('Done');
+  output.print(`\n${ending}: ${formatCount(done)} rows ${flow.verb} in ${formatDuration(Date.now() - started)}.`);
+  if (result.cancelled) output.print(`Run ${result.run?.id ?? ''} was cancelled (${result.cancelled}); every batch in flight was finished first. Rerun the command to continue.`);
+  if (result.run) {
+    const state = result.run.state === undefined || ['running', 'pausing', 'paused', 'cancelling'].includes(result.run.state) ? 'its other workers are still at it' : result.run.state;
+    output.print(output.color.dim(`Run ${result.run.id}${result.run.joined ? ' (joined)' : ''}: ${state}. History: \`overskill-storage report --runs\`.`));
+  }
   for (const line of flow.summary(result)) output.print(line);
   if (result.sessionLost) output.error(`${result.sessionLost}. Run the command again to finish.`);
   if (result.problems) output.print(output.color.yellow(`${formatCount(result.problems)} problem(s); see above.`));
   output.result({ dryRun: false, plan, result });
-  return { exitCode: result.interrupted ? EXIT.interrupted : result.problems ? EXIT.problems : EXIT.ok };
+  return { exitCode: result.interrupted || result.cancelled ? EXIT.interrupted : result.problems ? EXIT.problems : EXIT.ok };
 }

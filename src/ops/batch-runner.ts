@@ -6,6 +6,8 @@ import { Limiter } from '../pool.ts';
 import { waitForDbLoad, type DbLoadGuard, RateLimiter } from '../pacing.ts';
 import type { Reporter } from '../reporter.ts';
 import { errorMessage } from '../errors.ts';
+import type { BatchObserver } from '../runs/run-worker.ts';
+import type { RunItem } from '../sql/runs.ts';
 
 /** What the operator chose about which rows, how many and how fast: shared by every row-walking command. */
 export interface WalkOptions {
@@ -21,12 +23,14 @@ export interface WalkOptions {
   dbLoad?: DbLoadGuard;
   order?: ClaimOrder;
   signal?: AbortSignal;
+  /** The recorded run this walk belongs to: it may hold the walk (pause), and is told what each batch did. */
+  observer?: BatchObserver;
 }
 
 export type ItemOutcome<Done> =
   | { kind: 'done'; value: Done; bytes: number }
-  | { kind: 'failed'; reason: string; key?: string }
-  | { kind: 'skipped'; reason: string };
+  | { kind: 'failed'; reason: string; key?: string; errorClass?: string }
+  | { kind: 'skipped'; reason: string; errorClass?: string };
 
 export interface ItemProblem {
   table: string;
@@ -35,6 +39,8 @@ export interface ItemProblem {
   path: string | null;
   key?: string;
   reason: string;
+  /** The kind of error (its class name), kept with the item in the run's log. */
+  errorClass?: string;
 }
 
 export interface TableRunResult {
@@ -85,13 +91,24 @@ export async function runBatches<Done>(
   const { table } = operation;
   const result: TableRunResult = { table: table.name, attempted: 0, flipped: 0, bytes: 0, changedMeanwhile: [], failed: [], skipped: [] };
   const exclude = new Set<string>();
-  const problem = (row: ClaimedRow, reason: string, key?: string): ItemProblem => ({
+  const problem = (row: ClaimedRow, reason: string, key?: string, errorClass?: string): ItemProblem => ({
     table: table.name,
     id: row.id,
     appId: row.app_id,
     path: row.path,
     key: key ?? row.key ?? undefined,
     reason,
+    errorClass,
+  });
+  const logged = (item: ItemProblem, outcome: RunItem['outcome']): RunItem => ({
+    table: table.table,
+    rowId: item.id,
+    appId: item.appId,
+    path: item.path,
+    key: item.key ?? null,
+    outcome,
+    errorClass: item.errorClass ?? (outcome === 'refused' ? 'Refused' : 'Error'),
+    message: item.reason,
   });
 
   const processBatch = async (rows: ClaimedRow[]) => {
@@ -103,13 +120,16 @@ export async function runBatches<Done>(
             await shared.rate?.take();
             return await operation.work(row);
           } catch (error) {
-            return { kind: 'failed', reason: errorMessage(error) };
+            return { kind: 'failed', reason: errorMessage(error), errorClass: error instanceof Error ? error.name : undefined };
           }
         }),
       ),
     );
     const done: Done[] = [];
     const doneRows = new Map<string, { row: ClaimedRow; bytes: number }>();
+    const items: RunItem[] = [];
+    let flippedHere = 0;
+    let bytesHere = 0;
     outcomes.forEach((outcome, index) => {
       const row = rows[index];
       if (outcome.kind === 'done') {
@@ -117,10 +137,13 @@ export async function runBatches<Done>(
         doneRows.set(row.id, { row, bytes: outcome.bytes });
       } else {
         exclude.add(row.id);
-        (outcome.kind === 'failed' ? result.failed : result.skipped).push(problem(row, outcome.reason, outcome.kind === 'failed' ? outcome.key : undefined));
+        const item = problem(row, outcome.reason, outcome.kind === 'failed' ? outcome.key : undefined, outcome.errorClass);
+        (outcome.kind === 'failed' ? result.failed : result.skipped).push(item);
+        items.push(logged(item, outcome.kind === 'failed' ? 'failed' : 'refused'));
         reporter.advance?.(1, row.bytes ?? 0);
       }
     });
+    const told = () => options.observer?.afterBatch({ flipped: flippedHere, bytes: bytesHere, items });
     let flipped: string[];
     try {
       flipped = await operation.flip(done, claimedIds);
@@ -128,9 +151,12 @@ export async function runBatches<Done>(
       await releaseClaims(db, table, worker, claimedIds).catch(() => undefined);
       for (const { row } of doneRows.values()) {
         exclude.add(row.id);
-        result.failed.push(problem(row, `database update failed: ${errorMessage(error)}`));
+        const item = problem(row, `database update failed: ${errorMessage(error)}`, undefined, error instanceof Error ? error.name : undefined);
+        result.failed.push(item);
+        items.push(logged(item, 'failed'));
         reporter.advance?.(1, row.bytes ?? 0);
       }
+      await told();
       return;
     }
     const flippedSet = new Set(flipped);
@@ -138,12 +164,15 @@ export async function runBatches<Done>(
       if (flippedSet.has(id)) {
         result.flipped++;
         result.bytes += bytes;
+        flippedHere++;
+        bytesHere += bytes;
       } else {
         exclude.add(id);
         result.changedMeanwhile.push(problem(row, 'the row changed while it was being processed; left as it is for the next run'));
       }
       reporter.advance?.(1, row.bytes ?? 0);
     }
+    await told();
   };
 
   /** One keyset walk by id (within a size band for --largest-first), repeated for rows locked the first time. */
@@ -156,7 +185,11 @@ export async function runBatches<Done>(
         while (!options.signal?.aborted && budget.remaining > 0) {
           while (inFlight.size >= BATCHES_IN_FLIGHT) await Promise.race(inFlight);
           if (options.signal?.aborted) break;
-          await waitForDbLoad(db, options.dbLoad, reporter, options.signal);
+          await options.observer?.beforeClaim(async () => {
+            await Promise.all(inFlight);
+          });
+          if (options.signal?.aborted) break;
+          await waitForDbLoad(db, options.dbLoad, reporter, options.signal, options.observer && ((reason) => options.observer!.waiting(reason)));
           if (options.signal?.aborted) break;
           const batch = await claimBatch(db, {
             table,

@@ -73,7 +73,7 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
     const upload = async (row: ClaimedRow, keep?: string | null): Promise<ItemOutcome<UploadedRow>> => {
       if (addressed && row.path !== null) {
         const path = normalizePath(row.path);
-        if (!path.ok) return { kind: 'skipped', reason: `unsafe path: ${path.reason}` };
+        if (!path.ok) return { kind: 'skipped', reason: `unsafe path: ${path.reason}`, errorClass: 'UnsafePath' };
       }
       const contentType = table.contentTypeFor(row);
       if (row.content !== null) {
@@ -88,7 +88,7 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
         const body = Buffer.from(row.content, 'utf8');
         const hash = sha256Hex(body);
         const key = keyOf(row, hash, keep);
-        if (!key.ok) return { kind: 'skipped', reason: `unsafe path: ${key.reason}` };
+        if (!key.ok) return { kind: 'skipped', reason: `unsafe path: ${key.reason}`, errorClass: 'UnsafePath' };
         if (addressed) await blobs.ensure(key.key, body, hash, contentType);
         else await context.store.putVerified(key.key, body, hash, contentType, intentFor(keep));
         return { kind: 'done', value: { id: row.id, key: key.key, hash, size: body.length }, bytes: body.length };
@@ -97,7 +97,7 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
       const expectedHash = row.db_hash;
       const expectedSize = row.bytes;
       const key = keyOf(row, expectedHash, keep);
-      if (!key.ok) return { kind: 'skipped', reason: `unsafe path: ${key.reason}` };
+      if (!key.ok) return { kind: 'skipped', reason: `unsafe path: ${key.reason}`, errorClass: 'UnsafePath' };
       await large.run(() => context.store.putStreamVerified(key.key, () => readContentChunks(context.db, table, row.id), expectedHash, expectedSize, contentType, intentFor(keep)));
       return { kind: 'done', value: { id: row.id, key: key.key, hash: expectedHash, size: expectedSize }, bytes: expectedSize };
     };
@@ -158,8 +158,8 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
 
 /** An object we may not replace is a refusal (the row keeps its database content), not a failure. */
 function refusedOrFailed(error: unknown): ItemOutcome<never> {
-  if (error instanceof ObjectConflictError) return { kind: 'skipped', reason: error.message };
-  return { kind: 'failed', reason: errorMessage(error) };
+  if (error instanceof ObjectConflictError) return { kind: 'skipped', reason: error.message, errorClass: error.name };
+  return { kind: 'failed', reason: errorMessage(error), errorClass: error instanceof Error ? error.name : undefined };
 }
 
 /**

@@ -2,6 +2,7 @@ import type { PlacementPolicy } from '../placement.ts';
 import { DEFAULT_POLICY } from '../placement.ts';
 import type { WalkOptions } from './batch-runner.ts';
 import type { StoredTable } from '../tables.ts';
+import type { RunRecordSpec } from '../runs/open-run.ts';
 import { TABLE_NAMES, TABLES } from '../tables.ts';
 
 export const DEFAULT_WALK: Omit<WalkOptions, 'filter'> = {
@@ -25,6 +26,8 @@ export interface CommonRunOptions extends WalkOptions {
   tables: StoredTable[];
   policy: PlacementPolicy;
   inlineMaxBytes: number;
+  /** Record this run (and let other terminals see, pause, tune and cancel it); the command fills it in. */
+  record?: RunRecordSpec;
 }
 
 export function defaultRunOptions(overrides: Partial<CommonRunOptions> = {}): CommonRunOptions {

@@ -7,6 +7,9 @@ import { startWorkerSession } from '../workers.ts';
 import { assertSchemaReady, ensureStatistics } from './schema.ts';
 import { dropStaleClaims } from '../sql/claim-batch.ts';
 import type { Reporter } from '../reporter.ts';
+import { openRun, type RunRecordSpec } from '../runs/open-run.ts';
+import { RunWorker } from '../runs/run-worker.ts';
+import type { RunState } from '../runs/states.ts';
 
 export interface WorkerRun {
   workerId: string;
@@ -19,8 +22,12 @@ export interface WorkerRunOutcome {
   tables: TableRunResult[];
   /** The operator asked to stop (Ctrl-C, SIGTERM). */
   interrupted: boolean;
+  /** The run was cancelled from another terminal (`cancel`): why, and by whom. */
+  cancelled?: string;
   /** The worker's database session died: the run stopped so no claim is used after it lapsed. */
   sessionLost?: string;
+  /** The recorded run this process worked for, and the state it was in when this process left it. */
+  run?: { id: string; joined: boolean; state?: RunState };
 }
 
 /**
@@ -48,25 +55,49 @@ export async function withWorker(
     reporter.log?.('warn', sessionLost);
     stop.abort();
   });
+  const limiter = new Limiter(options.concurrency);
+  const rate = new RateLimiter(options.maxRate);
   const run: WorkerRun = {
     workerId: session.id,
     options: { ...options, signal: stop.signal },
-    shared: { limiter: new Limiter(options.concurrency), rate: options.maxRate ? new RateLimiter(options.maxRate) : undefined },
+    shared: { limiter, rate },
     budget: { remaining: options.limit ?? Number.POSITIVE_INFINITY },
   };
+  let recorder: RunWorker | undefined;
+  let opened: WorkerRunOutcome['run'];
   const tables: TableRunResult[] = [];
+  let failure: unknown;
   try {
+    if (options.record) {
+      const record = await openRun(context.db, options.record, { worker: session.id, concurrency: options.concurrency, maxRate: options.maxRate });
+      opened = { id: record.runId, joined: record.joined };
+      recorder = new RunWorker(context.db, record.runId, session.id, { limiter, setRate: (perSecond) => rate.setRate(perSecond), cancel: () => stop.abort() }, options.concurrency, options.maxRate);
+      rate.onWait = (reason) => recorder!.waiting(reason);
+      run.options.observer = recorder;
+      recorder.start();
+      // A run joined while paused (or already re-paced) must hold this worker before its first claim.
+      await recorder.beat();
+      reporter.log?.('info', record.joined ? `joined run ${record.runId} (another process started it)` : `run ${record.runId} recorded; see it from another terminal with \`overskill-storage status\``);
+    }
     for (const table of options.tables) {
       if (stop.signal.aborted || run.budget.remaining <= 0) break;
       reporter.stage?.(`${stage} ${table.name}`);
       tables.push(await perTable(run, table));
       reporter.stageDone?.(`${stage} ${table.name}`);
     }
+  } catch (error) {
+    failure = error;
+    throw error;
   } finally {
     options.signal?.removeEventListener('abort', forward);
+    if (recorder && opened) {
+      const end = failure !== undefined || sessionLost ? 'failed' : recorder.cancelledBy ? 'cancelled' : options.signal?.aborted ? 'interrupted' : 'done';
+      opened.state = await recorder.finish(end, failure ?? sessionLost).catch(() => undefined);
+    }
     await session.close().catch(() => undefined);
   }
-  return { tables, interrupted: (options.signal?.aborted ?? false) && !sessionLost, sessionLost };
+  const cancelled = recorder?.cancelledBy && !options.signal?.aborted ? recorder.cancelledBy : undefined;
+  return { tables, interrupted: (options.signal?.aborted ?? false) && !sessionLost, cancelled, sessionLost, run: opened };
 }
 
 export function countProblems(outcome: WorkerRunOutcome, extra = 0): number {

@@ -7,6 +7,8 @@ export interface RowFilter {
   /** Percent of apps (0-100], chosen by a stable hash of app_id: 10 -> 50 -> 100 only ever widens. */
   rolloutPercent?: number;
   shard?: { index: number; count: number };
+  /** Only these rows, per table (SQL table name): a retry of the items a run failed or refused. */
+  rowIds?: Record<string, string[]>;
 }
 
 /**
@@ -23,6 +25,7 @@ export function filterSql(table: StoredTable, filter: RowFilter, params: Params)
   if (filter.rolloutPercent !== undefined && filter.rolloutPercent < 100) {
     clauses.push(`${sqlRolloutBucket(table.appIdExpr)} < ${params.add(filter.rolloutPercent, 'numeric')}`);
   }
+  if (filter.rowIds) clauses.push(`t.id = ANY(${params.add(filter.rowIds[table.table] ?? [], 'bigint[]')})`);
   if (filter.shard && filter.shard.count > 1) {
     clauses.push(`mod(t.id, ${params.add(filter.shard.count, 'bigint')}) = ${params.add(filter.shard.index, 'bigint')}`);
   }

@@ -28,6 +28,8 @@ export const SHAREABLE_KEY_COLUMNS: readonly { table: string; column: string }[]
   { table: 'app_version_files', column: 'r2_content_key' },
 ];
 
+import { RUN_TABLE_DDL } from './run-tables.ts';
+
 export const CLAIMS_TABLE = 'overskill_storage_claims';
 export const STAGING_TABLE = 'overskill_storage_staging';
 
@@ -123,6 +125,7 @@ const SCHEMA_ITEMS: SchemaItem[] = [
       )`,
     ],
   },
+  ...RUN_TABLE_DDL.map((t): SchemaItem => ({ kind: 'table', table: t.table, name: t.table, purpose: t.purpose, statements: [t.sql] })),
   index('app_files', 'storage_location', false, 'find rows by location'),
   index('app_files', 'r2_object_key', true, 'one row per object'),
   index('app_files', 'content_hash', false, 'look rows up by content'),
@@ -162,7 +165,7 @@ export async function readSchemaState(db: Queryable, layout?: KeyLayout): Promis
     db,
     `SELECT table_name, column_name, is_nullable FROM information_schema.columns
       WHERE table_schema = current_schema() AND table_name = ANY($1::text[])`,
-    [[...BASE_TABLES, CLAIMS_TABLE, STAGING_TABLE]],
+    [[...BASE_TABLES, ...SCHEMA_ITEMS.filter((item) => item.kind === 'table').map((item) => item.table)]],
   );
   const indexes = await query<IndexRow>(
     db,

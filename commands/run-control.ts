@@ -1,0 +1,92 @@
+import { Command } from 'commander';
+import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/context.ts';
+import * as parse from './support/parse.ts';
+import type { CommandResult } from './support/command.ts';
+import type { ControlVerb } from '../src/ops/runs.ts';
+import { currentOperator } from '../src/runs/open-run.ts';
+import { UsageError } from '../src/errors.ts';
+
+const DESCRIPTIONS: Record<ControlVerb, string> = {
+  pause: 'Pause runs: their workers finish the batches in flight, release every claim and wait (within about a second plus one batch).',
+  resume: 'Resume paused runs (optionally with a new pace).',
+  cancel: 'Cancel runs: their workers finish the batches in flight and stop (exit 130); every row stays consistent, and a rerun continues.',
+};
+
+function controlCommand(verb: ControlVerb) {
+  return (runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command => {
+    const command = new Command(verb)
+      .description(DESCRIPTIONS[verb])
+      .argument('[runs...]', 'run ids (see `overskill-storage status`)')
+      .option('--all', `every run that can be ${verb === 'pause' ? 'paused' : verb === 'resume' ? 'resumed' : 'cancelled'}`)
+      .option('--no-wait', 'return at once instead of waiting for the workers to act on it');
+    if (verb === 'resume') {
+      command
+        .option('--concurrency <n>', 'new S3 requests in flight per worker', parse.integer({ min: 1, max: 1024 }))
+        .option('--max-rate <n>', 'new objects per second per worker', parse.decimal({ min: 0, exclusiveMin: true }));
+    }
+    return command
+      .addHelpText('after', `\nExamples:\n  $ overskill-storage ${verb} 12\n  $ overskill-storage ${verb} --all`)
+      .action(async (runIds: string[], opts, cmd: Command) =>
+        run(async () => {
+          const { controlRuns, tuneRuns } = await import('../src/ops/runs.ts');
+          const globals = cmd.optsWithGlobals() as GlobalOptions;
+          const output = makeOutput(globals, runtime);
+          if (runIds.length && opts.all) throw new UsageError('Name runs or pass --all, not both.');
+          const ids = runIds.map((value) => parse.id(value));
+          const context = await openContext(globals, runtime, { store: false, concurrency: 1 });
+          try {
+            const actor = `${currentOperator({ operator: globals.operator })}@${(await import('node:os')).hostname()}`;
+            const target = { runIds: ids, all: opts.all ?? false };
+            if (verb === 'resume' && (opts.concurrency !== undefined || opts.maxRate !== undefined)) {
+              await tuneRuns(context.db, target, { concurrency: opts.concurrency, maxRate: opts.maxRate });
+            }
+            const started = Date.now();
+            const results = await controlRuns(context.db, verb, target, actor, { wait: opts.wait });
+            for (const result of results) {
+              const seconds = ((Date.now() - started) / 1000).toFixed(1);
+              if (result.from === result.to) output.print(`run ${result.runId}: already ${result.from}.`);
+              else output.print(`run ${result.runId}: ${result.from} → ${result.to}${result.settled ? ` → ${result.settled} (${seconds}s)` : ''}`);
+            }
+            output.result({ runs: results });
+            return { exitCode: 0 };
+          } finally {
+            await context.close();
+          }
+        }),
+      );
+  };
+}
+
+export const pauseCommand = controlCommand('pause');
+export const resumeCommand = controlCommand('resume');
+export const cancelCommand = controlCommand('cancel');
+
+export function tuneCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
+  return new Command('tune')
+    .description("Change a live run's pace without restarting it: its workers adopt the new values at their next heartbeat.")
+    .argument('[runs...]', 'run ids (see `overskill-storage status`)')
+    .option('--all', 'every live run')
+    .option('--concurrency <n>', 'S3 requests in flight per worker', parse.integer({ min: 1, max: 1024 }))
+    .option('--max-rate <n>', 'objects per second per worker', parse.decimal({ min: 0, exclusiveMin: true }))
+    .option('--no-max-rate', 'lift the --max-rate limit')
+    .addHelpText('after', '\nExamples:\n  $ overskill-storage tune 12 --max-rate 50\n  $ overskill-storage tune --all --concurrency 4 --no-max-rate')
+    .action(async (runIds: string[], opts, cmd: Command) =>
+      run(async () => {
+        const { tuneRuns } = await import('../src/ops/runs.ts');
+        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const output = makeOutput(globals, runtime);
+        if (runIds.length && opts.all) throw new UsageError('Name runs or pass --all, not both.');
+        const context = await openContext(globals, runtime, { store: false, concurrency: 1 });
+        try {
+          // commander sets maxRate to false for --no-max-rate, leaves it true when neither is given.
+          const maxRate = opts.maxRate === false ? null : typeof opts.maxRate === 'number' ? opts.maxRate : undefined;
+          const results = await tuneRuns(context.db, { runIds: runIds.map((value) => parse.id(value)), all: opts.all ?? false }, { concurrency: opts.concurrency, maxRate });
+          for (const result of results) output.print(`run ${result.runId}: pace ${JSON.stringify(result.pace)}; its workers adopt it within a second.`);
+          output.result({ runs: results });
+          return { exitCode: 0 };
+        } finally {
+          await context.close();
+        }
+      }),
+    );
+}

@@ -1,0 +1,211 @@
+import type { Db } from '../db.ts';
+import { UsageError } from '../errors.ts';
+import { TABLES } from '../tables.ts';
+import {
+  listRuns,
+  moveRun,
+  readRun,
+  reconcileRuns,
+  runItems,
+  runProgress,
+  runWorkers,
+  setPace,
+  settlePause,
+  transitionsOf,
+  type ProgressPoint,
+  type RunFilter,
+  type RunRow,
+  type StoredRunItem,
+  type WorkerRow,
+} from '../sql/runs.ts';
+import { IllegalRunMoveError, LIVE_STATES, type RunState } from '../runs/states.ts';
+import { runTablesPresent } from '../runs/open-run.ts';
+import { SchemaMissingError } from '../errors.ts';
+
+async function assertRunTables(db: Db): Promise<void> {
+  if (!(await runTablesPresent(db))) throw new SchemaMissingError('This database has no run records yet: run `overskill-storage schema --apply` (it adds the run tables).');
+}
+
+/** A run's state for `status`: its workers, its recent rate, and the time left at that rate. */
+export interface RunStatus {
+  run: RunRow;
+  workers: (WorkerRow & { waiting?: string })[];
+  /** Rows and bytes per second over the workers' recent working time (paused time excluded). */
+  rate: { rowsPerSecond: number | null; bytesPerSecond: number | null };
+  /** Rows still to do against the eligible total at the start, and the time that takes at the recent rate. */
+  remaining: { rows: number | null; bytes: number | null; etaSeconds: number | null };
+  /** Why the run is not moving, when it is not: paused by whom, the database load probe, --max-rate. */
+  waiting: string[];
+}
+
+export interface StatusResult {
+  active: RunStatus[];
+  recent: RunStatus[];
+  /** Runs found dead (every worker gone) while looking; they are now interrupted. */
+  interruptedNow: string[];
+}
+
+export async function runStatus(db: Db, options: { runId?: string; recent?: number } = {}): Promise<StatusResult> {
+  await assertRunTables(db);
+  const interruptedNow = await reconcileRuns(db);
+  let runs: RunRow[];
+  if (options.runId) {
+    const run = await readRun(db, options.runId);
+    if (!run) throw new UsageError(`There is no run ${options.runId}.`);
+    runs = [run];
+  } else {
+    runs = [...(await listRuns(db, { live: true, limit: 100 })), ...(await listRuns(db, { live: false, limit: options.recent ?? 5 }))];
+  }
+  const workers = await runWorkers(db, runs.map((run) => run.id));
+  const statuses = runs.map((run) => describeRun(run, workers.filter((w) => w.run_id === run.id)));
+  return {
+    active: statuses.filter((s) => LIVE_STATES.includes(s.run.state)),
+    recent: statuses.filter((s) => !LIVE_STATES.includes(s.run.state)),
+    interruptedNow,
+  };
+}
+
+function describeRun(run: RunRow, workers: WorkerRow[]): RunStatus {
+  const live = workers.filter((w) => w.live);
+  const working = live.filter((w) => w.state !== 'paused');
+  const sum = (values: (number | null)[]) => (values.some((v) => v !== null) ? values.reduce<number>((total, v) => total + (v ?? 0), 0) : null);
+  const rowsPerSecond = LIVE_STATES.includes(run.state) ? sum(working.map((w) => w.recent_rows_per_s)) : null;
+  const bytesPerSecond = LIVE_STATES.includes(run.state) ? sum(working.map((w) => w.recent_bytes_per_s)) : null;
+  const remainingRows = run.eligible_rows === null ? null : Math.max(0, run.eligible_rows - run.rows_done - run.failed - run.refused);
+  const remainingBytes = run.eligible_bytes === null ? null : Math.max(0, run.eligible_bytes - run.bytes_done);
+  const paused = run.state === 'paused' || run.state === 'pausing';
+  const etaSeconds = !paused && remainingRows !== null && rowsPerSecond ? remainingRows / rowsPerSecond : null;
+  const waiting: string[] = [];
+  if (paused) waiting.push(`${run.state} (${run.state_reason ?? 'paused'})`);
+  if (run.state === 'cancelling') waiting.push(`cancelling (${run.state_reason ?? ''}): finishing the batches in flight`);
+  for (const w of live) if (w.wait_reason && w.wait_reason !== 'paused') waiting.push(`worker ${w.host}:${w.pid} waits: ${w.wait_reason}`);
+  return { run, workers, rate: { rowsPerSecond, bytesPerSecond }, remaining: { rows: remainingRows, bytes: remainingBytes, etaSeconds }, waiting: [...new Set(waiting)] };
+}
+
+export type ControlVerb = 'pause' | 'resume' | 'cancel';
+
+const TARGET: Record<ControlVerb, RunState> = { pause: 'pausing', resume: 'running', cancel: 'cancelling' };
+
+export interface ControlResult {
+  runId: string;
+  from: RunState;
+  to: RunState;
+  /** The state the run reached while we waited (paused, cancelled, ...), if we waited. */
+  settled?: RunState;
+}
+
+/**
+ * Pause, resume or cancel runs. Each is a compare-and-set on the run's state, refused when the state
+ * machine does not allow it (pausing a finished run, resuming a cancelled one); the workers act on it
+ * at their next heartbeat, between batches.
+ */
+export async function controlRuns(db: Db, verb: ControlVerb, target: { runIds?: string[]; all?: boolean }, actor: string, options: { wait?: boolean; timeoutMs?: number } = {}): Promise<ControlResult[]> {
+  await assertRunTables(db);
+  await reconcileRuns(db);
+  let ids = target.runIds ?? [];
+  if (target.all) {
+    const from = verb === 'resume' ? ['paused', 'pausing'] : verb === 'pause' ? ['running'] : ['running', 'pausing', 'paused'];
+    ids = (await listRuns(db, { live: true, limit: 1000 })).filter((run) => from.includes(run.state) && run.pausable).map((run) => run.id);
+  }
+  if (!ids.length) throw new UsageError(target.all ? `No run to ${verb}.` : `Name a run (see \`overskill-storage status\`) or pass --all.`);
+  const results: ControlResult[] = [];
+  for (const id of ids) {
+    const run = await readRun(db, id);
+    if (!run) throw new UsageError(`There is no run ${id}.`);
+    if (!run.pausable && verb !== 'cancel') throw new UsageError(`Run ${id} (${run.command}) cannot be paused: only row walks (migrate, finalize, rollback) stop between batches.`);
+    const to = TARGET[verb];
+    const reason = `${verb === 'pause' ? 'paused' : verb === 'resume' ? 'resumed' : 'cancelled'} by ${actor}`;
+    const moved = await moveRun(db, id, to, actor, reason);
+    if (!moved) throw new UsageError(`There is no run ${id}.`);
+    if (!moved.moved) {
+      // Asking twice is not an error: a paused run asked to pause is already where it should be.
+      if ((verb === 'pause' && (moved.from === 'paused' || moved.from === 'pausing')) || (verb === 'cancel' && moved.from === 'cancelling') || (verb === 'resume' && moved.from === 'running')) {
+        results.push({ runId: id, from: moved.from, to: moved.from });
+        continue;
+      }
+      throw new IllegalRunMoveError(id, moved.from, to);
+    }
+    if (verb === 'pause') await settlePause(db, id);
+    results.push({ runId: id, from: moved.from, to });
+  }
+  if (options.wait) {
+    const goal: RunState[] = verb === 'pause' ? ['paused'] : verb === 'cancel' ? ['cancelled', 'interrupted', 'succeeded', 'failed'] : ['running'];
+    const deadline = Date.now() + (options.timeoutMs ?? 120_000);
+    for (const result of results) {
+      for (;;) {
+        await reconcileRuns(db);
+        const state = (await readRun(db, result.runId))?.state;
+        if (state && (goal.includes(state) || !LIVE_STATES.includes(state) || Date.now() > deadline)) {
+          result.settled = state;
+          break;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+  }
+  return results;
+}
+
+/** Changes the pace of live runs; their workers adopt it within a heartbeat, without a restart. */
+export async function tuneRuns(db: Db, target: { runIds?: string[]; all?: boolean }, pace: { concurrency?: number; maxRate?: number | null }): Promise<{ runId: string; pace: unknown }[]> {
+  await assertRunTables(db);
+  await reconcileRuns(db);
+  if (pace.concurrency === undefined && pace.maxRate === undefined) throw new UsageError('Nothing to tune: pass --concurrency and/or --max-rate (or --no-max-rate).');
+  const live = await listRuns(db, { live: true, limit: 1000 });
+  const ids = target.all ? live.filter((run) => run.pausable).map((run) => run.id) : (target.runIds ?? []);
+  if (!ids.length) throw new UsageError(target.all ? 'No live run to tune.' : 'Name a run (see `overskill-storage status`) or pass --all.');
+  const results = [];
+  for (const id of ids) {
+    const run = await readRun(db, id);
+    if (!run) throw new UsageError(`There is no run ${id}.`);
+    if (!LIVE_STATES.includes(run.state)) throw new IllegalRunMoveError(id, run.state, run.state);
+    results.push({ runId: id, pace: await setPace(db, id, pace) });
+  }
+  return results;
+}
+
+/** The rows a run failed or refused, per table, for `migrate --retry-failed RUN`. */
+export async function retrySelection(db: Db, runId: string): Promise<{ rowIds: Record<string, string[]>; items: number; command: string }> {
+  await assertRunTables(db);
+  const run = await readRun(db, runId);
+  if (!run) throw new UsageError(`There is no run ${runId}.`);
+  if (LIVE_STATES.includes(run.state)) throw new UsageError(`Run ${runId} is still ${run.state}; retry its items once it has ended.`);
+  const items = await runItems(db, runId);
+  const rowIds: Record<string, string[]> = {};
+  for (const item of items) (rowIds[item.table_name] ??= []).push(item.row_id);
+  return { rowIds, items: items.length, command: run.command };
+}
+
+export interface RunHistory {
+  runs: (RunRow & { workers: number })[];
+  /** Per run and minute, rows and bytes done by then. */
+  progress: ProgressPoint[];
+}
+
+export async function runHistory(db: Db, filter: RunFilter): Promise<RunHistory> {
+  await assertRunTables(db);
+  await reconcileRuns(db);
+  const runs = await listRuns(db, filter);
+  const workers = await runWorkers(db, runs.map((run) => run.id));
+  return {
+    runs: runs.map((run) => ({ ...run, workers: workers.filter((w) => w.run_id === run.id).length })),
+    progress: await runProgress(db, runs.map((run) => run.id)),
+  };
+}
+
+export interface RunDetail {
+  status: RunStatus;
+  items: StoredRunItem[];
+  transitions: Awaited<ReturnType<typeof transitionsOf>>;
+}
+
+export async function runDetail(db: Db, runId: string, itemLimit = 1000): Promise<RunDetail> {
+  const found = await runStatus(db, { runId });
+  const status = [...found.active, ...found.recent][0];
+  return { status, items: await runItems(db, runId, itemLimit), transitions: await transitionsOf(db, runId) };
+}
+
+/** Display names of the SQL tables a run's items belong to. */
+export function tableLabel(sqlTable: string): string {
+  return Object.values(TABLES).find((table) => table.table === sqlTable)?.name ?? sqlTable;
+}
