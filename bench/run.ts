@@ -87,6 +87,44 @@ function timeNode(args: string[], env: NodeJS.ProcessEnv = process.env): Promise
  * same concurrency: client CPU per object for both (rclone's from bash's `times`, the CLI's from its own
  * resource usage). Needs `rclone` on PATH (Debian's package); configured through RCLONE_CONFIG_* only.
  */
+/**
+ * Four CLI processes of one migration through the 50 ms proxy; `pause --all` from a fifth, timed until the
+ * run is paused (every worker finished its batches in flight and released its claims), then resumed; three
+ * rounds, then the run is left to finish.
+ */
+async function measurePauseLatency(db: Db, url: string, s3: LocalS3Server): Promise<Record<string, unknown>> {
+  await resetMigration(db);
+  const proxy = await new S3Proxy(s3.port, s3.bucket).start();
+  proxy.latencyMs = 50;
+  const env = { ...process.env, DATABASE_URL: url, R2_ENDPOINT: proxy.endpoint, R2_ACCESS_KEY_ID: s3.accessKeyId, R2_SECRET_ACCESS_KEY: s3.secretAccessKey, R2_BUCKET: s3.bucket, NO_COLOR: '1' };
+  const control = { ...env, R2_ENDPOINT: s3.endpoint };
+  const workers = [0, 1, 2, 3].map(() => {
+    const child = spawn(process.execPath, ['bin/overskill-storage.js', 'migrate', '--yes', '--tables', 'files', '--concurrency', '16', '--batch-size', '50'], { env, stdio: 'ignore' });
+    return new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? 1)));
+  });
+  const live = async () =>
+    (await query<{ n: number }>(db, "SELECT count(*)::int AS n FROM overskill_storage_run_workers w JOIN overskill_storage_runs r ON r.id = w.run_id WHERE r.state = 'running' AND w.ended_at IS NULL"))[0].n;
+  for (let waited = 0; (await live()) < 4 && waited < 30_000; waited += 100) await new Promise((resolve) => setTimeout(resolve, 100));
+  const latencies: number[] = [];
+  for (let round = 0; round < 3; round++) {
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const started = Date.now();
+    const paused = spawnSync(process.execPath, ['bin/overskill-storage.js', 'pause', '--all', '--json'], { env: control, encoding: 'utf8' });
+    const took = Date.now() - started;
+    const settled = paused.status === 0 ? JSON.parse(paused.stdout).runs[0]?.settled : undefined;
+    const [{ claims }] = await query<{ claims: number }>(db, 'SELECT count(*)::int AS claims FROM overskill_storage_claims');
+    if (settled !== 'paused') break;
+    latencies.push(took);
+    console.log(`pause --all of 4 workers (c=16, batches of 50, 50 ms latency): paused in ${took} ms (command start-up included), ${claims} claims held while paused`);
+    spawnSync(process.execPath, ['bin/overskill-storage.js', 'resume', '--all'], { env: control });
+  }
+  const codes = await Promise.all(workers);
+  await proxy.stop();
+  const [{ done }] = await query<{ done: number }>(db, "SELECT count(*)::int AS done FROM app_files WHERE storage_location = 'hybrid'");
+  console.log(`  then resumed each time; the 4 workers exited ${codes.join(', ')} with ${done} rows hybrid`);
+  return { latenciesMs: latencies, exitCodes: codes };
+}
+
 async function compareWithRclone(db: Db, databaseUrl: string, s3: LocalS3Server, concurrency: number): Promise<Record<string, unknown> | undefined> {
   if (spawnSync('rclone', ['version']).status !== 0) return undefined;
   const dir = mkdtempSync(join(tmpdir(), 'overskill-rclone-'));
@@ -365,6 +403,7 @@ async function main() {
       }
       await proxy.stop();
       results.latency = latency;
+      results.pause = await measurePauseLatency(scratch.db, scratch.url, s3);
     }
 
     // The CLI as users run it (built JavaScript): peak RSS of migrate at c=16 over `files` rows.

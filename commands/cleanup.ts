@@ -7,6 +7,7 @@ import * as parse from './support/parse.ts';
 import type { CommandResult } from './support/command.ts';
 import { EXIT } from './support/exit.ts';
 import { appendStepSummary } from './support/step-summary.ts';
+import { recordFor } from './support/run-record.ts';
 
 export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('cleanup')
@@ -45,7 +46,20 @@ export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<Com
           await confirmWrite(output, `${opts.quarantine ? `Move ${formatCount(listing.orphans)} objects under ${opts.quarantine}/` : `Delete ${formatCount(listing.orphans)} objects`} (${formatBytes(listing.orphanBytes)})?`, {
             yes: globals.yes ?? false,
           });
-          const result = await cleanup(context, { ...base, apply: true }, progressReporter(output));
+          const { withRecordedRun } = await import('../src/runs/recorded.ts');
+          const recorded = await withRecordedRun(
+            context,
+            recordFor(runtime, globals, opts, { tables: [], filter: { appIds: opts.app } }, { pausable: false }),
+            () => cleanup(context, { ...base, apply: true }, progressReporter(output)),
+            (done) => ({
+              rows: done.deleted + done.quarantined,
+              bytes: 0,
+              items: [],
+              unlogged: { failed: done.failed.length, refused: done.refused.length },
+              interrupted: done.interrupted,
+            }),
+          );
+          const result = { ...recorded.result, run: recorded.run };
           output.print(
             c.green(`${opts.quarantine ? `Quarantined ${formatCount(result.quarantined)}` : `Deleted ${formatCount(result.deleted)}`} orphaned object(s).`),
           );

@@ -2,6 +2,8 @@ import { Command } from 'commander';
 import type { RestoreDiff } from '../src/ops/restore-version.ts';
 import { thresholdOptions, makeOutput, openContext, policyFrom, type GlobalOptions, type Runtime } from './support/context.ts';
 import { confirmWrite } from './support/confirm.ts';
+import { recordFor } from './support/run-record.ts';
+import { TABLES, TABLE_NAMES } from '../src/tables.ts';
 import { formatBytes, formatCount } from './support/format.ts';
 import type { Output } from './support/output.ts';
 import * as parse from './support/parse.ts';
@@ -55,7 +57,14 @@ export function restoreVersionCommand(runtime: Runtime, run: (action: () => Prom
             return { exitCode: EXIT.ok };
           }
           await confirmWrite(output, `Restore ${formatCount(changes)} file change(s) for app ${appId}?`, { yes: globals.yes ?? false });
-          const result = await applyRestore(context, prepared, policy, opts.concurrency);
+          const { withRecordedRun } = await import('../src/runs/recorded.ts');
+          const recorded = await withRecordedRun(
+            context,
+            recordFor(runtime, globals, opts, { tables: TABLE_NAMES.map((name) => TABLES[name]), filter: { appIds: [appId] } }, { pausable: false }),
+            () => applyRestore(context, prepared, policy, opts.concurrency),
+            (done) => ({ rows: changes, bytes: done.uploadedBytes, items: [] }),
+          );
+          const result = { ...recorded.result, run: recorded.run };
           output.print(c.green(`Restored. New version ${result.newVersionNumber} (#${result.newVersionId}); ${formatCount(result.uploaded)} content(s) uploaded (${formatBytes(result.uploadedBytes)}).`));
           for (const kept of result.keptInDatabase) output.print(c.yellow(`  ${kept.path}: kept in the database only (${kept.reason})`));
           output.print(c.dim('Objects the app no longer names are removed by `overskill-storage cleanup` after its grace period.'));

@@ -3,6 +3,7 @@ import { KEY_LAYOUTS, type KeyLayout } from '../src/key-layouts.ts';
 import { SchemaMissingError } from '../src/errors.ts';
 import { confirmWrite } from './support/confirm.ts';
 import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/context.ts';
+import { recordFor } from './support/run-record.ts';
 import type { CommandResult } from './support/command.ts';
 
 export function schemaCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
@@ -57,7 +58,12 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
           output.print(`Will run ${statements.length} statement(s), then ${analyze.length} ANALYZE statement(s) so the planner has statistics for the new columns:`);
           for (const statement of [...statements, ...analyze]) output.print(`  ${statement.replace(/\s+/g, ' ')};`);
           await confirmWrite(output, `Apply ${statements.length} schema change(s)?`, { yes: globals.yes ?? false });
-          const result = await applySchema(context.db, layout);
+          const { withRecordedRun } = await import('../src/runs/recorded.ts');
+          const spec = recordFor(runtime, globals, opts, { tables: [], filter: {} }, { pausable: false });
+          const outcome = (applied: Awaited<ReturnType<typeof applySchema>>) => ({ rows: applied.applied.length, bytes: 0, items: [] });
+          // The first --apply creates the run tables: it is recorded once they exist, right after.
+          const recorded = await withRecordedRun(context, spec, () => applySchema(context.db, layout), outcome);
+          const result = recorded.run ? recorded.result : (await withRecordedRun(context, spec, async () => recorded.result, outcome)).result;
           const analyzed = result.applied.filter((statement) => statement.startsWith('ANALYZE')).length;
           output.print(
             c.green(`Applied ${result.applied.length - analyzed} schema statement(s) and ${analyzed} ANALYZE statement(s); the schema is ${result.after.ok ? 'complete' : 'still incomplete'}.`),

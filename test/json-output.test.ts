@@ -54,6 +54,16 @@ describe('--json output follows its versioned schema', () => {
     await check(['rollback', '--dry-run']);
     const rolledBack = await check(['rollback', '--yes', '--purge']);
     expect(rolledBack.result.deleteWindow.count).toBe(rolledBack.result.purged);
+    // the runs those commands recorded
+    const status = await check(['status']);
+    expect(status.recent.map((s: { run: { command: string } }) => s.run.command)).toEqual(['rollback', 'finalize', 'migrate']); // cleanup without --yes only listed
+    const history = await check(['report', '--runs']);
+    expect(history.runs).toHaveLength(3);
+    await check(['report', '--items', history.runs[0].id]);
+    await check(['status', history.runs[0].id]);
+    // controls on a finished run: refused, exit 2, an error on stderr and no document
+    const refused = await cli(['pause', history.runs[0].id, '--json'], env.cliEnv);
+    expect(refused.code).toBe(2);
   });
 
   it('in a GitHub Actions job, dry-runs and report append themselves to the step summary as markdown', async () => {

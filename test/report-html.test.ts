@@ -105,10 +105,14 @@ describe.skipIf(!HAVE_BROWSER)('report --format html, in a real browser', () => 
     expect(page.charts.sizes.painted).toBe(true);
     expect(page.charts.disk).toEqual({ datasets: 3, labels: 3, painted: true }); // heap / TOAST / indexes per table
     expect(page.charts.cost).toEqual({ datasets: 2, labels: 2, painted: true }); // database / R2, now and after finalize
+    // the runs that made this database what it is: migrate and finalize, each a line of rows done per minute
+    expect(page.charts.runs).toMatchObject({ datasets: 2, painted: true });
+    expect(json.runs.runs.map((run: { command: string; state: string }) => `${run.command} ${run.state}`)).toEqual(['finalize succeeded', 'migrate succeeded']);
+    expect(await page.page.locator('#runs table tbody tr').count()).toBe(2);
     // the totals shown are report --json's, and the page embeds that same document
     expect(Object.keys(page.facts).length).toBeGreaterThan(5);
     for (const [field, value] of Object.entries(page.facts)) expect(value, field).toBe(pick(json, field));
-    for (const key of ['schemaVersion', 'command', 'tables', 'totals', 'monthly', 'sizes', 'policy', 'prices', 'cost']) expect(page.embedded[key], key).toEqual(json[key]);
+    for (const key of ['schemaVersion', 'command', 'tables', 'totals', 'monthly', 'sizes', 'policy', 'prices', 'cost', 'runs']) expect(page.embedded[key], key).toEqual(json[key]);
     expect(json.monthly.afterFinalize.database).toBeLessThan(json.monthly.now.database + 1e-12);
     await page.page.context().close();
   });
@@ -153,6 +157,8 @@ describe.skipIf(!HAVE_BROWSER)('report --format html, in a real browser', () => 
     expect(page.errors).toEqual([]);
     expect(page.facts['totals.rows']).toBe(0);
     expect(Object.values(page.charts).every((chart) => chart.painted)).toBe(true);
+    expect(page.charts.runs).toBeUndefined();
+    expect(await page.page.locator('#runs').textContent()).toMatch(/No runs recorded/);
     await page.page.context().close();
 
     const json = (await cli(['report', '--json'], env.cliEnv)).json();

@@ -10,6 +10,8 @@ import { moveRun } from '../src/sql/runs.ts';
 import { canMove, RUN_STATES } from '../src/runs/states.ts';
 import { findConflict, maskArguments, runIdentity, scopesOverlap, type RunScope } from '../src/runs/identity.ts';
 import type { RunRow } from '../src/sql/runs.ts';
+import { sha256Hex } from '../src/hashing.ts';
+import { startWorkerSession } from '../src/workers.ts';
 
 // A failed test must not leave its workers running (paused ones would wait for ever and block later tests).
 const children = new Set<ChildProcessWithoutNullStreams>();
@@ -287,6 +289,23 @@ describe.skipIf(ON_PGLITE)('run records: status, pause, resume, tune, cancel, hi
     await checkConsistency(env);
   }, 120_000);
 
+  it('names why a run waits: the database load probe, with its value', async () => {
+    const app = await appWithFiles(20);
+    const child = start(['migrate', '--yes', '--app', app, '--tables', 'files', '--max-db-load', '3', '--db-load-probe', 'SELECT 7'], viaProxy);
+    const status = await until('the worker waiting for the database', async () => {
+      const found = await liveRunOf(app);
+      if (!found) return undefined;
+      const answer = (await cli(['status', found.id, '--json'], env.cliEnv)).json().active[0];
+      return answer?.waiting.length ? answer : undefined;
+    });
+    expect(status.waiting.join(' ')).toMatch(/waits: --max-db-load: the probe says 7, above 3/);
+    expect(status.workers[0]).toMatchObject({ state: 'waiting', wait_reason: '--max-db-load: the probe says 7, above 3' });
+    expect((await cli(['status'], env.cliEnv)).stdout).toMatch(/waiting: worker .+ waits: --max-db-load: the probe says 7, above 3/);
+    expect((await cli(['cancel', status.run.id], env.cliEnv)).code).toBe(0);
+    expect(await child.exited).toBe(130);
+    expect(await hybrid(app)).toBe(0);
+  }, 60_000);
+
   it('keeps every failed or refused item, and --retry-failed retries exactly those', async () => {
     const app = await appWithFiles(60);
     const doomed = ['p/7.txt', 'p/21.txt', 'p/44.txt'];
@@ -337,6 +356,35 @@ describe.skipIf(ON_PGLITE)('run records: status, pause, resume, tune, cancel, hi
     expect(stored[0].dump).not.toContain('TopSecretR2Key987');
     expect(run.stdout + run.stderr).not.toMatch(/Sup3rSecretDbPw|TopSecretR2Key987/);
   }, 60_000);
+
+  it('records one-shot writes too (cleanup), which cannot be paused or cancelled from elsewhere', async () => {
+    await env.store.putVerified('apps/999/files/orphan.txt', Buffer.from('orphan'), sha256Hex('orphan'), 'text/plain');
+    const cleaned = await cli(['cleanup', '--yes', '--json', '--grace', '0'], env.cliEnv);
+    expect(cleaned.code).toBe(0);
+    const runId = cleaned.json().result.run.id as string;
+    expect(cleaned.json().result.run.state).toBe('succeeded');
+    const history = await cli(['report', '--runs', '--json', '--command', 'cleanup'], env.cliEnv);
+    const deleted = cleaned.json().result.deleted as number;
+    expect(deleted).toBeGreaterThanOrEqual(1); // the orphan above, and whatever earlier tests left unnamed
+    expect(history.json().runs[0]).toMatchObject({ id: runId, command: 'cleanup', state: 'succeeded', rows_done: deleted });
+    expect(history.json().runs[0].arguments).toEqual(['cleanup', '--yes', '--json', '--grace', '0']);
+    // A live cleanup (a worker session of its own holds the lock its row names) cannot be steered from here.
+    const session = await startWorkerSession(env.databaseUrl);
+    try {
+      await query(env.db, "UPDATE overskill_storage_runs SET state = 'running', ended_at = NULL WHERE id = $1", [runId]);
+      await query(env.db, 'UPDATE overskill_storage_run_workers SET ended_at = NULL, worker = $2 WHERE run_id = $1', [runId, session.id]);
+      for (const verb of ['pause', 'cancel']) {
+        const refused = await cli([verb, runId], env.cliEnv);
+        expect(refused.code).toBe(2);
+        expect(refused.stderr).toMatch(new RegExp(`Run ${runId} \\(cleanup\\) cannot be (paused|cancelled) from another terminal`));
+      }
+      expect((await cli(['status', runId, '--json'], env.cliEnv)).json().active[0].run.state).toBe('running');
+    } finally {
+      await session.close();
+    }
+    // Once its worker is gone, the next look marks it interrupted.
+    expect((await cli(['status', runId, '--json'], env.cliEnv)).json().recent[0].run.state).toBe('interrupted');
+  });
 
   it('the state machine refuses every move it does not list, in the database itself', async () => {
     const [{ id }] = await query<{ id: string }>(

@@ -62,7 +62,20 @@ ${section('bytes', 'Bytes by table and storage location, before and now', '"Befo
 ${section('sizes', 'How large the contents are', `Rows per size, on a logarithmic size axis (powers of two). The dashed lines are the placement thresholds: below ${escapeHtml(formatBytes(r.policy.hybridMin))} stays in the database, above ${escapeHtml(formatBytes(r.policy.r2Above))} leaves it at finalize. Moving a threshold moves every bar on the other side of its line.`, canvas('sizes', 'Bars of row counts per content size band, per table, with the thresholds marked'), table(['size', ...r.tables.map((x) => x.table)], sizeRows))}
 ${section('disk', 'On-disk table sizes', 'What PostgreSQL holds on disk for each table now: the heap, the TOAST table where large contents live (compressed), and the indexes. Space freed by finalize is reused by PostgreSQL after VACUUM and returned to the operating system only by VACUUM FULL or pg_repack.', canvas('disk', 'Stacked bars of heap, TOAST and index bytes per table'), table(['table', 'heap', 'TOAST', 'indexes', 'total'], diskRows))}
 ${section('cost', 'Monthly storage cost, now and after finalize', 'The contents\' storage at the prices above: PostgreSQL for what the database holds, R2 for what the bucket holds. Finalize clears the database copies of hybrid rows above the threshold; R2 holds the same bytes before and after.', canvas('cost', 'Stacked bars of monthly database and R2 storage cost, now and after finalize'), table(['when', 'database', 'R2', 'total'], costRows))}
-<section id="runs"><h2>Runs</h2><p class="note">No run records in this database yet. Once the tool records its runs (who ran what, when, how fast), this section plots each run's progress over time and its throughput.</p></section>
+${
+    r.runs.runs.length
+      ? section(
+          'runs',
+          'Runs',
+          `The last ${r.runs.runs.length} recorded run(s): who ran what, and each run's rows done over time (per minute, its workers summed; the time axis starts at each run's start). Details: <code>overskill-storage report --runs</code>.`,
+          r.runs.progress.length ? canvas('runs', 'Lines of rows done per minute since each run started') : '',
+          table(
+            ['run', 'command', 'state', 'operator', 'host', 'started', 'workers', 'rows', 'bytes', 'failed', 'refused'],
+            r.runs.runs.map((run) => [run.id, run.command, run.state, run.operator, run.host, new Date(run.started_at).toISOString(), run.workers, formatCount(run.rows_done), formatBytes(run.bytes_done), formatCount(run.failed), formatCount(run.refused)]),
+          ),
+        )
+      : '<section id="runs"><h2>Runs</h2><p class="note">No runs recorded in this database yet: every writing command records one (who ran what, when, how it went), and this section then plots each run\'s progress.</p></section>'
+  }
 <script type="application/json" id="report-data">${jsonForScript(document)}</script>
 <script>${chartJsSource()}</script>
 <script>${DRAW}</script>
@@ -211,6 +224,21 @@ const DRAW = `
     options: { scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, ticks: { callback: function (value) { return money(value); } } } },
       plugins: { tooltip: { callbacks: { label: function (c) { return c.dataset.label + ': ' + money(c.raw) + '/month'; } } } } }
   });
+
+  var progress = data.runs ? data.runs.progress : [];
+  if (progress.length && document.getElementById('chart-runs')) {
+    var runIds = Array.from(new Set(progress.map(function (p) { return p.run_id; }))).slice(0, 10);
+    var startOf = {}; data.runs.runs.forEach(function (run) { startOf[run.id] = new Date(run.started_at).getTime(); });
+    charts.runs = new Chart(document.getElementById('chart-runs'), {
+      type: 'line',
+      data: { datasets: runIds.map(function (id, i) {
+        var run = data.runs.runs.filter(function (r) { return r.id === id; })[0];
+        return { label: 'run ' + id + (run ? ' (' + run.command + ')' : ''), borderColor: v(tableColors[i % 3]), backgroundColor: v(tableColors[i % 3]), stepped: false,
+          data: progress.filter(function (p) { return p.run_id === id; }).map(function (p) { return { x: Math.max(0, (new Date(p.minute).getTime() - (startOf[id] || new Date(p.minute).getTime())) / 60000), y: p.rows_done }; }) };
+      }) },
+      options: { parsing: true, scales: { x: { type: 'linear', beginAtZero: true, title: { display: true, text: 'minutes since the run started' } }, y: { beginAtZero: true, title: { display: true, text: 'rows done' } } } }
+    });
+  }
 
   window.addEventListener('beforeprint', function () { Object.keys(charts).forEach(function (k) { charts[k].resize(); }); });
   window.__renderMs = performance.now() - started;

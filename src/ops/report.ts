@@ -6,6 +6,7 @@ import { tableDiskSizes, type TableDiskSize } from '../sql/table-sizes.ts';
 import type { PlacementPolicy } from '../placement.ts';
 import { classACost, storageCost, type Prices, GB } from '../cost.ts';
 import { assertSchemaReady } from './schema.ts';
+import { runHistory } from './runs.ts';
 
 export interface ReportTable {
   table: string;
@@ -51,12 +52,40 @@ export interface StorageReport {
   prices: Prices;
   policy: PlacementPolicy;
   generatedAt: string;
+  /** The last runs recorded (who ran what, how it went) and their progress per minute. */
+  runs: { runs: ReportRun[]; progress: { run_id: string; minute: Date; rows_done: number; bytes_done: number }[] };
 }
+
+export interface ReportRun {
+  id: string;
+  command: string;
+  state: string;
+  operator: string;
+  host: string;
+  started_at: Date;
+  ended_at: Date | null;
+  rows_done: number;
+  bytes_done: number;
+  failed: number;
+  refused: number;
+  workers: number;
+}
+
+const REPORTED_RUNS = 20;
 
 /** Bytes and counts per table and location, progress, savings and R2 cost; one aggregate statement. */
 export async function buildReport(db: Db, tables: StoredTable[], policy: PlacementPolicy, prices: Prices, filter: RowFilter): Promise<StorageReport> {
   await assertSchemaReady(db);
-  const [totals, sizes, disk] = await Promise.all([locationTotals(db, tables, policy, filter), sizeHistogram(db, tables, filter), tableDiskSizes(db, tables)]);
+  const [totals, sizes, disk, history] = await Promise.all([
+    locationTotals(db, tables, policy, filter),
+    sizeHistogram(db, tables, filter),
+    tableDiskSizes(db, tables),
+    runHistory(db, { limit: REPORTED_RUNS }, { readOnly: true }),
+  ]);
+  const runs = {
+    runs: history.runs.map(({ id, command, state, operator, host, started_at, ended_at, rows_done, bytes_done, failed, refused, workers }) => ({ id, command, state, operator, host, started_at, ended_at, rows_done, bytes_done, failed, refused, workers })),
+    progress: history.progress,
+  };
   const reportTables = tables.map((table) => summarizeTable(table.name, totals.filter((row) => row.table === table.name)));
   const sum = (pick: (t: ReportTable) => number) => reportTables.reduce((acc, t) => acc + pick(t), 0);
   const all = {
@@ -93,6 +122,7 @@ export async function buildReport(db: Db, tables: StoredTable[], policy: Placeme
     prices,
     policy,
     generatedAt: new Date().toISOString(),
+    runs,
   };
 }
 

@@ -112,7 +112,7 @@ export async function controlRuns(db: Db, verb: ControlVerb, target: { runIds?: 
   for (const id of ids) {
     const run = await readRun(db, id);
     if (!run) throw new UsageError(`There is no run ${id}.`);
-    if (!run.pausable && verb !== 'cancel') throw new UsageError(`Run ${id} (${run.command}) cannot be paused: only row walks (migrate, finalize, rollback) stop between batches.`);
+    if (!run.pausable) throw new UsageError(`Run ${id} (${run.command}) cannot be ${verb === 'pause' ? 'paused' : verb === 'resume' ? 'resumed' : 'cancelled'} from another terminal: only row walks (migrate, finalize, rollback) stop between batches. Ctrl-C in its own terminal stops it cleanly.`);
     const to = TARGET[verb];
     const reason = `${verb === 'pause' ? 'paused' : verb === 'resume' ? 'resumed' : 'cancelled'} by ${actor}`;
     const moved = await moveRun(db, id, to, actor, reason);
@@ -182,9 +182,11 @@ export interface RunHistory {
   progress: ProgressPoint[];
 }
 
-export async function runHistory(db: Db, filter: RunFilter): Promise<RunHistory> {
+/** With `readOnly` (the storage report), runs whose workers vanished are shown as they are, not marked. */
+export async function runHistory(db: Db, filter: RunFilter, options: { readOnly?: boolean } = {}): Promise<RunHistory> {
+  if (options.readOnly && !(await runTablesPresent(db))) return { runs: [], progress: [] };
   await assertRunTables(db);
-  await reconcileRuns(db);
+  if (!options.readOnly) await reconcileRuns(db);
   const runs = await listRuns(db, filter);
   const workers = await runWorkers(db, runs.map((run) => run.id));
   return {

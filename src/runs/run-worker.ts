@@ -116,9 +116,12 @@ export class RunWorker implements BatchObserver {
     await this.beat();
   }
 
-  async afterBatch(batch: { flipped: number; bytes: number; items: RunItem[] }): Promise<void> {
+  async afterBatch(batch: { flipped: number; bytes: number; items: RunItem[]; unlogged?: { failed: number; refused: number } }): Promise<void> {
     this.counts.rows += batch.flipped;
     this.counts.bytes += batch.bytes;
+    // Problems with no row to name (an object cleanup could not delete) are counted, not logged as items.
+    this.counts.failed += batch.unlogged?.failed ?? 0;
+    this.counts.refused += batch.unlogged?.refused ?? 0;
     for (const item of batch.items) this.counts[item.outcome === 'failed' ? 'failed' : 'refused']++;
     this.unrecorded.push(...batch.items);
     await this.recordItems();

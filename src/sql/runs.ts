@@ -265,7 +265,9 @@ export async function endWorker(db: Queryable, runId: string, worker: string, en
 /**
  * Runs whose workers are gone. A worker is alive exactly while its session holds its advisory lock, so a
  * worker row without a live lock and without an end was killed or lost its connection: it is marked
- * interrupted, and so is a live run with no live worker left. Never guessed from clocks.
+ * interrupted, and so is a live run with no live worker left. Never guessed from clocks. A worker that has
+ * written its end still holds its lock while it settles the run's final state, so that moment is not
+ * mistaken for a vanished run.
  */
 export async function reconcileRuns(db: Queryable): Promise<string[]> {
   await query(
@@ -277,7 +279,7 @@ export async function reconcileRuns(db: Queryable): Promise<string[]> {
     db,
     `SELECT r.id FROM ${RUNS_TABLE} r
       WHERE r.state = ANY($1::text[])
-        AND NOT EXISTS (SELECT 1 FROM ${RUN_WORKERS_TABLE} w WHERE w.run_id = r.id AND w.ended_at IS NULL)`,
+        AND NOT EXISTS (SELECT 1 FROM ${RUN_WORKERS_TABLE} w WHERE w.run_id = r.id AND (w.ended_at IS NULL OR ${sqlWorkerIsLive('w.worker')}))`,
     [LIVE_STATES],
   );
   const interrupted: string[] = [];
