@@ -14,15 +14,16 @@ export function exportCommand(runtime: Runtime, run: (action: () => Promise<Comm
     .argument('<app_id>', 'the app', parse.id)
     .requiredOption('--out <dir>', 'directory to write into (created if missing); nothing is written outside it')
     .option('--version <version>', 'a version id or version_number instead of the current files')
+    .option('--concurrency <n>', 'R2 reads in flight', parse.integer({ min: 1, max: 1024 }), 32)
     .addHelpText('after', '\nExamples:\n  $ overskill-storage export 42 --out ./app-42\n  $ overskill-storage export 42 --version 1.4.0 --out ./app-42-v1.4.0 --json')
     .action(async (appId: string, opts, cmd: Command) =>
       run(async () => {
         const [{ exportApp }, { contentRefs, streamStoredContent }] = await Promise.all([import('../src/ops/export.ts'), import('../src/ops/read-content.ts')]);
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
-        const context = await openContext(globals, runtime, { store: true });
+        const context = await openContext(globals, runtime, { store: true, concurrency: opts.concurrency });
         try {
-          const result = await exportApp(context, { appId, directory: resolve(runtime.cwd, opts.out), version: opts.version });
+          const result = await exportApp(context, { appId, directory: resolve(runtime.cwd, opts.out), version: opts.version, concurrency: opts.concurrency });
           const c = output.color;
           const bytes = result.written.reduce((sum, file) => sum + file.bytes, 0);
           output.print(c.green(`Wrote ${formatCount(result.written.length)} file(s), ${formatBytes(bytes)}, to ${result.directory}`));

@@ -3,7 +3,7 @@ import { makeOutput, openContext, type GlobalOptions, type Runtime } from './sup
 import * as parse from './support/parse.ts';
 import type { CommandResult } from './support/command.ts';
 import type { ControlVerb } from '../src/ops/runs.ts';
-import { currentOperator } from '../src/runs/open-run.ts';
+import { currentOperator } from '../src/runs/identity.ts';
 import { UsageError } from '../src/errors.ts';
 
 const DESCRIPTIONS: Record<ControlVerb, string> = {

@@ -4,7 +4,7 @@
  */
 export { createDb, type Db } from './db.ts';
 export { ObjectStore, type ObjectStoreOptions } from './object-store.ts';
-export { readAppFile, readStoredContent, streamStoredContent, contentRefs } from './ops/read-content.ts';
+export { readAppFile, readStoredContent, streamStoredContent, contentRefs, ContentCache } from './ops/read-content.ts';
 export type { StorageContext } from './context.ts';
 export type { ObjectStoreConfig } from './config.ts';
 export { StorageError, ConfigError, DataError, IntegrityError, ObjectStoreError, ObjectConflictError } from './errors.ts';

@@ -10,6 +10,12 @@ import { prepareRestore } from './restore-version.ts';
 import { UsageError, errorMessage } from '../errors.ts';
 import { appExists } from '../sql/versions.ts';
 import { assertSchemaReady } from './schema.ts';
+import { mapLimit } from '../pool.ts';
+
+/** Files per statement, contents inlined up to this size (larger ones stream), and R2 reads in flight. */
+const EXPORT_PAGE = 500;
+const EXPORT_INLINE_MAX = 64 * 1024;
+export const EXPORT_CONCURRENCY = 32;
 
 export interface ExportedFile {
   path: string;
@@ -83,7 +89,7 @@ async function writeFileSafely(root: string, path: string, chunks: AsyncIterable
 }
 
 /** Writes an app's current files (or one version's) under `directory`, by hybrid retrieval, verified. */
-export async function exportApp(context: StorageContext, options: { appId: string; directory: string; version?: string }): Promise<ExportResult> {
+export async function exportApp(context: StorageContext, options: { appId: string; directory: string; version?: string; concurrency?: number }): Promise<ExportResult> {
   await assertSchemaReady(context.db);
   if (!(await appExists(context.db, options.appId))) throw new UsageError(`App ${options.appId} does not exist.`);
   await mkdir(options.directory, { recursive: true });
@@ -105,22 +111,30 @@ export async function exportApp(context: StorageContext, options: { appId: strin
     }
     return result;
   }
+  // One statement per EXPORT_PAGE files (an app's files in one, typically), then the R2 reads concurrently.
   let after = '0';
   for (;;) {
-    const refs = await contentRefs(context.db, FILES, 't.app_id = $1::bigint AND t.id > $2::bigint', [options.appId, after], 1024 * 1024, 200);
+    const refs = await contentRefs(context.db, FILES, 't.app_id = $1::bigint AND t.id > $2::bigint', [options.appId, after], EXPORT_INLINE_MAX, EXPORT_PAGE);
     if (!refs.length) break;
     after = refs[refs.length - 1].id;
-    for (const ref of refs) {
+    type Outcome = { written: ExportedFile } | { refused: { path: string; reason: string } } | { failed: { path: string; reason: string } };
+    const outcomes = await mapLimit(refs, options.concurrency ?? EXPORT_CONCURRENCY, async (ref): Promise<Outcome> => {
       const path = String(ref.path);
       const info: Partial<ContentSource> = {};
       try {
         const outcome = await writeFileSafely(root, path, streamStoredContent(context, ref, info));
-        if ('refused' in outcome) result.refused.push({ path, reason: outcome.refused });
-        else result.written.push({ path, bytes: outcome.bytes, sha256: outcome.sha256, source: info.source ?? 'database', verified: info.verified ?? (ref.hash ? outcome.sha256 === ref.hash : false) });
+        if ('refused' in outcome) return { refused: { path, reason: outcome.refused } };
+        return { written: { path, bytes: outcome.bytes, sha256: outcome.sha256, source: info.source ?? 'database', verified: info.verified ?? (ref.hash ? outcome.sha256 === ref.hash : false) } };
       } catch (error) {
-        result.failed.push({ path, reason: errorMessage(error) });
+        return { failed: { path, reason: errorMessage(error) } };
       }
+    });
+    for (const outcome of outcomes) {
+      if ('written' in outcome) result.written.push(outcome.written);
+      else if ('refused' in outcome) result.refused.push(outcome.refused);
+      else result.failed.push(outcome.failed);
     }
+    if (refs.length < EXPORT_PAGE) break;
   }
   return result;
 }

@@ -84,7 +84,10 @@ interface RefRow {
   bytes: number | null;
 }
 
-/** Fetches rows' read references; contents up to `inlineMax` come along, larger ones are streamed later. */
+/**
+ * Fetches rows' read references in one statement; contents up to `inlineMax` come along, larger ones are
+ * streamed later. Only the columns reading needs are selected (never a large content beyond the limit).
+ */
 export async function contentRefs(
   db: Queryable,
   table: StoredTable,
@@ -92,27 +95,87 @@ export async function contentRefs(
   params: unknown[],
   inlineMax = 8 * 1024 * 1024,
   limit?: number,
-): Promise<(StoredContentRef & Record<string, unknown>)[]> {
-  const rows = await query<RefRow & Record<string, unknown>>(
+): Promise<(StoredContentRef & { path: string | null })[]> {
+  const rows = await query<RefRow & { path: string | null }>(
     db,
-    `SELECT t.*, t.${table.locationColumn} AS location, t.${table.keyColumn} AS key, t.${table.hashColumn} AS hash,
+    `SELECT t.id, ${table.pathExpr} AS path, t.${table.locationColumn} AS location, t.${table.keyColumn} AS key, t.${table.hashColumn} AS hash,
             CASE WHEN octet_length(t.${table.contentColumn}) <= ${Number(inlineMax)} THEN t.${table.contentColumn} END AS content,
             (t.${table.contentColumn} IS NOT NULL) AS has_content,
             coalesce(octet_length(t.${table.contentColumn}), t.${table.sizeColumn})::float8 AS bytes
-       FROM ${table.table} t WHERE ${where} ORDER BY t.id ${limit ? `LIMIT ${Math.floor(limit)}` : ''}`,
+       FROM ${table.source} WHERE ${where} ORDER BY t.id ${limit ? `LIMIT ${Math.floor(limit)}` : ''}`,
     params,
   );
-  return rows.map((row) => ({ ...row, table: table.name, id: row.id, location: row.location, key: row.key, hash: row.hash, content: row.content, hasContent: row.has_content, bytes: row.bytes }));
+  return rows.map((row) => ({ table: table.name, id: row.id, path: row.path, location: row.location, key: row.key, hash: row.hash, content: row.content, hasContent: row.has_content, bytes: row.bytes }));
 }
 
 /**
  * The content of one app file by path (a leading "/" optional), by hybrid retrieval. For other Node code:
  *   const text = await readAppFile(context, appId, 'src/App.tsx');
  */
-export async function readAppFile(context: StorageContext, appId: string, path: string): Promise<string> {
+export async function readAppFile(context: StorageContext, appId: string, path: string, options: { cache?: ContentCache } = {}): Promise<string> {
   const candidates = path.startsWith('/') ? [path, path.slice(1)] : [path, `/${path}`];
   const refs = await contentRefs(context.db, FILES, 't.app_id = $1::bigint AND t.path = ANY($2::text[])', [appId, candidates]);
   const ref = refs.find((row) => row.path === path) ?? refs[0];
   if (!ref) throw new DataError(`app ${appId} has no file ${JSON.stringify(path)}`);
-  return (await readStoredContent(context, ref)).content;
+  const cache = options.cache;
+  // Only R2-only contents are worth caching: the others came with the row.
+  if (!cache || ref.hasContent || !ref.key || !ref.hash) return (await readStoredContent(context, ref)).content;
+  const cached = cache.get(ref.key, ref.hash);
+  if (cached) return cached.toString('utf8');
+  const read = await readStoredContent(context, ref);
+  cache.set(ref.key, ref.hash, Buffer.from(read.content, 'utf8'));
+  return read.content;
+}
+
+/**
+ * A bounded in-process cache for R2 reads (the plan's "with caching"): at most `maxBytes` of contents,
+ * least recently used first out, keyed by object key and content hash so a rewritten file is a new entry.
+ * Every hit is hashed again before it is served; bytes that no longer match are dropped, never returned.
+ */
+export class ContentCache {
+  private readonly entries = new Map<string, Buffer>();
+  private bytes = 0;
+  hits = 0;
+  misses = 0;
+
+  constructor(readonly maxBytes: number = 32 * 1024 * 1024) {}
+
+  get(key: string, sha256: string): Buffer | undefined {
+    const id = `${sha256}:${key}`;
+    const entry = this.entries.get(id);
+    if (!entry) {
+      this.misses++;
+      return undefined;
+    }
+    this.entries.delete(id);
+    if (sha256Hex(entry) !== sha256) {
+      this.bytes -= entry.length;
+      this.misses++;
+      return undefined;
+    }
+    this.entries.set(id, entry);
+    this.hits++;
+    return entry;
+  }
+
+  set(key: string, sha256: string, body: Buffer): void {
+    if (body.length > this.maxBytes) return;
+    const id = `${sha256}:${key}`;
+    const old = this.entries.get(id);
+    if (old) {
+      this.bytes -= old.length;
+      this.entries.delete(id);
+    }
+    this.entries.set(id, body);
+    this.bytes += body.length;
+    for (const [oldest, value] of this.entries) {
+      if (this.bytes <= this.maxBytes) break;
+      this.entries.delete(oldest);
+      this.bytes -= value.length;
+    }
+  }
+
+  get size(): number {
+    return this.bytes;
+  }
 }

@@ -1,3 +1,4 @@
+import { userInfo } from 'node:os';
 import { UsageError } from '../errors.ts';
 import { redact } from '../secrets.ts';
 import type { RowFilter } from '../sql/filters.ts';
@@ -100,3 +101,14 @@ export function describeScope(scope: RunScope): string {
   if (scope.shard) parts.push(`shard ${scope.shard.index}/${scope.shard.count}`);
   return parts.join('; ');
 }
+
+/** `--operator`, else the OS user. */
+export function currentOperator(spec: { operator?: string }): string {
+  if (spec.operator) return spec.operator;
+  try {
+    return userInfo().username;
+  } catch {
+    return process.env.USER ?? 'unknown';
+  }
+}
+

@@ -1,8 +1,10 @@
-import { hostname, userInfo } from 'node:os';
+import { hostname } from 'node:os';
 import type { Db } from '../db.ts';
 import { query } from '../db.ts';
 import { insertRun, insertWorker, liveRuns, lockRunStarts, reconcileRuns, type NewWorker } from '../sql/runs.ts';
-import { findConflict, runIdentity, RunConflictError, type RunScope } from './identity.ts';
+import { currentOperator, findConflict, runIdentity, RunConflictError, type RunScope } from './identity.ts';
+
+export { currentOperator } from './identity.ts';
 import type { RunState } from './states.ts';
 
 /** What a writing command tells the core about itself, so its run can be recorded. */
@@ -30,15 +32,6 @@ export interface OpenedRun {
   /** Another process had started this run with the same command and rows; this one joined it. */
   joined: boolean;
   state: RunState;
-}
-
-export function currentOperator(spec: Pick<RunRecordSpec, 'operator'>): string {
-  if (spec.operator) return spec.operator;
-  try {
-    return userInfo().username;
-  } catch {
-    return process.env.USER ?? 'unknown';
-  }
 }
 
 /**
