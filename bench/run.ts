@@ -1,6 +1,6 @@
 /**
  * npm run bench -- [--files 20000] [--out bench-results.json] [--latency-files 2000] [--naive-files 200]
- *                  [--scale-rows 200000] [--report-rows 0] [--skip-latency] [--profile]
+ *                  [--scale-rows 200000] [--report-rows 0] [--skip-latency] [--profile] [--only read-path|pause]
  *
  * Measures, side by side in one run (absolute times drift on shared machines; the ratios are the point):
  *   raw vs migrate throughput, the same through a 50 ms proxy at concurrency 8/32/64, the plan's naive
@@ -87,6 +87,95 @@ function timeNode(args: string[], env: NodeJS.ProcessEnv = process.env): Promise
  * same concurrency: client CPU per object for both (rclone's from bash's `times`, the CLI's from its own
  * resource usage). Needs `rclone` on PATH (Debian's package); configured through RCLONE_CONFIG_* only.
  */
+/** Runs the built CLI without blocking this process (whose event loop serves the latency proxy). */
+function cliAsync(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['bin/overskill-storage.js', ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ status: code ?? 1, stdout }));
+  });
+}
+
+/**
+ * The plan's read path through the 50 ms proxy: `export` of one app of 85 files of about 5 KB, every file
+ * R2-only (the CLI, start-up included, and the library call alone), and readAppFile p50/p99 over 200 reads
+ * without and with the bounded cache.
+ */
+async function measureReadPath(db: Db, url: string, s3: LocalS3Server): Promise<Record<string, unknown>> {
+  const proxy = await new S3Proxy(s3.port, s3.bucket).start();
+  proxy.latencyMs = 50;
+  const config = { endpoint: proxy.endpoint, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, bucket: s3.bucket, region: 'auto', allowInsecureEndpoint: false };
+  const [{ ObjectStore }, { exportApp }, { readAppFile, ContentCache }] = await Promise.all([import('../src/object-store.ts'), import('../src/ops/export.ts'), import('../src/ops/read-content.ts')]);
+  const store = new ObjectStore(config, { maxSockets: 128 });
+  const context = { db, store, databaseUrl: url };
+  const [{ app }] = await query<{ app: string }>(db, "INSERT INTO apps (name) VALUES ('read path') RETURNING id AS app");
+  await query(db, `INSERT INTO app_files (app_id, path, content) SELECT $1::bigint, 'src/c' || i || '.tsx', left(repeat(md5(i::text || 'read'), 200), 4500 + (i * 37) % 1100) FROM generate_series(1, 85) i`, [app]);
+  const env = { ...process.env, DATABASE_URL: url, R2_ENDPOINT: s3.endpoint, R2_ACCESS_KEY_ID: s3.accessKeyId, R2_SECRET_ACCESS_KEY: s3.secretAccessKey, R2_BUCKET: s3.bucket, NO_COLOR: '1' };
+  await cliAsync(['migrate', '--yes', '--app', app, '--tables', 'files'], env);
+  await cliAsync(['finalize', '--yes', '--app', app, '--tables', 'files', '--hybrid-threshold', '512', '--r2-threshold', '1KiB'], env);
+  const [{ r2 }] = await query<{ r2: number }>(db, "SELECT count(*)::int AS r2 FROM app_files WHERE app_id = $1 AND storage_location = 'r2' AND content IS NULL", [app]);
+  const rtt = 50;
+  const out = mkdtempSync(join(tmpdir(), 'overskill-export-'));
+  const library: number[] = [];
+  for (let round = 0; round < 5; round++) {
+    const started = performance.now();
+    const result = await exportApp(context, { appId: app, directory: join(out, `lib${round}`) });
+    library.push(performance.now() - started);
+    if (result.written.length !== 85 || result.failed.length) throw new Error(`export wrote ${result.written.length} files, ${result.failed.length} failed`);
+  }
+  // The same export straight to the S3 server: what the server itself takes (on loopback it is the ceiling).
+  const directStore = new ObjectStore({ ...config, endpoint: s3.endpoint }, { maxSockets: 128 });
+  const direct: number[] = [];
+  for (let round = 0; round < 5; round++) {
+    const started = performance.now();
+    await exportApp({ ...context, store: directStore }, { appId: app, directory: join(out, `direct${round}`) });
+    direct.push(performance.now() - started);
+  }
+  directStore.destroy();
+  // One GET through the proxy: the round trip everything is measured against.
+  const [{ key }] = await query<{ key: string }>(db, 'SELECT r2_object_key AS key FROM app_files WHERE app_id = $1 LIMIT 1', [app]);
+  const single: number[] = [];
+  for (let round = 0; round < 20; round++) {
+    const started = performance.now();
+    await store.readAndHash(key);
+    single.push(performance.now() - started);
+  }
+  const cli: number[] = [];
+  for (let round = 0; round < 3; round++) {
+    const started = performance.now();
+    const done = await cliAsync(['export', app, '--out', join(out, `cli${round}`)], { ...env, R2_ENDPOINT: proxy.endpoint });
+    cli.push(performance.now() - started);
+    if (done.status !== 0) throw new Error(`export exited ${done.status}`);
+  }
+  rmSync(out, { recursive: true, force: true });
+  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+  console.log(
+    `export of one app, 85 files of ~5 KB, all R2-only (${r2}), through 50 ms: library ${median(library).toFixed(0)} ms = ${(median(library) / rtt).toFixed(1)} x 50 ms, ${(median(library) / median(single)).toFixed(1)} x one GET through the proxy (${median(single).toFixed(0)} ms) (target < 6 round trips); the same straight to the local S3 server ${median(direct).toFixed(0)} ms; the CLI, start-up included, ${median(cli).toFixed(0)} ms`,
+  );
+  const paths = (await query<{ path: string }>(db, 'SELECT path FROM app_files WHERE app_id = $1 ORDER BY id', [app])).map((row) => row.path);
+  const percentile = (values: number[], p: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor((p / 100) * values.length))];
+  const reads = async (cache?: InstanceType<typeof ContentCache>) => {
+    const times: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      const started = performance.now();
+      await readAppFile(context, app, paths[i % paths.length], { cache });
+      times.push(performance.now() - started);
+    }
+    return { p50: percentile(times, 50), p99: percentile(times, 99) };
+  };
+  const uncached = await reads();
+  const cache = new ContentCache(8 * 1024 * 1024);
+  const cached = await reads(cache);
+  console.log(
+    `readAppFile through 50 ms, 200 reads: p50 ${uncached.p50.toFixed(1)} ms, p99 ${uncached.p99.toFixed(1)} ms without a cache; with an 8 MiB cache p50 ${cached.p50.toFixed(2)} ms, p99 ${cached.p99.toFixed(1)} ms (${cache.hits} hits, ${cache.misses} misses; plan: < 100 ms)`,
+  );
+  store.destroy();
+  await proxy.stop();
+  return { export: { files: 85, libraryMs: median(library), roundTrips: median(library) / rtt, singleGetMs: median(single), directMs: median(direct), cliMs: median(cli) }, readAppFile: { uncached, cached, hits: cache.hits, misses: cache.misses } };
+}
+
 /**
  * Four CLI processes of one migration through the 50 ms proxy; `pause --all` from a fifth, timed until the
  * run is paused (every worker finished its batches in flight and released its claims), then resumed; three
@@ -109,14 +198,14 @@ async function measurePauseLatency(db: Db, url: string, s3: LocalS3Server): Prom
   for (let round = 0; round < 3; round++) {
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const started = Date.now();
-    const paused = spawnSync(process.execPath, ['bin/overskill-storage.js', 'pause', '--all', '--json'], { env: control, encoding: 'utf8' });
+    const paused = await cliAsync(['pause', '--all', '--json'], control);
     const took = Date.now() - started;
     const settled = paused.status === 0 ? JSON.parse(paused.stdout).runs[0]?.settled : undefined;
     const [{ claims }] = await query<{ claims: number }>(db, 'SELECT count(*)::int AS claims FROM overskill_storage_claims');
     if (settled !== 'paused') break;
     latencies.push(took);
     console.log(`pause --all of 4 workers (c=16, batches of 50, 50 ms latency): paused in ${took} ms (command start-up included), ${claims} claims held while paused`);
-    spawnSync(process.execPath, ['bin/overskill-storage.js', 'resume', '--all'], { env: control });
+    await cliAsync(['resume', '--all'], control);
   }
   const codes = await Promise.all(workers);
   await proxy.stop();
@@ -270,7 +359,25 @@ async function resetMigration(db: Db): Promise<void> {
   );
 }
 
+/** `--only read-path|pause`: one step on its own, on a fresh database and server. */
+async function only(step: string): Promise<void> {
+  const scratch = await scratchDatabase();
+  const s3 = await startLocalS3();
+  try {
+    if (step === 'read-path') console.log(JSON.stringify(await measureReadPath(scratch.db, scratch.url, s3)));
+    else if (step === 'pause') {
+      await seedFiles(scratch.db, { count: Math.min(files, 8000), meanBytes: 5000, largePercent: 0 });
+      console.log(JSON.stringify(await measurePauseLatency(scratch.db, scratch.url, s3)));
+    } else throw new Error(`unknown step ${step}`);
+  } finally {
+    await scratch.drop();
+    await s3.stop();
+  }
+}
+
 async function main() {
+  const onlyIndex = args.indexOf('--only');
+  if (onlyIndex >= 0) return only(args[onlyIndex + 1]);
   const results: Record<string, unknown> = { machine: { cpus: (await import('node:os')).cpus().length, node: process.version }, files };
   const startup = await measureStartup();
   console.log('start-up of the built CLI, median of 10 (target: --version and --help <= 2.5x node -e 0 and <= 80 MB; migrate --help <= 3x):');
@@ -404,6 +511,7 @@ async function main() {
       await proxy.stop();
       results.latency = latency;
       results.pause = await measurePauseLatency(scratch.db, scratch.url, s3);
+      results.readPath = await measureReadPath(scratch.db, scratch.url, s3);
     }
 
     // The CLI as users run it (built JavaScript): peak RSS of migrate at c=16 over `files` rows.
