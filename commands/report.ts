@@ -25,6 +25,7 @@ export function reportCommand(runtime: Runtime, run: (action: () => Promise<Comm
     .option('--since <when>', 'with --runs: only runs started since this time (ISO date) or this long ago (e.g. 24h)', parseSince)
     .option('--limit <n>', 'with --runs: at most this many runs', parse.integer({ min: 1 }), 50)
     .option('--items <run>', "instead: the failed and refused items of one run, with the error of each", parse.id)
+    .option('--probe-reads <n>', "time N reads of app files from R2 (needs the R2 settings), for the plan's retrieval-time metric", parse.integer({ min: 1, max: 10_000 }))
     .addOption(thresholdOptions()[0])
     .addOption(thresholdOptions()[1]);
   addPriceOptions(command);
@@ -42,9 +43,10 @@ export function reportCommand(runtime: Runtime, run: (action: () => Promise<Comm
         } catch (error) {
           throw new UsageError((error as Error).message);
         }
-        const context = await openContext(globals, runtime, { store: false });
+        const context = await openContext(globals, runtime, { store: Boolean(opts.probeReads) });
         try {
-          const report = await buildReport(context.db, tables, policyFrom(opts), pricesFrom(opts), { appIds: opts.app });
+          const probe = opts.probeReads ? await (await import('../src/ops/read-probe.ts')).probeReads(context, opts.probeReads) : undefined;
+          const report = await buildReport(context.db, tables, policyFrom(opts), pricesFrom(opts), { appIds: opts.app }, probe);
           if (opts.format === 'html') {
             const { renderReportHtml } = await import('./support/report-html.ts');
             const page = renderReportHtml({ schemaVersion: JSON_SCHEMA_VERSION, command: 'report', ...report });
@@ -93,10 +95,45 @@ function summary(report: StorageReport): [string, string][] {
 
 function renderText(output: Output, report: StorageReport): void {
   const c = output.color;
+  const style = { bold: c.bold, dim: c.dim };
   output.print(c.bold('Storage by table and location'));
-  output.print(renderTable(['table', 'location', 'rows', 'database bytes', 'R2 bytes'], rows(report), { bold: c.bold, dim: c.dim }));
+  output.print(renderTable(['table', 'location', 'rows', 'database bytes', 'R2 bytes'], rows(report), style));
   output.print('');
   for (const [label, value] of summary(report)) output.print(`${c.bold(label.padEnd(28))} ${value}`);
+  output.print('');
+  output.print(c.bold('On disk (PostgreSQL)'));
+  output.print(renderTable(DISK_HEADER, diskRows(report), style));
+  if (report.space.some((s) => s.method === 'estimate')) output.print(c.dim(SPACE_ESTIMATE_NOTE));
+  output.print('');
+  output.print(c.bold("The plan's success metrics"));
+  output.print(renderTable(METRIC_HEADER, metricRows(report), style));
+}
+
+const DISK_HEADER = ['table', 'heap', 'TOAST', 'indexes', 'total', 'baseline', 'change', 'reusable after VACUUM', 'VACUUM FULL returns'];
+const METRIC_HEADER = ['metric', 'target', 'measured', 'met'];
+const SPACE_ESTIMATE_NOTE =
+  'reusable / returned: estimates (pgstattuple is not installed): heap and TOAST size minus the pages the live rows need (each content at its stored size, in 1,996-byte TOAST chunks when out of line, plus the other columns at their average width); `CREATE EXTENSION pgstattuple` measures them.';
+
+function diskRows(report: StorageReport): string[][] {
+  return report.disk.map((d) => {
+    const base = report.baseline.find((b) => b.table === d.table);
+    const space = report.space.find((s) => s.table === d.table);
+    return [
+      d.table,
+      formatBytes(d.heapBytes),
+      formatBytes(d.toastBytes),
+      formatBytes(d.indexBytes),
+      formatBytes(d.totalBytes),
+      base ? formatBytes(base.totalBytes) : '-',
+      base ? `${base.changePercent > 0 ? '+' : ''}${base.changePercent}%` : '-',
+      space ? `${formatBytes(space.reusableBytes)}${space.method === 'estimate' ? ' (est.)' : ''}` : '-',
+      space ? `${formatBytes(space.returnableBytes)}${space.method === 'estimate' ? ' (est.)' : ''}` : '-',
+    ];
+  });
+}
+
+function metricRows(report: StorageReport): string[][] {
+  return report.metrics.map((m) => [m.metric, m.target, m.measuredText, m.met === null ? 'not measured' : m.met ? 'met' : 'not met']);
 }
 
 function reportMarkdown(report: StorageReport): string {
@@ -106,6 +143,10 @@ function reportMarkdown(report: StorageReport): string {
     renderMarkdownTable(['table', 'location', 'rows', 'database bytes', 'R2 bytes'], rows(report)),
     '',
     renderMarkdownTable(['measure', 'value'], summary(report)),
+    '',
+    renderMarkdownTable(DISK_HEADER, diskRows(report)),
+    '',
+    renderMarkdownTable(METRIC_HEADER, metricRows(report)),
   ].join('\n');
 }
 

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestEnv, type TestEnv } from './support/env.ts';
 import { cli } from './support/cli.ts';
 import { insertApp, insertFile, text } from './support/seed.ts';
+import { query } from '../src/db.ts';
 
 /** The report's size distribution, on-disk sizes and monthly cost projection (what the HTML report draws). */
 describe('report: sizes, disk and monthly cost', () => {
@@ -32,5 +33,87 @@ describe('report: sizes, disk and monthly cost', () => {
     expect(report.monthly.afterFinalize.r2).toBe(report.monthly.now.r2);
     expect(report.monthly.now.r2).toBeCloseTo((report.totals.r2Bytes / GB) * 0.5, 12);
     expect(report.totals.contentBytes).toBe(0 + 1 + 1023 + 1024 + 1025 + 2047 + 2048 + 20_000);
+  });
+});
+
+/** True sizes against the recorded baseline, what VACUUM can reclaim, and the plan's success metrics. */
+describe('report: baseline, reclaimable space and the success metrics', () => {
+  let env: TestEnv;
+  beforeAll(async () => {
+    env = await createTestEnv({ schema: false });
+  });
+  afterAll(async () => env?.close());
+
+  const report = async (extra: string[] = []) => (await cli(['report', '--json', '--price-database', '0.5', ...extra], env.cliEnv)).json();
+
+  it('records the baseline at the first schema --apply, measures the reduction against it, and says what VACUUM FULL returns', async () => {
+    const app = await insertApp(env.db);
+    // 60 files of 40 KB of incompressible-ish text (finalize clears them) and 20 small ones (they stay).
+    for (let i = 0; i < 60; i++) await query(env.db, `INSERT INTO app_files (app_id, path, content) SELECT $1, $2, string_agg(md5(random()::text || g::text), '') FROM generate_series(1, 1250) g`, [app, `big${i}.txt`]);
+    for (let i = 0; i < 20; i++) await insertFile(env.db, app, `small${i}.txt`, text(600, `s${i}`));
+    expect((await cli(['schema', '--apply', '--yes'], env.cliEnv)).code).toBe(0);
+    const [base] = await query<{ total: number; taken_by: string }>(env.db, "SELECT total_bytes::float8 AS total, taken_by FROM overskill_storage_baseline WHERE table_name = 'app_files'");
+    expect(base.taken_by).toBe('schema --apply');
+    const [{ size }] = await query<{ size: number }>(env.db, "SELECT pg_total_relation_size('app_files')::float8 AS size");
+    expect(base.total).toBe(size);
+
+    for (const args of [['migrate', '--yes'], ['finalize', '--yes']]) expect((await cli(args, env.cliEnv)).code).toBe(0);
+    // A second apply (nothing to add) keeps the first baseline.
+    await cli(['schema', '--apply', '--yes'], env.cliEnv);
+    expect((await query<{ total: number }>(env.db, "SELECT total_bytes::float8 AS total FROM overskill_storage_baseline WHERE table_name = 'app_files'"))[0].total).toBe(base.total);
+
+    const beforeVacuum = await report();
+    const files = beforeVacuum.disk.find((d: { table: string }) => d.table === 'files');
+    const space = beforeVacuum.space.find((s: { table: string }) => s.table === 'files');
+    expect(space.method).toBe('estimate');
+    expect(beforeVacuum.baseline.find((b: { table: string }) => b.table === 'files')).toMatchObject({ totalBytes: base.total, changeBytes: files.totalBytes - base.total });
+    const metric = (doc: { metrics: { metric: string }[] }, name: string) => doc.metrics.find((m) => m.metric === name) as unknown as { target: string; measured: number | null; met: boolean | null; measuredText: string };
+    // Finalize freed the space but PostgreSQL keeps the files: on disk, nothing shrank yet.
+    expect(metric(beforeVacuum, 'app_files table size reduction').measured).toBeLessThan(10);
+    expect(metric(beforeVacuum, 'app_files table size reduction').met).toBe(false);
+    expect(metric(beforeVacuum, 'app_files table size reduction').target).toBe('70-80%');
+
+    await query(env.db, 'VACUUM FULL app_files');
+    const [{ after }] = await query<{ after: number }>(env.db, "SELECT pg_total_relation_size('app_files')::float8 AS after");
+    // The estimate made before the rewrite came close to what the rewrite returned.
+    const returned = files.totalBytes - after;
+    expect(Math.abs(space.returnableBytes - returned)).toBeLessThan(0.25 * files.totalBytes);
+    const afterVacuum = await report();
+    const reduction = metric(afterVacuum, 'app_files table size reduction');
+    expect(reduction.measured).toBeCloseTo(((base.total - after) / base.total) * 100, 0);
+    expect(reduction.measured).toBeGreaterThan(70);
+    expect(reduction.met).toBe(true);
+    const printed = (await cli(["report"], env.cliEnv)).stdout;
+    expect(printed).toMatch(/The plan's success metrics/);
+    expect(printed).toMatch(/app_files table size reduction\s+70-80%\s+\d+(\.\d)?% on disk now/);
+    expect(printed).toMatch(/estimates \(pgstattuple is not installed\)/);
+
+    // Cost: the tables on disk at the database price before, against now plus R2; the migration's writes shown for the first month.
+    const cost = metric(afterVacuum, 'monthly storage cost reduction');
+    const baseBytes = afterVacuum.baseline.reduce((sum: number, b: { totalBytes: number }) => sum + b.totalBytes, 0);
+    const nowBytes = afterVacuum.disk.reduce((sum: number, d: { totalBytes: number }) => sum + d.totalBytes, 0);
+    const before = (baseBytes / 1e9) * 0.5;
+    const now = (nowBytes / 1e9) * 0.5 + (afterVacuum.totals.r2Bytes / 1e9) * 0.015;
+    expect(cost.measured).toBeCloseTo(((before - now) / before) * 100, 0);
+    expect(cost.measuredText).toMatch(/in the first month, counting the migration's writes/);
+    // Retrieval time is measured only when asked.
+    expect(metric(afterVacuum, 'file retrieval time')).toMatchObject({ measured: null, met: null, target: '< 100 ms' });
+    const probed = await report(['--probe-reads', '10']);
+    expect(metric(probed, 'file retrieval time').measured).toBeGreaterThan(0);
+    expect(metric(probed, 'file retrieval time').measuredText).toMatch(/p50 .+ ms, p95 .+ ms over 10 reads/);
+  });
+
+  it('measures reclaimable space with pgstattuple where it is installed', async () => {
+    await query(env.db, 'CREATE EXTENSION IF NOT EXISTS pgstattuple');
+    try {
+      await query(env.db, "UPDATE app_files SET path = path || '.moved' WHERE path LIKE 'small%'");
+      const doc = await report();
+      const space = doc.space.find((s: { table: string }) => s.table === 'files');
+      expect(space.method).toBe('pgstattuple');
+      expect(space.reusableBytes).toBeGreaterThan(0); // the 20 dead versions of the rows just updated, at least
+      expect((await cli(['report'], env.cliEnv)).stdout).not.toMatch(/pgstattuple is not installed/);
+    } finally {
+      await query(env.db, 'DROP EXTENSION IF EXISTS pgstattuple');
+    }
   });
 });

@@ -20,6 +20,7 @@ import type { Reporter } from '../reporter.ts';
 import { LARGE_ITEM_CONCURRENCY, type CommonRunOptions } from './options.ts';
 import { countProblems, runTotals, withWorker } from './worker-run.ts';
 import { selectionTotals } from '../sql/aggregates.ts';
+import { recordBaseline } from '../sql/baseline.ts';
 
 export interface MigrateOptions extends CommonRunOptions {
   /** Only rows at least this large (bytes); never below the policy's hybrid threshold. */
@@ -60,6 +61,8 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
   const minBytes = migrateMinBytes(options);
   const layout = options.keyLayout ?? 'path';
   await assertLayoutAllowed(context.db, layout);
+  // A database whose schema came from elsewhere gets its baseline now, before the first row moves.
+  await recordBaseline(context.db, 'migrate');
   const blobs = new BlobUploads(context.store);
   const outcome = await withWorker(context, options, reporter, 'migrate', async (run, table) => {
     const addressed = layout === 'content-addressed' && table.name !== 'snapshots';

@@ -1,4 +1,5 @@
 import type { Db } from '../db.ts';
+import { recordBaseline } from '../sql/baseline.ts';
 import { query } from '../db.ts';
 import { readSchemaState, SHAREABLE_KEY_COLUMNS, type KeyLayout, type SchemaItem, type SchemaState } from '../sql/schema.ts';
 import { SchemaMissingError } from '../errors.ts';
@@ -58,6 +59,8 @@ export async function applySchema(db: Db, layout: KeyLayout = 'path'): Promise<A
     }
     applied.push(statement);
   }
+  // The first apply is the moment before anything moves: what the tables take now is the baseline.
+  await recordBaseline(db, 'schema --apply');
   if (applied.length) {
     // New columns have no statistics yet; without them the planner walks claims through the wrong index.
     for (const statement of analyzeStatements()) {

@@ -29,6 +29,7 @@ export const SHAREABLE_KEY_COLUMNS: readonly { table: string; column: string }[]
 ];
 
 import { RUN_TABLE_DDL } from './run-tables.ts';
+import { BASELINE_DDL, BASELINE_TABLE } from './baseline.ts';
 
 export const CLAIMS_TABLE = 'overskill_storage_claims';
 export const STAGING_TABLE = 'overskill_storage_staging';
@@ -126,6 +127,13 @@ const SCHEMA_ITEMS: SchemaItem[] = [
     ],
   },
   ...RUN_TABLE_DDL.map((t): SchemaItem => ({ kind: 'table', table: t.table, name: t.table, purpose: t.purpose, statements: [t.sql] })),
+  {
+    kind: 'table',
+    table: BASELINE_TABLE,
+    name: BASELINE_TABLE,
+    purpose: 'what the tables took on disk before anything moved, for the report to measure the reduction against',
+    statements: [BASELINE_DDL],
+  },
   index('app_files', 'storage_location', false, 'find rows by location'),
   index('app_files', 'r2_object_key', true, 'one row per object'),
   index('app_files', 'content_hash', false, 'look rows up by content'),

@@ -1,0 +1,63 @@
+import { query, type Queryable } from '../db.ts';
+import { TABLES, TABLE_NAMES } from '../tables.ts';
+
+/**
+ * What the three tables took on disk before this tool changed anything: recorded once, by the first
+ * `schema --apply` (or the first `migrate`, on a database whose schema came from elsewhere), so the report
+ * can measure the plan's "70-80% reduction in app_files table size" against it.
+ */
+export const BASELINE_TABLE = 'overskill_storage_baseline';
+
+export const BASELINE_DDL = `CREATE TABLE IF NOT EXISTS ${BASELINE_TABLE} (
+  table_name text PRIMARY KEY,
+  taken_at timestamptz NOT NULL DEFAULT now(),
+  taken_by text NOT NULL,
+  heap_bytes bigint NOT NULL,
+  toast_bytes bigint NOT NULL,
+  index_bytes bigint NOT NULL,
+  total_bytes bigint NOT NULL,
+  content_rows bigint NOT NULL,
+  content_bytes bigint NOT NULL
+)`;
+
+export interface Baseline {
+  table: string;
+  takenAt: Date;
+  takenBy: string;
+  heapBytes: number;
+  toastBytes: number;
+  indexBytes: number;
+  totalBytes: number;
+  contentRows: number;
+  contentBytes: number;
+}
+
+/** Records the baseline of each table that has none yet (one statement per table; a no-op afterwards). */
+export async function recordBaseline(db: Queryable, takenBy: string): Promise<void> {
+  for (const name of TABLE_NAMES) {
+    const t = TABLES[name];
+    await query(
+      db,
+      `INSERT INTO ${BASELINE_TABLE} (table_name, taken_by, heap_bytes, toast_bytes, index_bytes, total_bytes, content_rows, content_bytes)
+       SELECT $1, $2,
+              pg_table_size(c.oid) - coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0),
+              coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0),
+              pg_indexes_size(c.oid), pg_total_relation_size(c.oid),
+              (SELECT count(*) FROM ${t.table} WHERE ${t.contentColumn} IS NOT NULL),
+              (SELECT coalesce(sum(octet_length(${t.contentColumn})), 0) FROM ${t.table})
+         FROM pg_class c WHERE c.oid = to_regclass($1)
+       ON CONFLICT (table_name) DO NOTHING`,
+      [t.table, takenBy],
+    );
+  }
+}
+
+export async function readBaseline(db: Queryable): Promise<Baseline[]> {
+  if (!(await query<{ present: boolean }>(db, `SELECT to_regclass('${BASELINE_TABLE}') IS NOT NULL AS present`))[0].present) return [];
+  return query<Baseline>(
+    db,
+    `SELECT table_name AS table, taken_at AS "takenAt", taken_by AS "takenBy", heap_bytes::float8 AS "heapBytes", toast_bytes::float8 AS "toastBytes",
+            index_bytes::float8 AS "indexBytes", total_bytes::float8 AS "totalBytes", content_rows::float8 AS "contentRows", content_bytes::float8 AS "contentBytes"
+       FROM ${BASELINE_TABLE}`,
+  );
+}
