@@ -1,6 +1,6 @@
 /**
  * npm run bench -- [--files 20000] [--out bench-results.json] [--latency-files 2000] [--naive-files 200]
- *                  [--scale-rows 200000] [--report-rows 0] [--skip-latency] [--profile] [--only read-path|pause]
+ *                  [--scale-rows 200000] [--report-rows 0] [--skip-latency] [--profile] [--only read-path|pause|large-rows]
  *
  * Measures, side by side in one run (absolute times drift on shared machines; the ratios are the point):
  *   raw vs migrate throughput, the same through a 50 ms proxy at concurrency 8/32/64, the plan's naive
@@ -87,10 +87,24 @@ function timeNode(args: string[], env: NodeJS.ProcessEnv = process.env): Promise
  * same concurrency: client CPU per object for both (rclone's from bash's `times`, the CLI's from its own
  * resource usage). Needs `rclone` on PATH (Debian's package); configured through RCLONE_CONFIG_* only.
  */
+/** Peak RSS of the built CLI migrating the table's rows (1-20 MB each), three times from 'database'. */
+async function measureLargeRows(db: Db, cliEnv: NodeJS.ProcessEnv): Promise<{ seconds: number; maxRssMb: number }[]> {
+  const runs: { seconds: number; maxRssMb: number }[] = [];
+  for (let round = 0; round < 3; round++) {
+    await resetMigration(db);
+    runs.push(await timeNode(['bin/overskill-storage.js', 'migrate', '--yes', '--json', '--concurrency', '16', '--tables', 'files'], cliEnv));
+  }
+  const [{ rows, mb }] = await query<{ rows: number; mb: number }>(db, 'SELECT count(*)::int AS rows, (sum(octet_length(content)) / 1e6)::float8 AS mb FROM app_files');
+  console.log(
+    `CLI migrate (c=16, ${rows} rows of 1-20 MB, ${mb.toFixed(0)} MB): peak RSS ${runs.map((m) => m.maxRssMb.toFixed(0)).join(' / ')} MB in ${runs.map((m) => m.seconds.toFixed(1)).join(' / ')} s (target <= 200 MB)`,
+  );
+  return runs;
+}
+
 /** Runs the built CLI without blocking this process (whose event loop serves the latency proxy). */
-function cliAsync(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number; stdout: string }> {
+function cliAsync(args: string[], env: NodeJS.ProcessEnv, options: { quiet?: boolean } = {}): Promise<{ status: number; stdout: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['bin/overskill-storage.js', ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['bin/overskill-storage.js', ...args], { env, stdio: ['ignore', 'pipe', options.quiet ? 'ignore' : 'inherit'] });
     let stdout = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
     child.on('error', reject);
@@ -113,8 +127,8 @@ async function measureReadPath(db: Db, url: string, s3: LocalS3Server): Promise<
   const [{ app }] = await query<{ app: string }>(db, "INSERT INTO apps (name) VALUES ('read path') RETURNING id AS app");
   await query(db, `INSERT INTO app_files (app_id, path, content) SELECT $1::bigint, 'src/c' || i || '.tsx', left(repeat(md5(i::text || 'read'), 200), 4500 + (i * 37) % 1100) FROM generate_series(1, 85) i`, [app]);
   const env = { ...process.env, DATABASE_URL: url, R2_ENDPOINT: s3.endpoint, R2_ACCESS_KEY_ID: s3.accessKeyId, R2_SECRET_ACCESS_KEY: s3.secretAccessKey, R2_BUCKET: s3.bucket, NO_COLOR: '1' };
-  await cliAsync(['migrate', '--yes', '--app', app, '--tables', 'files'], env);
-  await cliAsync(['finalize', '--yes', '--app', app, '--tables', 'files', '--hybrid-threshold', '512', '--r2-threshold', '1KiB'], env);
+  await cliAsync(['migrate', '--yes', '--app', app, '--tables', 'files'], env, { quiet: true });
+  await cliAsync(['finalize', '--yes', '--app', app, '--tables', 'files', '--hybrid-threshold', '512', '--r2-threshold', '1KiB'], env, { quiet: true });
   const [{ r2 }] = await query<{ r2: number }>(db, "SELECT count(*)::int AS r2 FROM app_files WHERE app_id = $1 AND storage_location = 'r2' AND content IS NULL", [app]);
   const rtt = 50;
   const out = mkdtempSync(join(tmpdir(), 'overskill-export-'));
@@ -365,6 +379,11 @@ async function only(step: string): Promise<void> {
   const s3 = await startLocalS3();
   try {
     if (step === 'read-path') console.log(JSON.stringify(await measureReadPath(scratch.db, scratch.url, s3)));
+    else if (step === 'large-rows') {
+      await seedFiles(scratch.db, { count: 40, meanBytes: 5000, largePercent: 100, largeMaxMb: 20 });
+      const cliEnv = { ...process.env, DATABASE_URL: scratch.url, R2_ENDPOINT: s3.endpoint, R2_ACCESS_KEY_ID: s3.accessKeyId, R2_SECRET_ACCESS_KEY: s3.secretAccessKey, R2_BUCKET: s3.bucket, NO_COLOR: '1' };
+      await measureLargeRows(scratch.db, cliEnv);
+    }
     else if (step === 'pause') {
       await seedFiles(scratch.db, { count: Math.min(files, 8000), meanBytes: 5000, largePercent: 0 });
       console.log(JSON.stringify(await measurePauseLatency(scratch.db, scratch.url, s3)));
@@ -540,16 +559,9 @@ async function main() {
       const large = await runWorker('migrate', scratch.url, s3.endpoint, s3.bucket, 16);
       console.log(line('migrate with 1-20 MB rows', large));
       console.log(`  peak RSS: ${migrated.maxRssMb.toFixed(0)} MB (${files} rows) vs ${scaled.maxRssMb.toFixed(0)} MB (${scaleRows}-row table) vs ${large.maxRssMb.toFixed(0)} MB (1-20 MB rows)`);
-      // The same rows again through the CLI, three times (peak RSS moves by a few MB between runs).
-      const cliLarge: { seconds: number; maxRssMb: number }[] = [];
-      for (let round = 0; round < 3; round++) {
-        await resetMigration(scratch.db);
-        cliLarge.push(await timeNode(['bin/overskill-storage.js', 'migrate', '--yes', '--json', '--concurrency', '16', '--tables', 'files'], cliEnv));
-      }
-      const [{ mb }] = await query<{ mb: number }>(scratch.db, 'SELECT (sum(octet_length(content)) / 1e6)::float8 AS mb FROM app_files');
-      console.log(
-        `CLI migrate (c=16, 40 rows of 1-20 MB, ${mb.toFixed(0)} MB): peak RSS ${cliLarge.map((m) => m.maxRssMb.toFixed(0)).join(' / ')} MB in ${cliLarge.map((m) => m.seconds.toFixed(1)).join(' / ')} s (target <= 200 MB)`,
-      );
+      // The same 40 rows alone through the CLI, three times (peak RSS moves by a few MB between runs).
+      await query(scratch.db, 'DELETE FROM app_files WHERE octet_length(content) < 1048576');
+      const cliLarge = await measureLargeRows(scratch.db, cliEnv);
       results.memory = { small: migrated.maxRssMb, scaled: scaled.maxRssMb, largeRows: large.maxRssMb, scaleRows, cliLargeRows: cliLarge };
     }
 

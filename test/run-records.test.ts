@@ -386,6 +386,15 @@ describe.skipIf(ON_PGLITE)('run records: status, pause, resume, tune, cancel, hi
     expect((await cli(['status', runId, '--json'], env.cliEnv)).json().recent[0].run.state).toBe('interrupted');
   });
 
+  it('status --watch redraws until interrupted, and exits 0', async () => {
+    const stop = new AbortController();
+    setTimeout(() => stop.abort(), 2500);
+    const watched = await cli(['status', '--watch', '--interval', '1s', '--recent', '1'], env.cliEnv, { signal: stop.signal });
+    expect(watched.code).toBe(0);
+    // Without a terminal it appends one snapshot per refresh instead of redrawing the screen.
+    expect(watched.stdout.match(/No active run\.|Active runs/g)?.length ?? 0).toBeGreaterThanOrEqual(2);
+  });
+
   it('the state machine refuses every move it does not list, in the database itself', async () => {
     const [{ id }] = await query<{ id: string }>(
       env.db,
