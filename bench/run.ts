@@ -212,14 +212,14 @@ async function measurePauseLatency(db: Db, url: string, s3: LocalS3Server): Prom
   for (let round = 0; round < 3; round++) {
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const started = Date.now();
-    const paused = await cliAsync(['pause', '--all', '--json'], control);
+    const paused = await cliAsync(['pause', '--all', '--yes', '--json'], control);
     const took = Date.now() - started;
     const settled = paused.status === 0 ? JSON.parse(paused.stdout).runs[0]?.settled : undefined;
     const [{ claims }] = await query<{ claims: number }>(db, 'SELECT count(*)::int AS claims FROM overskill_storage_claims');
     if (settled !== 'paused') break;
     latencies.push(took);
     console.log(`pause --all of 4 workers (c=16, batches of 50, 50 ms latency): paused in ${took} ms (command start-up included), ${claims} claims held while paused`);
-    await cliAsync(['resume', '--all'], control);
+    await cliAsync(['resume', '--all', '--yes'], control);
   }
   const codes = await Promise.all(workers);
   await proxy.stop();

@@ -5,6 +5,7 @@ import type { CommandResult } from './support/command.ts';
 import type { ControlVerb } from '../src/ops/runs.ts';
 import { currentOperator } from '../src/runs/identity.ts';
 import { UsageError } from '../src/errors.ts';
+import { confirmWrite } from './support/confirm.ts';
 
 const DESCRIPTIONS: Record<ControlVerb, string> = {
   pause: 'Pause runs: their workers finish the batches in flight, release every claim and wait (within about a second plus one batch).',
@@ -18,7 +19,8 @@ function controlCommand(verb: ControlVerb) {
       .description(DESCRIPTIONS[verb])
       .argument('[runs...]', 'run ids (see `overskill-storage status`)')
       .option('--all', `every run that can be ${verb === 'pause' ? 'paused' : verb === 'resume' ? 'resumed' : 'cancelled'}`)
-      .option('--no-wait', 'return at once instead of waiting for the workers to act on it');
+      .option('--no-wait', 'return at once instead of waiting for the workers to act on it')
+      .option('--dry-run', 'say which runs would move, and how; change nothing');
     if (verb === 'resume') {
       command
         .option('--concurrency <n>', 'new S3 requests in flight per worker', parse.integer({ min: 1, max: 1024 }))
@@ -37,15 +39,22 @@ function controlCommand(verb: ControlVerb) {
           try {
             const actor = `${currentOperator({ operator: globals.operator })}@${(await import('node:os')).hostname()}`;
             const target = { runIds: ids, all: opts.all ?? false };
-            if (verb === 'resume' && (opts.concurrency !== undefined || opts.maxRate !== undefined)) {
-              await tuneRuns(context.db, target, { concurrency: opts.concurrency, maxRate: opts.maxRate });
+            const retune = verb === 'resume' && (opts.concurrency !== undefined || opts.maxRate !== undefined);
+            // The plan first: which runs move and how (refused here if the state machine forbids it).
+            const planned = await controlRuns(context.db, verb, target, actor, { dryRun: true });
+            for (const result of planned) output.print(`run ${result.runId}: ${result.from === result.to ? `already ${result.from}` : `${result.from} → ${result.to}`}${opts.dryRun ? ' (dry run)' : ''}`);
+            if (opts.dryRun) {
+              output.result({ dryRun: true, runs: planned });
+              return { exitCode: 0 };
             }
+            const moving = planned.filter((result) => result.from !== result.to).length;
+            if (moving || retune) await confirmWrite(output, `${verb[0].toUpperCase()}${verb.slice(1)} ${moving} run(s)?`, { yes: globals.yes ?? false });
+            if (retune) await tuneRuns(context.db, target, { concurrency: opts.concurrency, maxRate: opts.maxRate });
             const started = Date.now();
             const results = await controlRuns(context.db, verb, target, actor, { wait: opts.wait });
+            const seconds = ((Date.now() - started) / 1000).toFixed(1);
             for (const result of results) {
-              const seconds = ((Date.now() - started) / 1000).toFixed(1);
-              if (result.from === result.to) output.print(`run ${result.runId}: already ${result.from}.`);
-              else output.print(`run ${result.runId}: ${result.from} → ${result.to}${result.settled ? ` → ${result.settled} (${seconds}s)` : ''}`);
+              if (result.from !== result.to && result.settled) output.print(`run ${result.runId}: ${result.settled} (after ${seconds}s)`);
             }
             output.result({ runs: results });
             return { exitCode: 0 };
@@ -69,6 +78,7 @@ export function tuneCommand(runtime: Runtime, run: (action: () => Promise<Comman
     .option('--concurrency <n>', 'S3 requests in flight per worker', parse.integer({ min: 1, max: 1024 }))
     .option('--max-rate <n>', 'objects per second per worker', parse.decimal({ min: 0, exclusiveMin: true }))
     .option('--no-max-rate', 'lift the --max-rate limit')
+    .option('--dry-run', 'say which runs would get which pace; change nothing')
     .addHelpText('after', '\nExamples:\n  $ overskill-storage tune 12 --max-rate 50\n  $ overskill-storage tune --all --concurrency 4 --no-max-rate')
     .action(async (runIds: string[], opts, cmd: Command) =>
       run(async () => {
@@ -80,8 +90,16 @@ export function tuneCommand(runtime: Runtime, run: (action: () => Promise<Comman
         try {
           // commander sets maxRate to false for --no-max-rate, leaves it true when neither is given.
           const maxRate = opts.maxRate === false ? null : typeof opts.maxRate === 'number' ? opts.maxRate : undefined;
-          const results = await tuneRuns(context.db, { runIds: runIds.map((value) => parse.id(value)), all: opts.all ?? false }, { concurrency: opts.concurrency, maxRate });
-          for (const result of results) output.print(`run ${result.runId}: pace ${JSON.stringify(result.pace)}; its workers adopt it within a second.`);
+          const target = { runIds: runIds.map((value) => parse.id(value)), all: opts.all ?? false };
+          const planned = await tuneRuns(context.db, target, { concurrency: opts.concurrency, maxRate }, { dryRun: true });
+          for (const result of planned) output.print(`run ${result.runId}: pace ${JSON.stringify(result.pace)}${opts.dryRun ? ' (dry run)' : ''}`);
+          if (opts.dryRun) {
+            output.result({ dryRun: true, runs: planned });
+            return { exitCode: 0 };
+          }
+          await confirmWrite(output, `Change the pace of ${planned.length} run(s)?`, { yes: globals.yes ?? false });
+          const results = await tuneRuns(context.db, target, { concurrency: opts.concurrency, maxRate });
+          output.print(`Its workers adopt the new pace within a second.`);
           output.result({ runs: results });
           return { exitCode: 0 };
         } finally {

@@ -130,7 +130,7 @@ describe.skipIf(ON_PGLITE)('run records: status, pause, resume, tune, cancel, hi
     });
 
     const pausedAt = Date.now();
-    const paused = await cli(['pause', '--all', '--json'], env.cliEnv);
+    const paused = await cli(['pause', '--yes', '--all', '--json'], env.cliEnv);
     expect(paused.code).toBe(0);
     expect(paused.json().runs).toEqual([expect.objectContaining({ runId: run.id, from: 'running', to: 'pausing', settled: 'paused' })]);
     console.log(`pause of 4 workers settled in ${Date.now() - pausedAt} ms`);
@@ -151,8 +151,8 @@ describe.skipIf(ON_PGLITE)('run records: status, pause, resume, tune, cancel, hi
     expect(text.stdout).toMatch(/ETA paused/);
 
     // A second pause is not an error; resume with a new pace; tune again while running.
-    expect((await cli(['pause', run.id], env.cliEnv)).stdout).toMatch(/already paused/);
-    const resumed = await cli(['resume', run.id, '--max-rate', '40', '--concurrency', '3', '--json'], env.cliEnv);
+    expect((await cli(['pause', '--yes', run.id], env.cliEnv)).stdout).toMatch(/already paused/);
+    const resumed = await cli(['resume', '--yes', run.id, '--max-rate', '40', '--concurrency', '3', '--json'], env.cliEnv);
     expect(resumed.code).toBe(0);
     await until('rows moving again', async () => (await hybrid(app)) > frozen);
     await until('the new pace adopted by every worker', async () => {
@@ -217,12 +217,12 @@ describe.skipIf(ON_PGLITE)('run records: status, pause, resume, tune, cancel, hi
       const found = await liveRunOf(app);
       return found && (await hybrid(app)) >= 16 ? found : undefined;
     });
-    const paused = await cli(['pause', run.id, '--json'], env.cliEnv);
+    const paused = await cli(['pause', '--yes', run.id, '--json'], env.cliEnv);
     expect(paused.json().runs[0].settled).toBe('paused');
     expect(await claims()).toBe(0);
     await checkConsistency(env);
     proxy.clearFaults();
-    expect((await cli(['resume', run.id], env.cliEnv)).code).toBe(0);
+    expect((await cli(['resume', '--yes', run.id], env.cliEnv)).code).toBe(0);
     expect(await child.exited).toBe(0);
     expect(JSON.parse(child.stdout()).result.run.state).toBe('succeeded');
     expect(await hybrid(app)).toBe(240);
@@ -239,7 +239,7 @@ describe.skipIf(ON_PGLITE)('run records: status, pause, resume, tune, cancel, hi
       const found = await liveRunOf(app);
       return found && found.workers === 2 && (await hybrid(app)) >= 20 ? found : undefined;
     });
-    const cancelled = await cli(['cancel', run.id, '--json'], env.cliEnv);
+    const cancelled = await cli(['cancel', '--yes', run.id, '--json'], env.cliEnv);
     expect(cancelled.code).toBe(0);
     expect(cancelled.json().runs[0]).toMatchObject({ from: 'running', to: 'cancelling', settled: 'cancelled' });
     expect(await Promise.all(workers.map((w) => w.exited))).toEqual([130, 130]);
@@ -250,7 +250,7 @@ describe.skipIf(ON_PGLITE)('run records: status, pause, resume, tune, cancel, hi
     expect(done).toBeLessThan(300);
     await checkConsistency(env);
     // Cancelled is final.
-    const again = await cli(['resume', run.id], env.cliEnv);
+    const again = await cli(['resume', '--yes', run.id], env.cliEnv);
     expect(again.code).toBe(2);
     expect(again.stderr).toMatch(new RegExp(`Run ${run.id} is cancelled: it cannot become running`));
     proxy.latencyMs = 0;
@@ -270,7 +270,15 @@ describe.skipIf(ON_PGLITE)('run records: status, pause, resume, tune, cancel, hi
       const found = await liveRunOf(app);
       return found && (await hybrid(app)) >= 5 ? found : undefined;
     });
-    expect((await cli(['pause', run.id], env.cliEnv)).code).toBe(0);
+    // A dry run changes nothing; without --yes and without a terminal, nothing is paused either (exit 2).
+    const dry = await cli(['pause', run.id, '--dry-run', '--json'], env.cliEnv);
+    expect(dry.code).toBe(0);
+    expect(dry.json()).toMatchObject({ dryRun: true, runs: [{ runId: run.id, from: 'running', to: 'pausing' }] });
+    const unconfirmed = await cli(['pause', run.id], env.cliEnv);
+    expect(unconfirmed.code).toBe(2);
+    expect(unconfirmed.stderr).toMatch(/Refusing to write without confirmation/);
+    expect((await liveRunOf(app))?.state).toBe('running');
+    expect((await cli(['pause', '--yes', run.id], env.cliEnv)).code).toBe(0);
     for (const command of [['rollback', '--yes'], ['finalize', '--yes'], ['rollback', '--yes', '--app', app]]) {
       const refused = await cli(command, env.cliEnv);
       expect(refused.code, command.join(' ')).toBe(2);
@@ -283,7 +291,7 @@ describe.skipIf(ON_PGLITE)('run records: status, pause, resume, tune, cancel, hi
     expect(layout.stderr).toMatch(new RegExp(`Refusing to start migrate with the content-addressed key layout: run ${run.id} \\(migrate .+\\) writes the path layout`));
     expect((await cli(['migrate', '--yes', '--app', other, '--tables', 'files', '--force'], env.cliEnv)).code).toBe(0);
     expect((await cli(['rollback', '--yes', '--app', other, '--tables', 'files', '--force'], env.cliEnv)).code).toBe(0);
-    expect((await cli(['cancel', run.id], env.cliEnv)).code).toBe(0);
+    expect((await cli(['cancel', '--yes', run.id], env.cliEnv)).code).toBe(0);
     expect(await child.exited).toBe(130);
     proxy.latencyMs = 0;
     await checkConsistency(env);
@@ -301,7 +309,7 @@ describe.skipIf(ON_PGLITE)('run records: status, pause, resume, tune, cancel, hi
     expect(status.waiting.join(' ')).toMatch(/waits: --max-db-load: the probe says 7, above 3/);
     expect(status.workers[0]).toMatchObject({ state: 'waiting', wait_reason: '--max-db-load: the probe says 7, above 3' });
     expect((await cli(['status'], env.cliEnv)).stdout).toMatch(/waiting: worker .+ waits: --max-db-load: the probe says 7, above 3/);
-    expect((await cli(['cancel', status.run.id], env.cliEnv)).code).toBe(0);
+    expect((await cli(['cancel', '--yes', status.run.id], env.cliEnv)).code).toBe(0);
     expect(await child.exited).toBe(130);
     expect(await hybrid(app)).toBe(0);
   }, 60_000);
@@ -419,8 +427,8 @@ describe.skipIf(ON_PGLITE)('run records: status, pause, resume, tune, cancel, hi
       expect(refused.code, verb).toBe(2);
       expect(refused.stderr).toMatch(new RegExp(`Run ${id} is succeeded: it cannot become`));
     }
-    expect((await cli(['tune', id, '--max-rate', '5'], env.cliEnv)).code).toBe(2);
-    expect((await cli(['pause', '999999'], env.cliEnv)).code).toBe(2);
+    expect((await cli(['tune', '--yes', id, '--max-rate', '5'], env.cliEnv)).code).toBe(2);
+    expect((await cli(['pause', '--yes', '999999'], env.cliEnv)).code).toBe(2);
     expect((await cli(['pause'], env.cliEnv)).code).toBe(2);
   });
 });

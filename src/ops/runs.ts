@@ -18,7 +18,7 @@ import {
   type StoredRunItem,
   type WorkerRow,
 } from '../sql/runs.ts';
-import { IllegalRunMoveError, LIVE_STATES, type RunState } from '../runs/states.ts';
+import { canMove, IllegalRunMoveError, LIVE_STATES, type RunState } from '../runs/states.ts';
 import { runTablesPresent } from '../runs/open-run.ts';
 import { SchemaMissingError } from '../errors.ts';
 
@@ -99,7 +99,13 @@ export interface ControlResult {
  * machine does not allow it (pausing a finished run, resuming a cancelled one); the workers act on it
  * at their next heartbeat, between batches.
  */
-export async function controlRuns(db: Db, verb: ControlVerb, target: { runIds?: string[]; all?: boolean }, actor: string, options: { wait?: boolean; timeoutMs?: number } = {}): Promise<ControlResult[]> {
+export async function controlRuns(
+  db: Db,
+  verb: ControlVerb,
+  target: { runIds?: string[]; all?: boolean },
+  actor: string,
+  options: { wait?: boolean; timeoutMs?: number; dryRun?: boolean } = {},
+): Promise<ControlResult[]> {
   await assertRunTables(db);
   await reconcileRuns(db);
   let ids = target.runIds ?? [];
@@ -115,11 +121,19 @@ export async function controlRuns(db: Db, verb: ControlVerb, target: { runIds?: 
     if (!run.pausable) throw new UsageError(`Run ${id} (${run.command}) cannot be ${verb === 'pause' ? 'paused' : verb === 'resume' ? 'resumed' : 'cancelled'} from another terminal: only row walks (migrate, finalize, rollback) stop between batches. Ctrl-C in its own terminal stops it cleanly.`);
     const to = TARGET[verb];
     const reason = `${verb === 'pause' ? 'paused' : verb === 'resume' ? 'resumed' : 'cancelled'} by ${actor}`;
+    const already = (from: RunState) => (verb === 'pause' && (from === 'paused' || from === 'pausing')) || (verb === 'cancel' && from === 'cancelling') || (verb === 'resume' && from === 'running');
+    if (options.dryRun) {
+      // What the move would do, checked against the state machine, without making it.
+      if (already(run.state)) results.push({ runId: id, from: run.state, to: run.state });
+      else if (!canMove(run.state, to)) throw new IllegalRunMoveError(id, run.state, to);
+      else results.push({ runId: id, from: run.state, to });
+      continue;
+    }
     const moved = await moveRun(db, id, to, actor, reason);
     if (!moved) throw new UsageError(`There is no run ${id}.`);
     if (!moved.moved) {
       // Asking twice is not an error: a paused run asked to pause is already where it should be.
-      if ((verb === 'pause' && (moved.from === 'paused' || moved.from === 'pausing')) || (verb === 'cancel' && moved.from === 'cancelling') || (verb === 'resume' && moved.from === 'running')) {
+      if (already(moved.from)) {
         results.push({ runId: id, from: moved.from, to: moved.from });
         continue;
       }
@@ -128,7 +142,7 @@ export async function controlRuns(db: Db, verb: ControlVerb, target: { runIds?: 
     if (verb === 'pause') await settlePause(db, id);
     results.push({ runId: id, from: moved.from, to });
   }
-  if (options.wait) {
+  if (options.wait && !options.dryRun) {
     const goal: RunState[] = verb === 'pause' ? ['paused'] : verb === 'cancel' ? ['cancelled', 'interrupted', 'succeeded', 'failed'] : ['running'];
     const deadline = Date.now() + (options.timeoutMs ?? 120_000);
     for (const result of results) {
@@ -147,7 +161,7 @@ export async function controlRuns(db: Db, verb: ControlVerb, target: { runIds?: 
 }
 
 /** Changes the pace of live runs; their workers adopt it within a heartbeat, without a restart. */
-export async function tuneRuns(db: Db, target: { runIds?: string[]; all?: boolean }, pace: { concurrency?: number; maxRate?: number | null }): Promise<{ runId: string; pace: unknown }[]> {
+export async function tuneRuns(db: Db, target: { runIds?: string[]; all?: boolean }, pace: { concurrency?: number; maxRate?: number | null }, options: { dryRun?: boolean } = {}): Promise<{ runId: string; pace: unknown }[]> {
   await assertRunTables(db);
   await reconcileRuns(db);
   if (pace.concurrency === undefined && pace.maxRate === undefined) throw new UsageError('Nothing to tune: pass --concurrency and/or --max-rate (or --no-max-rate).');
@@ -159,7 +173,7 @@ export async function tuneRuns(db: Db, target: { runIds?: string[]; all?: boolea
     const run = await readRun(db, id);
     if (!run) throw new UsageError(`There is no run ${id}.`);
     if (!LIVE_STATES.includes(run.state)) throw new IllegalRunMoveError(id, run.state, run.state);
-    results.push({ runId: id, pace: await setPace(db, id, pace) });
+    results.push({ runId: id, pace: options.dryRun ? { ...(run.pace ?? {}), ...pace } : await setPace(db, id, pace) });
   }
   return results;
 }
