@@ -16,6 +16,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
     .option('--largest-first', 'take the largest contents first (biggest savings soonest)')
     .option('--refresh-stale', 'also re-upload hybrid rows whose database content changed after upload (hashes every hybrid content)')
     .option('--min-size <size>', 'only contents at least this large (never below --hybrid-threshold)', parse.byteSize())
+    .addOption(new Option('--compress <encoding>', 'store contents gzip-compressed where that saves at least 10% (metadata records it; every reader decodes; contents over 1 MiB are stored as they are)').choices(['gzip']))
     .option('--retry-failed <run>', 'only the items run RUN failed or refused (see `report --runs --items RUN`)', parse.id)
     .addOption(
       new Option('--key-layout <layout>', "path: the plan's keys; content-addressed: apps/{app}/blobs/{sha256}, identical contents share one object (needs `schema --apply --key-layout content-addressed`)")
@@ -41,6 +42,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
           order: opts.largestFirst ? 'size-desc' : 'id',
           keyLayout: opts.keyLayout as KeyLayout,
           refreshStale: opts.refreshStale ?? false,
+          compress: opts.compress as 'gzip' | undefined,
         };
         const [{ migrate, migrateEligibleSql, migrateMinBytes }, { planMigrate }, { staleHybridSql }, { assertLayoutAllowed, assertSchemaReady }, { refuseConflicts }] = await Promise.all([
           import('../src/ops/migrate.ts'),
@@ -95,6 +97,9 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
               ),
             summary: (result) => [
               `Uploaded ${formatBytes(result.uploadedBytes)}. Next: \`overskill-storage verify\`, then \`report\`.`,
+              ...(result.compression
+                ? [`Compressed: ${formatCount(result.compression.objects)} object(s), ${formatBytes(result.compression.contentBytes)} stored as ${formatBytes(result.compression.storedBytes)} (${formatBytes(result.compression.contentBytes - result.compression.storedBytes)} saved).`]
+                : []),
               ...(result.remaining
                 ? [`${formatCount(result.remaining)} eligible row(s) are still in the database only (refused or failed above, changed by the app, locked by a transaction, or another worker's): rerun to pick them up.`]
                 : []),

@@ -17,6 +17,7 @@ import { headFromMetadata, type ObjectHead } from './store/ownership.ts';
 import { putBuffer, putStream, CREATE, type PutResult, type WriteIntent } from './store/writes.ts';
 import { deleteIfOurs, type DeleteExpectation, type GuardedDelete } from './store/deletes.ts';
 import type { StoreCore } from './store/core.ts';
+import { CONTENT_SIZE_KEY, declaredEncoding, decodedBody, type ContentEncoding } from './store/encoding.ts';
 import { DEFAULT_PART_SIZE } from './store/parts.ts';
 
 export { DEFAULT_PART_SIZE, partSizeFor } from './store/parts.ts';
@@ -41,6 +42,11 @@ export interface StoredObject {
 }
 
 const READ_ATTEMPTS = 3;
+
+/** A download shorter than the stored object was cut off: never taken for the whole. */
+function assertWhole(key: string, received: number, expected: number | undefined): void {
+  if (expected !== undefined && received !== expected) throw new ObjectStoreError(`download of ${key} was truncated (${received} of ${expected} bytes)`, key);
+}
 
 /**
  * The one door to the bucket. It owns the clients (timeouts, retries, checksum settings) and verifies every
@@ -93,8 +99,8 @@ export class ObjectStore implements StoreCore {
   }
 
   /** Uploads an in-memory body (conditionally, see WriteIntent) and proves the server stored exactly these bytes. */
-  putVerified(key: string, body: Buffer, sha256: string, contentType: string, intent: WriteIntent = CREATE): Promise<PutResult> {
-    return putBuffer(this, key, body, sha256, contentType, intent);
+  putVerified(key: string, body: Buffer, sha256: string, contentType: string, intent: WriteIntent = CREATE, encoded?: { encoding: ContentEncoding; contentSize: number }): Promise<PutResult> {
+    return putBuffer(this, key, body, sha256, contentType, intent, encoded);
   }
 
   /** Streams a body too large to hold; `open` gives the bytes afresh for each attempt. */
@@ -107,33 +113,34 @@ export class ObjectStore implements StoreCore {
     return deleteIfOurs(this, key, expect);
   }
 
-  /** Downloads and hashes an object without keeping it (deep verify, finalize's read-back). */
+  /**
+   * Downloads and hashes an object without keeping it (deep verify, finalize's read-back). Compressed
+   * objects are decoded: `sha256` and `size` are the content's.
+   */
   async readAndHash(key: string): Promise<{ sha256: string; size: number; metadataSha256?: string }> {
     return this.withReadRetries(key, async () => {
       const result = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
       const hash = createHash('sha256');
       let size = 0;
-      for await (const chunk of result.Body as Readable) {
-        hash.update(chunk as Buffer);
-        size += (chunk as Buffer).length;
+      const raw = { bytes: 0 };
+      for await (const chunk of decodedBody(result.Body as AsyncIterable<Buffer>, declaredEncoding(result.Metadata, result.ContentEncoding), raw)) {
+        hash.update(chunk);
+        size += chunk.length;
       }
-      if (result.ContentLength !== undefined && size !== result.ContentLength) {
-        throw new ObjectStoreError(`download of ${key} was truncated (${size} of ${result.ContentLength} bytes)`, key);
-      }
+      assertWhole(key, raw.bytes, result.ContentLength);
       return { sha256: hash.digest('hex'), size, metadataSha256: result.Metadata?.sha256 };
     });
   }
 
-  /** Downloads an object whole and checks it against the expected hash; for bodies the caller must hold. */
+  /** Downloads an object whole (decoded) and checks it against the expected hash; for bodies the caller must hold. */
   async getVerified(key: string, expectedSha256: string | null): Promise<Buffer> {
     return this.withReadRetries(key, async () => {
       const result = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
       const parts: Buffer[] = [];
-      for await (const chunk of result.Body as Readable) parts.push(chunk as Buffer);
+      const raw = { bytes: 0 };
+      for await (const chunk of decodedBody(result.Body as AsyncIterable<Buffer>, declaredEncoding(result.Metadata, result.ContentEncoding), raw)) parts.push(chunk);
       const body = Buffer.concat(parts);
-      if (result.ContentLength !== undefined && body.length !== result.ContentLength) {
-        throw new ObjectStoreError(`download of ${key} was truncated (${body.length} of ${result.ContentLength} bytes)`, key);
-      }
+      assertWhole(key, raw.bytes, result.ContentLength);
       const expected = expectedSha256 ?? result.Metadata?.sha256;
       if (!expected) throw new IntegrityError(`object ${key} has no SHA-256 to check it against`, key);
       const actual = sha256Hex(body);
@@ -142,16 +149,27 @@ export class ObjectStore implements StoreCore {
     }, (error) => !(error instanceof IntegrityError));
   }
 
-  /** Streams an object's bytes (chunk by chunk) for callers that hash as they go. */
+  /**
+   * Streams an object's content (decoded, chunk by chunk) for callers that hash as they go. A body cut short
+   * fails the stream at its end, before the caller could take it for whole.
+   */
   async getStream(key: string): Promise<{ body: AsyncIterable<Buffer>; size?: number; metadataSha256?: string }> {
     const result = await this.withReadRetries(key, () => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key })));
-    return { body: result.Body as AsyncIterable<Buffer>, size: result.ContentLength, metadataSha256: result.Metadata?.sha256 };
+    const encoding = declaredEncoding(result.Metadata, result.ContentEncoding);
+    const raw = { bytes: 0 };
+    const source = result.Body as AsyncIterable<Buffer>;
+    const body = (async function* () {
+      yield* decodedBody(source, encoding, raw);
+      assertWhole(key, raw.bytes, result.ContentLength);
+    })();
+    const declared = Number(result.Metadata?.[CONTENT_SIZE_KEY]);
+    return { body, size: encoding ? (Number.isSafeInteger(declared) ? declared : undefined) : result.ContentLength, metadataSha256: result.Metadata?.sha256 };
   }
 
   async head(key: string): Promise<ObjectHead | undefined> {
     try {
       const result = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-      return headFromMetadata(result.ContentLength ?? 0, cleanEtag(result.ETag), result.Metadata, result.LastModified);
+      return headFromMetadata(result.ContentLength ?? 0, cleanEtag(result.ETag), result.Metadata, result.LastModified, result.ContentEncoding);
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw new ObjectStoreError(`HEAD ${key} failed: ${describeS3Error(error)}`, key, { cause: error });

@@ -21,6 +21,7 @@ import { LARGE_ITEM_CONCURRENCY, type CommonRunOptions } from './options.ts';
 import { countProblems, runTotals, withWorker } from './worker-run.ts';
 import { selectionTotals } from '../sql/aggregates.ts';
 import { recordBaseline } from '../sql/baseline.ts';
+import { encodeForStore, type ContentEncoding } from '../store/encoding.ts';
 
 export interface MigrateOptions extends CommonRunOptions {
   /** Only rows at least this large (bytes); never below the policy's hybrid threshold. */
@@ -29,6 +30,11 @@ export interface MigrateOptions extends CommonRunOptions {
   keyLayout?: KeyLayout;
   /** Also re-upload hybrid rows whose database content changed after upload (it hashes every hybrid content). */
   refreshStale?: boolean;
+  /**
+   * Store contents compressed where it saves at least 10% (store/encoding.ts). Contents above the inline limit
+   * (1 MiB), which are streamed, are stored as they are.
+   */
+  compress?: ContentEncoding;
 }
 
 export interface MigrateResult {
@@ -40,6 +46,8 @@ export interface MigrateResult {
   problems: number;
   /** Eligible rows still in the database after the run (refused, failed, changed meanwhile, locked by the app, or another worker's). */
   remaining: number;
+  /** With --compress: objects stored compressed, their content bytes and the bytes stored for them. */
+  compression?: { objects: number; contentBytes: number; storedBytes: number };
 }
 
 /** SQL condition for a row migrate may take: still 'database', has content, big enough. */
@@ -64,6 +72,7 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
   // A database whose schema came from elsewhere gets its baseline now, before the first row moves.
   await recordBaseline(context.db, 'migrate');
   const blobs = new BlobUploads(context.store);
+  const compression = { objects: 0, contentBytes: 0, storedBytes: 0 };
   const outcome = await withWorker(context, options, reporter, 'migrate', async (run, table) => {
     const addressed = layout === 'content-addressed' && table.name !== 'snapshots';
     // A stale hybrid row keeps the key it has (path layout); a content-addressed one moves to its new blob.
@@ -92,8 +101,15 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
         const hash = sha256Hex(body);
         const key = keyOf(row, hash, keep);
         if (!key.ok) return { kind: 'skipped', reason: `unsafe path: ${key.reason}`, errorClass: 'UnsafePath' };
-        if (addressed) await blobs.ensure(key.key, body, hash, contentType);
-        else await context.store.putVerified(key.key, body, hash, contentType, intentFor(keep));
+        const stored = encodeForStore(body, options.compress);
+        const encoded = stored.encoding ? { encoding: stored.encoding, contentSize: body.length } : undefined;
+        if (addressed) await blobs.ensure(key.key, stored.body, hash, contentType, encoded);
+        else await context.store.putVerified(key.key, stored.body, hash, contentType, intentFor(keep), encoded);
+        if (encoded) {
+          compression.objects++;
+          compression.contentBytes += body.length;
+          compression.storedBytes += stored.body.length;
+        }
         return { kind: 'done', value: { id: row.id, key: key.key, hash, size: body.length }, bytes: body.length };
       }
       if (!row.db_hash || row.bytes === null) return { kind: 'failed', reason: 'content vanished before it could be read' };
@@ -156,6 +172,7 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
     uploaded: runTotals(outcome).rows,
     uploadedBytes: runTotals(outcome).bytes,
     problems: countProblems(outcome),
+    ...(options.compress ? { compression } : {}),
   };
 }
 
@@ -175,7 +192,7 @@ class BlobUploads {
 
   constructor(private readonly store: StorageContext['store']) {}
 
-  ensure(key: string, body: Buffer, sha256: string, contentType: string): Promise<void> {
+  ensure(key: string, body: Buffer, sha256: string, contentType: string, encoded?: { encoding: ContentEncoding; contentSize: number }): Promise<void> {
     const known = this.recent.get(key);
     if (known) return known;
     const upload = (async () => {
@@ -183,7 +200,7 @@ class BlobUploads {
       const existing = await this.store.head(key);
       if (existing && existing.size === body.length && existing.etag === md5Hex(body)) return;
       // A blob's key is its content's hash, so correct bytes are right for every row that names it.
-      await this.store.putVerified(key, body, sha256, contentType, { kind: 'create', mayReplaceOurs: async () => true });
+      await this.store.putVerified(key, body, sha256, contentType, { kind: 'create', mayReplaceOurs: async () => true }, encoded);
     })();
     // A failed upload is forgotten at once, so the next row with these bytes tries again.
     upload.catch(() => this.recent.delete(key));

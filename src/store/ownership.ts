@@ -5,6 +5,8 @@
  * Only an object that carries the marker may be replaced or deleted by this tool, and only under a
  * condition on its ETag (see writes.ts and deletes.ts).
  */
+import { CONTENT_SIZE_KEY, declaredEncoding, type ContentEncoding } from './encoding.ts';
+
 export const WRITER_KEY = 'writer';
 export const WRITER = 'overskill-storage';
 /** Marks the 0-byte object a guarded delete puts in place of ours before deleting it. */
@@ -32,8 +34,22 @@ export interface ObjectHead {
   ours: boolean;
   /** One of our guarded deletes' placeholders. */
   tombstone: boolean;
+  /** How the stored bytes encode the content (compressed objects), and the content's own size. */
+  encoding?: ContentEncoding;
+  contentSize: number;
 }
 
-export function headFromMetadata(size: number, etag: string, metadata: Record<string, string> | undefined, lastModified?: Date): ObjectHead {
-  return { size, etag, sha256: metadata?.sha256, lastModified, ours: writtenByUs(metadata), tombstone: metadata?.[TOMBSTONE_KEY] === '1' && writtenByUs(metadata) };
+export function headFromMetadata(size: number, etag: string, metadata: Record<string, string> | undefined, lastModified?: Date, contentEncoding?: string): ObjectHead {
+  const encoding = declaredEncoding(metadata, contentEncoding);
+  const declared = Number(metadata?.[CONTENT_SIZE_KEY]);
+  return {
+    size,
+    etag,
+    sha256: metadata?.sha256,
+    lastModified,
+    ours: writtenByUs(metadata),
+    tombstone: metadata?.[TOMBSTONE_KEY] === '1' && writtenByUs(metadata),
+    encoding,
+    contentSize: encoding && Number.isSafeInteger(declared) ? declared : size,
+  };
 }

@@ -6,6 +6,7 @@ import { IntegrityError, ObjectConflictError, ObjectStoreError } from '../errors
 import { cleanEtag, hexToBase64, md5Hex, MultipartEtag } from '../hashing.ts';
 import { describeS3Error, isNotFound, isPreconditionFailed } from './client.ts';
 import { ourMetadata, type ObjectHead } from './ownership.ts';
+import { encodingMetadata, type ContentEncoding } from './encoding.ts';
 import { partSizeFor } from './parts.ts';
 import type { StoreCore } from './core.ts';
 
@@ -46,18 +47,33 @@ interface Sent {
 }
 
 interface Body {
+  /** Bytes stored (compressed, for a compressed object). */
   size: number;
+  /** The content's own length and SHA-256 (what a decoded read must give back). */
+  contentSize: number;
   sha256: string;
   send(condition: Condition): Promise<Sent>;
   /** MD5 of the bytes when known (in-memory bodies), to prove an object already there without reading it. */
   md5?: string;
 }
 
-/** Uploads an in-memory body under `intent` and proves the server stored exactly these bytes. */
-export function putBuffer(core: StoreCore, key: string, body: Buffer, sha256: string, contentType: string, intent: WriteIntent): Promise<PutResult> {
+/**
+ * Uploads an in-memory body under `intent` and proves the server stored exactly these bytes. With
+ * `encoding`, `body` is the encoded (compressed) form of a content of `contentSize` bytes hashing to `sha256`.
+ */
+export function putBuffer(
+  core: StoreCore,
+  key: string,
+  body: Buffer,
+  sha256: string,
+  contentType: string,
+  intent: WriteIntent,
+  encoded?: { encoding: ContentEncoding; contentSize: number },
+): Promise<PutResult> {
   const md5 = md5Hex(body);
   return writeGuarded(core, key, intent, {
     size: body.length,
+    contentSize: encoded?.contentSize ?? body.length,
     sha256,
     md5,
     send: async (condition) => {
@@ -68,7 +84,7 @@ export function putBuffer(core: StoreCore, key: string, body: Buffer, sha256: st
         ContentLength: body.length,
         ContentType: contentType,
         ContentMD5: hexToBase64(md5),
-        Metadata: ourMetadata(sha256),
+        Metadata: { ...ourMetadata(sha256), ...encodingMetadata(encoded?.encoding, encoded?.contentSize ?? body.length) },
         ...condition,
       };
       const etag = cleanEtag((await core.client.send(new PutObjectCommand(input))).ETag);
@@ -92,6 +108,7 @@ export function putStream(
 ): Promise<PutResult> {
   return writeGuarded(core, key, intent, {
     size: expectedSize,
+    contentSize: expectedSize,
     sha256: expectedSha256,
     send: async (condition) => {
       const sha = createHash('sha256');
@@ -153,7 +170,7 @@ async function writeGuarded(core: StoreCore, key: string, intent: WriteIntent, b
     // Not an MD5 ETag (some servers use other schemes): read the object back and hash it.
     if (!/^[0-9a-f]{32}(-[0-9]+)?$/.test(sent.etag)) {
       const check = await core.readAndHash(key);
-      if (check.sha256 === body.sha256 && check.size === body.size) return { etag: sent.etag, size: body.size, readBack: true, adopted: false };
+      if (check.sha256 === body.sha256 && check.size === body.contentSize) return { etag: sent.etag, size: body.size, readBack: true, adopted: false };
       lastProblem = `read-back SHA-256 ${check.sha256.slice(0, 12)}… (${check.size} bytes) differs from ours`;
     } else {
       lastProblem = `server ETag ${sent.etag} differs from our MD5`;
@@ -172,10 +189,11 @@ async function decide(core: StoreCore, key: string, intent: WriteIntent, body: B
       key,
     );
   }
-  if (!head.tombstone && head.size === body.size && head.sha256 === body.sha256) {
-    if (body.md5 !== undefined && head.etag === body.md5) return { adopted: { etag: head.etag, size: body.size, readBack: false, adopted: true } };
+  // Our object with this content, stored compressed or not (a rerun with or without --compress): adopted.
+  if (!head.tombstone && head.contentSize === body.contentSize && head.sha256 === body.sha256) {
+    if (body.md5 !== undefined && head.etag === body.md5) return { adopted: { etag: head.etag, size: head.size, readBack: false, adopted: true } };
     const check = await core.readAndHash(key);
-    if (check.sha256 === body.sha256 && check.size === body.size) return { adopted: { etag: head.etag, size: body.size, readBack: true, adopted: true } };
+    if (check.sha256 === body.sha256 && check.size === body.contentSize) return { adopted: { etag: head.etag, size: head.size, readBack: true, adopted: true } };
   }
   if (intent.kind === 'create' && !(await intent.mayReplaceOurs?.(key))) {
     throw new ObjectConflictError(`an older object of ours with other content is at ${key}, and it may not be replaced here; it is left as it is`, key);

@@ -1,4 +1,5 @@
 import http from 'node:http';
+import { createGunzip } from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 import type { R2Emulation } from './r2-emulation.ts';
 
@@ -36,6 +37,10 @@ export class S3Proxy {
   lane = '';
   /** A random extra delay up to this, per request, so requests overtake each other. */
   jitterMs = 0;
+  /** Hand objects stored with Content-Encoding: gzip back decompressed to clients that did not ask for gzip (as Cloudflare may). */
+  decompressForPlainClients = false;
+  /** GETs answered decompressed so far. */
+  decompressed = 0;
   port = 0;
 
   constructor(private readonly targetPort: number, private readonly bucket: string, readonly r2?: R2Emulation) {}
@@ -139,6 +144,18 @@ export class S3Proxy {
               if (sent >= fault.keepBytes) setTimeout(() => response.socket?.destroy(), 5);
             });
             upstreamResponse.on('end', () => response.socket?.destroy());
+            return;
+          }
+          // Cloudflare's transparent decompression: an object stored with Content-Encoding: gzip goes to a
+          // client that did not send Accept-Encoding: gzip decompressed, without that header or its length.
+          const encoded = /gzip/i.test(String(upstreamResponse.headers['content-encoding'] ?? ''));
+          if (this.decompressForPlainClients && request.method === 'GET' && encoded && !/gzip/i.test(String(request.headers['accept-encoding'] ?? ''))) {
+            const headers = { ...upstreamResponse.headers };
+            delete headers['content-encoding'];
+            delete headers['content-length'];
+            response.writeHead(upstreamResponse.statusCode ?? 500, headers);
+            upstreamResponse.pipe(createGunzip()).pipe(response);
+            this.decompressed++;
             return;
           }
           response.writeHead(upstreamResponse.statusCode ?? 500, upstreamResponse.headers);
