@@ -25,6 +25,7 @@ export function reportCommand(runtime: Runtime, run: (action: () => Promise<Comm
     .option('--since <when>', 'with --runs: only runs started since this time (ISO date) or this long ago (e.g. 24h)', parseSince)
     .option('--limit <n>', 'with --runs: at most this many runs', parse.integer({ min: 1 }), 50)
     .option('--items <run>', "instead: the failed and refused items of one run, with the error of each", parse.id)
+    .option('--list-bucket', 'also list the bucket: what the stored objects take against their contents (the bytes compression saved), measured')
     .option('--probe-reads <n>', "time N reads of app files from R2 (needs the R2 settings), for the plan's retrieval-time metric", parse.integer({ min: 1, max: 10_000 }))
     .addOption(thresholdOptions()[0])
     .addOption(thresholdOptions()[1]);
@@ -43,10 +44,11 @@ export function reportCommand(runtime: Runtime, run: (action: () => Promise<Comm
         } catch (error) {
           throw new UsageError((error as Error).message);
         }
-        const context = await openContext(globals, runtime, { store: Boolean(opts.probeReads) });
+        const context = await openContext(globals, runtime, { store: Boolean(opts.probeReads || opts.listBucket) });
         try {
           const probe = opts.probeReads ? await (await import('../src/ops/read-probe.ts')).probeReads(context, opts.probeReads) : undefined;
-          const report = await buildReport(context.db, tables, policyFrom(opts), pricesFrom(opts), { appIds: opts.app }, probe);
+          const measured = opts.listBucket ? await (await import('../src/ops/compression-stats.ts')).measureCompression(context, tables) : undefined;
+          const report = await buildReport(context.db, tables, policyFrom(opts), pricesFrom(opts), { appIds: opts.app }, probe, measured);
           if (opts.format === 'html') {
             const { renderReportHtml } = await import('./support/report-html.ts');
             const page = renderReportHtml({ schemaVersion: JSON_SCHEMA_VERSION, command: 'report', ...report });
@@ -90,7 +92,26 @@ function summary(report: StorageReport): [string, string][] {
     ['Uploads so far (Class A)', `${formatMoney(report.cost.uploadsSoFar)} at $${report.prices.classAPerMillion}/million`],
     ['Uploads remaining (Class A)', formatMoney(report.cost.uploadsRemaining)],
     ['Database storage saved', `${formatMoney(report.cost.databaseStorageSavedPerMonth)}/month at $${report.prices.databasePerGbMonth}/GB-month`],
+    ...compressionLines(report),
   ];
+}
+
+function compressionLines(report: StorageReport): [string, string][] {
+  const { estimate, measured } = report.compression;
+  const lines: [string, string][] = [];
+  if (measured) {
+    lines.push([
+      'Saved by compression',
+      `${formatBytes(measured.savedBytes)}: ${formatCount(measured.objects)} objects hold ${formatBytes(measured.contentBytes)} of content in ${formatBytes(measured.storedBytes)} (bucket listing)`,
+    ]);
+  }
+  if (estimate.sampledContents) {
+    lines.push([
+      'Compression estimate',
+      `gzip would save ${(estimate.savingShare * 100).toFixed(0)}% of ${formatBytes(estimate.eligibleBytes)} still to migrate (≈ ${formatBytes(estimate.estimatedSavedBytes)}; ${formatCount(estimate.sampledContents)} contents sampled; \`migrate --compress gzip\`)`,
+    ]);
+  }
+  return lines;
 }
 
 function renderText(output: Output, report: StorageReport): void {

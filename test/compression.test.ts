@@ -8,6 +8,7 @@ import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { createTestEnv, type TestEnv } from './support/env.ts';
 import { cli } from './support/cli.ts';
 import { S3Proxy } from './support/http-proxy.ts';
+import { R2Emulation } from './support/r2-emulation.ts';
 import { checkConsistency } from './support/consistency.ts';
 import { databaseFingerprint, insertApp, insertFile, insertVersion, insertVersionFile } from './support/seed.ts';
 import { query } from '../src/db.ts';
@@ -41,7 +42,8 @@ describe('migrate --compress gzip: a mixed bucket through every command', () => 
   let out: string;
   beforeAll(async () => {
     env = await createTestEnv();
-    proxy = await new S3Proxy(env.s3.port, env.s3.bucket).start();
+    // R2's conditional writes (s3rver ignores them) and Cloudflare's transparent decompression.
+    proxy = await new S3Proxy(env.s3.port, env.s3.bucket, new R2Emulation(env.s3.port)).start();
     proxy.decompressForPlainClients = true;
     out = mkdtempSync(join(tmpdir(), 'oss-compress-'));
     app = await insertApp(env.db);
@@ -62,6 +64,13 @@ describe('migrate --compress gzip: a mixed bucket through every command', () => 
 
   it('stores compressed where it pays, records the encoding in metadata, and every reader gives back the exact bytes', async () => {
     const before = await databaseFingerprint(env.db);
+    // Before any compressed run, report estimates the saving from a sample compressed the way migrate would.
+    const estimated = await cli(['report', '--json'], env.cliEnv);
+    expect(estimated.code, estimated.stderr).toBe(0);
+    const estimate = estimated.json().compression.estimate;
+    expect(estimate.sampledContents).toBeGreaterThan(0);
+    expect(estimate.savingShare).toBeGreaterThan(0.5);
+    expect(estimate.estimatedSavedBytes).toBeCloseTo(estimate.eligibleBytes * estimate.savingShare, -1);
     // Half the files first, uncompressed; then everything else compressed: a mixed bucket.
     const [{ half }] = await query<{ half: string }>(env.db, "SELECT (array_agg(id ORDER BY id))[12] AS half FROM app_files WHERE app_id = $1", [app]);
     expect((await cli(['migrate', '--yes', '--tables', 'files', '--limit', '12'], env.cliEnv)).code).toBe(0);
@@ -89,6 +98,11 @@ describe('migrate --compress gzip: a mixed bucket through every command', () => 
       }
     }
     expect(proxy.decompressed).toBe(0);
+    // With --list-bucket, report measures what the stored objects save: listing sizes against content sizes.
+    const measured = (await cli(['report', '--json', '--list-bucket'], env.cliEnv)).json().compression.measured;
+    const compressedBytes = packed.json().result.compression;
+    expect(measured.savedBytes).toBe(compressedBytes.contentBytes - compressedBytes.storedBytes);
+    expect((await cli(['report', '--list-bucket'], env.cliEnv)).stdout).toMatch(/Saved by compression\s+\S+ \S+: \d+ objects hold/);
 
     // Every reader, through the proxy that would decompress a Content-Encoding object: verify (listings and
     // deep), export, cat, finalize's read-back, restore-version, rollback.
@@ -124,7 +138,8 @@ describe('migrate --compress gzip: a mixed bucket through every command', () => 
   });
 
   it('a rerun over objects stored either way adopts them instead of uploading again', async () => {
-    expect((await cli(['migrate', '--yes', '--tables', 'files'], env.cliEnv)).code).toBe(0);
+    expect((await cli(['rollback', '--yes', '--purge', '--tables', 'files'], env.cliEnv)).code).toBe(0);
+    expect((await cli(['migrate', '--yes', '--tables', 'files'], env.cliEnv)).code).toBe(0); // plain objects
     expect((await cli(['rollback', '--yes', '--tables', 'files'], env.cliEnv)).code).toBe(0); // objects kept
     const puts = proxy.seen.filter((request) => request.method === 'PUT').length;
     const again = await cli(['migrate', '--yes', '--json', '--compress', 'gzip', '--tables', 'files'], { ...env.cliEnv, R2_ENDPOINT: proxy.endpoint });

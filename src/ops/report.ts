@@ -4,6 +4,7 @@ import type { RowFilter } from '../sql/filters.ts';
 import { locationTotals, sizeHistogram, type LocationTotals, type SizeBucket } from '../sql/aggregates.ts';
 import { reclaimableSpace, tableDiskSizes, type ReclaimableSpace, type TableDiskSize } from '../sql/table-sizes.ts';
 import { readBaseline, type Baseline } from '../sql/baseline.ts';
+import { estimateCompression, type CompressionEstimate, type CompressionMeasured } from './compression-stats.ts';
 import type { PlacementPolicy } from '../placement.ts';
 import { classACost, storageCost, type Prices, GB } from '../cost.ts';
 import { assertSchemaReady } from './schema.ts';
@@ -59,6 +60,8 @@ export interface StorageReport {
   baseline: (Baseline & { changeBytes: number; changePercent: number })[];
   /** The plan's success metrics: target, measured, met. */
   metrics: SuccessMetric[];
+  /** What gzip would save (estimated from a sample), and with --list-bucket what the stored objects save now. */
+  compression: { estimate: CompressionEstimate; measured?: CompressionMeasured };
   /** The last runs recorded (who ran what, how it went) and their progress per minute. */
   runs: { runs: ReportRun[]; progress: { run_id: string; minute: Date; rows_done: number; bytes_done: number }[] };
 }
@@ -99,15 +102,24 @@ export interface ReportRun {
 const REPORTED_RUNS = 20;
 
 /** Bytes and counts per table and location, progress, savings and R2 cost; one aggregate statement. */
-export async function buildReport(db: Db, tables: StoredTable[], policy: PlacementPolicy, prices: Prices, filter: RowFilter, probe?: ReadProbe): Promise<StorageReport> {
+export async function buildReport(
+  db: Db,
+  tables: StoredTable[],
+  policy: PlacementPolicy,
+  prices: Prices,
+  filter: RowFilter,
+  probe?: ReadProbe,
+  measuredCompression?: CompressionMeasured,
+): Promise<StorageReport> {
   await assertSchemaReady(db);
-  const [totals, sizes, disk, history, space, baselines] = await Promise.all([
+  const [totals, sizes, disk, history, space, baselines, estimate] = await Promise.all([
     locationTotals(db, tables, policy, filter),
     sizeHistogram(db, tables, filter),
     tableDiskSizes(db, tables),
     runHistory(db, { limit: REPORTED_RUNS }, { readOnly: true }),
     reclaimableSpace(db, tables),
     readBaseline(db),
+    estimateCompression(db, tables, policy.hybridMin),
   ]);
   const baseline = baselines
     .map((b) => {
@@ -161,6 +173,7 @@ export async function buildReport(db: Db, tables: StoredTable[], policy: Placeme
     space,
     baseline,
     metrics,
+    compression: { estimate, ...(measuredCompression ? { measured: measuredCompression } : {}) },
     runs,
   };
 }

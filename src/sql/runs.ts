@@ -225,8 +225,8 @@ export interface WorkerEnd {
 
 /**
  * Ends a worker's row; if it was the run's last live worker, ends the run too: cancelled if a cancel was
- * asked for, interrupted if this worker was stopped by a signal, failed if any item failed or was refused
- * or a worker failed, else succeeded.
+ * asked for, interrupted if this worker was stopped by a signal, failed if any item failed or a worker
+ * failed, else succeeded (refused items are counted and named in the reason).
  */
 export async function endWorker(db: Queryable, runId: string, worker: string, end: WorkerEnd): Promise<RunState | undefined> {
   await heartbeat(db, runId, worker, end.beat);
@@ -250,8 +250,9 @@ export async function endWorker(db: Queryable, runId: string, worker: string, en
   if (run.state === 'cancelling') [final, reason] = ['cancelled', 'cancelled; every worker finished its batches in flight'];
   else if (end.state === 'interrupted') [final, reason] = ['interrupted', 'stopped by a signal after its batches in flight'];
   else if (anyWorkerFailed[0].n > 0 || end.state === 'failed') [final, reason] = ['failed', run.error ?? 'a worker failed'];
-  else if (run.failed + run.refused > 0) [final, reason] = ['failed', `${run.failed} item(s) failed and ${run.refused} were refused; see \`report --runs --items ${runId}\``];
-  else [final, reason] = ['succeeded', 'finished'];
+  else if (run.failed > 0) [final, reason] = ['failed', `${run.failed} item(s) failed${run.refused ? ` and ${run.refused} were refused` : ''}; see \`report --items ${runId}\``];
+  // A refusal is the tool declining on purpose (an object it did not write): the run still did its work.
+  else [final, reason] = ['succeeded', run.refused ? `finished; ${run.refused} item(s) refused on purpose (see \`report --items ${runId}\`)` : 'finished'];
   if (run.state === 'paused' && final !== 'interrupted' && final !== 'cancelled') final = 'interrupted';
   const moved = await moveRun(db, runId, final, 'workers', reason);
   await query(

@@ -1,0 +1,86 @@
+import type { StorageContext } from '../context.ts';
+import type { Db } from '../db.ts';
+import { query } from '../db.ts';
+import type { StoredTable } from '../tables.ts';
+import { encodeForStore } from '../store/encoding.ts';
+import { DEFAULT_INLINE_MAX } from './options.ts';
+import { walkBucketByApp } from './bucket-walk.ts';
+
+/** What compression would save, from a sample of contents compressed here the way migrate would. */
+export interface CompressionEstimate {
+  sampledContents: number;
+  sampledBytes: number;
+  /** Share of the sampled bytes gzip saves, counting only contents it would compress (10% or more saved). */
+  savingShare: number;
+  /** That share applied to the contents migrate would compress (1 KiB to 1 MiB, still in the database only). */
+  estimatedSavedBytes: number;
+  eligibleBytes: number;
+}
+
+/** What the bucket holds against the contents its objects stand for (listing sizes): measured, not sampled. */
+export interface CompressionMeasured {
+  objects: number;
+  contentBytes: number;
+  storedBytes: number;
+  savedBytes: number;
+}
+
+const SAMPLE_ROWS = 200;
+
+/**
+ * Compresses up to 200 contents picked at random (a Bernoulli sample sized from the table's statistics, so a
+ * large table is not sorted) and applies the saving to the eligible bytes.
+ */
+export async function estimateCompression(db: Db, tables: StoredTable[], hybridMin: number): Promise<CompressionEstimate> {
+  let sampledContents = 0;
+  let sampledBytes = 0;
+  let savedBytes = 0;
+  let eligibleBytes = 0;
+  for (const table of tables) {
+    const [{ rows, bytes }] = await query<{ rows: number; bytes: number }>(
+      db,
+      `SELECT count(*)::float8 AS rows, coalesce(sum(octet_length(${table.contentColumn})), 0)::float8 AS bytes FROM ${table.table}
+        WHERE ${table.locationColumn} = 'database' AND octet_length(${table.contentColumn}) BETWEEN $1 AND $2`,
+      [hybridMin, DEFAULT_INLINE_MAX],
+    );
+    eligibleBytes += bytes;
+    if (!rows) continue;
+    const percent = Math.min(100, (SAMPLE_ROWS * 2 * 100) / rows);
+    const sample = await query<{ content: string }>(
+      db,
+      `SELECT ${table.contentColumn} AS content FROM ${table.table} TABLESAMPLE BERNOULLI ($3::float4)
+        WHERE ${table.locationColumn} = 'database' AND octet_length(${table.contentColumn}) BETWEEN $1 AND $2 LIMIT ${SAMPLE_ROWS}`,
+      [hybridMin, DEFAULT_INLINE_MAX, percent],
+    );
+    for (const { content } of sample) {
+      const body = Buffer.from(content, 'utf8');
+      const stored = encodeForStore(body, 'gzip');
+      sampledContents++;
+      sampledBytes += body.length;
+      savedBytes += body.length - stored.body.length;
+    }
+  }
+  const savingShare = sampledBytes ? savedBytes / sampledBytes : 0;
+  return { sampledContents, sampledBytes, savingShare, estimatedSavedBytes: Math.round(eligibleBytes * savingShare), eligibleBytes };
+}
+
+/** Lists the bucket (one request per 1,000 objects) and sets each object's size against its row's content size. */
+export async function measureCompression(context: StorageContext, tables: StoredTable[]): Promise<CompressionMeasured> {
+  const measured = { objects: 0, contentBytes: 0, storedBytes: 0, savedBytes: 0 };
+  const counted = new Set<string>();
+  for await (const group of walkBucketByApp(context, { tables, filter: {}, withMd5: false })) {
+    const objects = new Map(group.objects.map((object) => [object.key, object]));
+    for (const row of group.rows) {
+      if (row.location !== 'hybrid' && row.location !== 'r2') continue;
+      const object = objects.get(row.key);
+      const size = row.db_bytes ?? row.size;
+      if (!object || size === null || counted.has(row.key)) continue;
+      counted.add(row.key);
+      measured.objects++;
+      measured.contentBytes += size;
+      measured.storedBytes += object.size;
+    }
+  }
+  measured.savedBytes = measured.contentBytes - measured.storedBytes;
+  return measured;
+}
