@@ -16,7 +16,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
     .option('--largest-first', 'take the largest contents first (biggest savings soonest)')
     .option('--refresh-stale', 'also re-upload hybrid rows whose database content changed after upload (hashes every hybrid content)')
     .option('--min-size <size>', 'only contents at least this large (never below --hybrid-threshold)', parse.byteSize())
-    .addOption(new Option('--compress <encoding>', 'store contents gzip-compressed where that saves at least 10% (metadata records it; every reader decodes; contents over 1 MiB are stored as they are)').choices(['gzip']))
+    .addOption(new Option('--compress <encoding>', 'store contents gzip-compressed where that saves at least 10% (the metadata records it; every reader decodes)').choices(['gzip']))
     .option('--retry-failed <run>', 'only the items run RUN failed or refused (see `report --runs --items RUN`)', parse.id)
     .addOption(
       new Option('--key-layout <layout>', "path: the plan's keys; content-addressed: apps/{app}/blobs/{sha256}, identical contents share one object (needs `schema --apply --key-layout content-addressed`)")

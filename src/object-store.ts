@@ -104,8 +104,8 @@ export class ObjectStore implements StoreCore {
   }
 
   /** Streams a body too large to hold; `open` gives the bytes afresh for each attempt. */
-  putStreamVerified(key: string, open: () => AsyncIterable<Buffer>, expectedSha256: string, expectedSize: number, contentType: string, intent: WriteIntent = CREATE): Promise<PutResult> {
-    return putStream(this, key, open, expectedSha256, expectedSize, contentType, intent);
+  putStreamVerified(key: string, open: () => AsyncIterable<Buffer>, expectedSha256: string, expectedSize: number, contentType: string, intent: WriteIntent = CREATE, compress?: ContentEncoding): Promise<PutResult> {
+    return putStream(this, key, open, expectedSha256, expectedSize, contentType, intent, compress);
   }
 
   /** Deletes the object only if we wrote it and it is still what the caller checked (store/deletes.ts). */

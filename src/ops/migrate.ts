@@ -30,10 +30,7 @@ export interface MigrateOptions extends CommonRunOptions {
   keyLayout?: KeyLayout;
   /** Also re-upload hybrid rows whose database content changed after upload (it hashes every hybrid content). */
   refreshStale?: boolean;
-  /**
-   * Store contents compressed where it saves at least 10% (store/encoding.ts). Contents above the inline limit
-   * (1 MiB), which are streamed, are stored as they are.
-   */
+  /** Store contents compressed where it saves at least 10% (store/encoding.ts); streamed contents decide by their first 64 KiB. */
   compress?: ContentEncoding;
 }
 
@@ -117,7 +114,14 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
       const expectedSize = row.bytes;
       const key = keyOf(row, expectedHash, keep);
       if (!key.ok) return { kind: 'skipped', reason: `unsafe path: ${key.reason}`, errorClass: 'UnsafePath' };
-      await large.run(() => context.store.putStreamVerified(key.key, () => readContentChunks(context.db, table, row.id), expectedHash, expectedSize, contentType, intentFor(keep)));
+      const put = await large.run(() =>
+        context.store.putStreamVerified(key.key, () => readContentChunks(context.db, table, row.id), expectedHash, expectedSize, contentType, intentFor(keep), options.compress),
+      );
+      if (options.compress && !put.adopted && put.size < expectedSize) {
+        compression.objects++;
+        compression.contentBytes += expectedSize;
+        compression.storedBytes += put.size;
+      }
       return { kind: 'done', value: { id: row.id, key: key.key, hash: expectedHash, size: expectedSize }, bytes: expectedSize };
     };
     const moved = await runBatches(

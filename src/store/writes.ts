@@ -6,7 +6,8 @@ import { IntegrityError, ObjectConflictError, ObjectStoreError } from '../errors
 import { cleanEtag, hexToBase64, md5Hex, MultipartEtag } from '../hashing.ts';
 import { describeS3Error, isNotFound, isPreconditionFailed } from './client.ts';
 import { ourMetadata, type ObjectHead } from './ownership.ts';
-import { encodingMetadata, type ContentEncoding } from './encoding.ts';
+import { encodeForStore, encodingMetadata, type ContentEncoding } from './encoding.ts';
+import { createGzip } from 'node:zlib';
 import { partSizeFor } from './parts.ts';
 import type { StoreCore } from './core.ts';
 
@@ -44,6 +45,8 @@ interface Sent {
   etag: string;
   /** The server's ETag proves the stored bytes (our MD5, or the multipart composite of our part MD5s). */
   proven: boolean;
+  /** Bytes stored, when only the upload itself could tell (a stream compressed on the way). */
+  storedSize?: number;
 }
 
 interface Body {
@@ -95,7 +98,9 @@ export function putBuffer(
 
 /**
  * Streams a body too large to hold (multipart through lib-storage, part by part, so memory stays at about two
- * parts). `open` is called once per attempt; the streamed bytes must hash to `expectedSha256`.
+ * parts). `open` is called once per attempt; the streamed bytes must hash to `expectedSha256`. With
+ * `compress`, the first 64 KiB decide (as encodeForStore would for a whole body) whether the stream is stored
+ * gzip-compressed; the SHA-256 is always the content's, the MD5 and part digests those of the bytes stored.
  */
 export function putStream(
   core: StoreCore,
@@ -105,6 +110,7 @@ export function putStream(
   expectedSize: number,
   contentType: string,
   intent: WriteIntent,
+  compress?: ContentEncoding,
 ): Promise<PutResult> {
   return writeGuarded(core, key, intent, {
     size: expectedSize,
@@ -116,14 +122,43 @@ export function putStream(
       const partSize = partSizeFor(expectedSize, core.partSize);
       const multipartEtag = new MultipartEtag(partSize);
       let size = 0;
+      let stored = 0;
+      const content = (async function* () {
+        for await (const chunk of open()) {
+          sha.update(chunk);
+          size += chunk.length;
+          yield chunk;
+        }
+      })();
+      // Look at the start of the content to decide, then put it back in front of the rest.
+      const head: Buffer[] = [];
+      let headBytes = 0;
+      while (compress && headBytes < SAMPLE_BYTES) {
+        const next = await content.next();
+        if (next.done) break;
+        head.push(next.value);
+        headBytes += next.value.length;
+      }
+      const encoding = compress && headBytes > 0 ? encodeForStore(Buffer.concat(head), compress).encoding : undefined;
+      const whole = Readable.from(
+        (async function* () {
+          yield* head;
+          yield* content;
+        })(),
+      );
+      const encoded = encoding ? whole.pipe(createGzip({ level: 6 })) : whole;
       const source = Readable.from(
         (async function* () {
-          for await (const chunk of open()) {
-            sha.update(chunk);
-            md5.update(chunk);
-            multipartEtag.update(chunk);
-            size += chunk.length;
-            yield chunk;
+          try {
+            for await (const chunk of encoded as AsyncIterable<Buffer>) {
+              md5.update(chunk);
+              multipartEtag.update(chunk);
+              stored += chunk.length;
+              yield chunk;
+            }
+          } finally {
+            // An abandoned upload must end the content's read too (its cursor holds a pooled connection).
+            whole.destroy();
           }
         })(),
       );
@@ -133,16 +168,26 @@ export function putStream(
         partSize,
         leavePartsOnError: false,
         // lib-storage passes these to PutObject (one part) or CompleteMultipartUpload (several).
-        params: { Bucket: core.bucket, Key: key, Body: source, ContentType: contentType, Metadata: ourMetadata(expectedSha256), ...condition },
+        params: {
+          Bucket: core.bucket,
+          Key: key,
+          Body: source,
+          ContentType: contentType,
+          Metadata: { ...ourMetadata(expectedSha256), ...encodingMetadata(encoding, expectedSize) },
+          ...condition,
+        },
       });
       const etag = cleanEtag((await upload.done()).ETag);
       if (size !== expectedSize || sha.digest('hex') !== expectedSha256) {
         throw new IntegrityError(`content of ${key} changed while it was streamed (${size} bytes, expected ${expectedSize}); it will be retried on the next run`, key);
       }
-      return { etag, proven: etag === md5.digest('hex') || etag === multipartEtag.digest() };
+      return { etag, proven: etag === md5.digest('hex') || etag === multipartEtag.digest(), storedSize: stored };
     },
   });
 }
+
+/** How much of a streamed content decides whether it is worth compressing. */
+const SAMPLE_BYTES = 64 * 1024;
 
 async function writeGuarded(core: StoreCore, key: string, intent: WriteIntent, body: Body): Promise<PutResult> {
   let condition: Condition | undefined = intent.kind === 'create' ? { IfNoneMatch: '*' } : undefined;
@@ -166,11 +211,11 @@ async function writeGuarded(core: StoreCore, key: string, intent: WriteIntent, b
       }
       throw new ObjectStoreError(`upload of ${key} failed: ${describeS3Error(error)}`, key, { cause: error });
     }
-    if (sent.proven) return { etag: sent.etag, size: body.size, readBack: false, adopted: false };
+    if (sent.proven) return { etag: sent.etag, size: sent.storedSize ?? body.size, readBack: false, adopted: false };
     // Not an MD5 ETag (some servers use other schemes): read the object back and hash it.
     if (!/^[0-9a-f]{32}(-[0-9]+)?$/.test(sent.etag)) {
       const check = await core.readAndHash(key);
-      if (check.sha256 === body.sha256 && check.size === body.contentSize) return { etag: sent.etag, size: body.size, readBack: true, adopted: false };
+      if (check.sha256 === body.sha256 && check.size === body.contentSize) return { etag: sent.etag, size: sent.storedSize ?? body.size, readBack: true, adopted: false };
       lastProblem = `read-back SHA-256 ${check.sha256.slice(0, 12)}… (${check.size} bytes) differs from ours`;
     } else {
       lastProblem = `server ETag ${sent.etag} differs from our MD5`;
