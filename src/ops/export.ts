@@ -11,11 +11,11 @@ import { UsageError, errorMessage } from '../errors.ts';
 import { appExists } from '../sql/versions.ts';
 import { assertSchemaReady } from './schema.ts';
 import { mapLimit } from '../pool.ts';
+import { EXPORT_CONCURRENCY } from './options.ts';
 
-/** Files per statement, contents inlined up to this size (larger ones stream), and R2 reads in flight. */
+/** Files per statement, and contents inlined up to this size (larger ones stream). */
 const EXPORT_PAGE = 500;
 const EXPORT_INLINE_MAX = 64 * 1024;
-export const EXPORT_CONCURRENCY = 32;
 
 export interface ExportedFile {
   path: string;

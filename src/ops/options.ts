@@ -41,3 +41,6 @@ export function defaultRunOptions(overrides: Partial<CommonRunOptions> = {}): Co
     ...overrides,
   };
 }
+
+/** R2 reads in flight for `export`: an app's files (85 on average, in the plan) in one wave. */
+export const EXPORT_CONCURRENCY = 128;
