@@ -8,6 +8,7 @@ import * as parse from './support/parse.ts';
 import type { Output } from './support/output.ts';
 import type { CommandResult } from './support/command.ts';
 import { appendStepSummary } from './support/step-summary.ts';
+import { DISK_HEADER, METRIC_HEADER, diskRows, metricRows } from './support/report-rows.ts';
 import { JSON_SCHEMA_VERSION } from './support/output.ts';
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -130,32 +131,9 @@ function renderText(output: Output, report: StorageReport): void {
   output.print(renderTable(METRIC_HEADER, metricRows(report), style));
 }
 
-const DISK_HEADER = ['table', 'heap', 'TOAST', 'indexes', 'total', 'baseline', 'change', 'reusable after VACUUM', 'VACUUM FULL returns'];
-const METRIC_HEADER = ['metric', 'target', 'measured', 'met'];
 const SPACE_ESTIMATE_NOTE =
   'reusable / returned: estimates (pgstattuple is not installed): heap and TOAST size minus the pages the live rows need (each content at its stored size, in 1,996-byte TOAST chunks when out of line, plus the other columns at their average width); `CREATE EXTENSION pgstattuple` measures them.';
 
-function diskRows(report: StorageReport): string[][] {
-  return report.disk.map((d) => {
-    const base = report.baseline.find((b) => b.table === d.table);
-    const space = report.space.find((s) => s.table === d.table);
-    return [
-      d.table,
-      formatBytes(d.heapBytes),
-      formatBytes(d.toastBytes),
-      formatBytes(d.indexBytes),
-      formatBytes(d.totalBytes),
-      base ? formatBytes(base.totalBytes) : '-',
-      base ? `${base.changePercent > 0 ? '+' : ''}${base.changePercent}%` : '-',
-      space ? `${formatBytes(space.reusableBytes)}${space.method === 'estimate' ? ' (est.)' : ''}` : '-',
-      space ? `${formatBytes(space.returnableBytes)}${space.method === 'estimate' ? ' (est.)' : ''}` : '-',
-    ];
-  });
-}
-
-function metricRows(report: StorageReport): string[][] {
-  return report.metrics.map((m) => [m.metric, m.target, m.measuredText, m.met === null ? 'not measured' : m.met ? 'met' : 'not met']);
-}
 
 function reportMarkdown(report: StorageReport): string {
   return [

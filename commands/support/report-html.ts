@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { StorageReport } from '../../src/ops/report.ts';
 import { formatBytes, formatCount, formatMoney } from './format.ts';
+import { DISK_HEADER, METRIC_HEADER, diskRows, metricRows } from './report-rows.ts';
 
 /**
  * The report as one self-contained HTML page: Chart.js and the drawing code are inlined, the data is the
@@ -27,23 +28,8 @@ export function renderReportHtml(document: StorageReport & { schemaVersion: numb
   ]);
   const buckets = [...new Set(r.sizes.map((b) => b.bucket))].sort((a, b) => a - b);
   const sizeRows = buckets.map((bucket) => [bucketLabel(bucket), ...r.tables.map((t) => formatCount(r.sizes.find((b) => b.table === t.table && b.bucket === bucket)?.rows ?? 0))]);
-  const diskRows = r.disk.map((d) => {
-    const base = r.baseline.find((b) => b.table === d.table);
-    const space = r.space.find((x) => x.table === d.table);
-    const est = space?.method === 'estimate' ? ' (est.)' : '';
-    return [
-      d.table,
-      formatBytes(d.heapBytes),
-      formatBytes(d.toastBytes),
-      formatBytes(d.indexBytes),
-      formatBytes(d.totalBytes),
-      base ? formatBytes(base.totalBytes) : '-',
-      base ? `${base.changePercent > 0 ? '+' : ''}${base.changePercent}%` : '-',
-      space ? formatBytes(space.reusableBytes) + est : '-',
-      space ? formatBytes(space.returnableBytes) + est : '-',
-    ];
-  });
-  const metricRows = r.metrics.map((m) => [m.metric, m.target, m.measuredText, m.met === null ? 'not measured' : m.met ? 'met' : 'not met', m.note]);
+  const diskTable = diskRows(r);
+  const metricTable = metricRows(r).map((row, i) => [...row, r.metrics[i].note]);
   const costRows = [
     ['now', formatMoney(r.monthly.now.database), formatMoney(r.monthly.now.r2), formatMoney(r.monthly.now.total)],
     ['after finalize', formatMoney(r.monthly.afterFinalize.database), formatMoney(r.monthly.afterFinalize.r2), formatMoney(r.monthly.afterFinalize.total)],
@@ -74,10 +60,10 @@ ${fact('Freeable by finalize', 'totals.finalizableBytes', t.finalizableBytes, fo
 ${fact('Still to migrate', 'totals.pendingRows', t.pendingRows, `${formatCount(t.pendingRows)} rows`)}
 ${fact('Monthly storage cost now', 'monthly.now.total', r.monthly.now.total, formatMoney(r.monthly.now.total))}
 </dl></section>
-<section id="metrics"><h2>The plan's success metrics</h2><p class="note">Measured by this report against the baseline recorded before anything moved.</p>${table(['metric', 'target', 'measured', 'met', 'how'], metricRows)}</section>
+<section id="metrics"><h2>The plan's success metrics</h2><p class="note">Measured by this report against the baseline recorded before anything moved.</p>${table([...METRIC_HEADER, 'how'], metricTable)}</section>
 ${section('bytes', 'Bytes by table and storage location, before and now', '"Before" is every content in the database, as before any migration; "now" is where each row\'s content lives today (hybrid rows have it in both places).', canvas('bytes', 'Stacked bars of content bytes per table, before and now, by storage location'), table(['table', 'database', 'hybrid', 'r2'], bytesRows))}
 ${section('sizes', 'How large the contents are', `Rows per size, on a logarithmic size axis (powers of two). The dashed lines are the placement thresholds: below ${escapeHtml(formatBytes(r.policy.hybridMin))} stays in the database, above ${escapeHtml(formatBytes(r.policy.r2Above))} leaves it at finalize. Moving a threshold moves every bar on the other side of its line.`, canvas('sizes', 'Bars of row counts per content size band, per table, with the thresholds marked'), table(['size', ...r.tables.map((x) => x.table)], sizeRows))}
-${section('disk', 'On-disk table sizes', 'What PostgreSQL holds on disk for each table now: the heap, the TOAST table where large contents live (compressed), and the indexes. Space freed by finalize is reused by PostgreSQL after VACUUM and returned to the operating system only by VACUUM FULL or pg_repack.', canvas('disk', 'Stacked bars of heap, TOAST and index bytes per table'), table(['table', 'heap', 'TOAST', 'indexes', 'total', 'baseline', 'change', 'reusable after VACUUM', 'VACUUM FULL returns'], diskRows))}
+${section('disk', 'On-disk table sizes', 'What PostgreSQL holds on disk for each table now: the heap, the TOAST table where large contents live (compressed), and the indexes. Space freed by finalize is reused by PostgreSQL after VACUUM and returned to the operating system only by VACUUM FULL or pg_repack.', canvas('disk', 'Stacked bars of heap, TOAST and index bytes per table'), table(DISK_HEADER, diskTable))}
 ${section('cost', 'Monthly storage cost, now and after finalize', 'The contents\' storage at the prices above: PostgreSQL for what the database holds, R2 for what the bucket holds. Finalize clears the database copies of hybrid rows above the threshold; R2 holds the same bytes before and after.', canvas('cost', 'Stacked bars of monthly database and R2 storage cost, now and after finalize'), table(['when', 'database', 'R2', 'total'], costRows))}
 ${
     r.runs.runs.length
