@@ -98,7 +98,7 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
         const hash = sha256Hex(body);
         const key = keyOf(row, hash, keep);
         if (!key.ok) return { kind: 'skipped', reason: `unsafe path: ${key.reason}`, errorClass: 'UnsafePath' };
-        const stored = encodeForStore(body, options.compress);
+        const stored = await encodeForStore(body, options.compress, hash);
         const encoded = stored.encoding ? { encoding: stored.encoding, contentSize: body.length } : undefined;
         if (addressed) await blobs.ensure(key.key, stored.body, hash, contentType, encoded);
         else await context.store.putVerified(key.key, stored.body, hash, contentType, intentFor(keep), encoded);

@@ -112,14 +112,13 @@ export async function buildReport(
   measuredCompression?: CompressionMeasured,
 ): Promise<StorageReport> {
   await assertSchemaReady(db);
-  const [totals, sizes, disk, history, space, baselines, estimate] = await Promise.all([
+  const [totals, sizes, disk, history, space, baselines] = await Promise.all([
     locationTotals(db, tables, policy, filter),
     sizeHistogram(db, tables, filter),
     tableDiskSizes(db, tables),
     runHistory(db, { limit: REPORTED_RUNS }, { readOnly: true }),
     reclaimableSpace(db, tables),
     readBaseline(db),
-    estimateCompression(db, tables, policy.hybridMin),
   ]);
   const baseline = baselines
     .map((b) => {
@@ -154,6 +153,7 @@ export async function buildReport(
     return { database, r2, total: database + r2 };
   };
   all.progressPercent = percent(all.movedRows, all.movedRows + all.pendingRows);
+  const estimate = await estimateCompression(db, tables, policy.hybridMin, all.pendingBytes);
   const metrics = successMetrics({ disk, space, baseline, prices, r2Bytes: all.r2Bytes, movedRows: all.movedRows, probe });
   return {
     tables: reportTables,

@@ -1,5 +1,10 @@
 import { Readable } from 'node:stream';
-import { createGunzip, gzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { createGunzip, gunzip, gzip } from 'node:zlib';
+import { sha256Hex } from '../hashing.ts';
+
+const gzipAsync = promisify(gzip);
+const gunzipAsync = promisify(gunzip);
 
 /**
  * Optional compression of stored objects (`migrate --compress gzip`). A compressed object's bytes are the
@@ -23,11 +28,24 @@ export interface EncodedBody {
   encoding?: ContentEncoding;
 }
 
-/** The bytes to store for `content`: gzip when asked and worth it, else the content as it is. */
-export function encodeForStore(content: Buffer, mode: ContentEncoding | undefined): EncodedBody {
+/**
+ * The bytes to store for `content`: gzip when asked and worth it, else the content as it is. zlib runs on
+ * the thread pool, off the event loop. The compressed bytes are decoded again and must give back the
+ * content's SHA-256, so what is stored is proven to decode to the content, not only to be what was sent.
+ */
+export async function encodeForStore(content: Buffer, mode: ContentEncoding | undefined, sha256 = sha256Hex(content)): Promise<EncodedBody> {
   if (mode !== 'gzip' || content.length < MIN_BYTES) return { body: content };
-  const compressed = gzipSync(content, { level: 6 });
-  return compressed.length <= content.length * (1 - MIN_SAVING) ? { body: compressed, encoding: 'gzip' } : { body: content };
+  const compressed = await gzipAsync(content, { level: 6 });
+  if (compressed.length > content.length * (1 - MIN_SAVING)) return { body: content };
+  if (sha256Hex(await gunzipAsync(compressed)) !== sha256) return { body: content };
+  return { body: compressed, encoding: 'gzip' };
+}
+
+/** Whether a sample of a content is worth compressing (the same rule, for streams that decide on their start). */
+export async function worthCompressing(sample: Buffer): Promise<boolean> {
+  if (sample.length === 0) return false;
+  const compressed = await gzipAsync(sample, { level: 6 });
+  return compressed.length <= sample.length * (1 - MIN_SAVING);
 }
 
 export function encodingMetadata(encoding: ContentEncoding | undefined, contentSize: number): Record<string, string> {

@@ -6,8 +6,8 @@ import { IntegrityError, ObjectConflictError, ObjectStoreError } from '../errors
 import { cleanEtag, hexToBase64, md5Hex, MultipartEtag } from '../hashing.ts';
 import { describeS3Error, isNotFound, isPreconditionFailed } from './client.ts';
 import { ourMetadata, type ObjectHead } from './ownership.ts';
-import { encodeForStore, encodingMetadata, type ContentEncoding } from './encoding.ts';
-import { createGzip } from 'node:zlib';
+import { encodingMetadata, worthCompressing, type ContentEncoding } from './encoding.ts';
+import { createGunzip, createGzip } from 'node:zlib';
 import { partSizeFor } from './parts.ts';
 import type { StoreCore } from './core.ts';
 
@@ -99,7 +99,7 @@ export function putBuffer(
 /**
  * Streams a body too large to hold (multipart through lib-storage, part by part, so memory stays at about two
  * parts). `open` is called once per attempt; the streamed bytes must hash to `expectedSha256`. With
- * `compress`, the first 64 KiB decide (as encodeForStore would for a whole body) whether the stream is stored
+ * `compress`, the first 64 KiB decide (by the rule encodeForStore applies to a whole body) whether the stream is stored
  * gzip-compressed; the SHA-256 is always the content's, the MD5 and part digests those of the bytes stored.
  */
 export function putStream(
@@ -139,7 +139,14 @@ export function putStream(
         head.push(next.value);
         headBytes += next.value.length;
       }
-      const encoding = compress && headBytes > 0 ? encodeForStore(Buffer.concat(head), compress).encoding : undefined;
+      const encoding = compress && (await worthCompressing(Buffer.concat(head))) ? compress : undefined;
+      // The compressed stream is decoded again as it goes out: its decoded SHA-256 must be the content's.
+      const decodedSha = encoding ? createHash('sha256') : undefined;
+      const check = decodedSha ? createGunzip() : undefined;
+      check?.on('data', (chunk: Buffer) => decodedSha!.update(chunk));
+      const checked = check ? new Promise<void>((resolve, reject) => check.on('end', resolve).on('error', reject)) : Promise.resolve();
+      // Awaited once the upload is done; until then a failure must not count as unhandled.
+      checked.catch(() => undefined);
       const whole = Readable.from(
         (async function* () {
           yield* head;
@@ -153,9 +160,11 @@ export function putStream(
             for await (const chunk of encoded as AsyncIterable<Buffer>) {
               md5.update(chunk);
               multipartEtag.update(chunk);
+              check?.write(chunk);
               stored += chunk.length;
               yield chunk;
             }
+            check?.end();
           } finally {
             // An abandoned upload must end the content's read too (its cursor holds a pooled connection).
             whole.destroy();
@@ -180,6 +189,10 @@ export function putStream(
       const etag = cleanEtag((await upload.done()).ETag);
       if (size !== expectedSize || sha.digest('hex') !== expectedSha256) {
         throw new IntegrityError(`content of ${key} changed while it was streamed (${size} bytes, expected ${expectedSize}); it will be retried on the next run`, key);
+      }
+      await checked;
+      if (decodedSha && decodedSha.digest('hex') !== expectedSha256) {
+        throw new IntegrityError(`the compressed stream of ${key} does not decode to its content; it is not used`, key);
       }
       return { etag, proven: etag === md5.digest('hex') || etag === multipartEtag.digest(), storedSize: stored };
     },
