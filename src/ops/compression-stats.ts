@@ -29,7 +29,7 @@ const SAMPLE_ROWS = 200;
 const SAMPLE_MAX_BYTES = 1024 * 1024;
 
 /**
- * Compresses up to 200 contents picked at random (a Bernoulli sample sized from the planner's row estimate,
+ * Compresses up to 200 contents picked at random (a page sample sized from the planner's row estimate,
  * so no table is counted or sorted for it) and applies the saving to what is still to migrate.
  */
 export async function estimateCompression(db: Db, tables: StoredTable[], hybridMin: number, pendingBytes: number): Promise<CompressionEstimate> {
@@ -41,7 +41,7 @@ export async function estimateCompression(db: Db, tables: StoredTable[], hybridM
     const percent = estimate > 0 ? Math.min(100, (SAMPLE_ROWS * 4 * 100) / estimate) : 100;
     const sample = await query<{ content: string }>(
       db,
-      `SELECT ${table.contentColumn} AS content FROM ${table.table} TABLESAMPLE BERNOULLI ($3::float4)
+      `SELECT ${table.contentColumn} AS content FROM ${table.table} TABLESAMPLE SYSTEM ($3::float4)
         WHERE ${table.locationColumn} = 'database' AND octet_length(${table.contentColumn}) BETWEEN $1 AND $2 LIMIT ${SAMPLE_ROWS}`,
       [hybridMin, SAMPLE_MAX_BYTES, percent],
     );

@@ -46,8 +46,11 @@ export interface ReclaimableSpace {
  * only pages the visibility map does not vouch for). Without it, an estimate: the heap and TOAST size minus
  * the pages the live rows need, from each content's stored size (pg_column_size: compressed or not, inline
  * or in TOAST chunks) and the other columns' average width (pg_stats); dead rows and free space are then
- * not told apart, so reusable and returnable are the same figure.
+ * not told apart, so reusable and returnable are the same figure. Tables over 100,000 rows are sampled.
  */
+/** Tables up to this many rows (by the planner's estimate) are read whole for the estimate; larger ones sampled. */
+const ESTIMATE_FULL_SCAN_ROWS = 100_000;
+
 export async function reclaimableSpace(db: Queryable, tables: StoredTable[]): Promise<ReclaimableSpace[]> {
   const [{ installed }] = await query<{ installed: boolean }>(db, "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgstattuple') AS installed");
   const out: ReclaimableSpace[] = [];
@@ -70,18 +73,23 @@ export async function reclaimableSpace(db: Queryable, tables: StoredTable[]): Pr
     // PostgreSQL's layout: a value stored larger than ~2 KB goes out of line in 1,996-byte TOAST chunks, four
     // to a page, leaving an 18-byte pointer in the row; a heap row costs its 24-byte header, a 4-byte line
     // pointer and its columns (the content inline when small, as stored, compressed or not).
+    // A large table is sampled (SYSTEM reads only the sampled pages) and the sum scaled by the planner's row
+    // count: the figure is an estimate either way, and the report must stay fast on millions of rows.
+    const [{ estimate }] = await query<{ estimate: number }>(db, 'SELECT greatest(reltuples, 0)::float8 AS estimate FROM pg_class WHERE oid = to_regclass($1)', [table.table]);
+    const samplePercent = estimate > ESTIMATE_FULL_SCAN_ROWS ? Math.max(0.1, (100 * ESTIMATE_FULL_SCAN_ROWS) / estimate) : undefined;
     const [row] = await query<{ stored: number; live: number }>(
       db,
       `WITH live AS (
-         SELECT coalesce(sum(CASE WHEN cs > 2000 THEN ceil(cs / 1996.0) ELSE 0 END), 0) / 4.0 * 8192 AS toast,
+         SELECT count(*) AS rows,
+                coalesce(sum(CASE WHEN cs > 2000 THEN ceil(cs / 1996.0) ELSE 0 END), 0) / 4.0 * 8192 AS toast,
                 coalesce(sum(28 + other + CASE WHEN cs > 2000 THEN 18 ELSE coalesce(cs, 0) END), 0) * 8192 / 8168.0 AS heap
            FROM (SELECT pg_column_size(t.${table.contentColumn}) AS cs,
                         coalesce((SELECT sum(s.avg_width) FROM pg_stats s WHERE s.schemaname = current_schema() AND s.tablename = $2 AND s.attname <> $3), 0) AS other
-                   FROM ${table.table} t) v)
+                   FROM ${table.table} t ${samplePercent ? `TABLESAMPLE SYSTEM (${samplePercent.toFixed(4)})` : ''}) v)
        SELECT (pg_table_size(c.oid) - coalesce((SELECT pg_indexes_size(c.reltoastrelid) WHERE c.reltoastrelid <> 0), 0))::float8 AS stored,
-              (live.toast + live.heap)::float8 AS live
+              (CASE WHEN $4 AND live.rows > 0 THEN (live.toast + live.heap) * $5::float8 / live.rows ELSE live.toast + live.heap END)::float8 AS live
          FROM pg_class c, live WHERE c.oid = to_regclass($1)`,
-      [table.table, table.table, table.contentColumn],
+      [table.table, table.table, table.contentColumn, samplePercent !== undefined, estimate],
     );
     const spare = Math.max(0, (row?.stored ?? 0) - (row?.live ?? 0));
     out.push({ table: table.name, reusableBytes: spare, returnableBytes: spare, method: 'estimate' });
