@@ -4,7 +4,7 @@ import { createTestEnv, ON_PGLITE, type TestEnv } from './support/env.ts';
 import { cli, spawnCli } from './support/cli.ts';
 import { insertApp, insertFile, objectText, text } from './support/seed.ts';
 import { S3Proxy } from './support/http-proxy.ts';
-import { R2Emulation } from './support/r2-emulation.ts';
+import { R2Emulation } from '../src/local/r2-emulation.ts';
 import { checkConsistency, hybridRowsWithStaleObjects } from './support/consistency.ts';
 import { mulberry32 } from '../src/local/dataset.ts';
 import { query } from '../src/db.ts';

@@ -3,7 +3,7 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { createTestEnv, type TestEnv } from './support/env.ts';
 import { S3Proxy } from './support/http-proxy.ts';
-import { R2Emulation } from './support/r2-emulation.ts';
+import { R2Emulation } from '../src/local/r2-emulation.ts';
 import { storeAt } from './support/stores.ts';
 import { insertApp, insertFile, objectText, text } from './support/seed.ts';
 import { deleteUnnamed, emptyTally } from '../src/ops/guarded-deletes.ts';

@@ -66,7 +66,7 @@ describe.skipIf(ON_PGLITE)('many workers', () => {
     );
     for (const run of runs) expect(run.code, run.stderr).toBe(0);
     expect(runs.map((run) => run.json().result.uploaded).reduce((a: number, b: number) => a + b, 0)).toBe(180);
-    const puts = proxy.seen.slice(before).filter((request) => request.method === 'PUT');
+    const puts = proxy.seen.slice(before).filter((request) => request.method === 'PUT' && request.key.startsWith('apps/'));
     expect(new Set(puts.map((request) => request.key)).size).toBe(puts.length);
   });
 });

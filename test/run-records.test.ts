@@ -166,7 +166,7 @@ describe.skipIf(ON_PGLITE)('run records: status, pause, resume, tune, cancel, hi
     expect(new Set(workers.map((w) => JSON.parse(w.stdout()).result.run.id))).toEqual(new Set([run.id]));
     // Exactly once: each object was uploaded by one PUT, across pause and resume.
     const puts = new Map<string, number>();
-    for (const request of proxy.seen.slice(before)) if (request.method === 'PUT') puts.set(request.key, (puts.get(request.key) ?? 0) + 1);
+    for (const request of proxy.seen.slice(before)) if (request.method === 'PUT' && request.key.startsWith('apps/')) puts.set(request.key, (puts.get(request.key) ?? 0) + 1);
     expect(puts.size).toBe(480);
     expect([...puts.values()].every((n) => n === 1)).toBe(true);
     await checkConsistency(env);
@@ -211,7 +211,7 @@ describe.skipIf(ON_PGLITE)('run records: status, pause, resume, tune, cancel, hi
     const app = await appWithFiles(240);
     proxy.latencyMs = 10;
     // One PUT in three answered 503 for a while: the SDK retries them.
-    proxy.inject((request, index) => request.method === 'PUT' && index % 3 === 0, { kind: 'status', status: 503, code: 'SlowDown' }, 60);
+    proxy.inject((request, index) => request.method === 'PUT' && request.key.startsWith('apps/') && index % 3 === 0, { kind: 'status', status: 503, code: 'SlowDown' }, 60);
     const child = start(['migrate', '--yes', '--json', '--app', app, '--tables', 'files', '--batch-size', '8', '--concurrency', '4', '--max-rate', '40'], viaProxy);
     const run = await until('the run under way', async () => {
       const found = await liveRunOf(app);

@@ -136,7 +136,7 @@ describe('version history, restore-version and export', () => {
     const before = await query(env.db, 'SELECT * FROM app_files WHERE app_id = $1 ORDER BY id', [app]);
     const versionsBefore = await query(env.db, 'SELECT count(*)::int AS n FROM app_versions');
     const proxy = await new S3Proxy(env.s3.port, env.s3.bucket).start();
-    proxy.inject((request) => request.method === 'PUT', { kind: 'status', status: 500 }, 1000);
+    proxy.inject((request) => request.method === 'PUT' && request.key.startsWith('apps/'), { kind: 'status', status: 500 }, 1000);
     const store = storeAt(env.s3, proxy.endpoint, { maxAttempts: 2 });
     try {
       const prepared = await prepareRestore({ ...env.context, store }, app, '1.0.0');

@@ -22,6 +22,7 @@ import { countProblems, runTotals, withWorker } from './worker-run.ts';
 import { selectionTotals } from '../sql/aggregates.ts';
 import { recordBaseline } from '../sql/baseline.ts';
 import { encodeForStore, type ContentEncoding } from '../store/encoding.ts';
+import { appHashOverRestoredSql } from '../sql/stranded-writes.ts';
 
 export interface MigrateOptions extends CommonRunOptions {
   /** Only rows at least this large (bytes); never below the policy's hybrid threshold. */
@@ -50,7 +51,8 @@ export interface MigrateResult {
 /** SQL condition for a row migrate may take: still 'database', has content, big enough. */
 export function migrateEligibleSql(table: StoredTable, minBytes: number, params: Params): string {
   return `t.${table.locationColumn} = 'database' AND t.${table.keyColumn} IS NULL AND t.${table.contentColumn} IS NOT NULL
-          AND octet_length(t.${table.contentColumn}) >= ${params.add(minBytes, 'bigint')}`;
+          AND octet_length(t.${table.contentColumn}) >= ${params.add(minBytes, 'bigint')}
+          AND NOT ${appHashOverRestoredSql(table)}`;
 }
 
 export function migrateMinBytes(options: MigrateOptions): number {

@@ -6,6 +6,7 @@ import { selectionTotals, type SelectionTotals } from '../sql/aggregates.ts';
 import { classACost, classBCost, storageCost, type Prices, DEFAULT_PRICES } from '../cost.ts';
 import { DEFAULT_PART_SIZE } from '../object-store.ts';
 import type { PlacementPolicy } from '../placement.ts';
+import { hasAppWriter, strandedWriteSql } from '../sql/stranded-writes.ts';
 
 /** One line of a plan: what happens to how many rows of a table, and how many bytes. */
 export interface PlanLine {
@@ -62,6 +63,20 @@ function finishCost(plan: Plan, prices: Prices, storedBytesDelta: number): Plan 
 
 type Eligible = (table: StoredTable) => (params: Params) => string;
 
+/**
+ * App writes a stale partial save left where no reader looks (sql/stranded-writes.ts): every command that
+ * flips rows puts them back first, so they are part of its plan (one HEAD or GET each, at most).
+ */
+async function planStrandedRepairs(db: Db, plan: Plan, scope: PlanScope): Promise<void> {
+  for (const table of scope.tables.filter(hasAppWriter)) {
+    const stranded = await selectionTotals(db, table, () => strandedWriteSql(table), scope.filter);
+    if (!stranded.rows) continue;
+    plan.lines.push({ table: table.name, action: "put back the app's writes a stale save left unreadable", rows: stranded.rows, bytes: stranded.bytes });
+    plan.rows += stranded.rows;
+    plan.requests.classB += stranded.rows;
+  }
+}
+
 /** What is left of --limit, as the selection takes it (no limit when there was none). */
 function limitOf(remaining: number): number | undefined {
   return Number.isFinite(remaining) ? remaining : undefined;
@@ -75,6 +90,7 @@ function uploadRequestsFor(selection: SelectionTotals): number {
 export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, minBytes: number, staleEligible?: Eligible): Promise<Plan> {
   const plan = emptyPlan('migrate');
   const prices = scope.prices ?? DEFAULT_PRICES;
+  await planStrandedRepairs(db, plan, scope);
   let remaining = scope.limit ?? Number.POSITIVE_INFINITY;
   for (const table of scope.tables) {
     const moving = await selectionTotals(db, table, eligible(table), scope.filter, {
@@ -124,6 +140,7 @@ export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, 
 export async function planFinalize(db: Db, scope: PlanScope, eligible: Eligible): Promise<Plan> {
   const plan = emptyPlan('finalize');
   const prices = scope.prices ?? DEFAULT_PRICES;
+  await planStrandedRepairs(db, plan, scope);
   let remaining = scope.limit ?? Number.POSITIVE_INFINITY;
   for (const table of scope.tables) {
     const clearing = await selectionTotals(db, table, eligible(table), scope.filter, { limit: limitOf(remaining), order: scope.order });
@@ -141,6 +158,7 @@ export async function planFinalize(db: Db, scope: PlanScope, eligible: Eligible)
 export async function planRollback(db: Db, scope: PlanScope, keepHybrid: boolean, purge: boolean): Promise<Plan> {
   const plan = emptyPlan('rollback');
   const prices = scope.prices ?? DEFAULT_PRICES;
+  await planStrandedRepairs(db, plan, scope);
   let remaining = scope.limit ?? Number.POSITIVE_INFINITY;
   let purgedBytes = 0;
   for (const table of scope.tables) {

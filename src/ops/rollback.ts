@@ -1,14 +1,14 @@
-import { createHash } from 'node:crypto';
 import type { StorageContext } from '../context.ts';
 import type { StoredTable } from '../tables.ts';
 import type { ClaimedRow } from '../sql/claim-batch.ts';
 import { flipToDatabase, type KeptCopy, type RestoredContent } from '../sql/flip-to-database.ts';
-import { dropStaleStaging, stageContent } from '../sql/content-chunks.ts';
+import { dropStaleStaging } from '../sql/content-chunks.ts';
+import { fetchBack } from './fetch-back.ts';
 import { deleteUnnamed, emptyTally } from './guarded-deletes.ts';
 import { windowStats, type DeleteWindowStats } from '../store/deletes.ts';
 import { runBatches, type ItemOutcome, type TableRunResult } from './batch-runner.ts';
 import { Limiter } from '../pool.ts';
-import { IntegrityError, errorMessage } from '../errors.ts';
+import { errorMessage } from '../errors.ts';
 import type { Reporter } from '../reporter.ts';
 import { LARGE_ITEM_CONCURRENCY, type CommonRunOptions } from './options.ts';
 import { countProblems, runTotals, withWorker } from './worker-run.ts';
@@ -51,7 +51,7 @@ export async function rollback(context: StorageContext, options: RollbackOptions
   const target = options.keepHybrid ? 'hybrid' : 'database';
   const tally = emptyTally();
   const outcome = await withWorker(context, options, reporter, 'rollback', (run, table) => {
-    const fetchBack = async (row: ClaimedRow): Promise<ItemOutcome<RollbackItem>> => {
+    const bringBack = async (row: ClaimedRow): Promise<ItemOutcome<RollbackItem>> => {
       if (!row.key) return { kind: 'skipped', reason: 'row has no object key' };
       if (row.location === 'hybrid') {
         if (!row.has_content) return { kind: 'skipped', reason: 'hybrid row has no database content; run verify' };
@@ -59,35 +59,8 @@ export async function rollback(context: StorageContext, options: RollbackOptions
       }
       if (!row.hash) return { kind: 'failed', key: row.key, reason: 'r2 row has no content_hash: its object cannot be verified, so it is not trusted' };
       if (row.has_content) return { kind: 'skipped', reason: 'r2 row still has database content; run verify' };
-      const size = row.bytes ?? 0;
-      if (size <= options.inlineMaxBytes) {
-        const body = await context.store.getVerified(row.key, row.hash);
-        return { kind: 'done', value: { restored: { id: row.id, key: row.key, hash: row.hash, content: body.toString('utf8') } }, bytes: body.length };
-      }
-      const hash = row.hash;
-      const key = row.key;
-      const bytes = await large.run(async () => {
-        const download = await context.store.getStream(key);
-        const digest = createHash('sha256');
-        let count = 0;
-        await stageContent(
-          context.db,
-          table,
-          run.workerId,
-          row.id,
-          (async function* () {
-            for await (const chunk of download.body) {
-              digest.update(chunk);
-              count += chunk.length;
-              yield chunk;
-            }
-          })(),
-        );
-        const actual = digest.digest('hex');
-        if (actual !== hash) throw new IntegrityError(`object ${key} does not match its content_hash (hashes to ${actual.slice(0, 12)}…)`, key);
-        return count;
-      });
-      return { kind: 'done', value: { restored: { id: row.id, key: row.key, hash: row.hash, content: null } }, bytes };
+      const fetched = await fetchBack(context, table, run.workerId, { id: row.id, key: row.key, hash: row.hash, bytes: row.bytes ?? 0 }, options.inlineMaxBytes, large);
+      return { kind: 'done', value: { restored: { id: row.id, key: row.key, hash: row.hash, content: fetched.content } }, bytes: fetched.bytes };
     };
     const flip = async (done: RollbackItem[], claimedIds: string[]) => {
       const restored = done.flatMap((item) => ('restored' in item ? [item.restored] : []));
@@ -120,7 +93,7 @@ export async function rollback(context: StorageContext, options: RollbackOptions
         withContent: false,
         withDbHash: false,
         inlineMaxBytes: options.inlineMaxBytes,
-        work: (row) => fetchBack(row).catch((error): ItemOutcome<RollbackItem> => ({ kind: 'failed', key: row.key ?? undefined, reason: errorMessage(error) })),
+        work: (row) => bringBack(row).catch((error): ItemOutcome<RollbackItem> => ({ kind: 'failed', key: row.key ?? undefined, reason: errorMessage(error) })),
         flip,
       },
       run.options,

@@ -10,6 +10,8 @@ import type { Reporter } from '../reporter.ts';
 import { openRun, type RunRecordSpec } from '../runs/open-run.ts';
 import { RunWorker } from '../runs/run-worker.ts';
 import type { RunState } from '../runs/states.ts';
+import { LARGE_ITEM_CONCURRENCY } from './options.ts';
+import { repairStrandedWrites } from './repair-stranded.ts';
 
 export interface WorkerRun {
   workerId: string;
@@ -28,12 +30,15 @@ export interface WorkerRunOutcome {
   sessionLost?: string;
   /** The recorded run this process worked for, and the state it was in when this process left it. */
   run?: { id: string; joined: boolean; state?: RunState };
+  /** App writes a save from an earlier load had left where no reader looks, put back before the walk (repair-stranded.ts). */
+  repairedAppWrites: number;
 }
 
 /**
  * The frame every row-walking write shares: schema check, a worker session (whose loss stops the run),
  * one concurrency limiter and rate limit for the whole run, a --limit budget across tables, and one
- * `perTable` call per chosen table.
+ * `perTable` call per chosen table. Before a table is walked, the app writes stranded in it by a stale
+ * partial save are put back, so the walk meets every row as the app left it.
  */
 export async function withWorker(
   context: StorageContext,
@@ -66,6 +71,8 @@ export async function withWorker(
   let recorder: RunWorker | undefined;
   let opened: WorkerRunOutcome['run'];
   const tables: TableRunResult[] = [];
+  const large = new Limiter(Math.min(LARGE_ITEM_CONCURRENCY, options.concurrency));
+  let repairedAppWrites = 0;
   let failure: unknown;
   try {
     if (options.record) {
@@ -81,8 +88,16 @@ export async function withWorker(
     }
     for (const table of options.tables) {
       if (stop.signal.aborted || run.budget.remaining <= 0) break;
+      const repair = await repairStrandedWrites(context, run, table, large, { log: reporter.log });
+      if (stop.signal.aborted) break;
       reporter.stage?.(`${stage} ${table.name}`);
-      tables.push(await perTable(run, table));
+      const walked = await perTable(run, table);
+      if (repair) {
+        repairedAppWrites += repair.flipped;
+        walked.failed.unshift(...repair.failed);
+        walked.skipped.unshift(...repair.skipped);
+      }
+      tables.push(walked);
       reporter.stageDone?.(`${stage} ${table.name}`);
     }
   } catch (error) {
@@ -97,7 +112,7 @@ export async function withWorker(
     await session.close().catch(() => undefined);
   }
   const cancelled = recorder?.cancelledBy && !options.signal?.aborted ? recorder.cancelledBy : undefined;
-  return { tables, interrupted: (options.signal?.aborted ?? false) && !sessionLost, cancelled, sessionLost, run: opened };
+  return { tables, interrupted: (options.signal?.aborted ?? false) && !sessionLost, cancelled, sessionLost, run: opened, repairedAppWrites };
 }
 
 export function countProblems(outcome: WorkerRunOutcome, extra = 0): number {

@@ -76,6 +76,23 @@ export async function stageContent(db: Queryable, table: StoredTable, worker: st
 }
 
 /** Staged slices of workers that are gone (killed mid-rollback) are dead weight. */
+/**
+ * The CTEs a flip that writes staged contents back uses: `staged` joins each row's chunks in order, and
+ * `unstaged` removes them in the same statement. Placeholders: table name, worker, row ids.
+ */
+export function stagedContentCtes(table: string, worker: string, ids: string): { staged: string; unstaged: string } {
+  const mine = `s.table_name = ${table} AND s.worker = ${worker}::bigint AND s.row_id = ANY(${ids}::bigint[])`;
+  return {
+    staged: `staged AS (
+       SELECT s.row_id, string_agg(s.chunk, '' ORDER BY s.seq) AS content
+         FROM ${STAGING_TABLE} s
+        WHERE ${mine}
+        GROUP BY s.row_id
+     )`,
+    unstaged: `unstaged AS (DELETE FROM ${STAGING_TABLE} s WHERE ${mine})`,
+  };
+}
+
 export async function dropStaleStaging(db: Queryable): Promise<void> {
   await query(
     db,

@@ -1,7 +1,8 @@
 import { query, type Queryable } from '../db.ts';
 import { sqlSha256, type StoredTable } from '../tables.ts';
 import { releaseClaimsCte } from './claim-batch.ts';
-import { STAGING_TABLE } from './schema.ts';
+import { stagedContentCtes } from './content-chunks.ts';
+import { appHashOverRestoredSql, rememberRestoresCte } from './stranded-writes.ts';
 
 export interface RestoredContent {
   id: string;
@@ -25,6 +26,8 @@ export interface KeptCopy {
  *  - hybrid rows (content still in the database) become 'database' and lose their key; their hash is
  *    recomputed from the content they hold, which is the truth for them.
  * With target 'hybrid' (--keep-hybrid) r2 rows keep their key and hybrid rows are left alone.
+ * Every row flipped is remembered with the hash of what it now holds (stranded-writes.ts): an app save
+ * computed from the row as it was before this flip can then be told from a content rewritten since.
  * Returns the ids that flipped; their objects may then be purged.
  */
 export async function flipToDatabase(
@@ -38,17 +41,13 @@ export async function flipToDatabase(
 ): Promise<string[]> {
   const t = table;
   const keyAfter = target === 'database' ? 'NULL' : 'u.key';
+  const staging = stagedContentCtes('$8', '$9', '$1');
   const rows = await query<{ id: string }>(
     db,
     `WITH restored_input AS (
        SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(id, key, hash, content)
      ),
-     staged AS (
-       SELECT s.row_id, string_agg(s.chunk, '' ORDER BY s.seq) AS content
-         FROM ${STAGING_TABLE} s
-        WHERE s.table_name = $8 AND s.worker = $9::bigint AND s.row_id = ANY($1::bigint[])
-        GROUP BY s.row_id
-     ),
+     ${staging.staged},
      restored AS (
        UPDATE ${t.table} t
           SET ${t.contentColumn} = coalesce(u.content, st.content), ${t.locationColumn} = $5, ${t.keyColumn} = ${keyAfter}
@@ -60,7 +59,7 @@ export async function flipToDatabase(
           AND t.${t.hashColumn} = u.hash
           AND coalesce(u.content, st.content) IS NOT NULL
           AND ${sqlSha256('coalesce(u.content, st.content)')} = u.hash
-       RETURNING t.id
+       RETURNING t.id, t.${t.hashColumn} AS content_hash
      ),
      kept_input AS (
        SELECT * FROM unnest($6::bigint[], $7::text[]) AS k(id, key)
@@ -75,13 +74,14 @@ export async function flipToDatabase(
           AND t.${t.locationColumn} = 'hybrid'
           AND t.${t.keyColumn} = k.key
           AND t.${t.contentColumn} IS NOT NULL
-       RETURNING t.id
+          AND NOT ${appHashOverRestoredSql(t)}
+       RETURNING t.id, t.${t.hashColumn} AS content_hash
      ),
+     flipped AS (SELECT id, content_hash FROM restored UNION ALL SELECT id, content_hash FROM unhybrid),
+     ${rememberRestoresCte(t, 'flipped')},
      ${releaseClaimsCte('$8', '$9', '$10')},
-     unstaged AS (
-       DELETE FROM ${STAGING_TABLE} s WHERE s.table_name = $8 AND s.worker = $9::bigint AND s.row_id = ANY($1::bigint[])
-     )
-     SELECT id FROM restored UNION ALL SELECT id FROM unhybrid`,
+     ${staging.unstaged}
+     SELECT id FROM flipped`,
     [
       restored.map((r) => r.id),
       restored.map((r) => r.key),

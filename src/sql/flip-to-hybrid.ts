@@ -1,6 +1,7 @@
 import { query, type Queryable } from '../db.ts';
 import { sqlSha256, type StoredTable } from '../tables.ts';
 import { releaseClaimsCte } from './claim-batch.ts';
+import { appHashOverRestoredSql } from './stranded-writes.ts';
 
 export interface UploadedRow {
   id: string;
@@ -12,7 +13,8 @@ export interface UploadedRow {
 /**
  * Marks uploaded rows hybrid and releases the batch's claims, in one statement. It is a compare-and-set:
  * a row flips only if it is still 'database', has no key, and its content still hashes to what was
- * uploaded, so a write by the app since our read is never hidden behind a stale object.
+ * uploaded, so a write by the app since our read is never hidden behind a stale object. A row whose hash
+ * the app rewrote over a restored content is not ours to take: its content is elsewhere (stranded-writes.ts).
  * Returns the ids that flipped.
  */
 export async function flipToHybrid(db: Queryable, table: StoredTable, worker: string, uploaded: UploadedRow[], claimedIds: string[]): Promise<string[]> {
@@ -32,6 +34,7 @@ export async function flipToHybrid(db: Queryable, table: StoredTable, worker: st
           AND t.${t.contentColumn} IS NOT NULL
           AND octet_length(t.${t.contentColumn}) = u.size
           AND ${sqlSha256(`t.${t.contentColumn}`)} = u.hash
+          AND NOT ${appHashOverRestoredSql(t)}
        RETURNING t.id
      ),
      ${releaseClaimsCte('$5', '$6', '$7')}

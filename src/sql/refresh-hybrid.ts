@@ -2,6 +2,7 @@ import { query, type Queryable } from '../db.ts';
 import { sqlSha256, type StoredTable } from '../tables.ts';
 import { releaseClaimsCte } from './claim-batch.ts';
 import type { Params } from './params.ts';
+import { appHashOverRestoredSql } from './stranded-writes.ts';
 
 export interface RefreshedRow {
   id: string;
@@ -16,7 +17,8 @@ export interface RefreshedRow {
 export function staleHybridSql(table: StoredTable, minBytes: number, params: Params): string {
   return `t.${table.locationColumn} = 'hybrid' AND t.${table.keyColumn} IS NOT NULL AND t.${table.contentColumn} IS NOT NULL
           AND octet_length(t.${table.contentColumn}) >= ${params.add(minBytes, 'bigint')}
-          AND ${sqlSha256(`t.${table.contentColumn}`)} IS DISTINCT FROM t.${table.hashColumn}`;
+          AND ${sqlSha256(`t.${table.contentColumn}`)} IS DISTINCT FROM t.${table.hashColumn}
+          AND NOT ${appHashOverRestoredSql(table)}`;
 }
 
 /**
@@ -40,6 +42,7 @@ export async function flipRefreshed(db: Queryable, table: StoredTable, worker: s
           AND t.${t.keyColumn} = u.old_key
           AND t.${t.contentColumn} IS NOT NULL
           AND ${sqlSha256(`t.${t.contentColumn}`)} = u.hash
+          AND NOT ${appHashOverRestoredSql(t)}
        RETURNING t.id
      ),
      ${releaseClaimsCte('$6', '$7', '$8')}

@@ -30,6 +30,7 @@ export const SHAREABLE_KEY_COLUMNS: readonly { table: string; column: string }[]
 
 import { RUN_TABLE_DDL } from './run-tables.ts';
 import { BASELINE_DDL, BASELINE_TABLE } from './baseline.ts';
+import { RESTORES_DDL, RESTORES_TABLE } from './restores-table.ts';
 
 export const CLAIMS_TABLE = 'overskill_storage_claims';
 export const STAGING_TABLE = 'overskill_storage_staging';
@@ -125,6 +126,13 @@ const SCHEMA_ITEMS: SchemaItem[] = [
         PRIMARY KEY (table_name, row_id, worker, seq)
       )`,
     ],
+  },
+  {
+    kind: 'table',
+    table: RESTORES_TABLE,
+    name: RESTORES_TABLE,
+    purpose: 'what rollback restored, so a save the app computed from the row as it was before can be found and put back',
+    statements: [RESTORES_DDL],
   },
   ...RUN_TABLE_DDL.map((t): SchemaItem => ({ kind: 'table', table: t.table, name: t.table, purpose: t.purpose, statements: [t.sql] })),
   {

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import { createGunzip } from 'node:zlib';
 import type { AddressInfo } from 'node:net';
-import type { R2Emulation } from './r2-emulation.ts';
+import type { R2Emulation } from '../../src/local/r2-emulation.ts';
 
 /** What the injector may do to one request instead of (or while) forwarding it. */
 export type Fault =
@@ -13,7 +13,9 @@ export type Fault =
   /** Flips one byte of the request body and drops Content-MD5: a server that stores what it gets. */
   | { kind: 'corrupt' }
   /** Forwards the request (the server acts on it) but never answers the client. */
-  | { kind: 'hold'; onForwarded?: () => void };
+  | { kind: 'hold'; onForwarded?: () => void }
+  /** Holds the request until `opened` settles: the client is then known to be waiting on this very request. */
+  | { kind: 'gate'; arrived: () => void; opened: Promise<void> };
 
 export interface SeenRequest {
   method: string;
@@ -39,8 +41,9 @@ export class S3Proxy {
   jitterMs = 0;
   /** Hand objects stored with Content-Encoding: gzip back decompressed to clients that did not ask for gzip (as Cloudflare may). */
   decompressForPlainClients = false;
-  /** GETs answered decompressed so far. */
+  /** GETs answered decompressed so far, and their keys. */
   decompressed = 0;
+  readonly decompressedKeys: string[] = [];
   port = 0;
 
   constructor(private readonly targetPort: number, private readonly bucket: string, readonly r2?: R2Emulation) {}
@@ -156,6 +159,7 @@ export class S3Proxy {
             response.writeHead(upstreamResponse.statusCode ?? 500, headers);
             upstreamResponse.pipe(createGunzip()).pipe(response);
             this.decompressed++;
+            this.decompressedKeys.push(seen.key);
             return;
           }
           response.writeHead(upstreamResponse.statusCode ?? 500, upstreamResponse.headers);
@@ -197,7 +201,10 @@ export class S3Proxy {
       else forward();
     };
     const delay = (fault?.kind === 'delay' ? fault.ms : 0) + this.latencyMs + Math.random() * this.jitterMs;
-    if (delay > 0) setTimeout(proceed, delay);
+    if (fault?.kind === 'gate') {
+      fault.arrived();
+      void fault.opened.then(proceed);
+    } else if (delay > 0) setTimeout(proceed, delay);
     else proceed();
   }
 }

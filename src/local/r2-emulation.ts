@@ -3,7 +3,8 @@ import http from 'node:http';
 type WriteKind = 'put' | 'complete' | 'copy' | 'delete';
 
 /**
- * What R2 does that s3rver does not, done in the proxy so tests can rely on it:
+ * What R2 does that s3rver does not, done in front of it (the local server demo and tests use, and the tests'
+ * proxies) so that what the tool relies on R2 for holds here too:
  * - conditional writes: `If-None-Match: *` and `If-Match: <etag>` on PutObject, CompleteMultipartUpload and
  *   CopyObject (and `x-amz-copy-source-if-match`), answered 412 PreconditionFailed when they do not hold;
  * - one write per key per second (`writeIntervalMs`), answered 429 TooManyRequests.
@@ -21,6 +22,12 @@ export class R2Emulation {
   readonly journal: { at: number; key: string; kind: WriteKind; lane: string; status: number; condition?: string }[] = [];
   private readonly locks = new Map<string, Promise<void>>();
   private readonly lastWrite = new Map<string, number>();
+
+  /**
+   * Which conditions are honoured. Both, as R2 does; a test turns one off to play a store that accepts the
+   * header and ignores it (the faults S3-compatible servers have shipped).
+   */
+  honour = { ifNoneMatch: true, ifMatch: true };
 
   constructor(private readonly targetPort: number) {}
 
@@ -63,12 +70,12 @@ export class R2Emulation {
     const copyIfMatch = header(request, 'x-amz-copy-source-if-match');
     if (ifNoneMatch === undefined && ifMatch === undefined && copyIfMatch === undefined) return false;
     const path = (request.url ?? '/').split('?')[0];
-    if (ifNoneMatch !== undefined || ifMatch !== undefined) {
+    if ((ifNoneMatch !== undefined || ifMatch !== undefined) && (this.honour.ifNoneMatch || this.honour.ifMatch)) {
       const current = await this.etagAt(path);
-      if (ifNoneMatch !== undefined && ifNoneMatch.trim() === '*' && current !== undefined) return true;
-      if (ifMatch !== undefined && (current === undefined || clean(ifMatch) !== current)) return true;
+      if (this.honour.ifNoneMatch && ifNoneMatch !== undefined && ifNoneMatch.trim() === '*' && current !== undefined) return true;
+      if (this.honour.ifMatch && ifMatch !== undefined && (current === undefined || clean(ifMatch) !== current)) return true;
     }
-    if (copyIfMatch !== undefined) {
+    if (this.honour.ifMatch && copyIfMatch !== undefined) {
       const source = `/${header(request, 'x-amz-copy-source')!.replace(/^\//, '')}`;
       const current = await this.etagAt(source.split('?')[0]);
       if (current === undefined || clean(copyIfMatch) !== current) return true;

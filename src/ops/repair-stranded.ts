@@ -1,0 +1,72 @@
+import type { StorageContext } from '../context.ts';
+import type { StoredTable } from '../tables.ts';
+import type { ClaimedRow } from '../sql/claim-batch.ts';
+import { forgetOldRestores, hasAppWriter, repairStranded, strandedWriteSql, type StrandedRepair } from '../sql/stranded-writes.ts';
+import { runBatches, type ItemOutcome, type TableRunResult } from './batch-runner.ts';
+import { fetchBack } from './fetch-back.ts';
+import { errorMessage } from '../errors.ts';
+import type { Limiter } from '../pool.ts';
+import type { Reporter } from '../reporter.ts';
+import type { WorkerRun } from './worker-run.ts';
+
+/** Where the plan's `store_in_r2` puts a file: its own formula, unsafe paths included (it refuses none). */
+export function planUploadKey(appId: string, path: string): string {
+  return `apps/${appId}/files/${path.replace(/^\//, '')}`;
+}
+
+/**
+ * Finds the app's writes that a save computed from an earlier load left where no reader finds them
+ * (sql/stranded-writes.ts), and puts each back: the content in the row is the app's, or the object at the
+ * plan key is, proven by its hash before anything changes. Runs first in every command that flips rows,
+ * so the command then treats the row as the app left it. A state that proves nothing is left alone and
+ * listed as failed, never guessed at.
+ */
+export async function repairStrandedWrites(
+  context: StorageContext,
+  run: WorkerRun,
+  table: StoredTable,
+  large: Limiter,
+  reporter: Reporter,
+): Promise<TableRunResult | undefined> {
+  if (!hasAppWriter(table)) return undefined;
+  await forgetOldRestores(context.db);
+  const inlineMaxBytes = run.options.inlineMaxBytes;
+  const examine = async (row: ClaimedRow): Promise<ItemOutcome<StrandedRepair>> => {
+    if (row.has_content && (row.location === 'r2' || (row.location === 'hybrid' && !row.key))) {
+      if (!row.db_hash) return { kind: 'failed', reason: 'content vanished before it could be read' };
+      return { kind: 'done', value: { kind: 'content-is-current', id: row.id, contentHash: row.db_hash }, bytes: 0 };
+    }
+    if (row.path === null) return { kind: 'skipped', reason: 'row has no path, so no plan key to look at' };
+    if (!row.hash) return { kind: 'failed', reason: 'row has no content_hash to prove an object by' };
+    const key = planUploadKey(row.app_id, row.path);
+    if (row.location === 'r2') {
+      const read = await context.store.readAndHash(key).catch(() => undefined);
+      if (read?.sha256 !== row.hash) {
+        return { kind: 'failed', key, errorClass: 'StrandedWrite', reason: `r2 row has no object key, and the object at its plan key ${read ? 'holds other bytes' : 'is missing'}: its content is nowhere a reader looks` };
+      }
+      return { kind: 'done', value: { kind: 'name-plan-key', id: row.id, key, hash: row.hash }, bytes: 0 };
+    }
+    if (!row.db_hash) return { kind: 'failed', reason: 'content vanished before it could be read' };
+    const head = await context.store.head(key);
+    if (!head) return { kind: 'failed', key, errorClass: 'StrandedWrite', reason: "the app saved a new content_hash for this row, but its plan key holds no object: the app's content is nowhere" };
+    const fetched = await fetchBack(context, table, run.workerId, { id: row.id, key, hash: row.hash, bytes: head.contentSize ?? head.size }, inlineMaxBytes, large);
+    return { kind: 'done', value: { kind: 'bring-back', id: row.id, key, hash: row.hash, restoredHash: row.db_hash, content: fetched.content }, bytes: fetched.bytes };
+  };
+  return runBatches(
+    context.db,
+    run.workerId,
+    {
+      table,
+      eligible: () => strandedWriteSql(table),
+      withContent: false,
+      withDbHash: true,
+      inlineMaxBytes,
+      work: (row) => examine(row).catch((error): ItemOutcome<StrandedRepair> => ({ kind: 'failed', reason: errorMessage(error), errorClass: error instanceof Error ? error.name : undefined })),
+      flip: (done, claimedIds) => repairStranded(context.db, table, run.workerId, done, claimedIds),
+    },
+    { ...run.options, limit: undefined },
+    { remaining: Number.POSITIVE_INFINITY },
+    reporter,
+    run.shared,
+  );
+}
