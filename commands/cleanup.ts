@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/context.ts';
 import { confirmWrite } from './support/confirm.ts';
+import { gateStore } from './support/store-gate.ts';
 import { progressReporter } from './support/progress.ts';
 import { formatBytes, formatCount } from './support/format.ts';
 import * as parse from './support/parse.ts';
@@ -40,16 +41,18 @@ export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<Com
               `### overskill-storage: cleanup (dry run)\n\n${formatCount(listing.orphans)} orphaned object(s) older than the grace period (${formatBytes(listing.orphanBytes)}); ${formatCount(listing.tooYoung)} inside it.`,
             );
             if (listing.orphans > 0 && !opts.dryRun) output.print(c.dim('Nothing deleted: pass --yes to delete them.'));
+            if (listing.orphans > 0) output.print(c.dim((await import('../src/ops/store-gate.ts')).storeCheckNote(true)));
             output.result({ dryRun: true, listing });
             return { exitCode: listing.interrupted ? EXIT.interrupted : EXIT.ok };
           }
           await confirmWrite(output, `${opts.quarantine ? `Move ${formatCount(listing.orphans)} objects under ${opts.quarantine}/` : `Delete ${formatCount(listing.orphans)} objects`} (${formatBytes(listing.orphanBytes)})?`, {
             yes: globals.yes ?? false,
           });
+          const storeCheck = await gateStore(context, output, globals);
           const { withRecordedRun } = await import('../src/runs/recorded.ts');
           const recorded = await withRecordedRun(
             context,
-            recordFor(runtime, globals, opts, { tables: [], filter: { appIds: opts.app } }, { pausable: false }),
+            { ...recordFor(runtime, globals, opts, { tables: [], filter: { appIds: opts.app } }, { pausable: false }), storeCheck },
             () => cleanup(context, { ...base, apply: true }, progressReporter(output)),
             (done) => ({
               rows: done.deleted + done.quarantined,

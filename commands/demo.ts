@@ -92,6 +92,8 @@ export function demoCommand(runtime: Runtime, run: (action: () => Promise<Comman
           const before = await contentFingerprint(postgres.url);
           await step(['schema'], [1]);
           await step(['schema', '--apply', '--yes']);
+          // The local S3 server honours R2's conditional writes: doctor proves it before anything is written.
+          await step(['doctor']);
           await step(['migrate', '--dry-run']);
           await step(['migrate', '--yes', '--concurrency', '16']);
           await step(['verify', '--orphans']);

@@ -3,6 +3,7 @@ import { KEY_LAYOUTS, type KeyLayout } from '../src/key-layouts.ts';
 import type { MigrateOptions } from '../src/ops/migrate.ts';
 import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/context.ts';
 import { planConfirmRun } from './support/write-flow.ts';
+import { gateStore } from './support/store-gate.ts';
 import { addConflictOption, recordFor } from './support/run-record.ts';
 import { formatBytes, formatCount } from './support/format.ts';
 import * as parse from './support/parse.ts';
@@ -76,10 +77,15 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
             minBytes,
             options.refreshStale ? (table) => (params) => staleHybridSql(table, minBytes, params) : undefined,
           );
+          const { storeCheckNote } = await import('../src/ops/store-gate.ts');
+          plan.notes.push(storeCheckNote(opts.dryRun ?? false));
           return await planConfirmRun({
             output,
             plan,
             title: 'Migration plan',
+            beforeRun: async () => {
+              record.storeCheck = await gateStore(context, output, globals);
+            },
             dryRun: opts.dryRun ?? false,
             yes: globals.yes ?? false,
             nothingToDo: 'Nothing to migrate: every eligible content is already in R2.',

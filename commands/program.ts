@@ -14,13 +14,14 @@ import { restoreVersionCommand } from './restore-version.ts';
 import { exportCommand, catCommand } from './export.ts';
 import { packageVersion } from '../src/version.ts';
 import { statusCommand } from './status.ts';
+import { doctorCommand } from './doctor.ts';
 import { pauseCommand, resumeCommand, cancelCommand, tuneCommand } from './run-control.ts';
 
 const version = packageVersion();
 
 type CommandFactory = (runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>) => Command;
 
-export const COMMANDS: CommandFactory[] = [schemaCommand, migrateCommand, verifyCommand, finalizeCommand, rollbackCommand, reportCommand, restoreVersionCommand, cleanupCommand, exportCommand, catCommand, statusCommand, pauseCommand, resumeCommand, cancelCommand, tuneCommand];
+export const COMMANDS: CommandFactory[] = [doctorCommand, schemaCommand, migrateCommand, verifyCommand, finalizeCommand, rollbackCommand, reportCommand, restoreVersionCommand, cleanupCommand, exportCommand, catCommand, statusCommand, pauseCommand, resumeCommand, cancelCommand, tuneCommand];
 
 /** Runs the CLI once and returns the exit code; never calls process.exit (the bin does). */
 export async function runCli(argv: string[], runtime: Runtime, extraCommands: CommandFactory[] = []): Promise<number> {

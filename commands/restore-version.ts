@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import type { RestoreDiff } from '../src/ops/restore-version.ts';
 import { thresholdOptions, makeOutput, openContext, policyFrom, type GlobalOptions, type Runtime } from './support/context.ts';
 import { confirmWrite } from './support/confirm.ts';
+import { gateStore } from './support/store-gate.ts';
 import { recordFor } from './support/run-record.ts';
 import { TABLES, TABLE_NAMES } from '../src/tables.ts';
 import { formatBytes, formatCount } from './support/format.ts';
@@ -48,6 +49,7 @@ export function restoreVersionCommand(runtime: Runtime, run: (action: () => Prom
                 entries.length ? renderMarkdownTable(['change', 'path', 'bytes now', 'bytes after'], entries.map(([kind, e]) => [kind, e.path, e.oldBytes ?? '', e.newBytes ?? ''])) : '_The app already matches this version._',
               ].join('\n'),
             );
+            output.print(c.dim((await import('../src/ops/store-gate.ts')).storeCheckNote(true)));
             output.result({ dryRun: true, ...summary });
             return { exitCode: EXIT.ok };
           }
@@ -57,10 +59,11 @@ export function restoreVersionCommand(runtime: Runtime, run: (action: () => Prom
             return { exitCode: EXIT.ok };
           }
           await confirmWrite(output, `Restore ${formatCount(changes)} file change(s) for app ${appId}?`, { yes: globals.yes ?? false });
+          const storeCheck = await gateStore(context, output, globals);
           const { withRecordedRun } = await import('../src/runs/recorded.ts');
           const recorded = await withRecordedRun(
             context,
-            recordFor(runtime, globals, opts, { tables: TABLE_NAMES.map((name) => TABLES[name]), filter: { appIds: [appId] } }, { pausable: false }),
+            { ...recordFor(runtime, globals, opts, { tables: TABLE_NAMES.map((name) => TABLES[name]), filter: { appIds: [appId] } }, { pausable: false }), storeCheck },
             () => applyRestore(context, prepared, policy, opts.concurrency),
             (done) => ({ rows: changes, bytes: done.uploadedBytes, items: [] }),
           );

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import type { RollbackOptions } from '../src/ops/rollback.ts';
 import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/context.ts';
 import { planConfirmRun } from './support/write-flow.ts';
+import { gateStore } from './support/store-gate.ts';
 import { addConflictOption, recordFor } from './support/run-record.ts';
 import { formatCount } from './support/format.ts';
 import type { CommandResult } from './support/command.ts';
@@ -35,10 +36,13 @@ export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<Co
             options.keepHybrid,
             options.purge,
           );
+          if (options.purge && !options.keepHybrid) plan.notes.push((await import('../src/ops/store-gate.ts')).storeCheckNote(opts.dryRun ?? false));
           return await planConfirmRun({
             output,
             plan,
             title: 'Rollback plan',
+            // --purge deletes objects through tombstones written with If-Match: the store must honour it.
+            beforeRun: options.purge && !options.keepHybrid ? async () => void (record.storeCheck = await gateStore(context, output, globals)) : undefined,
             dryRun: opts.dryRun ?? false,
             yes: globals.yes ?? false,
             nothingToDo: 'Nothing to roll back: every content is in the database.',

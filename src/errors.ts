@@ -12,6 +12,12 @@ export class StorageError extends Error {
 /** Bad flags, missing or malformed configuration, unreachable services: the operator must fix something. */
 export class ConfigError extends StorageError {}
 
+/**
+ * The store lacks a property this tool's safety rests on (conditional writes, src/store/preflight.ts): the
+ * command refused before writing anything.
+ */
+export class StoreUnsafeError extends ConfigError {}
+
 /** A flag value or argument that cannot be used. */
 export class UsageError extends StorageError {}
 

@@ -19,6 +19,7 @@ export interface GlobalOptions {
   bucket?: string;
   region?: string;
   allowInsecureEndpoint?: boolean;
+  allowUnconditionalStore?: boolean;
   json?: boolean;
   yes?: boolean;
   color?: boolean;
@@ -48,6 +49,7 @@ export function addGlobalOptions(program: Command): Command {
     .option('--bucket <name>', 'bucket (default: $R2_BUCKET or $CLOUDFLARE_R2_BUCKET_DB_FILES)')
     .option('--region <name>', 'S3 region (R2 uses "auto")')
     .option('--allow-insecure-endpoint', 'allow a plain http:// endpoint on a non-loopback host')
+    .option('--allow-unconditional-store', 'write to a store that ignores If-None-Match/If-Match (only if the app does not write to the bucket meanwhile; see `doctor`)')
     .option('--request-timeout <duration>', 'limit for one S3 request, e.g. 60s', parse.duration)
     .option('--max-attempts <n>', 'attempts per S3 request, with exponential backoff and jitter', parse.integer({ min: 1, max: 20 }))
     .option('--db-connections <n>', 'database connections to use at most, besides the worker session (default: $OVERSKILL_STORAGE_DB_CONNECTIONS, else min(concurrency, 8) + 2)', parse.integer({ min: 1, max: 100 }))

@@ -35,6 +35,8 @@ export async function planConfirmRun<R extends RowRunSummary>(flow: {
   verb: string;
   run: (reporter: Reporter) => Promise<R>;
   summary: (result: R) => string[];
+  /** After the confirmation, before the first write (the store check of commands that write objects). */
+  beforeRun?: () => Promise<void>;
 }): Promise<CommandResult> {
   const { output, plan } = flow;
   renderPlan(output, plan, flow.dryRun ? `${flow.title} (dry run: nothing will change)` : flow.title);
@@ -49,6 +51,7 @@ export async function planConfirmRun<R extends RowRunSummary>(flow: {
     return { exitCode: EXIT.ok };
   }
   await confirmWrite(output, flow.question(plan), { yes: flow.yes });
+  await flow.beforeRun?.();
   const started = Date.now();
   const progress = progressReporter(output, expectedStages(plan, flow.stage));
   let result: R;

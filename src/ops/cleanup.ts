@@ -1,3 +1,4 @@
+import { PROBE_PREFIX } from '../store/preflight.ts';
 import type { StorageContext } from '../context.ts';
 import { TABLE_NAMES, TABLES } from '../tables.ts';
 import type { RowFilter } from '../sql/filters.ts';
@@ -51,6 +52,7 @@ const DELETE_BATCH = 1000;
 export function validateQuarantinePrefix(prefix: string): string {
   const clean = prefix.replace(/^\/+|\/+$/g, '');
   if (!clean || clean === 'apps' || clean.startsWith('apps/')) throw new UsageError('--quarantine needs a prefix outside apps/ (e.g. quarantine).');
+  if (`${clean}/`.startsWith(PROBE_PREFIX.split('/')[0] + '/')) throw new UsageError(`--quarantine cannot be under ${PROBE_PREFIX.split('/')[0]}/: that prefix is reserved for the store probes.`);
   if (/[\u0000-\u001f\u007f]/.test(clean)) throw new UsageError('--quarantine prefix contains control characters.');
   return clean;
 }

@@ -25,6 +25,8 @@ export interface RunRecordSpec {
   force?: boolean;
   /** Row walks can be paused between batches; cleanup and restore-version cannot. */
   pausable: boolean;
+  /** What the store was proven to honour before the first object write, for commands that write objects. */
+  storeCheck?: Record<string, unknown>;
 }
 
 export interface OpenedRun {
@@ -69,6 +71,7 @@ export async function openRun(db: Db, spec: RunRecordSpec, worker: Omit<NewWorke
       retryOf: spec.retryOf,
       eligibleRows: spec.eligible?.rows,
       eligibleBytes: spec.eligible?.bytes,
+      storeCheck: spec.storeCheck,
     });
     await insertWorker(trx, runId, self);
     return { runId, joined: false, state: 'running' as RunState };

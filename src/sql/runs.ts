@@ -64,6 +64,8 @@ export interface NewRun {
   retryOf?: string;
   eligibleRows?: number;
   eligibleBytes?: number;
+  /** What the store was proven to honour before the first object write (src/ops/store-gate.ts). */
+  storeCheck?: Record<string, unknown>;
 }
 
 export interface NewWorker {
@@ -86,8 +88,8 @@ export async function insertRun(db: Queryable, run: NewRun): Promise<string> {
   const [{ id }] = await query<{ id: string }>(
     db,
     `WITH added AS (
-       INSERT INTO ${RUNS_TABLE} (command, arguments, identity, scope, operator, host, pid, tool_version, pausable, retry_of, eligible_rows, eligible_bytes)
-       VALUES ($1, $2::jsonb, $3, $4::jsonb, $5, $6, $7, $8, $9, $10::bigint, $11::bigint, $12::bigint)
+       INSERT INTO ${RUNS_TABLE} (command, arguments, identity, scope, operator, host, pid, tool_version, pausable, retry_of, eligible_rows, eligible_bytes, store_check)
+       VALUES ($1, $2::jsonb, $3, $4::jsonb, $5, $6, $7, $8, $9, $10::bigint, $11::bigint, $12::bigint, $13::jsonb)
        RETURNING id)
      , logged AS (INSERT INTO ${RUN_TRANSITIONS_TABLE} (run_id, from_state, to_state, actor, reason) SELECT id, 'new', 'running', $5, 'started' FROM added)
      SELECT id FROM added`,
@@ -104,6 +106,7 @@ export async function insertRun(db: Queryable, run: NewRun): Promise<string> {
       run.retryOf ?? null,
       run.eligibleRows === undefined ? null : Math.round(run.eligibleRows),
       run.eligibleBytes === undefined ? null : Math.round(run.eligibleBytes),
+      run.storeCheck ? JSON.stringify(run.storeCheck) : null,
     ],
   );
   return id;

@@ -28,7 +28,7 @@ export const SHAREABLE_KEY_COLUMNS: readonly { table: string; column: string }[]
   { table: 'app_version_files', column: 'r2_content_key' },
 ];
 
-import { RUN_TABLE_DDL } from './run-tables.ts';
+import { RUN_TABLE_DDL, RUNS_TABLE } from './run-tables.ts';
 import { BASELINE_DDL, BASELINE_TABLE } from './baseline.ts';
 import { RESTORES_DDL, RESTORES_TABLE } from './restores-table.ts';
 
@@ -135,6 +135,7 @@ const SCHEMA_ITEMS: SchemaItem[] = [
     statements: [RESTORES_DDL],
   },
   ...RUN_TABLE_DDL.map((t): SchemaItem => ({ kind: 'table', table: t.table, name: t.table, purpose: t.purpose, statements: [t.sql] })),
+  column(RUNS_TABLE, 'store_check', 'jsonb', "what the store was proven to honour before the run's first object write (doctor's properties)"),
   {
     kind: 'table',
     table: BASELINE_TABLE,

@@ -1,0 +1,52 @@
+import { Command } from 'commander';
+import { ConfigError } from '../src/errors.ts';
+import type { StoreProperty } from '../src/store/preflight.ts';
+import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/context.ts';
+import { renderTable } from './support/format.ts';
+import { EXIT } from './support/exit.ts';
+import type { CommandResult } from './support/command.ts';
+
+export function doctorCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
+  return new Command('doctor')
+    .description("Check that everything this tool relies on holds here: the database, the schema, the bucket and credentials, and the store's conditional writes (probe objects outside apps/, deleted again). Exit 1 naming what does not.")
+    .addHelpText('after', '\nExamples:\n  $ overskill-storage doctor\n  $ overskill-storage doctor --json')
+    .action(async (_opts, command: Command) =>
+      run(async () => {
+        const globals = command.optsWithGlobals() as GlobalOptions;
+        const output = makeOutput(globals, runtime);
+        const reach: StoreProperty = { id: 'connect', property: 'the database and the bucket are reachable with these settings', required: true, holds: true, seen: 'connected' };
+        let context: Awaited<ReturnType<typeof openContext>>;
+        try {
+          context = await openContext(globals, runtime, { store: true });
+        } catch (error) {
+          if (!(error instanceof ConfigError)) throw error;
+          return finish(output, { ok: false, checks: [{ ...reach, holds: false, seen: error.message }] });
+        }
+        try {
+          const { doctor } = await import('../src/ops/doctor.ts');
+          return finish(output, await doctor(context, [{ ...reach, seen: `bucket "${context.store.bucket}"` }]));
+        } finally {
+          await context.close();
+        }
+      }),
+    );
+}
+
+function finish(output: ReturnType<typeof makeOutput>, result: { ok: boolean; checks: StoreProperty[]; store?: { requests: { classA: number; classB: number; free: number }; leftBehind: string[] } }): CommandResult {
+  const c = output.color;
+  const mark = (check: StoreProperty) => (check.holds ? c.green('✓') : check.required ? c.red('✗') : c.yellow('–'));
+  output.print(renderTable(['', 'property', 'needed', 'seen'], result.checks.map((check) => [mark(check), check.property, check.required ? 'required' : 'info', check.seen]), c));
+  const failing = result.checks.filter((check) => check.required && !check.holds);
+  if (result.store) {
+    const { classA, classB, free } = result.store.requests;
+    output.print(c.dim(`Store probes: ${classA} class A, ${classB} class B and ${free} free requests, under _overskill-storage/probes/, deleted again${result.store.leftBehind.length ? ` except ${result.store.leftBehind.join(', ')}` : ''}.`));
+  }
+  if (failing.length) {
+    output.print(c.red(`\nNot safe for this tool: ${failing.length} required propert${failing.length === 1 ? 'y does' : 'ies do'} not hold.`));
+    for (const check of failing) output.print(c.red(`  ${check.property}${check.risk ? `: without it, ${check.risk}` : ''}`));
+  } else {
+    output.print(c.green('\nEverything this tool relies on holds here.'));
+  }
+  output.result({ ok: failing.length === 0, failing: failing.map((check) => check.id), checks: result.checks, ...(result.store ? { requests: result.store.requests, leftBehind: result.store.leftBehind } : {}) });
+  return { exitCode: failing.length ? EXIT.problems : EXIT.ok };
+}

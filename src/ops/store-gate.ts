@@ -1,0 +1,47 @@
+import type { ObjectStore } from '../object-store.ts';
+import { StoreUnsafeError } from '../errors.ts';
+import { missingProperties, probeStore, PROBE_PREFIX, PROBE_REQUESTS, type StoreCheck } from '../store/preflight.ts';
+
+export interface StoreGate {
+  check: StoreCheck;
+  /** The store lacks a required property and the operator ran anyway (--allow-unconditional-store). */
+  overridden: boolean;
+}
+
+/** What the run records: each property with what was seen, and whether the operator overrode a failure. */
+export function storeGateRecord(gate: StoreGate): Record<string, unknown> {
+  return {
+    ok: gate.check.ok,
+    overridden: gate.overridden,
+    checkedAt: gate.check.checkedAt,
+    properties: gate.check.properties.map(({ id, holds, required, seen }) => ({ id, holds, required, seen })),
+  };
+}
+
+/**
+ * Every command that writes or deletes objects calls this once, before its first object write: the store
+ * must prove the conditions invariant 3 rests on. A store that lacks one is refused (StoreUnsafeError, exit
+ * 2) with what it lacks and what that risks, unless the operator allows it, knowing the app does not write
+ * to this bucket while the tool runs.
+ */
+export async function proveStore(store: ObjectStore, options: { allowUnconditional: boolean }): Promise<StoreGate> {
+  const check = await probeStore(store.client, store.onceClient, store.bucket);
+  if (check.ok) return { check, overridden: false };
+  if (options.allowUnconditional) return { check, overridden: true };
+  const missing = missingProperties(check);
+  throw new StoreUnsafeError(
+    [
+      `The store behind bucket "${store.bucket}" does not hold what this tool's safety rests on; nothing was uploaded, changed or deleted.`,
+      ...missing.map((p) => `  - ${p.property}: ${p.seen}. Without it, ${p.risk}.`),
+      'Cloudflare R2 holds all of these. `overskill-storage doctor` shows every property. If the app does not write to this bucket while the tool runs, --allow-unconditional-store runs anyway.',
+    ].join('\n'),
+  );
+}
+
+/** For plans and dry runs: the check a real run does first, and its cost. */
+export function storeCheckNote(dryRun: boolean): string {
+  const requests = PROBE_REQUESTS.classA + PROBE_REQUESTS.classB + PROBE_REQUESTS.free;
+  return dryRun
+    ? `store check: not done (a dry run writes nothing); the run first proves the store honours conditional writes, with about ${requests} requests on probe objects under ${PROBE_PREFIX} that it deletes again, and refuses if it does not`
+    : `store check first: conditional writes proven with about ${requests} requests under ${PROBE_PREFIX} (deleted again)`;
+}

@@ -1,0 +1,215 @@
+import { randomBytes } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { cleanEtag, md5Hex, sha256Hex } from '../hashing.ts';
+import { describeS3Error, httpStatusOf } from './client.ts';
+
+/**
+ * Where the store probes write: outside apps/, so no walk of the tool's (verify, --orphans, cleanup) lists
+ * them, and every probe object is deleted again before the check returns.
+ */
+export const PROBE_PREFIX = '_overskill-storage/probes/';
+
+export interface StoreProperty {
+  id: string;
+  /** What the tool relies on, in one line. */
+  property: string;
+  /** Required properties gate every command that writes or deletes objects; the others only inform. */
+  required: boolean;
+  holds: boolean;
+  /** What the store answered. */
+  seen: string;
+  /** What a store without the property risks (required ones). */
+  risk?: string;
+}
+
+export interface StoreCheck {
+  bucket: string;
+  ok: boolean;
+  properties: StoreProperty[];
+  /** Requests the probes sent: writes (class A), reads (class B) and deletes (free). */
+  requests: { classA: number; classB: number; free: number };
+  /** Probe objects left behind because their delete failed (none when the store behaved). */
+  leftBehind: string[];
+  durationMs: number;
+  checkedAt: string;
+}
+
+/** What a store must hold for invariant 3, and what is lost without it. */
+const REQUIRED = {
+  createIfNoneMatch: {
+    property: 'PutObject with If-None-Match: * is refused (412) when the key exists',
+    risk: "an upload of the tool's could replace an object the app just wrote: the app's newer content lost",
+  },
+  replaceIfMatch: {
+    property: 'PutObject with If-Match is refused (412) on a different ETag',
+    risk: "the tool's replacements and delete tombstones could land on an object the app rewrote",
+  },
+  replaceIfMatchSame: {
+    property: 'PutObject with If-Match is accepted on the current ETag',
+    risk: 'guarded replacements and deletes would always fail',
+  },
+  completeIfNoneMatch: {
+    property: 'CompleteMultipartUpload with If-None-Match: * is refused (412) when the key exists',
+    risk: "a large upload of the tool's could replace an object the app just wrote",
+  },
+  completeIfMatch: {
+    property: 'CompleteMultipartUpload with If-Match is refused (412) on a different ETag',
+    risk: "a large replacement could land on an object the app rewrote",
+  },
+  etagIsMd5: {
+    property: 'the ETag of a single-part PutObject is the MD5 of its bytes',
+    risk: 'the tool could not prove from the answer that the store kept the bytes it sent',
+  },
+  metadataRoundTrip: {
+    property: 'user metadata (x-amz-meta-*) comes back as written',
+    risk: "the tool could not tell its own objects from the app's, nor check a content's SHA-256",
+  },
+} as const;
+
+type ProbeId = keyof typeof REQUIRED | 'sameKeyWriteLimited' | 'getDecompresses';
+
+/** How a store answered one request: its status, or the error it raised. */
+async function answer(action: () => Promise<unknown>): Promise<{ status: number; error?: unknown }> {
+  try {
+    await action();
+    return { status: 200 };
+  } catch (error) {
+    return { status: httpStatusOf(error) ?? 0, error };
+  }
+}
+
+function described(result: { status: number; error?: unknown }): string {
+  if (!result.error) return `accepted (HTTP ${result.status})`;
+  return result.status === 412 ? 'refused: 412 PreconditionFailed' : `answered ${describeS3Error(result.error)}`;
+}
+
+/**
+ * Proves, with a few probe objects under PROBE_PREFIX, what this tool relies on the store for (rclone's
+ * `test info` for S3 semantics): conditional creates and replaces on PutObject and on
+ * CompleteMultipartUpload, ETags that are MD5s, metadata that round-trips; and, for information, whether a
+ * second write to a key within a second is refused (R2's 429) and whether GETs come back decompressed.
+ * `client` retries (R2 may answer 429 to the probes' own writes to one key); `onceClient` sends once, for the
+ * same-key rule. Never throws for what the store answers: every answer is a result.
+ */
+export async function probeStore(client: S3Client, onceClient: S3Client, bucket: string): Promise<StoreCheck> {
+  const started = Date.now();
+  const requests = { classA: 0, classB: 0, free: 0 };
+  const run = `${PROBE_PREFIX}${new Date().toISOString().replace(/[:.]/g, '-')}-${randomBytes(4).toString('hex')}/`;
+  const written = new Set<string>();
+  const properties: StoreProperty[] = [];
+  const record = (id: ProbeId, holds: boolean, seen: string) => {
+    const required = id in REQUIRED ? REQUIRED[id as keyof typeof REQUIRED] : undefined;
+    const property = required?.property ?? (id === 'sameKeyWriteLimited' ? 'a second write to a key within a second is refused (429), as R2 does' : 'GetObject returns gzip-encoded objects decompressed');
+    properties.push({ id, property, required: required !== undefined, holds, seen, ...(required ? { risk: required.risk } : {}) });
+  };
+  const put = (target: S3Client, key: string, body: Buffer, extra: Partial<ConstructorParameters<typeof PutObjectCommand>[0]> = {}) => {
+    requests.classA++;
+    written.add(key);
+    return target.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: body.length, ContentType: 'application/octet-stream', ...extra }));
+  };
+  const head = (key: string) => {
+    requests.classB++;
+    return client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+  };
+
+  // A fresh key: a conditional create must be accepted there, or nothing else can be probed.
+  const key = `${run}conditions`;
+  const body = Buffer.from(`overskill-storage probe ${run}`);
+  const sha256 = sha256Hex(body);
+  let etag: string | undefined;
+  const created = await answer(async () => {
+    const out = await put(client, key, body, { IfNoneMatch: '*', Metadata: { writer: 'overskill-storage', sha256, probe: 'yes' } });
+    etag = cleanEtag(out.ETag ?? '');
+  });
+  if (created.error) {
+    const seen = `a conditional create on a new key ${described(created)}`;
+    for (const id of Object.keys(REQUIRED) as (keyof typeof REQUIRED)[]) record(id, false, seen);
+  } else {
+    record('etagIsMd5', etag === md5Hex(body), `ETag ${etag || '(none)'}, MD5 ${md5Hex(body)}`);
+    const meta = await answer(async () => {
+      const out = await head(key);
+      const back = out.Metadata ?? {};
+      if (back.sha256 !== sha256 || back.writer !== 'overskill-storage') throw Object.assign(new Error(`metadata came back as ${JSON.stringify(back)}`), { $metadata: { httpStatusCode: 200 } });
+    });
+    record('metadataRoundTrip', !meta.error, meta.error ? described(meta) : 'sha256 and writer came back');
+
+    const again = await answer(() => put(client, key, Buffer.from('must not land'), { IfNoneMatch: '*' }));
+    record('createIfNoneMatch', again.status === 412, described(again));
+    const current = async () => cleanEtag((await head(key)).ETag ?? '');
+    etag = await current().catch(() => etag);
+    const wrong = await answer(() => put(client, key, Buffer.from('must not land either'), { IfMatch: `"${md5Hex(Buffer.from('another etag'))}"` }));
+    record('replaceIfMatch', wrong.status === 412, described(wrong));
+    etag = await current().catch(() => etag);
+    const same = await answer(() => put(client, key, body, { IfMatch: `"${etag}"`, Metadata: { writer: 'overskill-storage', sha256, probe: 'yes' } }));
+    record('replaceIfMatchSame', !same.error, described(same));
+
+    for (const [id, condition] of [
+      ['completeIfNoneMatch', { IfNoneMatch: '*' }],
+      ['completeIfMatch', { IfMatch: `"${md5Hex(Buffer.from('another etag'))}-1"` }],
+    ] as const) {
+      const result = await answer(async () => {
+        requests.classA++;
+        const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: 'application/octet-stream' }));
+        try {
+          requests.classA++;
+          const part = await client.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: 1, Body: Buffer.from('part that must not land'), ContentLength: 23 }));
+          requests.classA++;
+          await client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId, MultipartUpload: { Parts: [{ ETag: part.ETag, PartNumber: 1 }] }, ...condition }));
+        } finally {
+          requests.free++;
+          await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId })).catch(() => undefined);
+        }
+      });
+      record(id, result.status === 412, described(result));
+    }
+  }
+
+  // Informational: R2 takes one write per key per second; the guarded deletes lean on it where it holds.
+  const limitedKey = `${run}same-key`;
+  const first = await answer(() => put(onceClient, limitedKey, Buffer.from('first')));
+  const second = first.error ? first : await answer(() => put(onceClient, limitedKey, Buffer.from('second')));
+  record('sameKeyWriteLimited', second.status === 429, first.error ? `the first write ${described(first)}` : `a second write at once was ${second.status === 429 ? 'refused: 429' : described(second)}`);
+
+  // Informational: an object stored with Content-Encoding: gzip, read by a client that did not ask for gzip.
+  const gzipKey = `${run}encoded`;
+  const plain = Buffer.from('overskill-storage probe: decompressed?'.repeat(8));
+  const gzipped = gzipSync(plain);
+  let decompressed = false as boolean;
+  const decoded = await answer(async () => {
+    await put(client, gzipKey, gzipped, { ContentEncoding: 'gzip', ContentType: 'text/plain' });
+    requests.classB++;
+    const out = await client.send(new GetObjectCommand({ Bucket: bucket, Key: gzipKey }));
+    const bytes = Buffer.from(await out.Body!.transformToByteArray());
+    if (!bytes.equals(plain) && !bytes.equals(gzipped)) throw Object.assign(new Error('came back as neither the stored nor the decoded bytes'), { $metadata: { httpStatusCode: 200 } });
+    decompressed = bytes.equals(plain);
+  });
+  record('getDecompresses', decompressed, decoded.error ? described(decoded) : decompressed ? 'came back decompressed (every read of the tool decodes either way)' : 'came back as stored');
+
+  const leftBehind: string[] = [];
+  for (const probe of written) {
+    requests.free++;
+    const removed = await answer(() => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: probe })));
+    if (removed.error && removed.status !== 404) leftBehind.push(probe);
+  }
+  const ok = properties.filter((p) => p.required).every((p) => p.holds);
+  return { bucket, ok, properties, requests, leftBehind, durationMs: Date.now() - started, checkedAt: new Date(started).toISOString() };
+}
+
+/** The required properties a check found missing, as one sentence for a refusal. */
+export function missingProperties(check: StoreCheck): StoreProperty[] {
+  return check.properties.filter((p) => p.required && !p.holds);
+}
+
+/** Requests one check sends at most, for plans and dry runs. */
+export const PROBE_REQUESTS = { classA: 13, classB: 4, free: 5 };
