@@ -69,7 +69,7 @@ type Eligible = (table: StoredTable) => (params: Params) => string;
  */
 async function planStrandedRepairs(db: Db, plan: Plan, scope: PlanScope): Promise<void> {
   for (const table of scope.tables.filter(hasAppWriter)) {
-    const stranded = await selectionTotals(db, table, () => strandedWriteSql(table), scope.filter);
+    const stranded = await selectionTotals(db, table, () => strandedWriteSql(table, scope.policy.hybridMin), scope.filter);
     if (!stranded.rows) continue;
     plan.lines.push({ table: table.name, action: "put back the app's writes a stale save left unreadable", rows: stranded.rows, bytes: stranded.bytes });
     plan.rows += stranded.rows;

@@ -34,7 +34,16 @@ export async function repairStrandedWrites(
   const examine = async (row: ClaimedRow): Promise<ItemOutcome<StrandedRepair>> => {
     if (row.has_content && (row.location === 'r2' || (row.location === 'hybrid' && !row.key))) {
       if (!row.db_hash) return { kind: 'failed', reason: 'content vanished before it could be read' };
-      return { kind: 'done', value: { kind: 'content-is-current', id: row.id, contentHash: row.db_hash }, bytes: 0 };
+      return { kind: 'done', value: { kind: 'content-is-current', id: row.id, contentHash: row.db_hash, key: row.key }, bytes: 0 };
+    }
+    if (row.location === 'hybrid' && row.key && row.has_content && row.bytes !== null && row.bytes < run.options.policy.hybridMin) {
+      // Small enough for the database: stale only if its object no longer holds the row's content.
+      if (!row.db_hash) return { kind: 'failed', reason: 'content vanished before it could be read' };
+      const head = await context.store.head(row.key);
+      const holds = head !== undefined && !head.tombstone && head.sha256 === row.db_hash && head.contentSize === row.bytes;
+      // Migrated under a lower threshold: left alone (and passed over for the rest of this run).
+      if (holds) return { kind: 'done', value: { kind: 'in-place', id: row.id }, bytes: 0 };
+      return { kind: 'done', value: { kind: 'content-is-current', id: row.id, contentHash: row.db_hash, key: row.key }, bytes: 0 };
     }
     if (row.path === null) return { kind: 'skipped', reason: 'row has no path, so no plan key to look at' };
     if (!row.hash) return { kind: 'failed', reason: 'row has no content_hash to prove an object by' };
@@ -57,7 +66,7 @@ export async function repairStrandedWrites(
     run.workerId,
     {
       table,
-      eligible: () => strandedWriteSql(table),
+      eligible: () => strandedWriteSql(table, run.options.policy.hybridMin),
       withContent: false,
       withDbHash: true,
       inlineMaxBytes,

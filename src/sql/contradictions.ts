@@ -14,7 +14,11 @@ export interface ContradictoryRow {
   problem: string;
 }
 
-/** Rows whose storage flags or hash contradict their columns (one statement per table, bounded by `limit`). */
+/**
+ * Rows whose storage flags or hash contradict their columns (one statement per table, bounded by `limit`).
+ * A database row that keeps a key is not one: the plan's model code leaves the key when it writes a small
+ * content, and relies on it staying (a later save of a large content writes the key only if it changed).
+ */
 export async function contradictoryRows(db: Queryable, table: StoredTable, filter: RowFilter, limit: number): Promise<ContradictoryRow[]> {
   const params = new Params();
   const loc = `t.${table.locationColumn}`;
@@ -28,7 +32,6 @@ export async function contradictoryRows(db: Queryable, table: StoredTable, filte
               CASE
                 WHEN ${loc} IS NULL THEN 'storage location is NULL'
                 WHEN ${loc} NOT IN ('database', 'hybrid', 'r2') THEN 'storage location ' || quote_literal(${loc}) || ' is not database, hybrid or r2'
-                WHEN ${loc} = 'database' AND ${key} IS NOT NULL THEN 'database row has an object key'
                 WHEN ${loc} = 'hybrid' AND ${key} IS NULL THEN 'hybrid row has no object key (after a save by the app computed from an earlier load; the next migrate, finalize or rollback makes it a database row)'
                 WHEN ${loc} = 'hybrid' AND ${content} IS NULL THEN 'hybrid row has no database content'
                 WHEN ${loc} = 'r2' AND ${key} IS NULL THEN 'r2 row has no object key: its content is nowhere a reader looks (after a save by the app computed from an earlier load, the next migrate, finalize or rollback finds it at its plan key)'

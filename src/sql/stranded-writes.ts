@@ -19,6 +19,9 @@ export { RESTORES_TABLE } from './restores-table.ts';
  *    cleared the key. The app's bytes are at the plan key.
  *  - a row rollback restored, whose content is still what rollback wrote but whose hash is not: the app
  *    wrote a large content into a row it loaded as r2. The app's bytes are at the plan key.
+ *  - a hybrid row below the hybrid threshold whose object holds other bytes: the app wrote a small content
+ *    into a row it loaded as database, after migrate flipped it. It reads right, but its object is stale;
+ *    the app's own branch for it is database.
  * The last state looks like code from before the plan rewriting a content without its hash, except that
  * there the content changed and the hash did not; the journal of what rollback restored (restores-table.ts)
  * tells the two apart.
@@ -36,14 +39,16 @@ export function appHashOverRestoredSql(table: StoredTable): string {
                AND ${sqlSha256(`t.${table.contentColumn}`)} = j.content_hash))`;
 }
 
-/** SQL: any of the three states a stale partial save leaves (see above). */
-export function strandedWriteSql(table: StoredTable): string {
+/** SQL: any of the states a stale partial save leaves (see above); `hybridMin` is the placement's threshold. */
+export function strandedWriteSql(table: StoredTable, hybridMin: number): string {
   if (!hasAppWriter(table)) return 'false';
+  if (!Number.isSafeInteger(hybridMin) || hybridMin < 0) throw new Error(`hybrid threshold ${hybridMin} is not a byte count`);
   const loc = `t.${table.locationColumn}`;
   const key = `t.${table.keyColumn}`;
   const content = `t.${table.contentColumn}`;
   return `((${loc} = 'r2' AND (${content} IS NOT NULL OR ${key} IS NULL))
           OR (${loc} = 'hybrid' AND ${key} IS NULL AND ${content} IS NOT NULL)
+          OR (${loc} = 'hybrid' AND ${key} IS NOT NULL AND ${content} IS NOT NULL AND octet_length(${content}) < ${hybridMin})
           OR ${appHashOverRestoredSql(table)})`;
 }
 
@@ -62,8 +67,15 @@ export async function forgetOldRestores(db: Queryable): Promise<void> {
 }
 
 export type StrandedRepair =
-  /** r2 row holding content, or hybrid row without a key: the content is the app's; the row becomes database. */
-  | { kind: 'content-is-current'; id: string; contentHash: string }
+  /**
+   * r2 row holding content, hybrid row without a key, or small hybrid row whose object is stale: the content
+   * is the app's; the row becomes database and keeps its key, as the app's own database branch does (a save
+   * the app computed from the row with that key writes the key only if it changed). `key`: the key the row
+   * named when examined.
+   */
+  | { kind: 'content-is-current'; id: string; contentHash: string; key?: string | null }
+  /** a small hybrid row whose object holds its content (migrated under a lower threshold): nothing to do. */
+  | { kind: 'in-place'; id: string }
   /** r2 row without a key: the object at the plan key holds the row's hash; the row names it again. */
   | { kind: 'name-plan-key'; id: string; key: string; hash: string }
   /** the app's bytes at the plan key come back into the row (null content: staged in chunks). */
@@ -82,15 +94,16 @@ export async function repairStranded(db: Queryable, table: StoredTable, worker: 
   const back = repairs.flatMap((r) => (r.kind === 'bring-back' ? [r] : []));
   const rows = await query<{ id: string }>(
     db,
-    `WITH current_input AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS u(id, content_hash)),
+    `WITH current_input AS (SELECT * FROM unnest($1::bigint[], $2::text[], $14::text[]) AS u(id, content_hash, key)),
      made_database AS (
        UPDATE ${t.table} t
-          SET ${t.locationColumn} = 'database', ${t.keyColumn} = NULL,
+          SET ${t.locationColumn} = 'database',
               ${t.hashColumn} = u.content_hash, ${t.sizeColumn} = octet_length(t.${t.contentColumn})
          FROM current_input u
         WHERE t.id = u.id AND t.${t.contentColumn} IS NOT NULL
-          AND (t.${t.locationColumn} = 'r2' OR (t.${t.locationColumn} = 'hybrid' AND t.${t.keyColumn} IS NULL))
+          AND t.${t.locationColumn} IN ('r2', 'hybrid') AND t.${t.keyColumn} IS NOT DISTINCT FROM u.key
           AND ${sqlSha256(`t.${t.contentColumn}`)} = u.content_hash
+          AND NOT ${appHashOverRestoredSql(t)}
        RETURNING t.id
      ),
      named_input AS (SELECT * FROM unnest($3::bigint[], $4::text[], $5::text[]) AS u(id, key, hash)),
@@ -107,7 +120,7 @@ export async function repairStranded(db: Queryable, table: StoredTable, worker: 
        UPDATE ${t.table} t
           SET ${t.contentColumn} = coalesce(u.content, st.content),
               ${t.sizeColumn} = octet_length(coalesce(u.content, st.content)),
-              ${t.keyColumn} = CASE WHEN t.${t.locationColumn} = 'database' THEN NULL ELSE u.key END
+              ${t.keyColumn} = CASE WHEN t.${t.locationColumn} = 'database' THEN t.${t.keyColumn} ELSE u.key END
          FROM back_input u LEFT JOIN staged st ON st.row_id = u.id
         WHERE t.id = u.id AND t.${t.locationColumn} IN ('database', 'hybrid') AND t.${t.contentColumn} IS NOT NULL
           AND t.${t.hashColumn} = u.hash
@@ -134,6 +147,7 @@ export async function repairStranded(db: Queryable, table: StoredTable, worker: 
       t.table,
       worker,
       claimedIds,
+      current.map((r) => r.key ?? null),
     ],
   );
   return rows.map((row) => row.id);
