@@ -26,6 +26,7 @@ export { RESTORES_TABLE } from './restores-table.ts';
  * there the content changed and the hash did not; the journal of what rollback restored (restores-table.ts)
  * tells the two apart.
  */
+
 /** Only app_files has an app writer with the plan's model code. */
 export const hasAppWriter = (table: StoredTable) => table.name === 'files';
 
@@ -52,7 +53,7 @@ export function strandedWriteSql(table: StoredTable, hybridMin: number): string 
           OR ${appHashOverRestoredSql(table)})`;
 }
 
-/** The CTE that remembers what a flip restored; `ids` and `hashes` name CTE columns or arrays in the statement. */
+/** The CTE that remembers what a flip restored: `source` names a CTE of the flip with columns (id, content_hash). */
 export function rememberRestoresCte(table: StoredTable, source: string): string {
   if (!hasAppWriter(table)) return `remembered AS (SELECT 1 WHERE false)`;
   return `remembered AS (
