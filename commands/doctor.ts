@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { ConfigError } from '../src/errors.ts';
 import type { StoreProperty } from '../src/store/preflight.ts';
+import type { DoctorResult } from '../src/ops/doctor.ts';
 import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/context.ts';
 import { renderTable } from './support/format.ts';
 import { EXIT } from './support/exit.ts';
@@ -32,7 +33,7 @@ export function doctorCommand(runtime: Runtime, run: (action: () => Promise<Comm
     );
 }
 
-function finish(output: ReturnType<typeof makeOutput>, result: { ok: boolean; checks: StoreProperty[]; store?: { requests: { classA: number; classB: number; free: number }; leftBehind: string[] } }): CommandResult {
+function finish(output: ReturnType<typeof makeOutput>, result: DoctorResult): CommandResult {
   const c = output.color;
   const mark = (check: StoreProperty) => (check.holds ? c.green('✓') : check.required ? c.red('✗') : c.yellow('–'));
   output.print(renderTable(['', 'property', 'needed', 'seen'], result.checks.map((check) => [mark(check), check.property, check.required ? 'required' : 'info', check.seen]), c));

@@ -35,11 +35,15 @@ async function front(barePort: number): Promise<number> {
         answer.pipe(response);
         answer.on('end', () => finished(answer.statusCode ?? 500));
         answer.on('error', () => finished(500));
+        // A client gone during the answer must not keep the key's lock either.
+        response.on('close', () => finished(answer.statusCode ?? 500));
       });
       upstream.on('error', () => {
         finished(500);
         response.destroy();
       });
+      // Never hold the emulation's lock on a key forever, whatever happens to the exchange.
+      upstream.setTimeout(30_000, () => upstream.destroy(new Error('upstream timed out')));
       // A client gone mid-body aborts the upload, and releases the emulation's lock on the key.
       request.on('close', () => {
         if (!request.readableEnded) {

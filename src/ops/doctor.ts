@@ -12,7 +12,7 @@ export interface DoctorResult {
 /** The database half of `doctor`: reachable with these credentials, and the schema this tool needs is there. */
 export async function checkDatabase(context: Pick<StorageContext, 'db'>): Promise<StoreProperty[]> {
   const [{ version }] = await query<{ version: string }>(context.db, "SELECT current_setting('server_version') AS version");
-  const schema = await inspectSchema(context.db as Parameters<typeof inspectSchema>[0]);
+  const schema = await inspectSchema(context.db);
   const missing = [...schema.missingTables.map((table) => `table ${table}`), ...schema.missing.map(describeItem)];
   return [
     { id: 'database', property: 'the database answers with these credentials', required: true, holds: true, seen: `PostgreSQL ${version}` },
