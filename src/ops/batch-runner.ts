@@ -7,7 +7,7 @@ import { waitForDbLoad, type DbLoadGuard, RateLimiter } from '../pacing.ts';
 import type { Reporter } from '../reporter.ts';
 import { errorMessage } from '../errors.ts';
 import type { BatchObserver } from '../runs/run-worker.ts';
-import type { RunItem } from '../sql/runs.ts';
+import type { RunItem } from '../sql/run-items.ts';
 
 /** What the operator chose about which rows, how many and how fast: shared by every row-walking command. */
 export interface WalkOptions {

@@ -1,23 +1,9 @@
 import type { Db } from '../db.ts';
 import { UsageError } from '../errors.ts';
 import { TABLES } from '../tables.ts';
-import {
-  listRuns,
-  moveRun,
-  readRun,
-  reconcileRuns,
-  runItems,
-  runProgress,
-  runWorkers,
-  setPace,
-  settlePause,
-  transitionsOf,
-  type ProgressPoint,
-  type RunFilter,
-  type RunRow,
-  type StoredRunItem,
-  type WorkerRow,
-} from '../sql/runs.ts';
+import { listRuns, moveRun, readRun, runProgress, setPace, transitionsOf, type ProgressPoint, type RunFilter, type RunRow } from '../sql/runs.ts';
+import { reconcileRuns, runWorkers, settlePause, type WorkerRow } from '../sql/run-workers.ts';
+import { runItems, type StoredRunItem } from '../sql/run-items.ts';
 import { canMove, IllegalRunMoveError, LIVE_STATES, type RunState } from '../runs/states.ts';
 import { runTablesPresent } from '../runs/open-run.ts';
 import { SchemaMissingError } from '../errors.ts';

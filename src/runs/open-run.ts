@@ -1,7 +1,8 @@
 import { hostname } from 'node:os';
 import type { Db } from '../db.ts';
 import { query } from '../db.ts';
-import { insertRun, insertWorker, liveRuns, lockRunStarts, reconcileRuns, type NewWorker } from '../sql/runs.ts';
+import { insertRun, liveRuns, lockRunStarts } from '../sql/runs.ts';
+import { insertWorker, reconcileRuns, type NewWorker } from '../sql/run-workers.ts';
 import { currentOperator, findConflict, runIdentity, RunConflictError, type RunScope } from './identity.ts';
 
 export { currentOperator } from './identity.ts';

@@ -3,7 +3,7 @@ import { Limiter } from '../pool.ts';
 import { startWorkerSession } from '../workers.ts';
 import { openRun, runTablesPresent, type RunRecordSpec } from './open-run.ts';
 import { RunWorker } from './run-worker.ts';
-import type { RunItem } from '../sql/runs.ts';
+import type { RunItem } from '../sql/run-items.ts';
 import type { RunState } from './states.ts';
 
 /** What a one-shot write reports to its run record when it ends. */

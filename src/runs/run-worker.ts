@@ -2,7 +2,9 @@ import type { Db } from '../db.ts';
 import { errorMessage } from '../errors.ts';
 import type { Limiter } from '../pool.ts';
 import type { RateLimiter } from '../pacing.ts';
-import { endWorker, heartbeat, recordItems, settlePause, type RunItem, type RunPace, type WorkerBeat, type WorkerEnd } from '../sql/runs.ts';
+import { type RunPace } from '../sql/runs.ts';
+import { endWorker, heartbeat, settlePause, type WorkerBeat, type WorkerEnd } from '../sql/run-workers.ts';
+import { recordItems, type RunItem } from '../sql/run-items.ts';
 import type { RunState } from './states.ts';
 
 /** What the batch walk tells a run about itself, and asks it before each claim. */

@@ -1,0 +1,69 @@
+import { query, type Queryable } from '../db.ts';
+import { RUNS_TABLE, RUN_ITEMS_TABLE } from './run-tables.ts';
+
+/* The failed and refused items of a run, kept for `report --runs --items` and `--retry-failed`. */
+
+/** One failed or refused item, as kept per run. */
+export interface RunItem {
+  table: string;
+  rowId: string;
+  appId: string | null;
+  path: string | null;
+  key: string | null;
+  outcome: 'failed' | 'refused';
+  errorClass: string;
+  message: string;
+}
+
+/**
+ * Keeps a batch's failed and refused items in one statement. An item met again in the same run counts one
+ * more attempt; in a retry run, attempts continue from the run it retries.
+ */
+export async function recordItems(db: Queryable, runId: string, items: RunItem[]): Promise<void> {
+  if (!items.length) return;
+  await query(
+    db,
+    `INSERT INTO ${RUN_ITEMS_TABLE} AS i (run_id, table_name, row_id, app_id, path, object_key, outcome, error_class, message, attempts)
+     SELECT $1::bigint, u.table_name, u.row_id, u.app_id, u.path, u.object_key, u.outcome, u.error_class, u.message,
+            1 + coalesce((SELECT p.attempts FROM ${RUN_ITEMS_TABLE} p JOIN ${RUNS_TABLE} r ON r.retry_of = p.run_id
+                           WHERE r.id = $1::bigint AND p.table_name = u.table_name AND p.row_id = u.row_id), 0)
+       FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+            AS u (table_name, row_id, app_id, path, object_key, outcome, error_class, message)
+     ON CONFLICT (run_id, table_name, row_id) DO UPDATE
+        SET attempts = i.attempts + 1, outcome = EXCLUDED.outcome, error_class = EXCLUDED.error_class, message = EXCLUDED.message,
+            object_key = coalesce(EXCLUDED.object_key, i.object_key), recorded_at = now()`,
+    [
+      runId,
+      items.map((item) => item.table),
+      items.map((item) => item.rowId),
+      items.map((item) => item.appId),
+      items.map((item) => item.path),
+      items.map((item) => item.key),
+      items.map((item) => item.outcome),
+      items.map((item) => item.errorClass),
+      items.map((item) => item.message),
+    ],
+  );
+}
+
+export interface StoredRunItem {
+  table_name: string;
+  row_id: string;
+  app_id: string | null;
+  path: string | null;
+  object_key: string | null;
+  outcome: 'failed' | 'refused';
+  error_class: string;
+  message: string;
+  attempts: number;
+  recorded_at: Date;
+}
+
+export async function runItems(db: Queryable, runId: string, limit?: number): Promise<StoredRunItem[]> {
+  return query<StoredRunItem>(
+    db,
+    `SELECT table_name, row_id, app_id, path, object_key, outcome, error_class, message, attempts, recorded_at
+       FROM ${RUN_ITEMS_TABLE} WHERE run_id = $1::bigint ORDER BY table_name, row_id ${limit ? `LIMIT ${Math.floor(limit)}` : ''}`,
+    [runId],
+  );
+}
