@@ -23,6 +23,8 @@ export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<Co
         const options = runOptionsFrom(opts, runtime.signal);
         const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency });
         try {
+          // A probe that cannot say a number refuses here, in dry runs too, so CI catches it before a real run.
+          await (await import('../src/db-load.ts')).assertDbLoadProbe(context.db, options.dbLoad);
           await assertSchemaReady(context.db);
           const record = recordFor(runtime, globals, opts, options);
           if (!opts.dryRun) await (await import('../src/runs/open-run.ts')).refuseConflicts(context.db, record);

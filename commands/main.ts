@@ -14,19 +14,27 @@ export async function main(): Promise<void> {
       throw error;
     });
   }
+  // Ctrl-C and SIGTERM count together: the first stops after the batches in flight (each request then ends
+  // within its deadline, with no further attempt), the second at once. Either way the exit is 130.
   let interrupts = 0;
-  process.on('SIGINT', () => {
+  const interrupt = (name: string) => {
     interrupts++;
     if (interrupts === 1) {
-      process.stderr.write('\nStopping after the batches in flight… (Ctrl-C again to stop at once)\n');
+      process.stderr.write(`\n${name}: stopping after the batches in flight… (Ctrl-C again to stop at once)\n`);
       controller.abort();
     } else {
+      // Safe at any moment: a row is flipped only in one statement after its object is verified, and the
+      // claims lapse with this process's database session.
+      process.stderr.write(`\n${name} again: stopping at once.\n`);
       process.exit(130);
     }
-  });
-  process.on('SIGTERM', () => controller.abort());
+  };
+  process.on('SIGINT', () => interrupt('Interrupted'));
+  process.on('SIGTERM', () => interrupt('Terminated'));
   const code = await runCli(process.argv.slice(2), { streams: { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env }, cwd: process.cwd(), signal: controller.signal }, [demoCommand]);
-  process.exitCode = code;
+  // A run stopped by a signal ends 130 whatever it had finished (a command that ended on its own first keeps its code).
+  const exitCode = controller.signal.aborted && code === 0 ? 130 : code;
+  process.exitCode = exitCode;
   // Sockets kept alive by the SDK must not hold the process open.
-  setTimeout(() => process.exit(code), 200).unref();
+  setTimeout(() => process.exit(exitCode), 200).unref();
 }

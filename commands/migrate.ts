@@ -54,6 +54,8 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
         ]);
         const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency });
         try {
+          // A probe that cannot say a number refuses here, in dry runs too, so CI catches it before a real run.
+          await (await import('../src/db-load.ts')).assertDbLoadProbe(context.db, options.dbLoad);
           await assertSchemaReady(context.db);
           if (opts.retryFailed) {
             const { retrySelection } = await import('../src/ops/runs.ts');

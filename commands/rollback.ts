@@ -27,6 +27,8 @@ export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<Co
         const options: RollbackOptions = { ...runOptionsFrom(opts, runtime.signal), keepHybrid: opts.keepHybrid ?? false, purge: opts.purge ?? false };
         const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency });
         try {
+          // A probe that cannot say a number refuses here, in dry runs too, so CI catches it before a real run.
+          await (await import('../src/db-load.ts')).assertDbLoadProbe(context.db, options.dbLoad);
           await assertSchemaReady(context.db);
           const record = recordFor(runtime, globals, opts, options, { identityExtra: { keepHybrid: options.keepHybrid, purge: options.purge } });
           if (!opts.dryRun) await (await import('../src/runs/open-run.ts')).refuseConflicts(context.db, record);

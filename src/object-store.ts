@@ -12,7 +12,8 @@ import {
 import type { ObjectStoreConfig } from './config.ts';
 import { ConfigError, IntegrityError, ObjectStoreError } from './errors.ts';
 import { cleanEtag, sha256Hex } from './hashing.ts';
-import { createS3Client, describeS3Error, isNotFound, type ClientOptions } from './store/client.ts';
+import { createS3Client, describeS3Error, isNotFound, retryDelayMs, requestBoundMs, DEFAULT_MAX_ATTEMPTS, type ClientOptions } from './store/client.ts';
+import type { DeadlineHttpHandler, TransportStats } from './store/transport.ts';
 import { headFromMetadata, type ObjectHead } from './store/ownership.ts';
 import { putBuffer, putStream, CREATE, type PutResult, type WriteIntent } from './store/writes.ts';
 import { deleteIfOurs, type DeleteExpectation, type GuardedDelete } from './store/deletes.ts';
@@ -23,6 +24,7 @@ import { DEFAULT_PART_SIZE } from './store/parts.ts';
 export { DEFAULT_PART_SIZE, partSizeFor } from './store/parts.ts';
 
 export { describeS3Error, isNotFound } from './store/client.ts';
+export type { TransportStats } from './store/transport.ts';
 export type { PutResult, WriteIntent } from './store/writes.ts';
 export type { ObjectHead } from './store/ownership.ts';
 export type { GuardedDelete, DeleteExpectation } from './store/deletes.ts';
@@ -41,8 +43,6 @@ export interface StoredObject {
   lastModified?: Date;
 }
 
-const READ_ATTEMPTS = 3;
-
 /** A download shorter than the stored object was cut off: never taken for the whole. */
 function assertWhole(key: string, received: number, expected: number | undefined): void {
   if (expected !== undefined && received !== expected) throw new ObjectStoreError(`download of ${key} was truncated (${received} of ${expected} bytes)`, key);
@@ -59,11 +59,20 @@ export class ObjectStore implements StoreCore {
   readonly onceClient: S3Client;
   readonly bucket: string;
   readonly partSize: number;
+  /** Attempts per request, and the longest one request can take with all of them (stall bounds derive from it). */
+  readonly maxAttempts: number;
+  readonly requestBoundMs: number;
+  private readonly handler: DeadlineHttpHandler;
+  private readonly stopping?: AbortSignal;
 
   constructor(config: ObjectStoreConfig, options: ObjectStoreOptions = {}) {
     this.bucket = config.bucket;
     this.partSize = options.partSize ?? DEFAULT_PART_SIZE;
+    this.maxAttempts = Math.max(1, options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
+    this.requestBoundMs = requestBoundMs(options.requestTimeoutMs, this.maxAttempts);
+    this.stopping = options.stopping;
     const { client, handler } = createS3Client(config, options);
+    this.handler = handler;
     this.client = client;
     this.onceClient = createS3Client(config, { ...options, maxAttempts: 1 }, handler).client;
     if (options.onRequest) {
@@ -78,6 +87,17 @@ export class ObjectStore implements StoreCore {
         );
       }
     }
+  }
+
+  /** Requests, socket-pool queue wait, deadlines hit and latency so far. */
+  transportStats(): TransportStats {
+    return this.handler.stats();
+  }
+
+  /** Told each finished request's latency (metrics). */
+  onLatency(listener: (ms: number) => void): () => void {
+    this.handler.meter.listeners.add(listener);
+    return () => this.handler.meter.listeners.delete(listener);
   }
 
   destroy(): void {
@@ -119,7 +139,7 @@ export class ObjectStore implements StoreCore {
    */
   async readAndHash(key: string): Promise<{ sha256: string; size: number; metadataSha256?: string }> {
     return this.withReadRetries(key, async () => {
-      const result = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      const result = await this.onceClient.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
       const hash = createHash('sha256');
       let size = 0;
       const raw = { bytes: 0 };
@@ -135,7 +155,7 @@ export class ObjectStore implements StoreCore {
   /** Downloads an object whole (decoded) and checks it against the expected hash; for bodies the caller must hold. */
   async getVerified(key: string, expectedSha256: string | null): Promise<Buffer> {
     return this.withReadRetries(key, async () => {
-      const result = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      const result = await this.onceClient.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
       const parts: Buffer[] = [];
       const raw = { bytes: 0 };
       for await (const chunk of decodedBody(result.Body as AsyncIterable<Buffer>, declaredEncoding(result.Metadata, result.ContentEncoding), raw)) parts.push(chunk);
@@ -154,7 +174,7 @@ export class ObjectStore implements StoreCore {
    * fails the stream at its end, before the caller could take it for whole.
    */
   async getStream(key: string): Promise<{ body: AsyncIterable<Buffer>; size?: number; metadataSha256?: string }> {
-    const result = await this.withReadRetries(key, () => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key })));
+    const result = await this.withReadRetries(key, () => this.onceClient.send(new GetObjectCommand({ Bucket: this.bucket, Key: key })));
     const encoding = declaredEncoding(result.Metadata, result.ContentEncoding);
     const raw = { bytes: 0 };
     const source = result.Body as AsyncIterable<Buffer>;
@@ -220,17 +240,20 @@ export class ObjectStore implements StoreCore {
     }
   }
 
-  /** The SDK cannot replay a response body that broke mid-stream, so downloads get their own few attempts. */
+  /**
+   * The SDK cannot replay a response body that broke (or stalled past its deadline) mid-stream, so a download
+   * is one SDK attempt at a time, and its attempts, as many as any request's, are counted here.
+   */
   private async withReadRetries<T>(key: string, read: () => Promise<T>, retryable: (error: unknown) => boolean = () => true): Promise<T> {
     let lastError: unknown;
-    for (let attempt = 1; attempt <= READ_ATTEMPTS; attempt++) {
+    for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
       try {
         return await read();
       } catch (error) {
         lastError = error;
         if (isNotFound(error)) throw new ObjectStoreError(`object ${key} is missing`, key, { cause: error });
-        if (!retryable(error) || attempt === READ_ATTEMPTS) break;
-        await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt * (0.5 + Math.random())));
+        if (!retryable(error) || attempt === this.maxAttempts || this.stopping?.aborted) break;
+        await new Promise((resolve) => setTimeout(resolve, retryDelayMs(attempt)));
       }
     }
     if (lastError instanceof ObjectStoreError || lastError instanceof IntegrityError) throw lastError;

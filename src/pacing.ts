@@ -1,6 +1,4 @@
-import { query, type Queryable } from './db.ts';
 import { sleep } from './pool.ts';
-import type { Reporter } from './reporter.ts';
 
 /**
  * Spaces object requests to at most `perSecond` (a token bucket with a one-second burst); no limit while
@@ -48,35 +46,5 @@ export class RateLimiter {
     });
     this.queue = next;
     return next;
-  }
-}
-
-/**
- * Pauses work while the database looks busy: `probeSql` must return one number (replication lag in seconds,
- * active connections, ...). While it is above `threshold`, no new batch is claimed.
- */
-export interface DbLoadGuard {
-  probeSql: string;
-  threshold: number;
-  pollMs?: number;
-}
-
-export async function waitForDbLoad(db: Queryable, guard: DbLoadGuard | undefined, reporter: Reporter, signal?: AbortSignal, onWait?: (reason: string | undefined) => void): Promise<void> {
-  if (!guard) return;
-  let announced = false;
-  while (!signal?.aborted) {
-    const rows = await query<Record<string, unknown>>(db, guard.probeSql);
-    const value = Number(Object.values(rows[0] ?? {})[0]);
-    if (!Number.isFinite(value) || value <= guard.threshold) {
-      if (announced) {
-        reporter.log?.('info', `database load ${Number.isFinite(value) ? value : '?'} is back under ${guard.threshold}; resuming`);
-        onWait?.(undefined);
-      }
-      return;
-    }
-    if (!announced) reporter.log?.('warn', `database load ${value} is above ${guard.threshold}; pausing until it drops`);
-    onWait?.(`--max-db-load: the probe says ${value}, above ${guard.threshold}`);
-    announced = true;
-    await sleep(guard.pollMs ?? 5000, signal);
   }
 }

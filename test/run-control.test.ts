@@ -40,7 +40,7 @@ describe.skipIf(ON_PGLITE)('run control: Ctrl-C, pacing, the demo', () => {
     }
     child.kill('SIGINT');
     expect(await exited).toBe(130);
-    expect(stderr).toMatch(/Stopping after the batches in flight/);
+    expect(stderr).toMatch(/stopping after the batches in flight/);
     proxy.latencyMs = 0;
     const [{ done }] = await query<{ done: number }>(env.db, "SELECT count(*)::int AS done FROM app_files WHERE app_id = $1 AND storage_location = 'hybrid'", [app]);
     expect(done).toBeGreaterThan(0);

@@ -97,6 +97,8 @@ export async function openContext(globals: GlobalOptions, runtime: Runtime, opti
         requestTimeoutMs: globals.requestTimeout,
         maxAttempts: globals.maxAttempts,
         onRequest: options.onRequest,
+        // After Ctrl-C or SIGTERM no failed attempt is retried: the requests in flight end within one deadline.
+        stopping: runtime.signal,
       });
       await store.checkBucket();
     }
@@ -143,7 +145,8 @@ export function addPacingOptions(command: Command): Command {
   return command
     .option('--max-rate <n>', 'at most this many objects per second', parse.decimal({ min: 0, exclusiveMin: true }))
     .option('--max-db-load <n>', 'pause while --db-load-probe returns more than this', parse.decimal({ min: 0 }))
-    .option('--db-load-probe <sql>', 'SQL returning one number, e.g. replication lag in seconds', "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'");
+    .option('--db-load-probe <sql>', 'SQL returning one number, e.g. replication lag in seconds; run read-only, and checked before the run starts', "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'")
+    .option('--db-load-timeout <duration>', "the probe's statement timeout; a probe that takes longer holds the run like a high load", parse.duration);
 }
 
 export function addPriceOptions(command: Command): Command {
@@ -185,7 +188,7 @@ export function runOptionsFrom(opts: Record<string, unknown>, signal: AbortSigna
     batchBytes: opts.batchBytes as number,
     concurrency: opts.concurrency as number,
     maxRate: opts.maxRate as number | undefined,
-    dbLoad: opts.maxDbLoad !== undefined ? { probeSql: opts.dbLoadProbe as string, threshold: opts.maxDbLoad as number } : undefined,
+    dbLoad: opts.maxDbLoad !== undefined ? { probeSql: opts.dbLoadProbe as string, threshold: opts.maxDbLoad as number, timeoutMs: opts.dbLoadTimeout as number | undefined } : undefined,
     signal,
   };
   return { ...walk, tables, policy: policyFrom(opts), inlineMaxBytes: DEFAULT_INLINE_MAX };

@@ -34,6 +34,7 @@ export function renderStatus(output: Output, result: StatusResult): void {
     output.print(runLine(output, status));
     output.print(`  rate ${rate(status.rate.rowsPerSecond, (n) => `${count(n)} rows`)}, ${rate(status.rate.bytesPerSecond, formatBytes)} (recent) · ETA ${etaText(status)}`);
     for (const reason of status.waiting) output.print(c.yellow(`  waiting: ${reason}`));
+    for (const reason of status.stalled) output.print(c.red(`  stalled: ${reason}`));
     const live = status.workers.filter((w) => w.live);
     if (live.length) {
       output.print(
@@ -57,6 +58,8 @@ export function renderStatus(output: Output, result: StatusResult): void {
           .map((line) => `  ${line}`)
           .join('\n'),
       );
+      // A slow store shows as latency, a starved pool as requests waiting for a socket.
+      for (const w of live) if (w.pool) output.print(c.dim(`  ${w.host}:${w.pid} HTTP pool: ${w.pool}`));
     }
   }
   if (result.recent.length) {

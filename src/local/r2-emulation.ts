@@ -9,7 +9,9 @@ type WriteKind = 'put' | 'complete' | 'copy' | 'delete';
  *   CopyObject (and `x-amz-copy-source-if-match`), answered 412 PreconditionFailed when they do not hold;
  * - one write per key per second (`writeIntervalMs`), answered 429 TooManyRequests.
  * Every write and delete of a key runs under that key's lock, from the condition check until the server has
- * answered, so a check and its write are atomic against every other client of the emulation. Share one
+ * answered, so a check and its write are atomic against every other client of the emulation. Reads (GET,
+ * HEAD) of a key share it, and a write waits for them: R2 serves a whole object, old or new, while s3rver
+ * rewrites the file in place and would send a reader the old length with fewer bytes. Share one
  * instance between proxies to give several clients (the tool, the app) their own latency on one bucket.
  */
 export class R2Emulation {
@@ -34,7 +36,8 @@ export class R2Emulation {
   async handle(request: http.IncomingMessage, response: http.ServerResponse, key: string, forward: (finished: (status: number) => void) => void, lane = ''): Promise<void> {
     const kind = classify(request, key);
     if (!kind) {
-      forward(() => undefined);
+      if (key && (request.method === 'GET' || request.method === 'HEAD')) await this.shared(key, () => new Promise<void>((resolve) => forward(() => resolve())));
+      else forward(() => undefined);
       return;
     }
     const condition = ['if-none-match', 'if-match', 'x-amz-copy-source-if-match'].map((name) => (header(request, name) ? `${name}: ${header(request, name)}` : '')).filter(Boolean).join(', ') || undefined;
@@ -95,8 +98,26 @@ export class R2Emulation {
     });
   }
 
+  private readonly readers = new Map<string, Set<Promise<void>>>();
+
+  /** A read of `key`: after the write in progress, alongside other reads; the next write waits for it. */
+  private async shared(key: string, task: () => Promise<void>): Promise<void> {
+    await this.locks.get(key);
+    const reading = task();
+    const set = this.readers.get(key) ?? new Set<Promise<void>>();
+    this.readers.set(key, set);
+    set.add(reading);
+    try {
+      await reading;
+    } finally {
+      set.delete(reading);
+      if (!set.size && this.readers.get(key) === set) this.readers.delete(key);
+    }
+  }
+
   private async exclusive(key: string, task: () => Promise<void>): Promise<void> {
-    const previous = this.locks.get(key) ?? Promise.resolve();
+    const writes = this.locks.get(key) ?? Promise.resolve();
+    const previous = writes.then(() => Promise.all([...(this.readers.get(key) ?? [])]).then(() => undefined));
     let release!: () => void;
     const mine = new Promise<void>((resolve) => (release = resolve));
     const chained = previous.then(() => mine);

@@ -3,11 +3,13 @@ import type { StoredTable } from '../tables.ts';
 import { claimBatch, releaseClaims, SIZE_BANDS, type ClaimOrder, type ClaimRequest, type ClaimedRow, type Cursor } from '../sql/claim-batch.ts';
 import type { RowFilter } from '../sql/filters.ts';
 import { Limiter } from '../pool.ts';
-import { waitForDbLoad, type DbLoadGuard, RateLimiter } from '../pacing.ts';
+import { RateLimiter } from '../pacing.ts';
+import { waitForDbLoad, type DbLoadGuard } from '../db-load.ts';
 import type { Reporter } from '../reporter.ts';
 import { errorMessage } from '../errors.ts';
 import type { BatchObserver } from '../runs/run-worker.ts';
 import type { RunItem } from '../sql/run-items.ts';
+import type { WorkerActivity } from './activity.ts';
 
 /** What the operator chose about which rows, how many and how fast: shared by every row-walking command. */
 export interface WalkOptions {
@@ -25,12 +27,19 @@ export interface WalkOptions {
   signal?: AbortSignal;
   /** The recorded run this walk belongs to: it may hold the walk (pause), and is told what each batch did. */
   observer?: BatchObserver;
+  /** Items in flight and their bounds: an item that outlives its bound fails as `stalled` (activity.ts). */
+  activity?: WorkerActivity;
 }
+
+/** The error class of an item that made no progress within the bound its requests allow. */
+export const STALLED = 'stalled';
 
 export type ItemOutcome<Done> =
   | { kind: 'done'; value: Done; bytes: number }
   | { kind: 'failed'; reason: string; key?: string; errorClass?: string }
-  | { kind: 'skipped'; reason: string; errorClass?: string };
+  | { kind: 'skipped'; reason: string; errorClass?: string }
+  /** Not done because the run is stopping: the claim is released, the row is left for the next run. */
+  | { kind: 'abandoned' };
 
 export interface ItemProblem {
   table: string;
@@ -50,6 +59,8 @@ export interface TableRunResult {
   bytes: number;
   /** Rows the app changed between our read and our flip: left for the next run, not overwritten. */
   changedMeanwhile: ItemProblem[];
+  /** Rows claimed but not worked on because the run was asked to stop: left for the next run. */
+  abandoned: number;
   failed: ItemProblem[];
   skipped: ItemProblem[];
 }
@@ -89,7 +100,8 @@ export async function runBatches<Done>(
   shared: { limiter: Limiter; rate?: RateLimiter },
 ): Promise<TableRunResult> {
   const { table } = operation;
-  const result: TableRunResult = { table: table.name, attempted: 0, flipped: 0, bytes: 0, changedMeanwhile: [], failed: [], skipped: [] };
+  const result: TableRunResult = { table: table.name, attempted: 0, flipped: 0, bytes: 0, changedMeanwhile: [], abandoned: 0, failed: [], skipped: [] };
+  const activity = options.activity;
   const exclude = new Set<string>();
   const problem = (row: ClaimedRow, reason: string, key?: string, errorClass?: string): ItemProblem => ({
     table: table.name,
@@ -116,11 +128,19 @@ export async function runBatches<Done>(
     const outcomes = await Promise.all(
       rows.map((row) =>
         shared.limiter.run(async (): Promise<ItemOutcome<Done>> => {
+          // A stop asked for while the item waited for its turn: it is not started.
+          if (options.signal?.aborted) return { kind: 'abandoned' };
+          await shared.rate?.take();
+          if (options.signal?.aborted) return { kind: 'abandoned' };
+          activity?.itemStarted();
           try {
-            await shared.rate?.take();
-            return await operation.work(row);
+            return await withinBound(operation.work(row), activity?.itemBoundMs(row.bytes));
           } catch (error) {
+            // A request cut short by the stop is not a failure of the item: the next run does it.
+            if (options.signal?.aborted) return { kind: 'abandoned' };
             return { kind: 'failed', reason: errorMessage(error), errorClass: error instanceof Error ? error.name : undefined };
+          } finally {
+            activity?.itemEnded();
           }
         }),
       ),
@@ -135,6 +155,8 @@ export async function runBatches<Done>(
       if (outcome.kind === 'done') {
         done.push(outcome.value);
         doneRows.set(row.id, { row, bytes: outcome.bytes });
+      } else if (outcome.kind === 'abandoned') {
+        result.abandoned++;
       } else {
         exclude.add(row.id);
         const item = problem(row, outcome.reason, outcome.kind === 'failed' ? outcome.key : undefined, outcome.errorClass);
@@ -229,6 +251,25 @@ export async function runBatches<Done>(
   return result;
 }
 
+/** The item's own work, or a `stalled` failure once it has run past `boundMs` (its late result is ignored). */
+async function withinBound<Done>(work: Promise<ItemOutcome<Done>>, boundMs: number | undefined): Promise<ItemOutcome<Done>> {
+  if (boundMs === undefined) return work;
+  let timer: NodeJS.Timeout | undefined;
+  const stalled = new Promise<ItemOutcome<Done>>((resolve) => {
+    timer = setTimeout(
+      () => resolve({ kind: 'failed', errorClass: STALLED, reason: `no progress within ${Math.round(boundMs / 1000)}s, the longest its requests can take (--request-timeout × --max-attempts, with backoff, per request); its claim is released and a rerun tries it again` }),
+      boundMs,
+    );
+  });
+  // The abandoned work may still fail later: that must not surface as an unhandled rejection.
+  work.catch(() => undefined);
+  try {
+    return await Promise.race([work, stalled]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Two walks of one table (e.g. new rows, then stale ones) reported as one. */
 export function mergeRuns(first: TableRunResult, second: TableRunResult): TableRunResult {
   return {
@@ -237,6 +278,7 @@ export function mergeRuns(first: TableRunResult, second: TableRunResult): TableR
     flipped: first.flipped + second.flipped,
     bytes: first.bytes + second.bytes,
     changedMeanwhile: [...first.changedMeanwhile, ...second.changedMeanwhile],
+    abandoned: first.abandoned + second.abandoned,
     failed: [...first.failed, ...second.failed],
     skipped: [...first.skipped, ...second.skipped],
   };

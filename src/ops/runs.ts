@@ -3,6 +3,7 @@ import { UsageError } from '../errors.ts';
 import { TABLES } from '../tables.ts';
 import { listRuns, moveRun, readRun, runProgress, setPace, transitionsOf, type ProgressPoint, type RunFilter, type RunRow } from '../sql/runs.ts';
 import { reconcileRuns, runWorkers, settlePause, type WorkerRow } from '../sql/run-workers.ts';
+import { describeHealth } from '../runs/worker-health.ts';
 import { runItems, type StoredRunItem } from '../sql/run-items.ts';
 import { canMove, IllegalRunMoveError, LIVE_STATES, type RunState } from '../runs/states.ts';
 import { runTablesPresent } from '../runs/open-run.ts';
@@ -15,13 +16,15 @@ async function assertRunTables(db: Db): Promise<void> {
 /** A run's state for `status`: its workers, its recent rate, and the time left at that rate. */
 export interface RunStatus {
   run: RunRow;
-  workers: (WorkerRow & { waiting?: string })[];
+  workers: (WorkerRow & { waiting?: string; stalledForMs?: number; pool?: string })[];
   /** Rows and bytes per second over the workers' recent working time (paused time excluded). */
   rate: { rowsPerSecond: number | null; bytesPerSecond: number | null };
   /** Rows still to do against the eligible total at the start, and the time that takes at the recent rate. */
   remaining: { rows: number | null; bytes: number | null; etaSeconds: number | null };
   /** Why the run is not moving, when it is not: paused by whom, the database load probe, --max-rate. */
   waiting: string[];
+  /** Live workers with items in flight and no progress for longer than one request can take. */
+  stalled: string[];
 }
 
 export interface StatusResult {
@@ -51,7 +54,8 @@ export async function runStatus(db: Db, options: { runId?: string; recent?: numb
   };
 }
 
-function describeRun(run: RunRow, workers: WorkerRow[]): RunStatus {
+function describeRun(run: RunRow, rows: WorkerRow[]): RunStatus {
+  const workers = rows.map((w) => ({ ...w, ...(w.live ? describeHealth(w.health, Date.now() - w.heartbeat_at.getTime()) : {}) }));
   const live = workers.filter((w) => w.live);
   const working = live.filter((w) => w.state !== 'paused');
   const sum = (values: (number | null)[]) => (values.some((v) => v !== null) ? values.reduce<number>((total, v) => total + (v ?? 0), 0) : null);
@@ -65,7 +69,10 @@ function describeRun(run: RunRow, workers: WorkerRow[]): RunStatus {
   if (paused) waiting.push(`${run.state} (${run.state_reason ?? 'paused'})`);
   if (run.state === 'cancelling') waiting.push(`cancelling (${run.state_reason ?? ''}): finishing the batches in flight`);
   for (const w of live) if (w.wait_reason && w.wait_reason !== 'paused') waiting.push(`worker ${w.host}:${w.pid} waits: ${w.wait_reason}`);
-  return { run, workers, rate: { rowsPerSecond, bytesPerSecond }, remaining: { rows: remainingRows, bytes: remainingBytes, etaSeconds }, waiting: [...new Set(waiting)] };
+  const stalled = live
+    .filter((w) => w.stalledForMs !== undefined)
+    .map((w) => `worker ${w.host}:${w.pid} has ${w.health?.activity?.inFlightItems} item(s) in flight and no progress for ${Math.round(w.stalledForMs! / 1000)}s, longer than one request can take (${Math.round((w.health?.activity?.requestBoundMs ?? 0) / 1000)}s); its items fail as stalled when their bound passes`);
+  return { run, workers, rate: { rowsPerSecond, bytesPerSecond }, remaining: { rows: remainingRows, bytes: remainingBytes, etaSeconds }, waiting: [...new Set(waiting)], stalled };
 }
 
 export type ControlVerb = 'pause' | 'resume' | 'cancel';

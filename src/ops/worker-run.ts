@@ -12,6 +12,9 @@ import { RunWorker } from '../runs/run-worker.ts';
 import type { RunState } from '../runs/states.ts';
 import { LARGE_ITEM_CONCURRENCY } from './options.ts';
 import { repairStrandedWrites } from './repair-stranded.ts';
+import { WorkerActivity } from './activity.ts';
+import { assertDbLoadProbe } from '../db-load.ts';
+import type { TransportStats } from '../store/transport.ts';
 
 export interface WorkerRun {
   workerId: string;
@@ -32,6 +35,8 @@ export interface WorkerRunOutcome {
   run?: { id: string; joined: boolean; state?: RunState };
   /** App writes a save from an earlier load had left where no reader looks, put back before the walk (repair-stranded.ts). */
   repairedAppWrites: number;
+  /** The HTTP pool over the run: requests, queue wait for a socket, deadlines hit, latency. */
+  transport?: TransportStats;
 }
 
 /**
@@ -50,6 +55,8 @@ export async function withWorker(
   await assertSchemaReady(context.db);
   await ensureStatistics(context.db, options.tables);
   await dropStaleClaims(context.db);
+  // A probe that cannot say how loaded the database is must not let the run go unthrottled.
+  await assertDbLoadProbe(context.db, options.dbLoad);
   const stop = new AbortController();
   const forward = () => stop.abort();
   options.signal?.addEventListener('abort', forward, { once: true });
@@ -62,9 +69,12 @@ export async function withWorker(
   });
   const limiter = new Limiter(options.concurrency);
   const rate = new RateLimiter(options.maxRate);
+  const store = context.store as StorageContext['store'] | undefined;
+  const activity = store ? new WorkerActivity(store.requestBoundMs, store.partSize) : undefined;
+  const unlisten = activity && store ? store.onLatency(() => activity.moved()) : undefined;
   const run: WorkerRun = {
     workerId: session.id,
-    options: { ...options, signal: stop.signal },
+    options: { ...options, signal: stop.signal, activity },
     shared: { limiter, rate },
     budget: { remaining: options.limit ?? Number.POSITIVE_INFINITY },
   };
@@ -78,7 +88,9 @@ export async function withWorker(
     if (options.record) {
       const record = await openRun(context.db, options.record, { worker: session.id, concurrency: options.concurrency, maxRate: options.maxRate });
       opened = { id: record.runId, joined: record.joined };
-      recorder = new RunWorker(context.db, record.runId, session.id, { limiter, setRate: (perSecond) => rate.setRate(perSecond), cancel: () => stop.abort() }, options.concurrency, options.maxRate);
+      recorder = new RunWorker(context.db, record.runId, session.id, { limiter, setRate: (perSecond) => rate.setRate(perSecond), cancel: () => stop.abort() }, options.concurrency, options.maxRate, () =>
+        store ? { activity: activity?.snapshot(), transport: store.transportStats() } : null,
+      );
       rate.onWait = (reason) => recorder!.waiting(reason);
       run.options.observer = recorder;
       recorder.start();
@@ -104,6 +116,7 @@ export async function withWorker(
     failure = error;
     throw error;
   } finally {
+    unlisten?.();
     options.signal?.removeEventListener('abort', forward);
     if (recorder && opened) {
       const end = failure !== undefined || sessionLost ? 'failed' : recorder.cancelledBy ? 'cancelled' : options.signal?.aborted ? 'interrupted' : 'done';
@@ -112,7 +125,7 @@ export async function withWorker(
     await session.close().catch(() => undefined);
   }
   const cancelled = recorder?.cancelledBy && !options.signal?.aborted ? recorder.cancelledBy : undefined;
-  return { tables, interrupted: (options.signal?.aborted ?? false) && !sessionLost, cancelled, sessionLost, run: opened, repairedAppWrites };
+  return { tables, interrupted: (options.signal?.aborted ?? false) && !sessionLost, cancelled, sessionLost, run: opened, repairedAppWrites, transport: store?.transportStats() };
 }
 
 export function countProblems(outcome: WorkerRunOutcome, extra = 0): number {

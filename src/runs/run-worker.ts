@@ -6,6 +6,7 @@ import { type RunPace } from '../sql/runs.ts';
 import { endWorker, heartbeat, settlePause, type WorkerBeat, type WorkerEnd } from '../sql/run-workers.ts';
 import { recordItems, type RunItem } from '../sql/run-items.ts';
 import type { RunState } from './states.ts';
+import type { WorkerHealth } from './worker-health.ts';
 
 /** What the batch walk tells a run about itself, and asks it before each claim. */
 export interface BatchObserver {
@@ -48,6 +49,7 @@ export class RunWorker implements BatchObserver {
     private readonly controls: { limiter: Limiter; rate?: RateLimiter; setRate(perSecond: number | undefined): void; cancel(): void },
     private concurrency: number,
     private maxRate: number | undefined,
+    private readonly health: () => WorkerHealth | null = () => null,
   ) {}
 
   start(): void {
@@ -166,6 +168,7 @@ export class RunWorker implements BatchObserver {
       recentBytesPerSecond: span >= 2 ? (last.bytes - first.bytes) / span : null,
       concurrency: this.concurrency,
       maxRate: this.maxRate ?? null,
+      health: this.health(),
     };
   }
 

@@ -3,6 +3,7 @@ import { sqlWorkerIsLive } from '../workers.ts';
 import { RUNS_TABLE, RUN_PROGRESS_TABLE, RUN_WORKERS_TABLE } from './run-tables.ts';
 import { LIVE_STATES, type RunState } from '../runs/states.ts';
 import { moveRun, readRun, type RunPace } from './runs.ts';
+import type { WorkerHealth } from '../runs/worker-health.ts';
 
 /* A run's workers: each one's row, its heartbeat and end, and how vanished workers are found. */
 
@@ -34,6 +35,8 @@ export interface WorkerBeat {
   recentBytesPerSecond: number | null;
   concurrency: number;
   maxRate: number | null;
+  /** Items in flight, last progress, and the HTTP pool (src/runs/worker-health.ts). */
+  health: WorkerHealth | null;
 }
 
 /**
@@ -46,7 +49,7 @@ export async function heartbeat(db: Queryable, runId: string, worker: string, be
     `WITH beat AS (
        UPDATE ${RUN_WORKERS_TABLE}
           SET heartbeat_at = now(), state = $3, wait_reason = $4, rows_done = $5, bytes_done = $6, failed = $7, refused = $8,
-              recent_rows_per_s = $9, recent_bytes_per_s = $10, concurrency = $11, max_rate = $12
+              recent_rows_per_s = $9, recent_bytes_per_s = $10, concurrency = $11, max_rate = $12, health = $13::jsonb
         WHERE run_id = $1::bigint AND worker = $2::bigint AND ended_at IS NULL
        RETURNING run_id),
      minute AS (
@@ -67,6 +70,7 @@ export async function heartbeat(db: Queryable, runId: string, worker: string, be
       beat.recentBytesPerSecond,
       beat.concurrency,
       beat.maxRate,
+      beat.health === null ? null : JSON.stringify(beat.health),
     ],
   );
   return rows[0] ? { state: rows[0].state, pace: rows[0].pace, stateReason: rows[0].state_reason } : undefined;
@@ -176,6 +180,7 @@ export interface WorkerRow {
   refused: number;
   recent_rows_per_s: number | null;
   recent_bytes_per_s: number | null;
+  health: WorkerHealth | null;
   started_at: Date;
   heartbeat_at: Date;
   ended_at: Date | null;
@@ -188,7 +193,7 @@ export async function runWorkers(db: Queryable, runIds: string[]): Promise<Worke
     db,
     `SELECT w.run_id, w.worker, w.host, w.pid, w.state, w.wait_reason, w.concurrency, w.max_rate, w.rows_done::float8 AS rows_done,
             w.bytes_done::float8 AS bytes_done, w.failed::float8 AS failed, w.refused::float8 AS refused, w.recent_rows_per_s,
-            w.recent_bytes_per_s, w.started_at, w.heartbeat_at, w.ended_at, (w.ended_at IS NULL AND ${sqlWorkerIsLive('w.worker')}) AS live
+            w.recent_bytes_per_s, w.health, w.started_at, w.heartbeat_at, w.ended_at, (w.ended_at IS NULL AND ${sqlWorkerIsLive('w.worker')}) AS live
        FROM ${RUN_WORKERS_TABLE} w WHERE w.run_id = ANY($1::bigint[]) ORDER BY w.run_id, w.started_at, w.worker`,
     [runIds],
   );

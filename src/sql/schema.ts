@@ -28,7 +28,7 @@ export const SHAREABLE_KEY_COLUMNS: readonly { table: string; column: string }[]
   { table: 'app_version_files', column: 'r2_content_key' },
 ];
 
-import { RUN_TABLE_DDL, RUNS_TABLE } from './run-tables.ts';
+import { RUN_TABLE_DDL, RUNS_TABLE, RUN_WORKERS_TABLE } from './run-tables.ts';
 import { BASELINE_DDL, BASELINE_TABLE } from './baseline.ts';
 import { RESTORES_DDL, RESTORES_TABLE } from './restores-table.ts';
 
@@ -136,6 +136,7 @@ const SCHEMA_ITEMS: SchemaItem[] = [
   },
   ...RUN_TABLE_DDL.map((t): SchemaItem => ({ kind: 'table', table: t.table, name: t.table, purpose: t.purpose, statements: [t.sql] })),
   column(RUNS_TABLE, 'store_check', 'jsonb', "what the store was proven to honour before the run's first object write (doctor's properties)"),
+  column(RUN_WORKERS_TABLE, 'health', 'jsonb', "each worker's items in flight, its last progress, and its HTTP pool's queue wait and latency (status names a stalled worker from it)"),
   {
     kind: 'table',
     table: BASELINE_TABLE,

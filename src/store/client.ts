@@ -1,20 +1,51 @@
-import http from 'node:http';
-import https from 'node:https';
 import { S3Client } from '@aws-sdk/client-s3';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { ConfiguredRetryStrategy } from '@smithy/core/retry';
+import type { RetryErrorInfo, StandardRetryToken } from '@smithy/types';
 import type { ObjectStoreConfig } from '../config.ts';
 import { errorMessage } from '../errors.ts';
 import { redact } from '../secrets.ts';
+import { DeadlineHttpHandler } from './transport.ts';
 
 export interface ClientOptions {
   /** Sockets kept open to the endpoint; at least the upload concurrency. */
   maxSockets?: number;
   /** SDK attempts per request (throttling, 5xx and network errors are retried with growing, jittered delays). */
   maxAttempts?: number;
-  /** Whole request+response limit; a black-holed request fails after this and is retried. */
+  /**
+   * One deadline per attempt over the whole exchange: the wait for a socket, connecting, sending, the headers
+   * and the whole body. An attempt past it fails with a retryable timeout.
+   */
   requestTimeoutMs?: number;
   connectionTimeoutMs?: number;
+  /** Once this aborts (the operator asked to stop), a failed attempt is not retried: requests in flight end within one deadline. */
+  stopping?: AbortSignal;
+}
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+export const DEFAULT_MAX_ATTEMPTS = 5;
+/** The longest delay between two attempts (retryDelayMs's cap). */
+const MAX_RETRY_DELAY_MS = 20_000;
+
+/**
+ * The longest one request can take with every attempt used: each attempt's deadline plus the longest
+ * delays between them. A worker whose item has made no progress for longer than a few of these is stalled.
+ */
+export function requestBoundMs(requestTimeoutMs = DEFAULT_REQUEST_TIMEOUT_MS, maxAttempts = DEFAULT_MAX_ATTEMPTS): number {
+  let total = requestTimeoutMs * maxAttempts;
+  for (let attempt = 1; attempt < maxAttempts; attempt++) total += Math.min(MAX_RETRY_DELAY_MS, 300 * 2 ** (attempt - 1) * 1.5);
+  return Math.ceil(total);
+}
+
+/** The SDK's configured strategy, which stops retrying once the operator asked the run to stop. */
+class StoppableRetryStrategy extends ConfiguredRetryStrategy {
+  constructor(maxAttempts: number, delay: (attempt: number) => number, private readonly stopping?: AbortSignal) {
+    super(maxAttempts, delay);
+  }
+
+  override async refreshRetryTokenForRetry(token: StandardRetryToken, errorInfo: RetryErrorInfo): Promise<StandardRetryToken> {
+    if (this.stopping?.aborted) throw new Error('stopping: no further attempts');
+    return super.refreshRetryTokenForRetry(token, errorInfo);
+  }
 }
 
 /**
@@ -23,21 +54,17 @@ export interface ClientOptions {
  * (R2 takes one write per key per second) is retried after that second has passed.
  */
 export function retryDelayMs(attempt: number): number {
-  return Math.min(20_000, 300 * 2 ** (attempt - 1) * (0.5 + Math.random()));
+  return Math.min(MAX_RETRY_DELAY_MS, 300 * 2 ** (attempt - 1) * (0.5 + Math.random()));
 }
 
-/** The one S3 client configuration: path-style, our own checksums, the SDK's retry strategy, pooled sockets. */
-export function createS3Client(config: ObjectStoreConfig, options: ClientOptions = {}, handler?: NodeHttpHandler): { client: S3Client; handler: NodeHttpHandler } {
-  const maxSockets = Math.max(8, options.maxSockets ?? 32);
-  const agentOptions = { keepAlive: true, maxSockets, keepAliveMsecs: 1000 };
+/** The one S3 client configuration: path-style, our own checksums, the SDK's retry strategy, pooled sockets, one deadline per attempt. */
+export function createS3Client(config: ObjectStoreConfig, options: ClientOptions = {}, handler?: DeadlineHttpHandler): { client: S3Client; handler: DeadlineHttpHandler } {
   const requestHandler =
     handler ??
-    new NodeHttpHandler({
-      httpAgent: new http.Agent(agentOptions),
-      httpsAgent: new https.Agent(agentOptions),
-      connectionTimeout: options.connectionTimeoutMs ?? 5_000,
-      requestTimeout: options.requestTimeoutMs ?? 60_000,
-      throwOnRequestTimeout: true,
+    new DeadlineHttpHandler({
+      maxSockets: Math.max(8, options.maxSockets ?? 32),
+      connectionTimeoutMs: options.connectionTimeoutMs ?? 5_000,
+      requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
     });
   const client = new S3Client({
     endpoint: config.endpoint,
@@ -48,7 +75,7 @@ export function createS3Client(config: ObjectStoreConfig, options: ClientOptions
     // bodies as aws-chunked, which S3-compatible servers do not all understand.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
-    retryStrategy: new ConfiguredRetryStrategy(Math.max(1, options.maxAttempts ?? 5), retryDelayMs),
+    retryStrategy: new StoppableRetryStrategy(Math.max(1, options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS), retryDelayMs, options.stopping),
     requestHandler,
   });
   return { client, handler: requestHandler };

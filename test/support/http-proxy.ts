@@ -14,6 +14,8 @@ export type Fault =
   | { kind: 'corrupt' }
   /** Forwards the request (the server acts on it) but never answers the client. */
   | { kind: 'hold'; onForwarded?: () => void }
+  /** Answers the server's headers and the first `keepBytes` of its body, then holds the rest for ever (the socket stays open). */
+  | { kind: 'stallBody'; keepBytes: number }
   /** Holds the request until `opened` settles: the client is then known to be waiting on this very request. */
   | { kind: 'gate'; arrived: () => void; opened: Promise<void> };
 
@@ -134,6 +136,17 @@ export class S3Proxy {
           if (fault?.kind === 'hold') {
             upstreamResponse.resume();
             upstreamResponse.on('end', () => fault.onForwarded?.());
+            return;
+          }
+          if (fault?.kind === 'stallBody') {
+            response.writeHead(upstreamResponse.statusCode ?? 500, upstreamResponse.headers);
+            let sent = 0;
+            upstreamResponse.on('data', (chunk: Buffer) => {
+              if (sent >= fault.keepBytes) return;
+              const part = chunk.subarray(0, fault.keepBytes - sent);
+              sent += part.length;
+              response.write(part);
+            });
             return;
           }
           if (fault?.kind === 'truncate') {

@@ -1,0 +1,19 @@
+import type { ActivitySnapshot } from '../ops/activity.ts';
+import { stalledForMs } from '../ops/activity.ts';
+import type { TransportStats } from '../store/transport.ts';
+
+/** What each heartbeat says about a worker besides its counts: is it moving, and is its HTTP pool starved. */
+export interface WorkerHealth {
+  activity?: ActivitySnapshot;
+  transport?: TransportStats;
+}
+
+/** The health fields `status` and `--json` show for a live worker. */
+export function describeHealth(health: WorkerHealth | null | undefined, sinceBeatMs: number): { stalledForMs?: number; pool?: string } {
+  const stalled = stalledForMs(health?.activity, sinceBeatMs);
+  const t = health?.transport;
+  const pool = t && t.requests
+    ? `${t.requests} requests, ${t.queued} waited for a socket (mean ${t.queueWaitMs.mean} ms, max ${t.queueWaitMs.max} ms); latency p50 ${t.latencyMs.p50} ms, p95 ${t.latencyMs.p95} ms${t.timedOut ? `; ${t.timedOut} past their deadline` : ''}`
+    : undefined;
+  return { stalledForMs: stalled, pool };
+}
