@@ -9,6 +9,30 @@ export interface Reporter {
   advance?(items: number, bytes: number): void;
   log?(level: 'info' | 'warn', message: string): void;
   stageDone?(name: string): void;
+  /** What a recorded run did, one event at a time (log pipelines and metrics read these). */
+  event?(event: RunEvent): void;
+}
+
+/** Where an event comes from: the recorded run and the worker process (its database session id). */
+export interface EventSource {
+  runId?: string;
+  worker?: string;
+}
+
+export type RunEvent = EventSource &
+  (
+    | { type: 'run.started'; command: string; joined: boolean; concurrency: number }
+    | { type: 'batch.done'; table: string; claimed: number; flipped: number; bytes: number; failed: number; refused: number; abandoned: number; changedMeanwhile: number; ms: number }
+    | { type: 'item.failed' | 'item.refused'; table: string; rowId: string; appId: string | null; path: string | null; key: string | null; errorClass: string; message: string }
+    | { type: 'wait'; reason: string | null }
+    | { type: 'run.ended'; state: string; rows: number; bytes: number; failed: number; refused: number }
+  );
+
+/** The same reporter, with every event it passes on tagged with its run and worker. */
+export function tagged(reporter: Reporter, source: () => EventSource): Reporter {
+  if (!reporter.event) return reporter;
+  const forward = reporter.event.bind(reporter);
+  return { ...reporter, stage: reporter.stage?.bind(reporter), advance: reporter.advance?.bind(reporter), log: reporter.log?.bind(reporter), stageDone: reporter.stageDone?.bind(reporter), event: (event) => forward({ ...source(), ...event }) };
 }
 
 export const silentReporter: Reporter = {};

@@ -20,11 +20,12 @@ import { sha256Hex } from '../src/hashing.ts';
  * RACE_SEED replays a race; RESILIENCE=long (npm run test:resilience) runs more and longer races.
  */
 const LONG = process.env.RESILIENCE === 'long';
-const ROUNDS = LONG ? 5 : 1;
-const SECONDS = LONG ? 12 : 4;
+// RACE_ROUNDS and RACE_SECONDS override both (the stall soak: `RACE_ROUNDS=50 RACE_SECONDS=4 npm run test:resilience -- -t 'purge|cleanup'`).
+const ROUNDS = Number(process.env.RACE_ROUNDS ?? (LONG ? 5 : 1));
+const SECONDS = Number(process.env.RACE_SECONDS ?? (LONG ? 12 : 4));
 const FILES_PER_APP = 60;
 /** Per race test: a few rounds of writer time plus the tool runs, with room for a loaded CI machine. */
-const RACE_TIMEOUT = LONG ? 1_200_000 : 300_000;
+const RACE_TIMEOUT = Math.max(LONG ? 1_200_000 : 300_000, ROUNDS * (SECONDS + 30) * 1000);
 
 interface WriterReport {
   writes: number;
@@ -59,15 +60,19 @@ describe.skipIf(ON_PGLITE)('the app writing through the plan\'s Phase 1 model wh
   });
   afterAll(async () => {
     // eslint-disable-next-line no-console
-    if (tally.length) console.log(`app races:\n${tally.join('\n')}`);
+    if (tally.length) console.log(`app races:\n${tally.join('\n')}\n  longest tool run: ${(longestToolRunMs / 1000).toFixed(1)} s`);
     await toolProxy?.stop();
     await appProxy?.stop();
     await env?.close();
   });
 
+  /** The longest single tool run so far: a stall would show here long before the test's own timeout. */
+  let longestToolRunMs = 0;
   const tool = async (args: string[]) => {
     const pace = args[0] === 'cleanup' ? ['--concurrency', '8'] : ['--concurrency', '8', '--batch-size', '8'];
+    const started = Date.now();
     const run = await cli([...args, '--json', ...pace, '--request-timeout', '5s'], cliEnv);
+    longestToolRunMs = Math.max(longestToolRunMs, Date.now() - started);
     expect([0, 1], `${args.join(' ')}: ${run.stderr}`).toContain(run.code);
     return run;
   };

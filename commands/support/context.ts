@@ -9,7 +9,7 @@ import { DEFAULT_POLICY, validatePolicy, type PlacementPolicy } from '../../src/
 import { UsageError } from '../../src/errors.ts';
 import { DEFAULT_PRICES, type Prices } from '../../src/cost.ts';
 import * as parse from './parse.ts';
-import { Output, type OutputStreams } from './output.ts';
+import { Output, type EventSink, type LogFormat, type OutputStreams } from './output.ts';
 
 /** Options every command has (declared once on the program, accepted before or after the subcommand). */
 export interface GlobalOptions {
@@ -29,6 +29,8 @@ export interface GlobalOptions {
   maxAttempts?: number;
   dbConnections?: number;
   operator?: string;
+  logFormat?: LogFormat;
+  metricsPort?: number;
 }
 
 export interface Runtime {
@@ -39,6 +41,8 @@ export interface Runtime {
   command?: string;
   /** The command line as given (recorded with each run, secrets masked). */
   argv?: string[];
+  /** Where run events go besides the log (the metrics of --metrics-port). */
+  eventSinks?: Set<EventSink>;
 }
 
 export function addGlobalOptions(program: Command): Command {
@@ -54,6 +58,8 @@ export function addGlobalOptions(program: Command): Command {
     .option('--max-attempts <n>', 'attempts per S3 request, with exponential backoff and jitter', parse.integer({ min: 1, max: 20 }))
     .option('--db-connections <n>', 'database connections to use at most, besides the worker session (default: $OVERSKILL_STORAGE_DB_CONNECTIONS, else min(concurrency, 8) + 2)', parse.integer({ min: 1, max: 100 }))
     .option('--operator <name>', 'who is running this, as recorded with the run (default: the OS user)')
+    .addOption(new Option('--log-format <format>', 'text, or json: one event per line on stderr (run started, batches, failed and refused items, waits, run ended), each with its run id and worker').choices(['text', 'json']).default('text'))
+    .option('--metrics-port <port>', 'serve Prometheus metrics of this run at http://0.0.0.0:PORT/metrics (0 picks a free port, logged)', parse.integer({ min: 0, max: 65535 }))
     .option('--json', 'print one JSON document on stdout (logs stay on stderr)')
     .option('-y, --yes', 'do not ask for confirmation before writing')
     .option('--no-color', 'no colour (NO_COLOR is honoured too)')
@@ -62,7 +68,7 @@ export function addGlobalOptions(program: Command): Command {
 }
 
 export function makeOutput(globals: GlobalOptions, runtime: Runtime): Output {
-  return new Output(runtime.streams, { json: globals.json ?? false, color: globals.color, quiet: globals.quiet, command: runtime.command });
+  return new Output(runtime.streams, { json: globals.json ?? false, color: globals.color, quiet: globals.quiet, command: runtime.command, logFormat: globals.logFormat, sinks: (runtime.eventSinks ??= new Set()) });
 }
 
 export interface OpenedContext extends StorageContext {
@@ -89,6 +95,7 @@ export async function openContext(globals: GlobalOptions, runtime: Runtime, opti
   const [{ createDb, checkConnection }, { ObjectStore }] = await Promise.all([import('../../src/db.ts'), import('../../src/object-store.ts')]);
   const db = createDb({ url: database.url, poolSize: connections });
   let store: ObjectStore | undefined;
+  let metrics: { close(): Promise<void> } | undefined;
   try {
     await checkConnection(db, database.url);
     if (storeConfig) {
@@ -102,6 +109,7 @@ export async function openContext(globals: GlobalOptions, runtime: Runtime, opti
       });
       await store.checkBucket();
     }
+    if (globals.metricsPort !== undefined) metrics = await startMetrics(globals.metricsPort, makeOutput(globals, runtime), runtime, store);
   } catch (error) {
     store?.destroy();
     await db.destroy();
@@ -112,8 +120,27 @@ export async function openContext(globals: GlobalOptions, runtime: Runtime, opti
     store: store as ObjectStore,
     databaseUrl: database.url,
     close: async () => {
+      await metrics?.close();
       store?.destroy();
       await db.destroy();
+    },
+  };
+}
+
+/** The run's Prometheus metrics on --metrics-port, fed by its events, until the context closes. */
+async function startMetrics(port: number, output: Output, runtime: Runtime, store: ObjectStore | undefined): Promise<{ close(): Promise<void> }> {
+  const { RunMetrics, serveMetrics } = await import('./metrics.ts');
+  const metrics = new RunMetrics(store);
+  const served = await serveMetrics(metrics, port);
+  const sink: EventSink = (event) => metrics.observe(event);
+  (runtime.eventSinks ??= new Set()).add(sink);
+  // Said even with --quiet: a scraper needs to know where to look.
+  output.warn(`metrics at http://0.0.0.0:${served.port}/metrics`);
+  return {
+    close: async () => {
+      runtime.eventSinks?.delete(sink);
+      metrics.close();
+      await served.close();
     },
   };
 }

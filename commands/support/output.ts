@@ -1,5 +1,9 @@
 import { Chalk, type ChalkInstance } from 'chalk';
 import { redact } from '../../src/secrets.ts';
+import type { RunEvent } from '../../src/reporter.ts';
+
+export type LogFormat = 'text' | 'json';
+export type EventSink = (event: RunEvent) => void;
 
 export interface OutputStreams {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
@@ -21,24 +25,44 @@ export class Output {
   readonly quiet: boolean;
 
   readonly command?: string;
+  /** `json`: every log line and run event is one JSON object on stderr (--log-format json). */
+  readonly logFormat: LogFormat;
+  private readonly sinks: Set<EventSink>;
 
-  constructor(readonly streams: OutputStreams, options: { json: boolean; color?: boolean; quiet?: boolean; command?: string }) {
+  constructor(readonly streams: OutputStreams, options: { json: boolean; color?: boolean; quiet?: boolean; command?: string; logFormat?: LogFormat; sinks?: Set<EventSink> }) {
     this.json = options.json;
+    this.logFormat = options.logFormat ?? 'text';
+    this.sinks = options.sinks ?? new Set();
     this.command = options.command;
     this.quiet = options.quiet ?? false;
     const noColor = streams.env.NO_COLOR !== undefined && streams.env.NO_COLOR !== '';
-    const wantColor = options.color !== false && !noColor && (streams.stderr.isTTY === true || streams.env.FORCE_COLOR !== undefined);
+    const wantColor = this.logFormat === 'text' && options.color !== false && !noColor && (streams.stderr.isTTY === true || streams.env.FORCE_COLOR !== undefined);
     this.color = new Chalk({ level: wantColor ? 1 : 0 });
   }
 
   get interactive(): boolean {
-    return this.streams.stderr.isTTY === true;
+    return this.streams.stderr.isTTY === true && this.logFormat === 'text';
+  }
+
+  /** One JSON log line on stderr: time, level, the command, and what happened. */
+  private line(level: 'info' | 'warn' | 'error', fields: Record<string, unknown>): void {
+    this.streams.stderr.write(redact(JSON.stringify({ time: new Date().toISOString(), level, command: this.command, pid: process.pid, ...fields })) + '\n');
   }
 
   /** A log line on stderr. */
   log(message: string): void {
     if (this.quiet) return;
-    this.streams.stderr.write(redact(message) + '\n');
+    if (this.logFormat === 'json') this.line('info', { event: 'log', message });
+    else this.streams.stderr.write(redact(message) + '\n');
+  }
+
+  /** A run's event: one JSON line with --log-format json (the text form shows progress instead), and to every sink (metrics). */
+  event(event: RunEvent): void {
+    if (this.logFormat === 'json') {
+      const { type, ...fields } = event;
+      this.line(type === 'item.failed' ? 'error' : type === 'item.refused' || (type === 'run.ended' && event.state !== 'done') ? 'warn' : 'info', { event: type, ...fields });
+    }
+    for (const sink of this.sinks) sink(event);
   }
 
   info(message: string): void {
@@ -46,11 +70,13 @@ export class Output {
   }
 
   warn(message: string): void {
-    this.streams.stderr.write(redact(this.color.yellow(`warning: ${message}`)) + '\n');
+    if (this.logFormat === 'json') this.line('warn', { event: 'log', message });
+    else this.streams.stderr.write(redact(this.color.yellow(`warning: ${message}`)) + '\n');
   }
 
   error(message: string): void {
-    this.streams.stderr.write(redact(this.color.red(`error: ${message}`)) + '\n');
+    if (this.logFormat === 'json') this.line('error', { event: 'log', message });
+    else this.streams.stderr.write(redact(this.color.red(`error: ${message}`)) + '\n');
   }
 
   /** The human result, on stdout. Suppressed with --json, where `result` carries the data instead. */

@@ -73,6 +73,9 @@ export function progressReporter(output: Output, expected: Record<string, { item
       else output.log(message);
       if (bar) bar.start(Math.max(total, items, 1), items);
     },
+    event(event) {
+      output.event(event);
+    },
     stageDone(name) {
       if (bar) {
         finishBar();

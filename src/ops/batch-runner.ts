@@ -124,7 +124,9 @@ export async function runBatches<Done>(
   });
 
   const processBatch = async (rows: ClaimedRow[]) => {
+    const batchStarted = performance.now();
     const claimedIds = rows.map((row) => row.id);
+    const before = { failed: result.failed.length, skipped: result.skipped.length, abandoned: result.abandoned, changed: result.changedMeanwhile.length };
     const outcomes = await Promise.all(
       rows.map((row) =>
         shared.limiter.run(async (): Promise<ItemOutcome<Done>> => {
@@ -165,7 +167,24 @@ export async function runBatches<Done>(
         reporter.advance?.(1, row.bytes ?? 0);
       }
     });
-    const told = () => options.observer?.afterBatch({ flipped: flippedHere, bytes: bytesHere, items });
+    const told = () => {
+      for (const item of items) {
+        reporter.event?.({ type: item.outcome === 'failed' ? 'item.failed' : 'item.refused', table: item.table, rowId: item.rowId, appId: item.appId, path: item.path, key: item.key, errorClass: item.errorClass, message: item.message });
+      }
+      reporter.event?.({
+        type: 'batch.done',
+        table: table.table,
+        claimed: rows.length,
+        flipped: flippedHere,
+        bytes: bytesHere,
+        failed: result.failed.length - before.failed,
+        refused: result.skipped.length - before.skipped,
+        abandoned: result.abandoned - before.abandoned,
+        changedMeanwhile: result.changedMeanwhile.length - before.changed,
+        ms: Math.round(performance.now() - batchStarted),
+      });
+      return options.observer?.afterBatch({ flipped: flippedHere, bytes: bytesHere, items });
+    };
     let flipped: string[];
     try {
       flipped = await operation.flip(done, claimedIds);
@@ -211,7 +230,10 @@ export async function runBatches<Done>(
             await Promise.all(inFlight);
           });
           if (options.signal?.aborted) break;
-          await waitForDbLoad(db, options.dbLoad, reporter, options.signal, options.observer && ((reason) => options.observer!.waiting(reason)));
+          await waitForDbLoad(db, options.dbLoad, reporter, options.signal, (reason) => {
+            options.observer?.waiting(reason);
+            reporter.event?.({ type: 'wait', reason: reason ?? null });
+          });
           if (options.signal?.aborted) break;
           const batch = await claimBatch(db, {
             table,

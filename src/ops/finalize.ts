@@ -65,7 +65,7 @@ export async function finalize(context: StorageContext, options: CommonRunOption
       },
       run.options,
       run.budget,
-      reporter,
+      run.reporter,
       run.shared,
     );
   });

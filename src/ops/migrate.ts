@@ -140,7 +140,7 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
       },
       run.options,
       run.budget,
-      reporter,
+      run.reporter,
       run.shared,
     );
     if (!options.refreshStale || run.options.signal?.aborted) return moved;
@@ -163,7 +163,7 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
       },
       run.options,
       run.budget,
-      reporter,
+      run.reporter,
       run.shared,
     );
     return mergeRuns(moved, refreshed);

@@ -98,7 +98,7 @@ export async function rollback(context: StorageContext, options: RollbackOptions
       },
       run.options,
       run.budget,
-      reporter,
+      run.reporter,
       run.shared,
     );
   });

@@ -6,7 +6,7 @@ import { RateLimiter } from '../pacing.ts';
 import { startWorkerSession } from '../workers.ts';
 import { assertSchemaReady, ensureStatistics } from './schema.ts';
 import { dropStaleClaims } from '../sql/claim-batch.ts';
-import type { Reporter } from '../reporter.ts';
+import { tagged, type Reporter } from '../reporter.ts';
 import { openRun, type RunRecordSpec } from '../runs/open-run.ts';
 import { RunWorker } from '../runs/run-worker.ts';
 import type { RunState } from '../runs/states.ts';
@@ -21,6 +21,8 @@ export interface WorkerRun {
   options: CommonRunOptions;
   shared: { limiter: Limiter; rate?: RateLimiter };
   budget: { remaining: number };
+  /** The command's reporter, its events tagged with this run and worker. */
+  reporter: Reporter;
 }
 
 export interface WorkerRunOutcome {
@@ -67,8 +69,12 @@ export async function withWorker(
     reporter.log?.('warn', sessionLost);
     stop.abort();
   });
+  let opened: WorkerRunOutcome['run'];
+  // Every event of this worker names its run and its worker (log pipelines, metrics).
+  reporter = tagged(reporter, () => ({ runId: opened?.id, worker: session.id }));
   const limiter = new Limiter(options.concurrency);
   const rate = new RateLimiter(options.maxRate);
+  rate.onWait = (reason) => reporter.event?.({ type: 'wait', reason: reason ?? null });
   const store = context.store as StorageContext['store'] | undefined;
   const activity = store ? new WorkerActivity(store.requestBoundMs, store.partSize) : undefined;
   const unlisten = activity && store ? store.onLatency(() => activity.moved()) : undefined;
@@ -77,9 +83,9 @@ export async function withWorker(
     options: { ...options, signal: stop.signal, activity },
     shared: { limiter, rate },
     budget: { remaining: options.limit ?? Number.POSITIVE_INFINITY },
+    reporter,
   };
   let recorder: RunWorker | undefined;
-  let opened: WorkerRunOutcome['run'];
   const tables: TableRunResult[] = [];
   const large = new Limiter(Math.min(LARGE_ITEM_CONCURRENCY, options.concurrency));
   let repairedAppWrites = 0;
@@ -91,16 +97,20 @@ export async function withWorker(
       recorder = new RunWorker(context.db, record.runId, session.id, { limiter, setRate: (perSecond) => rate.setRate(perSecond), cancel: () => stop.abort() }, options.concurrency, options.maxRate, () =>
         store ? { activity: activity?.snapshot(), transport: store.transportStats() } : null,
       );
-      rate.onWait = (reason) => recorder!.waiting(reason);
+      rate.onWait = (reason) => {
+        recorder!.waiting(reason);
+        reporter.event?.({ type: 'wait', reason: reason ?? null });
+      };
       run.options.observer = recorder;
       recorder.start();
       // A run joined while paused (or already re-paced) must hold this worker before its first claim.
       await recorder.beat();
+      reporter.event?.({ type: 'run.started', command: options.record.command, joined: record.joined, concurrency: options.concurrency });
       reporter.log?.('info', record.joined ? `joined run ${record.runId} (another process started it)` : `run ${record.runId} recorded; see it from another terminal with \`overskill-storage status\``);
     }
     for (const table of options.tables) {
       if (stop.signal.aborted || run.budget.remaining <= 0) break;
-      const repair = await repairStrandedWrites(context, run, table, large, { log: reporter.log });
+      const repair = await repairStrandedWrites(context, run, table, large, { log: reporter.log, event: reporter.event });
       if (stop.signal.aborted) break;
       reporter.stage?.(`${stage} ${table.name}`);
       const walked = await perTable(run, table);
@@ -121,6 +131,9 @@ export async function withWorker(
     if (recorder && opened) {
       const end = failure !== undefined || sessionLost ? 'failed' : recorder.cancelledBy ? 'cancelled' : options.signal?.aborted ? 'interrupted' : 'done';
       opened.state = await recorder.finish(end, failure ?? sessionLost).catch(() => undefined);
+      const failedItems = tables.reduce((sum, t) => sum + t.failed.length, 0);
+      const refusedItems = tables.reduce((sum, t) => sum + t.skipped.length, 0);
+      reporter.event?.({ type: 'run.ended', state: end, rows: tables.reduce((sum, t) => sum + t.flipped, 0), bytes: tables.reduce((sum, t) => sum + t.bytes, 0), failed: failedItems, refused: refusedItems });
     }
     await session.close().catch(() => undefined);
   }
