@@ -181,4 +181,20 @@ describe.skipIf(!HAVE_BROWSER)('report --format html, in a real browser', () => 
     expect(Object.values(big.charts).every((chart) => chart.painted)).toBe(true);
     await big.page.context().close();
   });
+
+  // Last: it adds maintain runs to this database's history.
+  it("draws the nightly job's history: bytes by location, the tables on disk and the monthly cost per day", async () => {
+    for (let day = 0; day < 3; day++) expect((await cli(['maintain', '--yes', '--grace', '0s'], env.cliEnv)).code).toBe(0);
+    const file = join(dir, 'history.html');
+    expect((await cli(['report', '--format', 'html', '--out', file], env.cliEnv)).code).toBe(0);
+    const json = (await cli(['report', '--json'], env.cliEnv)).json();
+    expect(json.history).toHaveLength(3);
+    const page = await open(browser, file, 'light', 'report-history.png');
+    expect(page.errors).toEqual([]);
+    expect(page.charts.history).toEqual({ datasets: 4, labels: 3, painted: true }); // database only / hybrid / R2 only / tables on disk
+    expect(page.charts.historyCost).toEqual({ datasets: 3, labels: 3, painted: true }); // database / R2 / total
+    expect(await page.page.locator('#history table tbody tr').count()).toBe(3);
+    expect(page.embedded.history).toEqual(json.history);
+    await page.page.context().close();
+  }, 120_000);
 });

@@ -99,3 +99,38 @@ export async function serveMetrics(metrics: RunMetrics, port: number, host = '0.
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
+
+/**
+ * `maintain`'s figures in Prometheus text format, for node_exporter's textfile collector: written to a
+ * temporary file beside `path` and renamed over it, so the collector never reads half a file.
+ */
+export async function writeMaintainTextfile(path: string, result: import('../../src/ops/maintain.ts').MaintainResult, durationSeconds: number): Promise<void> {
+  const { rename, writeFile } = await import('node:fs/promises');
+  const registry = new Registry();
+  const gauge = (name: string, help: string, value: number, labels?: Record<string, string>) => {
+    const g = new Gauge({ name: `overskill_storage_maintain_${name}`, help, labelNames: labels ? Object.keys(labels) : [], registers: [registry] });
+    if (labels) g.set(labels, value);
+    else g.set(value);
+    return g;
+  };
+  gauge('last_run_timestamp_seconds', 'When maintain last ended (Unix time)', Date.now() / 1000);
+  gauge('duration_seconds', 'How long it took', durationSeconds);
+  gauge('success', '1 when it found nothing wrong and was not interrupted', result.problems.length === 0 && !result.interrupted ? 1 : 0);
+  gauge('problems', 'Problems found (verify, the deep sample, cleanup)', result.problems.length);
+  const checked = new Gauge({ name: 'overskill_storage_maintain_rows_checked', help: 'Stored rows checked against the listings, and deep (downloaded and hashed)', labelNames: ['check'], registers: [registry] });
+  checked.set({ check: 'listing' }, Object.values(result.verify.checked).reduce((a, b) => a + b, 0));
+  checked.set({ check: 'deep' }, Object.values(result.deepSample.checked).reduce((a, b) => a + b, 0));
+  const orphans = new Gauge({ name: 'overskill_storage_maintain_orphans', help: 'Orphaned objects of ours: found past the grace period, removed, inside the grace period', labelNames: ['state'], registers: [registry] });
+  orphans.set({ state: 'found' }, result.cleanup.orphans);
+  orphans.set({ state: 'removed' }, result.cleanup.deleted + result.cleanup.quarantined);
+  orphans.set({ state: 'too_young' }, result.cleanup.tooYoung);
+  const bytes = new Gauge({ name: 'overskill_storage_content_bytes', help: 'Content bytes by location', labelNames: ['location'], registers: [registry] });
+  for (const [location, value] of Object.entries(result.snapshot.bytesByLocation)) bytes.set({ location }, value);
+  gauge('database_disk_bytes', 'The three tables on disk (heap, TOAST, indexes)', result.snapshot.databaseDiskBytes);
+  const cost = new Gauge({ name: 'overskill_storage_monthly_cost_dollars', help: 'Monthly storage cost now, at the report prices', labelNames: ['where'], registers: [registry] });
+  cost.set({ where: 'database' }, result.snapshot.monthlyCost.database);
+  cost.set({ where: 'r2' }, result.snapshot.monthlyCost.r2);
+  const temporary = `${path}.${process.pid}.tmp`;
+  await writeFile(temporary, await registry.metrics());
+  await rename(temporary, path);
+}

@@ -66,6 +66,28 @@ ${section('sizes', 'How large the contents are', `Rows per size, on a logarithmi
 ${section('disk', 'On-disk table sizes', 'What PostgreSQL holds on disk for each table now: the heap, the TOAST table where large contents live (compressed), and the indexes. Space freed by finalize is reused by PostgreSQL after VACUUM and returned to the operating system only by VACUUM FULL or pg_repack.', canvas('disk', 'Stacked bars of heap, TOAST and index bytes per table'), table(DISK_HEADER, diskTable))}
 ${section('cost', 'Monthly storage cost, now and after finalize', 'The contents\' storage at the prices above: PostgreSQL for what the database holds, R2 for what the bucket holds. Finalize clears the database copies of hybrid rows above the threshold; R2 holds the same bytes before and after.', canvas('cost', 'Stacked bars of monthly database and R2 storage cost, now and after finalize'), table(['when', 'database', 'R2', 'total'], costRows))}
 ${
+    (r.history ?? []).length
+      ? section(
+          'history',
+          'History: bytes and cost, per day',
+          'One point per <code>overskill-storage maintain</code> run (the nightly job): content bytes by where they live, the three tables on disk, and the monthly storage cost at that day\'s figures and these prices.',
+          `${canvas('history', 'Lines of content bytes by location and of the tables on disk, per day')}${canvas('history-cost', 'Lines of monthly storage cost (database, R2, total), per day')}`,
+          table(
+            ['day', 'database only', 'hybrid', 'R2 only', 'tables on disk', 'monthly cost', 'problems'],
+            (r.history ?? []).map((point) => [
+              new Date(point.takenAt).toISOString().slice(0, 16).replace('T', ' '),
+              formatBytes(point.snapshot.bytesByLocation.database),
+              formatBytes(point.snapshot.bytesByLocation.hybrid),
+              formatBytes(point.snapshot.bytesByLocation.r2),
+              formatBytes(point.snapshot.databaseDiskBytes),
+              formatMoney(point.snapshot.monthlyCost.total),
+              formatCount(point.snapshot.problems),
+            ]),
+          ),
+        )
+      : '<section id="history"><h2>History</h2><p class="note">No history yet: each <code>overskill-storage maintain</code> run (the nightly job) keeps the day\'s figures, and this section then draws bytes by location, the database\'s size and the monthly cost per day.</p></section>'
+  }
+${
     r.runs.runs.length
       ? section(
           'runs',
@@ -240,6 +262,31 @@ const DRAW = `
           data: progress.filter(function (p) { return p.run_id === id; }).map(function (p) { return { x: Math.max(0, (new Date(p.minute).getTime() - (startOf[id] || new Date(p.minute).getTime())) / 60000), y: p.rows_done }; }) };
       }) },
       options: { parsing: true, scales: { x: { type: 'linear', beginAtZero: true, title: { display: true, text: 'minutes since the run started' } }, y: { beginAtZero: true, title: { display: true, text: 'rows done' } } } }
+    });
+  }
+
+  var history = data.history || [];
+  if (history.length && document.getElementById('chart-history')) {
+    var historyLabels = history.map(function (p) { return p.takenAt.slice(0, 16).replace('T', ' '); });
+    charts.history = new Chart(document.getElementById('chart-history'), {
+      type: 'line',
+      data: { labels: historyLabels, datasets: [
+        { label: 'database only', borderColor: v('--c-database'), backgroundColor: v('--c-database'), data: history.map(function (p) { return p.snapshot.bytesByLocation.database; }) },
+        { label: 'hybrid', borderColor: v('--c-hybrid'), backgroundColor: v('--c-hybrid'), data: history.map(function (p) { return p.snapshot.bytesByLocation.hybrid; }) },
+        { label: 'R2 only', borderColor: v('--c-r2'), backgroundColor: v('--c-r2'), data: history.map(function (p) { return p.snapshot.bytesByLocation.r2; }) },
+        { label: 'tables on disk', borderColor: v('--c-toast'), backgroundColor: v('--c-toast'), borderDash: [6, 4], data: history.map(function (p) { return p.snapshot.databaseDiskBytes; }) }
+      ] },
+      options: { scales: { y: byteAxis }, plugins: { tooltip: tooltipBytes } }
+    });
+    charts.historyCost = new Chart(document.getElementById('chart-history-cost'), {
+      type: 'line',
+      data: { labels: historyLabels, datasets: [
+        { label: 'database storage', borderColor: v('--c-database'), backgroundColor: v('--c-database'), data: history.map(function (p) { return p.snapshot.monthlyCost.database; }) },
+        { label: 'R2 storage', borderColor: v('--c-r2'), backgroundColor: v('--c-r2'), data: history.map(function (p) { return p.snapshot.monthlyCost.r2; }) },
+        { label: 'total', borderColor: v('--c-t0'), backgroundColor: v('--c-t0'), data: history.map(function (p) { return p.snapshot.monthlyCost.total; }) }
+      ] },
+      options: { scales: { y: { beginAtZero: true, ticks: { callback: function (value) { return money(value); } } } },
+        plugins: { tooltip: { callbacks: { label: function (c) { return c.dataset.label + ': ' + money(c.raw) + '/month'; } } } } }
     });
   }
 

@@ -9,6 +9,7 @@ import type { PlacementPolicy } from '../placement.ts';
 import { classACost, storageCost, type Prices, GB } from '../cost.ts';
 import { assertSchemaReady } from './schema.ts';
 import { runHistory } from './runs.ts';
+import { readHistory, type HistoryPoint, type HistorySnapshot } from '../sql/report-history.ts';
 
 export interface ReportTable {
   table: string;
@@ -62,6 +63,8 @@ export interface StorageReport {
   metrics: SuccessMetric[];
   /** What gzip would save (estimated from a sample), and with --list-bucket what the stored objects save now. */
   compression: { estimate: CompressionEstimate; measured?: CompressionMeasured };
+  /** One point per `maintain` run over the last 400 days: bytes by location, database size, monthly cost. */
+  history: HistoryPoint[];
   /** The last runs recorded (who ran what, how it went) and their progress per minute. */
   runs: { runs: ReportRun[]; progress: { run_id: string; minute: Date; rows_done: number; bytes_done: number }[] };
 }
@@ -112,13 +115,14 @@ export async function buildReport(
   measuredCompression?: CompressionMeasured,
 ): Promise<StorageReport> {
   await assertSchemaReady(db);
-  const [totals, sizes, disk, history, space, baselines] = await Promise.all([
+  const [totals, sizes, disk, history, space, baselines, days] = await Promise.all([
     locationTotals(db, tables, policy, filter),
     sizeHistogram(db, tables, filter),
     tableDiskSizes(db, tables),
     runHistory(db, { limit: REPORTED_RUNS }, { readOnly: true }),
     reclaimableSpace(db, tables),
     readBaseline(db),
+    readHistory(db),
   ]);
   const baseline = baselines
     .map((b) => {
@@ -174,6 +178,7 @@ export async function buildReport(
     baseline,
     metrics,
     compression: { estimate, ...(measuredCompression ? { measured: measuredCompression } : {}) },
+    history: days,
     runs,
   };
 }
@@ -275,5 +280,19 @@ function summarizeTable(name: string, rows: LocationTotals[]): ReportTable {
     progressPercent: percent(moved, moved + pending),
     dbBytesSaved: rows.filter((row) => row.location === 'r2').reduce((acc, row) => acc + row.r2_bytes, 0),
     contentBytes: rows.reduce((acc, row) => acc + (row.location === 'hybrid' || row.location === 'r2' ? row.r2_bytes : row.db_bytes), 0),
+  };
+}
+
+/** The part of a report one day of history keeps. */
+export function historySnapshot(report: StorageReport, problems: number): HistorySnapshot {
+  const at = (location: string, bytes: 'dbBytes' | 'r2Bytes') => report.tables.reduce((sum, t) => sum + (t.locations.find((l) => l.location === location)?.[bytes] ?? 0), 0);
+  return {
+    bytesByLocation: { database: at('database', 'dbBytes'), hybrid: at('hybrid', 'dbBytes'), r2: at('r2', 'r2Bytes') },
+    databaseContentBytes: report.totals.dbBytes,
+    r2Bytes: report.totals.r2Bytes,
+    databaseDiskBytes: report.disk.reduce((sum, d) => sum + d.totalBytes, 0),
+    monthlyCost: report.monthly.now,
+    rows: report.totals.rows,
+    problems,
   };
 }

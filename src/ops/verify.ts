@@ -20,6 +20,11 @@ export interface VerifyOptions {
   orphans: boolean;
   /** Percent of rows to check (a stable choice by row); orphans are not reported while sampling. */
   samplePercent?: number;
+  /**
+   * Which window of the sample: window w takes the rows whose stable position falls in the w-th slice of
+   * `samplePercent`, so consecutive windows (maintain: one per day) cover every row in 100 / percent of them.
+   */
+  sampleWindow?: number;
   concurrency: number;
   limit?: number;
   /** Problems kept in the result; the counts are always complete. */
@@ -48,10 +53,12 @@ export interface VerifyResult {
   interrupted: boolean;
 }
 
-/** Stable pseudo-random choice of a row for --sample. */
-function sampled(row: KeyedRow, percent: number): boolean {
+/** Stable pseudo-random choice of a row for --sample; `window` shifts the slice taken (a rotating sample). */
+function sampled(row: KeyedRow, percent: number, window = 0): boolean {
   const digest = md5Hex(`${row.table}:${row.id}`);
-  return parseInt(digest.slice(0, 8), 16) % 10000 < percent * 100;
+  const slice = Math.round(percent * 100);
+  const position = parseInt(digest.slice(0, 8), 16) % 10000;
+  return (((position - window * slice) % 10000) + 10000) % 10000 < slice;
 }
 
 /**
@@ -97,7 +104,7 @@ export async function verify(context: StorageContext, options: VerifyOptions, re
     for (const row of group.rows) {
       referenced.add(row.key);
       if (row.location !== 'hybrid' && row.location !== 'r2') continue; // flag problems were reported above
-      if (result.sampled && !sampled(row, options.samplePercent!)) continue;
+      if (result.sampled && !sampled(row, options.samplePercent!, options.sampleWindow)) continue;
       if (budget <= 0) break;
       budget--;
       result.checked[row.table] = (result.checked[row.table] ?? 0) + 1;

@@ -31,6 +31,7 @@ export const SHAREABLE_KEY_COLUMNS: readonly { table: string; column: string }[]
 import { RUN_TABLE_DDL, RUNS_TABLE, RUN_WORKERS_TABLE } from './run-tables.ts';
 import { BASELINE_DDL, BASELINE_TABLE } from './baseline.ts';
 import { RESTORES_DDL, RESTORES_TABLE } from './restores-table.ts';
+import { REPORT_HISTORY_DDL, REPORT_HISTORY_TABLE } from './report-history.ts';
 
 export const CLAIMS_TABLE = 'overskill_storage_claims';
 export const STAGING_TABLE = 'overskill_storage_staging';
@@ -137,6 +138,13 @@ const SCHEMA_ITEMS: SchemaItem[] = [
   ...RUN_TABLE_DDL.map((t): SchemaItem => ({ kind: 'table', table: t.table, name: t.table, purpose: t.purpose, statements: [t.sql] })),
   column(RUNS_TABLE, 'store_check', 'jsonb', "what the store was proven to honour before the run's first object write (doctor's properties)"),
   column(RUN_WORKERS_TABLE, 'health', 'jsonb', "each worker's items in flight, its last progress, and its HTTP pool's queue wait and latency (status names a stalled worker from it)"),
+  {
+    kind: 'table',
+    table: REPORT_HISTORY_TABLE,
+    name: REPORT_HISTORY_TABLE,
+    purpose: "one snapshot of the report per `maintain` run (bytes by location, database size, monthly cost), for the report's history",
+    statements: [REPORT_HISTORY_DDL],
+  },
   {
     kind: 'table',
     table: BASELINE_TABLE,
