@@ -11,6 +11,7 @@ import { finalizeCommand } from './finalize.ts';
 import { rollbackCommand } from './rollback.ts';
 import { cleanupCommand } from './cleanup.ts';
 import { maintainCommand } from './maintain.ts';
+import { pruneVersionsCommand } from './prune-versions.ts';
 import { restoreVersionCommand } from './restore-version.ts';
 import { exportCommand, catCommand } from './export.ts';
 import { packageVersion } from '../src/version.ts';
@@ -22,7 +23,7 @@ const version = packageVersion();
 
 type CommandFactory = (runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>) => Command;
 
-export const COMMANDS: CommandFactory[] = [doctorCommand, schemaCommand, migrateCommand, verifyCommand, finalizeCommand, rollbackCommand, reportCommand, restoreVersionCommand, cleanupCommand, maintainCommand, exportCommand, catCommand, statusCommand, pauseCommand, resumeCommand, cancelCommand, tuneCommand];
+export const COMMANDS: CommandFactory[] = [doctorCommand, schemaCommand, migrateCommand, verifyCommand, finalizeCommand, rollbackCommand, reportCommand, restoreVersionCommand, cleanupCommand, maintainCommand, pruneVersionsCommand, exportCommand, catCommand, statusCommand, pauseCommand, resumeCommand, cancelCommand, tuneCommand];
 
 /** Runs the CLI once and returns the exit code; never calls process.exit (the bin does). */
 export async function runCli(argv: string[], runtime: Runtime, extraCommands: CommandFactory[] = []): Promise<number> {

@@ -129,6 +129,11 @@ function renderText(output: Output, report: StorageReport): void {
   output.print('');
   output.print(c.bold("The plan's success metrics"));
   output.print(renderTable(METRIC_HEADER, metricRows(report), style));
+  if (report.versionHistory.length) {
+    output.print('');
+    output.print(c.bold('Version history by age') + c.dim(' (what `prune-versions --keep-within` acts on)'));
+    output.print(renderTable(['age', 'versions', 'database bytes', 'R2 bytes'], report.versionHistory.map((row) => [row.age, formatCount(row.versions), formatBytes(row.db_bytes), formatBytes(row.r2_bytes)]), style));
+  }
 }
 
 const SPACE_ESTIMATE_NOTE =

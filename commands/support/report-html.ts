@@ -283,7 +283,7 @@ const DRAW = `
       data: { labels: historyLabels, datasets: [
         { label: 'database storage', borderColor: v('--c-database'), backgroundColor: v('--c-database'), data: history.map(function (p) { return p.snapshot.monthlyCost.database; }) },
         { label: 'R2 storage', borderColor: v('--c-r2'), backgroundColor: v('--c-r2'), data: history.map(function (p) { return p.snapshot.monthlyCost.r2; }) },
-        { label: 'total', borderColor: v('--c-t0'), backgroundColor: v('--c-t0'), data: history.map(function (p) { return p.snapshot.monthlyCost.total; }) }
+        { label: 'total', borderColor: v('--c-heap'), backgroundColor: v('--c-heap'), borderDash: [6, 4], data: history.map(function (p) { return p.snapshot.monthlyCost.total; }) }
       ] },
       options: { scales: { y: { beginAtZero: true, ticks: { callback: function (value) { return money(value); } } } },
         plugins: { tooltip: { callbacks: { label: function (c) { return c.dataset.label + ': ' + money(c.raw) + '/month'; } } } } }

@@ -2,15 +2,13 @@ import { PROBE_PREFIX } from '../store/preflight.ts';
 import type { StorageContext } from '../context.ts';
 import { TABLE_NAMES, TABLES } from '../tables.ts';
 import type { RowFilter } from '../sql/filters.ts';
-import { keysStillReferenced } from '../sql/references.ts';
-import { deleteUnnamed, emptyTally, type DeletionTally } from './guarded-deletes.ts';
+import { deleteUnnamed, emptyTally, quarantineUnnamed, type DeletionTally } from './guarded-deletes.ts';
 import { windowStats, type DeleteWindowStats } from '../store/deletes.ts';
 import { walkBucketByApp } from './bucket-walk.ts';
 import type { StoredObject } from '../object-store.ts';
-import { UsageError, errorMessage } from '../errors.ts';
+import { UsageError } from '../errors.ts';
 import type { Reporter } from '../reporter.ts';
 import { assertSchemaReady } from './schema.ts';
-import { mapLimit } from '../pool.ts';
 
 export interface CleanupOptions {
   appIds?: string[];
@@ -92,25 +90,7 @@ export async function cleanup(context: StorageContext, options: CleanupOptions, 
     const batch = pending;
     pending = [];
     if (quarantine) {
-      const stillNamed = await keysStillReferenced(context.db, batch.map((object) => object.key));
-      const copied: StoredObject[] = [];
-      await mapLimit(batch.filter((object) => !stillNamed.has(object.key)), options.concurrency, async (object) => {
-        const target = `${quarantine}/${object.key}`;
-        try {
-          await context.store.copy(object.key, target, object.etag);
-          const copy = await context.store.head(target);
-          if (!copy || copy.size !== object.size || (object.etag && copy.etag !== object.etag)) {
-            result.failed.push({ key: object.key, reason: `quarantine copy ${target} does not match; original kept` });
-            return;
-          }
-          copied.push(object);
-        } catch (error) {
-          result.failed.push({ key: object.key, reason: errorMessage(error) });
-        }
-      });
-      const before = tally.deleted.length;
-      await deleteUnnamed(context, copied.map((object) => ({ key: object.key, expect: { etag: object.etag } })), options.concurrency, tally);
-      result.quarantined += tally.deleted.length - before;
+      result.quarantined += await quarantineUnnamed(context, batch, quarantine, options.concurrency, tally);
     } else {
       await deleteUnnamed(context, batch.map((object) => ({ key: object.key, expect: { etag: object.etag } })), options.concurrency, tally);
     }

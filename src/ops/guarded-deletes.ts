@@ -81,3 +81,43 @@ async function restoreNamedObjects(context: StorageContext, deleted: string[], t
     }
   }
 }
+
+/**
+ * Moves objects no row names under `prefix` (a server-side copy while the source still has the ETag seen,
+ * the copy checked, then the guarded delete of the original): `cleanup --quarantine`, `prune-versions
+ * --quarantine`. An object whose ETag the caller does not know is looked at first.
+ */
+export async function quarantineUnnamed(
+  context: StorageContext,
+  objects: { key: string; etag?: string; size?: number; expect?: DeleteExpectation }[],
+  prefix: string,
+  concurrency: number,
+  tally: DeletionTally,
+): Promise<number> {
+  if (!objects.length) return 0;
+  const stillNamed = await keysStillReferenced(context.db, objects.map((object) => object.key));
+  const copied: DeleteCandidate[] = [];
+  await mapLimit(objects.filter((object) => !stillNamed.has(object.key)), concurrency, async (object) => {
+    const target = `${prefix}/${object.key}`;
+    try {
+      const source = object.etag !== undefined && object.size !== undefined ? { etag: object.etag, size: object.size, sha256: undefined } : await context.store.head(object.key);
+      if (!source) return; // gone already
+      if (object.expect?.sha256 && source.sha256 !== undefined && source.sha256 !== object.expect.sha256) {
+        tally.refused.push({ key: object.key, reason: 'holds other content than the row it was checked against; not moved' });
+        return;
+      }
+      await context.store.copy(object.key, target, source.etag);
+      const copy = await context.store.head(target);
+      if (!copy || copy.size !== source.size || (source.etag && copy.etag !== source.etag)) {
+        tally.failed.push({ key: object.key, reason: `quarantine copy ${target} does not match; original kept` });
+        return;
+      }
+      copied.push({ key: object.key, expect: { etag: source.etag } });
+    } catch (error) {
+      tally.failed.push({ key: object.key, reason: errorMessage(error) });
+    }
+  });
+  const before = tally.deleted.length;
+  await deleteUnnamed(context, copied, concurrency, tally);
+  return tally.deleted.length - before;
+}

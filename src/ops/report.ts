@@ -10,6 +10,7 @@ import { classACost, storageCost, type Prices, GB } from '../cost.ts';
 import { assertSchemaReady } from './schema.ts';
 import { runHistory } from './runs.ts';
 import { readHistory, type HistoryPoint, type HistorySnapshot } from '../sql/report-history.ts';
+import { historyBytesByAge } from '../sql/prune-versions.ts';
 
 export interface ReportTable {
   table: string;
@@ -63,6 +64,8 @@ export interface StorageReport {
   metrics: SuccessMetric[];
   /** What gzip would save (estimated from a sample), and with --list-bucket what the stored objects save now. */
   compression: { estimate: CompressionEstimate; measured?: CompressionMeasured };
+  /** Version history (snapshots and version files) by age, in the database and in R2: what a retention policy acts on. */
+  versionHistory: { age: string; versions: number; db_bytes: number; r2_bytes: number }[];
   /** One point per `maintain` run over the last 400 days: bytes by location, database size, monthly cost. */
   history: HistoryPoint[];
   /** The last runs recorded (who ran what, how it went) and their progress per minute. */
@@ -115,7 +118,7 @@ export async function buildReport(
   measuredCompression?: CompressionMeasured,
 ): Promise<StorageReport> {
   await assertSchemaReady(db);
-  const [totals, sizes, disk, history, space, baselines, days] = await Promise.all([
+  const [totals, sizes, disk, history, space, baselines, days, versionHistory] = await Promise.all([
     locationTotals(db, tables, policy, filter),
     sizeHistogram(db, tables, filter),
     tableDiskSizes(db, tables),
@@ -123,6 +126,7 @@ export async function buildReport(
     reclaimableSpace(db, tables),
     readBaseline(db),
     readHistory(db),
+    historyBytesByAge(db),
   ]);
   const baseline = baselines
     .map((b) => {
@@ -179,6 +183,7 @@ export async function buildReport(
     metrics,
     compression: { estimate, ...(measuredCompression ? { measured: measuredCompression } : {}) },
     history: days,
+    versionHistory,
     runs,
   };
 }
