@@ -3,7 +3,7 @@ import { makeOutput, openContext, type GlobalOptions, type Runtime } from './sup
 import { confirmWrite } from './support/confirm.ts';
 import { gateStore } from './support/store-gate.ts';
 import { progressReporter } from './support/progress.ts';
-import { formatBytes, formatCount, formatDuration, renderTable } from './support/format.ts';
+import { formatBytes, formatCount, formatDuration, formatMoney, renderTable } from './support/format.ts';
 import * as parse from './support/parse.ts';
 import type { CommandResult } from './support/command.ts';
 import { EXIT } from './support/exit.ts';
@@ -50,7 +50,11 @@ export function pruneVersionsCommand(runtime: Runtime, run: (action: () => Promi
           output.print(
             `${formatCount(plan.prune)} of ${formatCount(plan.versions)} versions go, with ${formatCount(plan.versionFiles)} version-file rows: ${formatBytes(plan.dbBytes)} of database content, ${formatCount(plan.objects)} R2 objects (${formatBytes(plan.r2Bytes)}).`,
           );
-          output.print(c.dim(`Requests: ${formatCount(plan.requests.classA)} class A, ${formatCount(plan.requests.classB)} class B, ${formatCount(plan.requests.free)} free (each object's guarded delete${options.quarantinePrefix ? ', after its quarantine copy' : ''}).`));
+          output.print(
+            c.dim(
+              `Requests: ${formatCount(plan.requests.classA)} class A, ${formatCount(plan.requests.classB)} class B, ${formatCount(plan.requests.free)} free (each object's guarded delete${options.quarantinePrefix ? ', after its quarantine copy' : ''}): ${formatMoney(plan.cost.requests)}; R2 storage saved ${formatMoney(plan.cost.storageSavedPerMonth)}/month.`,
+            ),
+          );
           for (const held of plan.heldBack.slice(0, opts.limitListed)) {
             output.print(c.yellow(`  kept: app ${held.appId} version ${held.versionNumber} (#${held.id}): ${held.reason === 'referenced' ? `referenced by ${held.referencedBy?.join(', ')}` : 'a kept version without a snapshot is restored by replaying it'}`));
           }

@@ -9,7 +9,7 @@ import type { Reporter } from '../reporter.ts';
 import { errorMessage } from '../errors.ts';
 import type { BatchObserver } from '../runs/run-worker.ts';
 import type { RunItem } from '../sql/run-items.ts';
-import type { WorkerActivity } from './activity.ts';
+import type { WorkerActivity } from '../runs/activity.ts';
 
 /** What the operator chose about which rows, how many and how fast: shared by every row-walking command. */
 export interface WalkOptions {

@@ -3,6 +3,9 @@ import { DEFAULT_POLICY } from '../placement.ts';
 import type { WalkOptions } from './batch-runner.ts';
 import type { StoredTable } from '../tables.ts';
 import type { RunRecordSpec } from '../runs/open-run.ts';
+import type { Limiter } from '../pool.ts';
+import type { RateLimiter } from '../pacing.ts';
+import type { Reporter } from '../reporter.ts';
 import { TABLE_NAMES, TABLES } from '../tables.ts';
 
 export const DEFAULT_WALK: Omit<WalkOptions, 'filter'> = {
@@ -44,3 +47,13 @@ export function defaultRunOptions(overrides: Partial<CommonRunOptions> = {}): Co
 
 /** R2 reads in flight for `export`: an app's files (85 on average, in the plan) in one wave. */
 export const EXPORT_CONCURRENCY = 128;
+
+/** What one worker's walk of a table is given: its session id, its options, the run's shared limits and budget. */
+export interface WorkerRun {
+  workerId: string;
+  options: CommonRunOptions;
+  shared: { limiter: Limiter; rate?: RateLimiter };
+  budget: { remaining: number };
+  /** The command's reporter, its events tagged with this run and worker. */
+  reporter: Reporter;
+}

@@ -8,6 +8,7 @@ import { deleteUnnamed, emptyTally, quarantineUnnamed } from './guarded-deletes.
 import { windowStats, type DeleteWindowStats } from '../store/deletes.ts';
 import { assertSchemaReady } from './schema.ts';
 import { errorMessage } from '../errors.ts';
+import { DEFAULT_PRICES, classACost, classBCost, storageCost, type Prices } from '../cost.ts';
 
 export interface PruneOptions {
   policy: RetentionPolicy;
@@ -16,6 +17,7 @@ export interface PruneOptions {
   concurrency: number;
   signal?: AbortSignal;
   now?: Date;
+  prices?: Prices;
 }
 
 export interface PrunePlan {
@@ -29,6 +31,8 @@ export interface PrunePlan {
   r2Bytes: number;
   /** The guarded delete of each object: HEAD (class B), a tombstone PUT (class A), DELETE (free); a quarantine adds a HEAD, a COPY and a HEAD. */
   requests: { classA: number; classB: number; free: number };
+  /** Those requests at the list prices (DeleteObject is free), and the R2 storage a month no longer costs. */
+  cost: { requests: number; storageSavedPerMonth: number };
   /** Versions the rules would let go but that stay, and why (another table references them; a kept version without a snapshot needs them). */
   heldBack: { id: string; appId: string; versionNumber: string; reason: KeepReason; referencedBy: string[] | null }[];
 }
@@ -59,6 +63,7 @@ export async function preparePrune(context: StorageContext, options: PruneOption
   const verdicts = await versionVerdicts(context.db, options.policy, options.appIds, await versionReferences(context.db), options.now);
   const going = verdicts.filter((v) => v.prune);
   const objects = going.flatMap((v) => v.objects);
+  const prices = options.prices ?? DEFAULT_PRICES;
   const perObject = options.quarantinePrefix ? { classA: 2, classB: 3, free: 1 } : { classA: 1, classB: 1, free: 1 };
   const apps = new Map<string, { appId: string; versions: number; prune: number }>();
   for (const v of verdicts) {
@@ -79,6 +84,10 @@ export async function preparePrune(context: StorageContext, options: PruneOption
       objects: objects.length,
       r2Bytes: objects.reduce((sum, o) => sum + (o.bytes ?? 0), 0),
       requests: { classA: objects.length * perObject.classA, classB: objects.length * perObject.classB, free: objects.length * perObject.free },
+      cost: {
+        requests: classACost(objects.length * perObject.classA, prices) + classBCost(objects.length * perObject.classB, prices),
+        storageSavedPerMonth: options.quarantinePrefix ? 0 : storageCost(objects.reduce((sum, o) => sum + (o.bytes ?? 0), 0), prices),
+      },
       heldBack: verdicts
         .filter((v) => v.kept_because === 'referenced' || v.kept_because === 'needed-to-rebuild')
         .map((v) => ({ id: v.id, appId: v.app_id, versionNumber: v.version_number, reason: v.kept_because!, referencedBy: v.referenced_by })),

@@ -7,7 +7,7 @@ import { fetchBack } from './fetch-back.ts';
 import { errorMessage } from '../errors.ts';
 import type { Limiter } from '../pool.ts';
 import type { Reporter } from '../reporter.ts';
-import type { WorkerRun } from './worker-run.ts';
+import type { WorkerRun } from './options.ts';
 
 /** Where the plan's `store_in_r2` puts a file: its own formula, unsafe paths included (it refuses none). */
 export function planUploadKey(appId: string, path: string): string {

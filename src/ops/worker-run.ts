@@ -1,6 +1,6 @@
 import type { StorageContext } from '../context.ts';
 import type { TableRunResult } from './batch-runner.ts';
-import type { CommonRunOptions } from './options.ts';
+import type { CommonRunOptions, WorkerRun } from './options.ts';
 import { Limiter } from '../pool.ts';
 import { RateLimiter } from '../pacing.ts';
 import { startWorkerSession } from '../workers.ts';
@@ -12,18 +12,10 @@ import { RunWorker } from '../runs/run-worker.ts';
 import type { RunState } from '../runs/states.ts';
 import { LARGE_ITEM_CONCURRENCY } from './options.ts';
 import { repairStrandedWrites } from './repair-stranded.ts';
-import { WorkerActivity } from './activity.ts';
+import { WorkerActivity } from '../runs/activity.ts';
 import { assertDbLoadProbe } from '../db-load.ts';
 import type { TransportStats } from '../store/transport.ts';
 
-export interface WorkerRun {
-  workerId: string;
-  options: CommonRunOptions;
-  shared: { limiter: Limiter; rate?: RateLimiter };
-  budget: { remaining: number };
-  /** The command's reporter, its events tagged with this run and worker. */
-  reporter: Reporter;
-}
 
 export interface WorkerRunOutcome {
   tables: TableRunResult[];

@@ -1,5 +1,5 @@
-import type { ActivitySnapshot } from '../ops/activity.ts';
-import { stalledForMs } from '../ops/activity.ts';
+import type { ActivitySnapshot } from './activity.ts';
+import { stalledForMs } from './activity.ts';
 import type { TransportStats } from '../store/transport.ts';
 
 /** What each heartbeat says about a worker besides its counts: is it moving, and is its HTTP pool starved. */
