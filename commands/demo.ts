@@ -3,12 +3,12 @@ import { Writable } from 'node:stream';
 import { resolve } from 'node:path';
 import type { EmbeddedPostgres } from '../src/local/embedded-postgres.ts';
 import type { LocalS3Server } from '../src/local/s3-server.ts';
-import { makeOutput, type GlobalOptions, type Runtime } from './support/context.ts';
-import { formatBytes, formatCount, formatDuration } from './support/format.ts';
-import * as parse from './support/parse.ts';
-import type { CommandResult } from './support/command.ts';
-import { EXIT } from './support/exit.ts';
-import type { Output } from './support/output.ts';
+import { makeOutput, type GlobalOptions, type Runtime } from './support/input/context.ts';
+import { formatBytes, formatCount, formatDuration } from './support/render/format.ts';
+import * as parse from './support/input/parse.ts';
+import type { CommandResult } from './support/flow/command.ts';
+import { EXIT } from './support/flow/exit.ts';
+import type { Output } from './support/render/output.ts';
 
 /** Every content's SHA-256 by table and id: the demo proves the round trip ends byte-identical. */
 /** A plain client to the embedded database; the driver loads with the demo, not with the CLI. */

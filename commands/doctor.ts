@@ -2,10 +2,10 @@ import { Command } from 'commander';
 import { ConfigError } from '../src/errors.ts';
 import type { StoreProperty } from '../src/store/preflight.ts';
 import type { DoctorResult } from '../src/ops/doctor.ts';
-import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/context.ts';
-import { renderTable } from './support/format.ts';
-import { EXIT } from './support/exit.ts';
-import type { CommandResult } from './support/command.ts';
+import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/input/context.ts';
+import { renderTable } from './support/render/format.ts';
+import { EXIT } from './support/flow/exit.ts';
+import type { CommandResult } from './support/flow/command.ts';
 
 export function doctorCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('doctor')

@@ -2,11 +2,11 @@ import { Command } from 'commander';
 import { FILES } from '../src/tables.ts';
 import { EXPORT_CONCURRENCY } from '../src/ops/options.ts';
 import { DataError } from '../src/errors.ts';
-import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/context.ts';
-import { formatBytes, formatCount } from './support/format.ts';
-import * as parse from './support/parse.ts';
-import type { CommandResult } from './support/command.ts';
-import { EXIT } from './support/exit.ts';
+import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/input/context.ts';
+import { formatBytes, formatCount } from './support/render/format.ts';
+import * as parse from './support/input/parse.ts';
+import type { CommandResult } from './support/flow/command.ts';
+import { EXIT } from './support/flow/exit.ts';
 import { resolve } from 'node:path';
 
 export function exportCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {

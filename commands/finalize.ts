@@ -1,9 +1,9 @@
 import { Command } from 'commander';
-import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/context.ts';
-import { planConfirmRun } from './support/write-flow.ts';
-import { addConflictOption, recordFor } from './support/run-record.ts';
-import { formatBytes, formatCount } from './support/format.ts';
-import type { CommandResult } from './support/command.ts';
+import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/input/context.ts';
+import { planConfirmRun } from './support/flow/write-flow.ts';
+import { addConflictOption, recordFor } from './support/flow/run-record.ts';
+import { formatBytes, formatCount } from './support/render/format.ts';
+import type { CommandResult } from './support/flow/command.ts';
 
 export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   const command = new Command('finalize')

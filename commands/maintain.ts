@@ -1,13 +1,13 @@
 import { Command, Option } from 'commander';
-import { addPriceOptions, makeOutput, openContext, policyFrom, pricesFrom, thresholdOptions, type GlobalOptions, type Runtime } from './support/context.ts';
-import { confirmWrite } from './support/confirm.ts';
-import { gateStore } from './support/store-gate.ts';
-import { progressReporter } from './support/progress.ts';
-import { formatBytes, formatCount, formatDuration } from './support/format.ts';
-import * as parse from './support/parse.ts';
-import type { CommandResult } from './support/command.ts';
-import { EXIT } from './support/exit.ts';
-import { recordFor } from './support/run-record.ts';
+import { addPriceOptions, makeOutput, openContext, policyFrom, pricesFrom, thresholdOptions, type GlobalOptions, type Runtime } from './support/input/context.ts';
+import { confirmWrite } from './support/input/confirm.ts';
+import { gateStore } from './support/flow/store-gate.ts';
+import { progressReporter } from './support/render/progress.ts';
+import { formatBytes, formatCount, formatDuration } from './support/render/format.ts';
+import * as parse from './support/input/parse.ts';
+import type { CommandResult } from './support/flow/command.ts';
+import { EXIT } from './support/flow/exit.ts';
+import { recordFor } from './support/flow/run-record.ts';
 import { TABLE_NAMES, TABLES } from '../src/tables.ts';
 
 export function maintainCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
@@ -76,7 +76,7 @@ export function maintainCommand(runtime: Runtime, run: (action: () => Promise<Co
           if (result.problems.length > 200) output.print(c.red(`  … and ${formatCount(result.problems.length - 200)} more`));
           output.print(result.problems.length ? c.red(`${formatCount(result.problems.length)} problem(s).`) : c.green('Nothing wrong.'));
           if (opts.textfile) {
-            const { writeMaintainTextfile } = await import('./support/metrics.ts');
+            const { writeMaintainTextfile } = await import('./support/render/metrics.ts');
             await writeMaintainTextfile(opts.textfile, result, (Date.now() - started) / 1000);
           }
           output.result({ dryRun: !result.applied, result });

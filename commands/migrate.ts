@@ -1,14 +1,14 @@
 import { Command, Option } from 'commander';
 import { KEY_LAYOUTS, type KeyLayout } from '../src/key-layouts.ts';
 import type { MigrateOptions } from '../src/ops/migrate.ts';
-import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/context.ts';
-import { planConfirmRun } from './support/write-flow.ts';
-import { gateStore } from './support/store-gate.ts';
-import { addConflictOption, recordFor } from './support/run-record.ts';
-import { formatBytes, formatCount } from './support/format.ts';
-import * as parse from './support/parse.ts';
+import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/input/context.ts';
+import { planConfirmRun } from './support/flow/write-flow.ts';
+import { gateStore } from './support/flow/store-gate.ts';
+import { addConflictOption, recordFor } from './support/flow/run-record.ts';
+import { formatBytes, formatCount } from './support/render/format.ts';
+import * as parse from './support/input/parse.ts';
 import { UsageError } from '../src/errors.ts';
-import type { CommandResult } from './support/command.ts';
+import type { CommandResult } from './support/flow/command.ts';
 
 export function migrateCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   const command = new Command('migrate')

@@ -1,8 +1,8 @@
 import { Command, CommanderError } from 'commander';
-import { addGlobalOptions, type Runtime } from './support/context.ts';
-import { describeError, exitCodeFor } from './support/exit.ts';
-import { Output } from './support/output.ts';
-import type { CommandResult } from './support/command.ts';
+import { addGlobalOptions, type Runtime } from './support/input/context.ts';
+import { describeError, exitCodeFor } from './support/flow/exit.ts';
+import { Output } from './support/render/output.ts';
+import type { CommandResult } from './support/flow/command.ts';
 import { schemaCommand } from './schema.ts';
 import { migrateCommand } from './migrate.ts';
 import { verifyCommand } from './verify.ts';

@@ -1,13 +1,13 @@
 import { Command, Option } from 'commander';
-import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/context.ts';
-import { confirmWrite } from './support/confirm.ts';
-import { gateStore } from './support/store-gate.ts';
-import { progressReporter } from './support/progress.ts';
-import { formatBytes, formatCount, formatDuration, formatMoney, renderTable } from './support/format.ts';
-import * as parse from './support/parse.ts';
-import type { CommandResult } from './support/command.ts';
-import { EXIT } from './support/exit.ts';
-import { recordFor } from './support/run-record.ts';
+import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/input/context.ts';
+import { confirmWrite } from './support/input/confirm.ts';
+import { gateStore } from './support/flow/store-gate.ts';
+import { progressReporter } from './support/render/progress.ts';
+import { formatBytes, formatCount, formatDuration, formatMoney, renderTable } from './support/render/format.ts';
+import * as parse from './support/input/parse.ts';
+import type { CommandResult } from './support/flow/command.ts';
+import { EXIT } from './support/flow/exit.ts';
+import { recordFor } from './support/flow/run-record.ts';
 import { UsageError } from '../src/errors.ts';
 import { TABLES } from '../src/tables.ts';
 

@@ -1,15 +1,15 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { StorageReport } from '../src/ops/report.ts';
-import { addPriceOptions, thresholdOptions, makeOutput, openContext, policyFrom, pricesFrom, type GlobalOptions, type Runtime } from './support/context.ts';
-import { formatBytes, formatCount, formatDuration, formatMoney, renderMarkdownTable, renderTable } from './support/format.ts';
+import { addPriceOptions, thresholdOptions, makeOutput, openContext, policyFrom, pricesFrom, type GlobalOptions, type Runtime } from './support/input/context.ts';
+import { formatBytes, formatCount, formatDuration, formatMoney, renderMarkdownTable, renderTable } from './support/render/format.ts';
 import { parseTables } from '../src/tables.ts';
 import { UsageError } from '../src/errors.ts';
-import * as parse from './support/parse.ts';
-import type { Output } from './support/output.ts';
-import type { CommandResult } from './support/command.ts';
-import { appendStepSummary } from './support/step-summary.ts';
-import { DISK_HEADER, METRIC_HEADER, diskRows, metricRows } from './support/report-rows.ts';
-import { JSON_SCHEMA_VERSION } from './support/output.ts';
+import * as parse from './support/input/parse.ts';
+import type { Output } from './support/render/output.ts';
+import type { CommandResult } from './support/flow/command.ts';
+import { appendStepSummary } from './support/render/step-summary.ts';
+import { DISK_HEADER, METRIC_HEADER, diskRows, metricRows } from './support/render/report-rows.ts';
+import { JSON_SCHEMA_VERSION } from './support/render/output.ts';
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
@@ -51,7 +51,7 @@ export function reportCommand(runtime: Runtime, run: (action: () => Promise<Comm
           const measured = opts.listBucket ? await (await import('../src/ops/compression-stats.ts')).measureCompression(context, tables) : undefined;
           const report = await buildReport(context.db, tables, policyFrom(opts), pricesFrom(opts), { appIds: opts.app }, probe, measured);
           if (opts.format === 'html') {
-            const { renderReportHtml } = await import('./support/report-html.ts');
+            const { renderReportHtml } = await import('./support/render/report-html.ts');
             const page = renderReportHtml({ schemaVersion: JSON_SCHEMA_VERSION, command: 'report', ...report });
             if (opts.out) {
               const file = resolve(runtime.cwd, opts.out);
@@ -165,7 +165,7 @@ function parseSince(value: string): Date {
 /** `report --runs` and `report --items RUN`: the recorded history instead of the storage report. */
 async function runsReport(runtime: Runtime, globals: GlobalOptions, opts: Record<string, unknown>): Promise<CommandResult> {
   const { runHistory, runDetail, tableLabel } = await import('../src/ops/runs.ts');
-  const { progressText } = await import('./support/runs-render.ts');
+  const { progressText } = await import('./support/render/runs-render.ts');
   const output = makeOutput({ ...globals, json: globals.json || opts.format === 'json' }, runtime);
   const context = await openContext(globals, runtime, { store: false, concurrency: 1 });
   const c = output.color;

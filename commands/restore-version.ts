@@ -1,17 +1,17 @@
 import { Command } from 'commander';
 import type { RestoreDiff } from '../src/ops/restore-version.ts';
-import { thresholdOptions, makeOutput, openContext, policyFrom, type GlobalOptions, type Runtime } from './support/context.ts';
-import { confirmWrite } from './support/confirm.ts';
-import { gateStore } from './support/store-gate.ts';
-import { recordFor } from './support/run-record.ts';
+import { thresholdOptions, makeOutput, openContext, policyFrom, type GlobalOptions, type Runtime } from './support/input/context.ts';
+import { confirmWrite } from './support/input/confirm.ts';
+import { gateStore } from './support/flow/store-gate.ts';
+import { recordFor } from './support/flow/run-record.ts';
 import { TABLES, TABLE_NAMES } from '../src/tables.ts';
-import { formatBytes, formatCount } from './support/format.ts';
-import type { Output } from './support/output.ts';
-import * as parse from './support/parse.ts';
-import type { CommandResult } from './support/command.ts';
-import { appendStepSummary } from './support/step-summary.ts';
-import { renderMarkdownTable } from './support/format.ts';
-import { EXIT } from './support/exit.ts';
+import { formatBytes, formatCount } from './support/render/format.ts';
+import type { Output } from './support/render/output.ts';
+import * as parse from './support/input/parse.ts';
+import type { CommandResult } from './support/flow/command.ts';
+import { appendStepSummary } from './support/render/step-summary.ts';
+import { renderMarkdownTable } from './support/render/format.ts';
+import { EXIT } from './support/flow/exit.ts';
 
 export function restoreVersionCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('restore-version')

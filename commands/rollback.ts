@@ -1,11 +1,11 @@
 import { Command } from 'commander';
 import type { RollbackOptions } from '../src/ops/rollback.ts';
-import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/context.ts';
-import { planConfirmRun } from './support/write-flow.ts';
-import { gateStore } from './support/store-gate.ts';
-import { addConflictOption, recordFor } from './support/run-record.ts';
-import { formatCount } from './support/format.ts';
-import type { CommandResult } from './support/command.ts';
+import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/input/context.ts';
+import { planConfirmRun } from './support/flow/write-flow.ts';
+import { gateStore } from './support/flow/store-gate.ts';
+import { addConflictOption, recordFor } from './support/flow/run-record.ts';
+import { formatCount } from './support/render/format.ts';
+import type { CommandResult } from './support/flow/command.ts';
 
 export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   const command = new Command('rollback')

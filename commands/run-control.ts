@@ -1,11 +1,11 @@
 import { Command } from 'commander';
-import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/context.ts';
-import * as parse from './support/parse.ts';
-import type { CommandResult } from './support/command.ts';
+import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/input/context.ts';
+import * as parse from './support/input/parse.ts';
+import type { CommandResult } from './support/flow/command.ts';
 import type { ControlVerb } from '../src/ops/runs.ts';
 import { currentOperator } from '../src/runs/identity.ts';
 import { UsageError } from '../src/errors.ts';
-import { confirmWrite } from './support/confirm.ts';
+import { confirmWrite } from './support/input/confirm.ts';
 
 const DESCRIPTIONS: Record<ControlVerb, string> = {
   pause: 'Pause runs: their workers finish the batches in flight, release every claim and wait (within about a second plus one batch).',

@@ -1,10 +1,10 @@
 import { Command, Option } from 'commander';
 import { KEY_LAYOUTS, type KeyLayout } from '../src/key-layouts.ts';
 import { SchemaMissingError } from '../src/errors.ts';
-import { confirmWrite } from './support/confirm.ts';
-import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/context.ts';
-import { recordFor } from './support/run-record.ts';
-import type { CommandResult } from './support/command.ts';
+import { confirmWrite } from './support/input/confirm.ts';
+import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/input/context.ts';
+import { recordFor } from './support/flow/run-record.ts';
+import type { CommandResult } from './support/flow/command.ts';
 
 export function schemaCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('schema')

@@ -1,8 +1,8 @@
 import { Command } from 'commander';
-import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/context.ts';
-import * as parse from './support/parse.ts';
-import type { CommandResult } from './support/command.ts';
-import { renderStatus } from './support/runs-render.ts';
+import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/input/context.ts';
+import * as parse from './support/input/parse.ts';
+import type { CommandResult } from './support/flow/command.ts';
+import { renderStatus } from './support/render/runs-render.ts';
 import { sleep } from '../src/pool.ts';
 
 export function statusCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {

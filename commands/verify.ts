@@ -1,10 +1,10 @@
 import { Command } from 'commander';
-import { addWalkOptions, makeOutput, openContext, runOptionsFrom, type GlobalOptions, type Runtime } from './support/context.ts';
-import { progressReporter } from './support/progress.ts';
-import { formatBytes, formatCount, renderTable } from './support/format.ts';
-import * as parse from './support/parse.ts';
-import type { CommandResult } from './support/command.ts';
-import { EXIT } from './support/exit.ts';
+import { addWalkOptions, makeOutput, openContext, runOptionsFrom, type GlobalOptions, type Runtime } from './support/input/context.ts';
+import { progressReporter } from './support/render/progress.ts';
+import { formatBytes, formatCount, renderTable } from './support/render/format.ts';
+import * as parse from './support/input/parse.ts';
+import type { CommandResult } from './support/flow/command.ts';
+import { EXIT } from './support/flow/exit.ts';
 
 export function verifyCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   const command = new Command('verify')

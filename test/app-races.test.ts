@@ -25,7 +25,7 @@ const ROUNDS = Number(process.env.RACE_ROUNDS ?? (LONG ? 5 : 1));
 const SECONDS = Number(process.env.RACE_SECONDS ?? (LONG ? 12 : 4));
 const FILES_PER_APP = 60;
 /** Per race test: a few rounds of writer time plus the tool runs, with room for a loaded CI machine. */
-const RACE_TIMEOUT = Math.max(LONG ? 1_200_000 : 300_000, ROUNDS * (SECONDS + 30) * 1000);
+const RACE_TIMEOUT = Math.max(LONG ? 1_200_000 : 300_000, ROUNDS * (SECONDS + 60) * 1000);
 
 interface WriterReport {
   writes: number;

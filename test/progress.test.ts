@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PassThrough, Readable } from 'node:stream';
-import { etaText, progressReporter } from '../commands/support/progress.ts';
-import { Output } from '../commands/support/output.ts';
+import { etaText, progressReporter } from '../commands/support/render/progress.ts';
+import { Output } from '../commands/support/render/output.ts';
 
 describe('progress', () => {
   it('ETA comes from the rate so far, and says "-" where there is nothing to go by', () => {

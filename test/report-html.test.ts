@@ -7,7 +7,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { createTestEnv, type TestEnv } from './support/env.ts';
 import { cli } from './support/cli.ts';
 import { insertApp, insertFile, insertVersion, insertVersionFile, text } from './support/seed.ts';
-import { renderReportHtml } from '../commands/support/report-html.ts';
+import { renderReportHtml } from '../commands/support/render/report-html.ts';
 
 /**
  * The HTML report in a real browser (Debian's chromium, driven by playwright-core), with every network

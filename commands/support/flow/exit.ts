@@ -7,7 +7,7 @@ import {
   UsageError,
   WriteRefusedError,
   errorMessage,
-} from '../../src/errors.ts';
+} from '../../../src/errors.ts';
 
 /** The one place errors become exit codes. 0 ok · 1 problems found · 2 usage/config/refused · 130 interrupted. */
 export const EXIT = { ok: 0, problems: 1, usage: 2, interrupted: 130 } as const;

@@ -1,15 +1,15 @@
 import { Command, Option } from 'commander';
-import { ConfigResolver } from '../../src/config.ts';
-import type { ObjectStore } from '../../src/object-store.ts';
-import type { StorageContext } from '../../src/context.ts';
-import type { WalkOptions } from '../../src/ops/batch-runner.ts';
-import { DEFAULT_WALK, DEFAULT_INLINE_MAX, type CommonRunOptions } from '../../src/ops/options.ts';
-import { parseTables } from '../../src/tables.ts';
-import { DEFAULT_POLICY, validatePolicy, type PlacementPolicy } from '../../src/placement.ts';
-import { UsageError } from '../../src/errors.ts';
-import { DEFAULT_PRICES, type Prices } from '../../src/cost.ts';
+import { ConfigResolver } from '../../../src/config.ts';
+import type { ObjectStore } from '../../../src/object-store.ts';
+import type { StorageContext } from '../../../src/context.ts';
+import type { WalkOptions } from '../../../src/ops/batch-runner.ts';
+import { DEFAULT_WALK, DEFAULT_INLINE_MAX, type CommonRunOptions } from '../../../src/ops/options.ts';
+import { parseTables } from '../../../src/tables.ts';
+import { DEFAULT_POLICY, validatePolicy, type PlacementPolicy } from '../../../src/placement.ts';
+import { UsageError } from '../../../src/errors.ts';
+import { DEFAULT_PRICES, type Prices } from '../../../src/cost.ts';
 import * as parse from './parse.ts';
-import { Output, type EventSink, type LogFormat, type OutputStreams } from './output.ts';
+import { Output, type EventSink, type LogFormat, type OutputStreams } from '../render/output.ts';
 
 /** Options every command has (declared once on the program, accepted before or after the subcommand). */
 export interface GlobalOptions {
@@ -92,7 +92,7 @@ export async function openContext(globals: GlobalOptions, runtime: Runtime, opti
   const fromEnv = Number(runtime.streams.env.OVERSKILL_STORAGE_DB_CONNECTIONS);
   const connections = globals.dbConnections ?? (Number.isSafeInteger(fromEnv) && fromEnv >= 1 ? fromEnv : Math.min(concurrency, 8) + 2);
   // The database driver and the S3 SDK load only in commands that connect: --help and --version stay light.
-  const [{ createDb, checkConnection }, { ObjectStore }] = await Promise.all([import('../../src/db.ts'), import('../../src/object-store.ts')]);
+  const [{ createDb, checkConnection }, { ObjectStore }] = await Promise.all([import('../../../src/db.ts'), import('../../../src/object-store.ts')]);
   const db = createDb({ url: database.url, poolSize: connections });
   let store: ObjectStore | undefined;
   let metrics: { close(): Promise<void> } | undefined;
@@ -129,7 +129,7 @@ export async function openContext(globals: GlobalOptions, runtime: Runtime, opti
 
 /** The run's Prometheus metrics on --metrics-port, fed by its events, until the context closes. */
 async function startMetrics(port: number, output: Output, runtime: Runtime, store: ObjectStore | undefined): Promise<{ close(): Promise<void> }> {
-  const { RunMetrics, serveMetrics } = await import('./metrics.ts');
+  const { RunMetrics, serveMetrics } = await import('../render/metrics.ts');
   const metrics = new RunMetrics(store);
   const served = await serveMetrics(metrics, port);
   const sink: EventSink = (event) => metrics.observe(event);

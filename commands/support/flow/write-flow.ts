@@ -1,13 +1,13 @@
-import type { Plan } from '../../src/ops/plan.ts';
-import type { TableRunResult } from '../../src/ops/batch-runner.ts';
-import type { Reporter } from '../../src/reporter.ts';
-import { confirmWrite } from './confirm.ts';
-import type { Output } from './output.ts';
-import { progressReporter } from './progress.ts';
-import { expectedStages, renderPlan, renderRunTables } from './render.ts';
-import { formatCount, formatDuration } from './format.ts';
+import type { Plan } from '../../../src/ops/plan.ts';
+import type { TableRunResult } from '../../../src/ops/batch-runner.ts';
+import type { Reporter } from '../../../src/reporter.ts';
+import { confirmWrite } from '../input/confirm.ts';
+import type { Output } from '../render/output.ts';
+import { progressReporter } from '../render/progress.ts';
+import { expectedStages, renderPlan, renderRunTables } from '../render/plans.ts';
+import { formatCount, formatDuration } from '../render/format.ts';
 import { EXIT } from './exit.ts';
-import { appendStepSummary, planMarkdown } from './step-summary.ts';
+import { appendStepSummary, planMarkdown } from '../render/step-summary.ts';
 import type { CommandResult } from './command.ts';
 
 export interface RowRunSummary {

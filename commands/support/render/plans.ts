@@ -1,5 +1,5 @@
-import type { Plan } from '../../src/ops/plan.ts';
-import type { ItemProblem, TableRunResult } from '../../src/ops/batch-runner.ts';
+import type { Plan } from '../../../src/ops/plan.ts';
+import type { ItemProblem, TableRunResult } from '../../../src/ops/batch-runner.ts';
 import type { Output } from './output.ts';
 import { formatBytes, formatCount, formatMoney, renderTable } from './format.ts';
 

@@ -1,8 +1,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ObjectStore } from '../../src/object-store.ts';
-import type { RunEvent } from '../../src/reporter.ts';
+import type { ObjectStore } from '../../../src/object-store.ts';
+import type { RunEvent } from '../../../src/reporter.ts';
 
 /** The states a run's worker can be in, one gauge series each (1 for the current one). */
 const RUN_STATES = ['starting', 'running', 'waiting', 'done', 'failed', 'interrupted', 'cancelled'] as const;
@@ -104,7 +104,7 @@ export async function serveMetrics(metrics: RunMetrics, port: number, host = '0.
  * `maintain`'s figures in Prometheus text format, for node_exporter's textfile collector: written to a
  * temporary file beside `path` and renamed over it, so the collector never reads half a file.
  */
-export async function writeMaintainTextfile(path: string, result: import('../../src/ops/maintain.ts').MaintainResult, durationSeconds: number): Promise<void> {
+export async function writeMaintainTextfile(path: string, result: import('../../../src/ops/maintain.ts').MaintainResult, durationSeconds: number): Promise<void> {
   const { rename, writeFile } = await import('node:fs/promises');
   const registry = new Registry();
   const gauge = (name: string, help: string, value: number, labels?: Record<string, string>) => {

@@ -1,6 +1,6 @@
 import { Chalk, type ChalkInstance } from 'chalk';
-import { redact } from '../../src/secrets.ts';
-import type { RunEvent } from '../../src/reporter.ts';
+import { redact } from '../../../src/secrets.ts';
+import type { RunEvent } from '../../../src/reporter.ts';
 
 export type LogFormat = 'text' | 'json';
 export type EventSink = (event: RunEvent) => void;

@@ -1,5 +1,5 @@
-import type { RunStatus, StatusResult } from '../../src/ops/runs.ts';
-import type { RunRow } from '../../src/sql/runs.ts';
+import type { RunStatus, StatusResult } from '../../../src/ops/runs.ts';
+import type { RunRow } from '../../../src/sql/runs.ts';
 import { formatBytes, formatCount, formatDuration, renderTable } from './format.ts';
 import type { Output } from './output.ts';
 

@@ -1,13 +1,13 @@
-import type { StorageContext } from '../../src/context.ts';
-import type { GlobalOptions } from './context.ts';
-import type { Output } from './output.ts';
+import type { StorageContext } from '../../../src/context.ts';
+import type { GlobalOptions } from '../input/context.ts';
+import type { Output } from '../render/output.ts';
 
 /**
  * Before a command's first object write: the store proves its conditions (src/ops/store-gate.ts), or the
  * command refuses with exit 2. Returns what the run records.
  */
 export async function gateStore(context: StorageContext, output: Output, globals: GlobalOptions): Promise<Record<string, unknown>> {
-  const { proveStore, storeGateRecord } = await import('../../src/ops/store-gate.ts');
+  const { proveStore, storeGateRecord } = await import('../../../src/ops/store-gate.ts');
   const gate = await proveStore(context.store, { allowUnconditional: globals.allowUnconditionalStore ?? false });
   const { classA, classB, free } = gate.check.requests;
   const cost = `${classA + classB + free} probe requests, probes deleted`;

@@ -1,5 +1,5 @@
 import { appendFileSync } from 'node:fs';
-import type { Plan } from '../../src/ops/plan.ts';
+import type { Plan } from '../../../src/ops/plan.ts';
 import { formatBytes, formatCount, formatMoney, renderMarkdownTable } from './format.ts';
 
 /**

@@ -1,4 +1,4 @@
-import type { StorageReport } from '../../src/ops/report.ts';
+import type { StorageReport } from '../../../src/ops/report.ts';
 import { formatBytes } from './format.ts';
 
 /** The on-disk and metrics tables as rows, shared by the terminal, markdown and HTML renderings of `report`. */

@@ -1,5 +1,5 @@
 import cliProgress from 'cli-progress';
-import type { Reporter } from '../../src/reporter.ts';
+import type { Reporter } from '../../../src/reporter.ts';
 import type { Output } from './output.ts';
 import { formatBytes, formatCount, formatDuration } from './format.ts';
 

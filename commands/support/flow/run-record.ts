@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import type { CommonRunOptions } from '../../src/ops/options.ts';
-import type { RunRecordSpec } from '../../src/runs/open-run.ts';
-import { maskArguments, scopeOf } from '../../src/runs/identity.ts';
-import { packageVersion } from '../../src/version.ts';
-import type { GlobalOptions, Runtime } from './context.ts';
+import type { CommonRunOptions } from '../../../src/ops/options.ts';
+import type { RunRecordSpec } from '../../../src/runs/open-run.ts';
+import { maskArguments, scopeOf } from '../../../src/runs/identity.ts';
+import { packageVersion } from '../../../src/version.ts';
+import type { GlobalOptions, Runtime } from '../input/context.ts';
 
 export function addConflictOption(command: Command): Command {
   return command.option('--force', 'start even while a conflicting run is active (a running migrate over the same rows, or one with another key layout)');

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import type { StorageReport } from '../../src/ops/report.ts';
+import type { StorageReport } from '../../../src/ops/report.ts';
 import { formatBytes, formatCount, formatMoney } from './format.ts';
 import { DISK_HEADER, METRIC_HEADER, diskRows, metricRows } from './report-rows.ts';
 

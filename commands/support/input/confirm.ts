@@ -1,5 +1,5 @@
-import { WriteRefusedError } from '../../src/errors.ts';
-import type { Output } from './output.ts';
+import { WriteRefusedError } from '../../../src/errors.ts';
+import type { Output } from '../render/output.ts';
 
 /**
  * Asks before a write. With --yes it does not ask; without a terminal on stdin it never asks and refuses
