@@ -138,7 +138,9 @@ export class S3Proxy {
             upstreamResponse.on('end', () => fault.onForwarded?.());
             return;
           }
-          if (fault?.kind === 'stallBody') {
+          if (fault?.kind === 'truncate' || fault?.kind === 'stallBody') {
+            // The headers and the first bytes of the body; then the socket is cut (truncate) or held open for ever (stallBody).
+            const cut = fault.kind === 'truncate';
             response.writeHead(upstreamResponse.statusCode ?? 500, upstreamResponse.headers);
             let sent = 0;
             upstreamResponse.on('data', (chunk: Buffer) => {
@@ -146,20 +148,9 @@ export class S3Proxy {
               const part = chunk.subarray(0, fault.keepBytes - sent);
               sent += part.length;
               response.write(part);
+              if (cut && sent >= fault.keepBytes) setTimeout(() => response.socket?.destroy(), 5);
             });
-            return;
-          }
-          if (fault?.kind === 'truncate') {
-            response.writeHead(upstreamResponse.statusCode ?? 500, upstreamResponse.headers);
-            let sent = 0;
-            upstreamResponse.on('data', (chunk: Buffer) => {
-              if (sent >= fault.keepBytes) return;
-              const part = chunk.subarray(0, fault.keepBytes - sent);
-              sent += part.length;
-              response.write(part);
-              if (sent >= fault.keepBytes) setTimeout(() => response.socket?.destroy(), 5);
-            });
-            upstreamResponse.on('end', () => response.socket?.destroy());
+            if (cut) upstreamResponse.on('end', () => response.socket?.destroy());
             return;
           }
           // Cloudflare's transparent decompression: an object stored with Content-Encoding: gzip goes to a
