@@ -43,6 +43,15 @@ export interface StoredObject {
   lastModified?: Date;
 }
 
+/**
+ * The key as x-amz-copy-source names it: percent-encoded, except the characters a URL path may carry as
+ * they are (`/`, and `@ : , ; $ = &`). S3 and R2 decode the header fully; some servers decode it as a URI
+ * (reserved characters stay encoded), and both read these the same way.
+ */
+function copySourcePath(key: string): string {
+  return encodeURIComponent(key).replace(/%(2F|40|3A|2C|3B|24|3D|26)/g, (escape) => decodeURIComponent(escape));
+}
+
 /** A download shorter than the stored object was cut off: never taken for the whole. */
 function assertWhole(key: string, received: number, expected: number | undefined): void {
   if (expected !== undefined && received !== expected) throw new ObjectStoreError(`download of ${key} was truncated (${received} of ${expected} bytes)`, key);
@@ -230,7 +239,7 @@ export class ObjectStore implements StoreCore {
         new CopyObjectCommand({
           Bucket: this.bucket,
           Key: targetKey,
-          CopySource: `${this.bucket}/${encodeURIComponent(sourceKey).replace(/%2F/g, '/')}`,
+          CopySource: `${this.bucket}/${copySourcePath(sourceKey)}`,
           CopySourceIfMatch: sourceEtag ? `"${sourceEtag}"` : undefined,
           MetadataDirective: 'COPY',
         }),

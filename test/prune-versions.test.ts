@@ -163,6 +163,26 @@ describe.skipIf(ON_PGLITE)('prune-versions', () => {
     }
   }, 180_000);
 
+  it('--quarantine moves the objects of pruned versions under the prefix instead of deleting them', async () => {
+    const q = await appWithVersions('quarantined', [300, 200, 1]);
+    for (const args of [['migrate', '--yes', '--app', q.app], ['finalize', '--yes', '--app', q.app]]) expect((await cli(args, env.cliEnv)).code).toBe(0);
+    const keys = (await query<{ key: string }>(
+      env.db,
+      `SELECT r2_snapshot_key AS key FROM app_versions WHERE id = ANY($1::bigint[]) AND r2_snapshot_key IS NOT NULL
+       UNION ALL SELECT r2_content_key FROM app_version_files WHERE app_version_id = ANY($1::bigint[]) AND r2_content_key IS NOT NULL`,
+      [q.versions.slice(0, 2)],
+    )).map((r) => r.key);
+    expect(keys.some((key) => key.includes('@'))).toBe(true); // snapshot keys carry an @
+    const run = await cli(['prune-versions', '--keep-last', '1', '--keep-within', '30d', '--app', q.app, '--quarantine', 'quarantine/prune', '--yes', '--json'], env.cliEnv);
+    expect(run.code, JSON.stringify(run.json().result?.objectsFailed)).toBe(0);
+    expect(run.json().result.objectsQuarantined).toBe(keys.length);
+    for (const key of keys) {
+      expect(await env.store.head(key), key).toBeUndefined();
+      expect(await env.store.head(`quarantine/prune/${key}`), key).toBeDefined();
+    }
+    expect(await remaining(q.app)).toEqual([q.versions[2]]);
+  }, 60_000);
+
   it('report shows version history bytes by age', async () => {
     await appWithVersions('aged', [400, 100, 20, 3]);
     const report = (await cli(['report', '--json'], env.cliEnv)).json();
