@@ -392,7 +392,26 @@ async function only(step: string): Promise<void> {
       const cliEnv = { ...process.env, DATABASE_URL: scratch.url, R2_ENDPOINT: s3.endpoint, R2_ACCESS_KEY_ID: s3.accessKeyId, R2_SECRET_ACCESS_KEY: s3.secretAccessKey, R2_BUCKET: s3.bucket, NO_COLOR: '1' };
       await measureLargeRows(scratch.db, cliEnv);
     }
-    else if (step === 'pause') {
+    else if (step === 'rclone') {
+      await seedFiles(scratch.db, { count: files, meanBytes: 5000, largePercent: 0 });
+      await settle(scratch.db);
+      console.log(JSON.stringify(await compareWithRclone(scratch.db, scratch.url, s3, 16)));
+    } else if (step === 'latency') {
+      // The c=64 comparison through the 50 ms proxy alone: the bare SDK loop against migrate, twice each.
+      await seedFiles(scratch.db, { count: files, meanBytes: 5000, largePercent: 0 });
+      await settle(scratch.db);
+      const proxy = await new S3Proxy(s3.port, s3.bucket).start();
+      proxy.latencyMs = 50;
+      for (let round = 0; round < 2; round++) {
+        await resetMigration(scratch.db);
+        const raw = await withCpu(s3.pid, () => runWorker('raw', scratch.url, proxy.endpoint, s3.bucket, 64, latencyFiles));
+        const migrated = await withCpu(s3.pid, () => runWorker('migrate', scratch.url, proxy.endpoint, s3.bucket, 64, latencyFiles));
+        console.log(`c=64 through 50 ms: raw ${rate(raw).toFixed(0)} obj/s, migrate ${rate(migrated).toFixed(0)} obj/s → ${(rate(migrated) / rate(raw)).toFixed(2)}x`);
+        console.log(cpuLine(raw));
+        console.log(cpuLine(migrated));
+      }
+      await proxy.stop();
+    } else if (step === 'pause') {
       await seedFiles(scratch.db, { count: Math.min(files, 8000), meanBytes: 5000, largePercent: 0 });
       console.log(JSON.stringify(await measurePauseLatency(scratch.db, scratch.url, s3)));
     } else throw new Error(`unknown step ${step}`);

@@ -12,8 +12,9 @@ import {
 import type { ObjectStoreConfig } from './config.ts';
 import { ConfigError, IntegrityError, ObjectStoreError } from './errors.ts';
 import { cleanEtag, sha256Hex } from './hashing.ts';
-import { createS3Client, describeS3Error, isNotFound, retryDelayMs, requestBoundMs, DEFAULT_MAX_ATTEMPTS, type ClientOptions } from './store/client.ts';
-import type { DeadlineHttpHandler, TransportStats } from './store/transport.ts';
+import { createS3Client, describeS3Error, isNotFound, retryDelayMs, requestBoundMs, StoppableRetryStrategy, DEFAULT_CONNECTION_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_REQUEST_TIMEOUT_MS, type ClientOptions } from './store/client.ts';
+import { Meter, type TransportStats } from './store/meter.ts';
+import { ObjectRequests, metadataOf } from './store/object-requests.ts';
 import { headFromMetadata, type ObjectHead } from './store/ownership.ts';
 import { putBuffer, putStream, CREATE, type PutResult, type WriteIntent } from './store/writes.ts';
 import { deleteIfOurs, type DeleteExpectation, type GuardedDelete } from './store/deletes.ts';
@@ -24,7 +25,7 @@ import { DEFAULT_PART_SIZE } from './store/parts.ts';
 export { DEFAULT_PART_SIZE, partSizeFor } from './store/parts.ts';
 
 export { describeS3Error, isNotFound } from './store/client.ts';
-export type { TransportStats } from './store/transport.ts';
+export type { TransportStats } from './store/meter.ts';
 export type { PutResult, WriteIntent } from './store/writes.ts';
 export type { ObjectHead } from './store/ownership.ts';
 export type { GuardedDelete, DeleteExpectation } from './store/deletes.ts';
@@ -52,6 +53,11 @@ function copySourcePath(key: string): string {
   return encodeURIComponent(key).replace(/%(2F|40|3A|2C|3B|24|3D|26)/g, (escape) => decodeURIComponent(escape));
 }
 
+function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
 /** A download shorter than the stored object was cut off: never taken for the whole. */
 function assertWhole(key: string, received: number, expected: number | undefined): void {
   if (expected !== undefined && received !== expected) throw new ObjectStoreError(`download of ${key} was truncated (${received} of ${expected} bytes)`, key);
@@ -64,14 +70,17 @@ function assertWhole(key: string, received: number, expected: number | undefined
  * Downloads count only when their SHA-256 and length match what the caller expects.
  */
 export class ObjectStore implements StoreCore {
+  /** Listings, copies, multipart uploads and the preflight's multipart probes. */
   readonly client: S3Client;
   readonly onceClient: S3Client;
+  /** The per-object requests: PUT, HEAD, GET and DELETE of one key (store/object-requests.ts). */
+  readonly objects: ObjectRequests;
   readonly bucket: string;
   readonly partSize: number;
   /** Attempts per request, and the longest one request can take with all of them (stall bounds derive from it). */
   readonly maxAttempts: number;
   readonly requestBoundMs: number;
-  private readonly handler: DeadlineHttpHandler;
+  private readonly meter = new Meter();
   private readonly stopping?: AbortSignal;
 
   constructor(config: ObjectStoreConfig, options: ObjectStoreOptions = {}) {
@@ -80,10 +89,19 @@ export class ObjectStore implements StoreCore {
     this.maxAttempts = Math.max(1, options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
     this.requestBoundMs = requestBoundMs(options.requestTimeoutMs, this.maxAttempts);
     this.stopping = options.stopping;
-    const { client, handler } = createS3Client(config, options);
-    this.handler = handler;
+    // One retry strategy (one retry quota) and one meter for both ways requests go out.
+    const retryStrategy = new StoppableRetryStrategy(this.maxAttempts, retryDelayMs, this.stopping);
+    const { client, handler } = createS3Client(config, options, { meter: this.meter, retryStrategy });
     this.client = client;
-    this.onceClient = createS3Client(config, { ...options, maxAttempts: 1 }, handler).client;
+    this.onceClient = createS3Client(config, { ...options, maxAttempts: 1 }, { handler }).client;
+    this.objects = new ObjectRequests(config, {
+      maxSockets: Math.max(8, options.maxSockets ?? 32),
+      requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+      connectionTimeoutMs: options.connectionTimeoutMs ?? DEFAULT_CONNECTION_TIMEOUT_MS,
+      meter: this.meter,
+      retryStrategy,
+      onRequest: options.onRequest,
+    });
     if (options.onRequest) {
       const count = options.onRequest;
       for (const each of [this.client, this.onceClient]) {
@@ -100,18 +118,19 @@ export class ObjectStore implements StoreCore {
 
   /** Requests, socket-pool queue wait, deadlines hit and latency so far. */
   transportStats(): TransportStats {
-    return this.handler.stats();
+    return this.meter.snapshot();
   }
 
   /** Told each finished request's latency (metrics). */
   onLatency(listener: (ms: number) => void): () => void {
-    this.handler.meter.listeners.add(listener);
-    return () => this.handler.meter.listeners.delete(listener);
+    this.meter.listeners.add(listener);
+    return () => this.meter.listeners.delete(listener);
   }
 
   destroy(): void {
     this.client.destroy();
     this.onceClient.destroy();
+    void this.objects.destroy();
   }
 
   /** Fails with a ConfigError naming the problem when the bucket is missing or the credentials are refused. */
@@ -148,29 +167,29 @@ export class ObjectStore implements StoreCore {
    */
   async readAndHash(key: string): Promise<{ sha256: string; size: number; metadataSha256?: string }> {
     return this.withReadRetries(key, async () => {
-      const result = await this.onceClient.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      const result = await this.download(key);
       const hash = createHash('sha256');
       let size = 0;
       const raw = { bytes: 0 };
-      for await (const chunk of decodedBody(result.Body as AsyncIterable<Buffer>, declaredEncoding(result.Metadata, result.ContentEncoding), raw)) {
+      for await (const chunk of decodedBody(result.body, result.encoding, raw)) {
         hash.update(chunk);
         size += chunk.length;
       }
-      assertWhole(key, raw.bytes, result.ContentLength);
-      return { sha256: hash.digest('hex'), size, metadataSha256: result.Metadata?.sha256 };
+      assertWhole(key, raw.bytes, result.contentLength);
+      return { sha256: hash.digest('hex'), size, metadataSha256: result.metadata.sha256 };
     });
   }
 
   /** Downloads an object whole (decoded) and checks it against the expected hash; for bodies the caller must hold. */
   async getVerified(key: string, expectedSha256: string | null): Promise<Buffer> {
     return this.withReadRetries(key, async () => {
-      const result = await this.onceClient.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      const result = await this.download(key);
       const parts: Buffer[] = [];
       const raw = { bytes: 0 };
-      for await (const chunk of decodedBody(result.Body as AsyncIterable<Buffer>, declaredEncoding(result.Metadata, result.ContentEncoding), raw)) parts.push(chunk);
+      for await (const chunk of decodedBody(result.body, result.encoding, raw)) parts.push(chunk);
       const body = Buffer.concat(parts);
-      assertWhole(key, raw.bytes, result.ContentLength);
-      const expected = expectedSha256 ?? result.Metadata?.sha256;
+      assertWhole(key, raw.bytes, result.contentLength);
+      const expected = expectedSha256 ?? result.metadata.sha256;
       if (!expected) throw new IntegrityError(`object ${key} has no SHA-256 to check it against`, key);
       const actual = sha256Hex(body);
       if (actual !== expected) throw new IntegrityError(`object ${key} does not match its SHA-256 (stored bytes hash to ${actual.slice(0, 12)}…, expected ${expected.slice(0, 12)}…)`, key);
@@ -183,26 +202,33 @@ export class ObjectStore implements StoreCore {
    * fails the stream at its end, before the caller could take it for whole.
    */
   async getStream(key: string): Promise<{ body: AsyncIterable<Buffer>; size?: number; metadataSha256?: string }> {
-    const result = await this.withReadRetries(key, () => this.onceClient.send(new GetObjectCommand({ Bucket: this.bucket, Key: key })));
-    const encoding = declaredEncoding(result.Metadata, result.ContentEncoding);
+    const result = await this.withReadRetries(key, () => this.download(key));
     const raw = { bytes: 0 };
-    const source = result.Body as AsyncIterable<Buffer>;
     const body = (async function* () {
-      yield* decodedBody(source, encoding, raw);
-      assertWhole(key, raw.bytes, result.ContentLength);
+      yield* decodedBody(result.body, result.encoding, raw);
+      assertWhole(key, raw.bytes, result.contentLength);
     })();
-    const declared = Number(result.Metadata?.[CONTENT_SIZE_KEY]);
-    return { body, size: encoding ? (Number.isSafeInteger(declared) ? declared : undefined) : result.ContentLength, metadataSha256: result.Metadata?.sha256 };
+    const declared = Number(result.metadata[CONTENT_SIZE_KEY]);
+    return { body, size: result.encoding ? (Number.isSafeInteger(declared) ? declared : undefined) : result.contentLength, metadataSha256: result.metadata.sha256 };
   }
 
   async head(key: string): Promise<ObjectHead | undefined> {
     try {
-      const result = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-      return headFromMetadata(result.ContentLength ?? 0, cleanEtag(result.ETag), result.Metadata, result.LastModified, result.ContentEncoding);
+      const answer = await this.objects.head(key);
+      if (!answer) return undefined;
+      const lastModified = header(answer.headers, 'last-modified');
+      return headFromMetadata(Number(header(answer.headers, 'content-length') ?? 0), cleanEtag(header(answer.headers, 'etag')), metadataOf(answer.headers), lastModified ? new Date(lastModified) : undefined, header(answer.headers, 'content-encoding'));
     } catch (error) {
-      if (isNotFound(error)) return undefined;
       throw new ObjectStoreError(`HEAD ${key} failed: ${describeS3Error(error)}`, key, { cause: error });
     }
+  }
+
+  /** One GET attempt: the body as it arrives, with what its headers say about it. */
+  private async download(key: string): Promise<{ body: AsyncIterable<Buffer>; contentLength?: number; metadata: Record<string, string>; encoding?: ContentEncoding }> {
+    const answer = await this.objects.get(key);
+    const metadata = metadataOf(answer.headers);
+    const length = header(answer.headers, 'content-length');
+    return { body: answer.body, contentLength: length === undefined ? undefined : Number(length), metadata, encoding: declaredEncoding(metadata, header(answer.headers, 'content-encoding')) };
   }
 
   /**

@@ -22,6 +22,7 @@ describe('invariants of migrate', () => {
   beforeAll(async () => {
     env = await createTestEnv();
     proxy = await new S3Proxy(env.s3.port, env.s3.bucket).start();
+    proxy.serverPort = env.s3.barePort;
   });
   afterAll(async () => {
     await proxy?.stop();

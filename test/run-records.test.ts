@@ -3,6 +3,7 @@ import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createTestEnv, ON_PGLITE, type TestEnv } from './support/env.ts';
 import { cli, spawnCli } from './support/cli.ts';
 import { insertApp } from './support/seed.ts';
+import { R2Emulation } from '../src/local/r2-emulation.ts';
 import { S3Proxy } from './support/http-proxy.ts';
 import { checkConsistency } from './support/consistency.ts';
 import { query } from '../src/db.ts';
@@ -354,11 +355,14 @@ describe.skipIf(ON_PGLITE)('run records: status, pause, resume, tune, cancel, hi
     const app = await appWithFiles(5);
     const url = new URL(env.databaseUrl);
     url.password = 'Sup3rSecretDbPw';
-    const secretEnv = { ...viaProxy, R2_SECRET_ACCESS_KEY: 'TopSecretR2Key987', DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' };
-    proxy.inject((request) => request.method === 'PUT' && request.key.endsWith('/p/3.txt'), { kind: 'status', status: 500 }, 100);
+    // A store whose secret is the one that must not leak (the emulation checks signatures with it).
+    const secretStore = await new S3Proxy(env.s3.barePort, env.s3.bucket, new R2Emulation(env.s3.barePort, { accessKeyId: env.s3.accessKeyId, secretAccessKey: 'TopSecretR2Key987' })).start();
+    const secretEnv = { ...env.cliEnv, R2_ENDPOINT: secretStore.endpoint, R2_SECRET_ACCESS_KEY: 'TopSecretR2Key987', DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' };
+    secretStore.inject((request) => request.method === 'PUT' && request.key.endsWith('/p/3.txt'), { kind: 'status', status: 500 }, 100);
     const run = await cli(['migrate', '--yes', '--json', '--app', app, '--tables', 'files', `--database-url=${url}`, '--max-attempts', '1', '--operator', 'alice'], secretEnv);
-    expect(run.code).toBe(1);
-    proxy.clearFaults();
+    await secretStore.stop();
+    expect(run.code, run.stdout + run.stderr).toBe(1);
+    expect(secretStore.r2!.stats.signatureRefused).toBe(0);
     const stored = await query<{ dump: string }>(
       env.db,
       `SELECT concat_ws(' ', (SELECT string_agg(r::text, ' ') FROM overskill_storage_runs r), (SELECT string_agg(w::text, ' ') FROM overskill_storage_run_workers w),

@@ -1,4 +1,5 @@
 import http from 'node:http';
+import { checkSignature, type Credentials } from './sigv4-check.ts';
 
 type WriteKind = 'put' | 'complete' | 'copy' | 'delete';
 
@@ -7,7 +8,9 @@ type WriteKind = 'put' | 'complete' | 'copy' | 'delete';
  * proxies) so that what the tool relies on R2 for holds here too:
  * - conditional writes: `If-None-Match: *` and `If-Match: <etag>` on PutObject, CompleteMultipartUpload and
  *   CopyObject (and `x-amz-copy-source-if-match`), answered 412 PreconditionFailed when they do not hold;
- * - one write per key per second (`writeIntervalMs`), answered 429 TooManyRequests.
+ * - one write per key per second (`writeIntervalMs`), answered 429 TooManyRequests;
+ * - signatures: a SigV4-signed request whose signature does not match what arrived is answered 403
+ *   SignatureDoesNotMatch (sigv4-check.ts), as R2 answers it.
  * Every write and delete of a key runs under that key's lock, from the condition check until the server has
  * answered, so a check and its write are atomic against every other client of the emulation. Reads (GET,
  * HEAD) of a key share it, and a write waits for them: R2 serves a whole object, old or new, while s3rver
@@ -19,7 +22,7 @@ export class R2Emulation {
   writeIntervalMs = 0;
   /** Whether deletes count as writes under that rule (R2's documentation does not say). */
   limitDeletes = false;
-  readonly stats = { preconditionFailed: 0, throttled: 0, writes: 0, deletes: 0 };
+  readonly stats = { preconditionFailed: 0, throttled: 0, writes: 0, deletes: 0, signatureRefused: 0 };
   /** Every write and delete decided, in order, for tests that need to tell a history afterwards. */
   readonly journal: { at: number; key: string; kind: WriteKind; lane: string; status: number; condition?: string }[] = [];
   private readonly locks = new Map<string, Promise<void>>();
@@ -31,9 +34,18 @@ export class R2Emulation {
    */
   honour = { ifNoneMatch: true, ifMatch: true };
 
-  constructor(private readonly targetPort: number) {}
+  constructor(
+    private readonly targetPort: number,
+    private readonly credentials: Credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+  ) {}
 
   async handle(request: http.IncomingMessage, response: http.ServerResponse, key: string, forward: (finished: (status: number) => void) => void, lane = ''): Promise<void> {
+    const signature = checkSignature(request, this.credentials);
+    if (signature && !signature.ok) {
+      this.stats.signatureRefused++;
+      await reply(request, response, signature.code === 'AuthorizationHeaderMalformed' ? 400 : 403, signature.code, signature.message);
+      return;
+    }
     const kind = classify(request, key);
     if (!kind) {
       if (key && (request.method === 'GET' || request.method === 'HEAD')) await this.shared(key, () => new Promise<void>((resolve) => forward(() => resolve())));

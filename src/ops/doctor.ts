@@ -33,7 +33,7 @@ export async function checkDatabase(context: Pick<StorageContext, 'db'>): Promis
  */
 export async function doctor(context: StorageContext, connected: StoreProperty[]): Promise<DoctorResult> {
   const checks = [...connected, ...(await checkDatabase(context))];
-  const store = await probeStore(context.store.client, context.store.onceClient, context.store.bucket);
+  const store = await probeStore(context.store);
   checks.push(...store.properties);
   return { ok: checks.every((check) => !check.required || check.holds), checks, store };
 }

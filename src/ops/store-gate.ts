@@ -25,7 +25,7 @@ export function storeGateRecord(gate: StoreGate): Record<string, unknown> {
  * to this bucket while the tool runs.
  */
 export async function proveStore(store: ObjectStore, options: { allowUnconditional: boolean }): Promise<StoreGate> {
-  const check = await probeStore(store.client, store.onceClient, store.bucket);
+  const check = await probeStore(store);
   if (check.ok) return { check, overridden: false };
   if (options.allowUnconditional) return { check, overridden: true };
   const missing = missingProperties(check);

@@ -5,6 +5,7 @@ import type { ObjectStoreConfig } from '../config.ts';
 import { errorMessage } from '../errors.ts';
 import { redact } from '../secrets.ts';
 import { DeadlineHttpHandler } from './transport.ts';
+import type { Meter } from './meter.ts';
 
 export interface ClientOptions {
   /** Sockets kept open to the endpoint; at least the upload concurrency. */
@@ -23,6 +24,7 @@ export interface ClientOptions {
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
 export const DEFAULT_MAX_ATTEMPTS = 5;
+export const DEFAULT_CONNECTION_TIMEOUT_MS = 5_000;
 /** The longest delay between two attempts (retryDelayMs's cap). */
 const MAX_RETRY_DELAY_MS = 20_000;
 
@@ -37,7 +39,7 @@ export function requestBoundMs(requestTimeoutMs = DEFAULT_REQUEST_TIMEOUT_MS, ma
 }
 
 /** The SDK's configured strategy, which stops retrying once the operator asked the run to stop. */
-class StoppableRetryStrategy extends ConfiguredRetryStrategy {
+export class StoppableRetryStrategy extends ConfiguredRetryStrategy {
   constructor(maxAttempts: number, delay: (attempt: number) => number, private readonly stopping?: AbortSignal) {
     super(maxAttempts, delay);
   }
@@ -58,13 +60,18 @@ export function retryDelayMs(attempt: number): number {
 }
 
 /** The one S3 client configuration: path-style, our own checksums, the SDK's retry strategy, pooled sockets, one deadline per attempt. */
-export function createS3Client(config: ObjectStoreConfig, options: ClientOptions = {}, handler?: DeadlineHttpHandler): { client: S3Client; handler: DeadlineHttpHandler } {
+export function createS3Client(
+  config: ObjectStoreConfig,
+  options: ClientOptions = {},
+  shared: { handler?: DeadlineHttpHandler; meter?: Meter; retryStrategy?: StoppableRetryStrategy } = {},
+): { client: S3Client; handler: DeadlineHttpHandler } {
   const requestHandler =
-    handler ??
+    shared.handler ??
     new DeadlineHttpHandler({
       maxSockets: Math.max(8, options.maxSockets ?? 32),
-      connectionTimeoutMs: options.connectionTimeoutMs ?? 5_000,
+      connectionTimeoutMs: options.connectionTimeoutMs ?? DEFAULT_CONNECTION_TIMEOUT_MS,
       requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+      meter: shared.meter,
     });
   const client = new S3Client({
     endpoint: config.endpoint,
@@ -75,7 +82,7 @@ export function createS3Client(config: ObjectStoreConfig, options: ClientOptions
     // bodies as aws-chunked, which S3-compatible servers do not all understand.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
-    retryStrategy: new StoppableRetryStrategy(Math.max(1, options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS), retryDelayMs, options.stopping),
+    retryStrategy: shared.retryStrategy ?? new StoppableRetryStrategy(Math.max(1, options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS), retryDelayMs, options.stopping),
     requestHandler,
   });
   return { client, handler: requestHandler };

@@ -1,6 +1,5 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { cleanEtag } from '../hashing.ts';
 import { describeS3Error, isNotFound, isPreconditionFailed, isKeyWriteLimited } from './client.ts';
 import { tombstoneMetadata } from './ownership.ts';
@@ -55,10 +54,8 @@ export async function deleteIfOurs(core: StoreCore, key: string, expect: DeleteE
     try {
       // No automatic retry: a 429 means someone wrote the key within the last second, so our condition would
       // fail anyway; the object is left for the next run rather than waited on.
-      const result = await core.onceClient.send(
-        new PutObjectCommand({ Bucket: core.bucket, Key: key, Body: Buffer.alloc(0), ContentLength: 0, Metadata: tombstoneMetadata(), IfMatch: etag }),
-      );
-      tombstoneEtag = cleanEtag(result.ETag);
+      const result = await core.objects.put(key, Buffer.alloc(0), { metadata: tombstoneMetadata(), ifMatch: etag }, false);
+      tombstoneEtag = cleanEtag(result.etag);
     } catch (error) {
       if (isPreconditionFailed(error) || isNotFound(error)) {
         // Someone wrote or removed it since we looked; it may also be our own tombstone whose answer was lost.
@@ -84,7 +81,7 @@ export async function deleteIfOurs(core: StoreCore, key: string, expect: DeleteE
       continue;
     }
     try {
-      await core.onceClient.send(new DeleteObjectCommand({ Bucket: core.bucket, Key: key }));
+      await core.objects.delete(key, false);
       return { status: 'deleted', windowMs: performance.now() - sentAt, guarded: true };
     } catch (error) {
       if (!isKeyWriteLimited(error)) return { status: 'refused', reason: `delete failed (a 0-byte tombstone of ours is left at the key): ${describeS3Error(error)}`, tombstoned: true };
@@ -101,7 +98,7 @@ async function fallBack(core: StoreCore, key: string, tombstoneEtag: string, sen
   if (!head) return { status: 'gone' };
   if (!head.tombstone || head.etag !== tombstoneEtag) return { status: 'refused', reason: 'rewritten after our tombstone; not deleted' };
   try {
-    await core.onceClient.send(new DeleteObjectCommand({ Bucket: core.bucket, Key: key }));
+    await core.objects.delete(key, false);
     return { status: 'deleted', windowMs: performance.now() - checkedAt, guarded: false };
   } catch (error) {
     return { status: 'refused', reason: `delete failed (a 0-byte tombstone of ours is left at the key): ${describeS3Error(error)}`, tombstoned: true };

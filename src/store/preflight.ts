@@ -1,17 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  PutObjectCommand,
-  UploadPartCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
-import { cleanEtag, md5Hex, sha256Hex } from '../hashing.ts';
+import { AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, UploadPartCommand } from '@aws-sdk/client-s3';
+import { cleanEtag, hexToBase64, md5Hex, sha256Hex } from '../hashing.ts';
+import { metadataOf, type PutHeaders } from './object-requests.ts';
+import type { StoreCore } from './core.ts';
 import { describeS3Error, httpStatusOf } from './client.ts';
 
 /**
@@ -99,10 +91,13 @@ function described(result: { status: number; error?: unknown }): string {
  * `test info` for S3 semantics): conditional creates and replaces on PutObject and on
  * CompleteMultipartUpload, ETags that are MD5s, metadata that round-trips; and, for information, whether a
  * second write to a key within a second is refused (R2's 429) and whether GETs come back decompressed.
- * `client` retries (R2 may answer 429 to the probes' own writes to one key); `onceClient` sends once, for the
- * same-key rule. Never throws for what the store answers: every answer is a result.
+ * The single-object probes go the way the tool's own writes and reads go (`store.objects`), the multipart
+ * ones through the SDK client that uploads large rows: a property is proven on the path that relies on it.
+ * Writes retry (R2 may answer 429 to the probes' own writes to one key), except the two of the same-key
+ * rule, which are sent once. Never throws for what the store answers: every answer is a result.
  */
-export async function probeStore(client: S3Client, onceClient: S3Client, bucket: string): Promise<StoreCheck> {
+export async function probeStore(store: Pick<StoreCore, 'client' | 'objects' | 'bucket'>): Promise<StoreCheck> {
+  const { client, objects, bucket } = store;
   const started = Date.now();
   const requests = { classA: 0, classB: 0, free: 0 };
   const run = `${PROBE_PREFIX}${new Date().toISOString().replace(/[:.]/g, '-')}-${randomBytes(4).toString('hex')}/`;
@@ -113,14 +108,16 @@ export async function probeStore(client: S3Client, onceClient: S3Client, bucket:
     const property = required?.property ?? (id === 'sameKeyWriteLimited' ? 'a second write to a key within a second is refused (429), as R2 does' : 'GetObject returns gzip-encoded objects decompressed');
     properties.push({ id, property, required: required !== undefined, holds, seen, ...(required ? { risk: required.risk } : {}) });
   };
-  const put = (target: S3Client, key: string, body: Buffer, extra: Partial<ConstructorParameters<typeof PutObjectCommand>[0]> = {}) => {
+  const put = (key: string, body: Buffer, extra: PutHeaders = {}, retries = true) => {
     requests.classA++;
     written.add(key);
-    return target.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: body.length, ContentType: 'application/octet-stream', ...extra }));
+    return objects.put(key, body, { contentType: 'application/octet-stream', contentMd5: hexToBase64(md5Hex(body)), ...extra }, retries);
   };
-  const head = (key: string) => {
+  const head = async (key: string) => {
     requests.classB++;
-    return client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    const answer = await objects.head(key);
+    if (!answer) throw Object.assign(new Error('the probe object is not there'), { $metadata: { httpStatusCode: 404 } });
+    return { etag: String(answer.headers.etag ?? ''), metadata: metadataOf(answer.headers) };
   };
 
   // A fresh key: a conditional create must be accepted there, or nothing else can be probed.
@@ -129,8 +126,8 @@ export async function probeStore(client: S3Client, onceClient: S3Client, bucket:
   const sha256 = sha256Hex(body);
   let etag: string | undefined;
   const created = await answer(async () => {
-    const out = await put(client, key, body, { IfNoneMatch: '*', Metadata: { writer: 'overskill-storage', sha256, probe: 'yes' } });
-    etag = cleanEtag(out.ETag ?? '');
+    const out = await put(key, body, { ifNoneMatch: '*', metadata: { writer: 'overskill-storage', sha256, probe: 'yes' } });
+    etag = cleanEtag(out.etag);
   });
   if (created.error) {
     const seen = `a conditional create on a new key ${described(created)}`;
@@ -138,20 +135,19 @@ export async function probeStore(client: S3Client, onceClient: S3Client, bucket:
   } else {
     record('etagIsMd5', etag === md5Hex(body), `ETag ${etag || '(none)'}, MD5 ${md5Hex(body)}`);
     const meta = await answer(async () => {
-      const out = await head(key);
-      const back = out.Metadata ?? {};
+      const back = (await head(key)).metadata;
       if (back.sha256 !== sha256 || back.writer !== 'overskill-storage') throw Object.assign(new Error(`metadata came back as ${JSON.stringify(back)}`), { $metadata: { httpStatusCode: 200 } });
     });
     record('metadataRoundTrip', !meta.error, meta.error ? described(meta) : 'sha256 and writer came back');
 
-    const again = await answer(() => put(client, key, Buffer.from('must not land'), { IfNoneMatch: '*' }));
+    const again = await answer(() => put(key, Buffer.from('must not land'), { ifNoneMatch: '*' }));
     record('createIfNoneMatch', again.status === 412, described(again));
-    const current = async () => cleanEtag((await head(key)).ETag ?? '');
+    const current = async () => cleanEtag((await head(key)).etag);
     etag = await current().catch(() => etag);
-    const wrong = await answer(() => put(client, key, Buffer.from('must not land either'), { IfMatch: `"${md5Hex(Buffer.from('another etag'))}"` }));
+    const wrong = await answer(() => put(key, Buffer.from('must not land either'), { ifMatch: `"${md5Hex(Buffer.from('another etag'))}"` }));
     record('replaceIfMatch', wrong.status === 412, described(wrong));
     etag = await current().catch(() => etag);
-    const same = await answer(() => put(client, key, body, { IfMatch: `"${etag}"`, Metadata: { writer: 'overskill-storage', sha256, probe: 'yes' } }));
+    const same = await answer(() => put(key, body, { ifMatch: `"${etag}"`, metadata: { writer: 'overskill-storage', sha256, probe: 'yes' } }));
     record('replaceIfMatchSame', !same.error, described(same));
 
     for (const [id, condition] of [
@@ -177,8 +173,8 @@ export async function probeStore(client: S3Client, onceClient: S3Client, bucket:
 
   // Informational: R2 takes one write per key per second; the guarded deletes lean on it where it holds.
   const limitedKey = `${run}same-key`;
-  const first = await answer(() => put(onceClient, limitedKey, Buffer.from('first')));
-  const second = first.error ? first : await answer(() => put(onceClient, limitedKey, Buffer.from('second')));
+  const first = await answer(() => put(limitedKey, Buffer.from('first'), {}, false));
+  const second = first.error ? first : await answer(() => put(limitedKey, Buffer.from('second'), {}, false));
   record('sameKeyWriteLimited', second.status === 429, first.error ? `the first write ${described(first)}` : `a second write at once was ${second.status === 429 ? 'refused: 429' : described(second)}`);
 
   // Informational: an object stored with Content-Encoding: gzip, read by a client that did not ask for gzip.
@@ -187,10 +183,10 @@ export async function probeStore(client: S3Client, onceClient: S3Client, bucket:
   const gzipped = gzipSync(plain);
   let decompressed = false as boolean;
   const decoded = await answer(async () => {
-    await put(client, gzipKey, gzipped, { ContentEncoding: 'gzip', ContentType: 'text/plain' });
+    await put(gzipKey, gzipped, { contentEncoding: 'gzip', contentType: 'text/plain' });
     requests.classB++;
-    const out = await client.send(new GetObjectCommand({ Bucket: bucket, Key: gzipKey }));
-    const bytes = Buffer.from(await out.Body!.transformToByteArray());
+    const out = await objects.get(gzipKey);
+    const bytes = Buffer.concat(await out.body.toArray());
     if (!bytes.equals(plain) && !bytes.equals(gzipped)) throw Object.assign(new Error('came back as neither the stored nor the decoded bytes'), { $metadata: { httpStatusCode: 200 } });
     decompressed = bytes.equals(plain);
   });
@@ -199,7 +195,7 @@ export async function probeStore(client: S3Client, onceClient: S3Client, bucket:
   const leftBehind: string[] = [];
   for (const probe of written) {
     requests.free++;
-    const removed = await answer(() => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: probe })));
+    const removed = await answer(() => objects.delete(probe));
     if (removed.error && removed.status !== 404) leftBehind.push(probe);
   }
   const ok = properties.filter((p) => p.required).every((p) => p.holds);

@@ -4,70 +4,9 @@ import type { IncomingMessage } from 'node:http';
 import { NodeHttpHandler, type NodeHttpHandlerOptions } from '@smithy/node-http-handler';
 import type { HttpHandlerOptions } from '@smithy/types';
 import type { HttpRequest, HttpResponse } from '@smithy/core/protocols';
+import { Meter, deadlineError } from './meter.ts';
 
-/** What the socket pool and the requests through it did over a run: a slow store and a starved pool look different here. */
-export interface TransportStats {
-  /** Requests sent (every attempt counts). */
-  requests: number;
-  /** Requests in flight now, from the wait for a socket to the last byte of the answer. */
-  inFlight: number;
-  /** Requests that found no free socket and queued for one. */
-  queued: number;
-  /** Time requests spent waiting for a socket, in all and at most. */
-  queueWaitMs: { total: number; max: number; mean: number };
-  /** Attempts ended by their deadline. */
-  timedOut: number;
-  /** Whole-request time (socket wait to last body byte) of every finished attempt, in milliseconds: sorted on read. */
-  latencyMs: { count: number; mean: number; p50: number; p95: number; max: number };
-}
-
-/** Requests whose socket wait counts as queued: a free keep-alive socket is handed over within a tick. */
-const QUEUED_AFTER_MS = 1;
-/** Latency samples kept for the percentiles (the most recent ones). */
-const LATENCY_SAMPLES = 4096;
-
-class Meter {
-  requests = 0;
-  inFlight = 0;
-  queued = 0;
-  waitTotal = 0;
-  waitMax = 0;
-  timedOut = 0;
-  latencyCount = 0;
-  latencyTotal = 0;
-  latencyMax = 0;
-  private readonly latencies: number[] = [];
-  listeners = new Set<(latencyMs: number) => void>();
-
-  recordWait(ms: number): void {
-    if (ms >= QUEUED_AFTER_MS) this.queued++;
-    this.waitTotal += ms;
-    this.waitMax = Math.max(this.waitMax, ms);
-  }
-
-  recordLatency(ms: number): void {
-    this.latencyCount++;
-    this.latencyTotal += ms;
-    this.latencyMax = Math.max(this.latencyMax, ms);
-    if (this.latencies.length >= LATENCY_SAMPLES) this.latencies.shift();
-    this.latencies.push(ms);
-    for (const listener of this.listeners) listener(ms);
-  }
-
-  snapshot(): TransportStats {
-    const sorted = [...this.latencies].sort((a, b) => a - b);
-    const at = (q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : 0);
-    const round = (ms: number) => Math.round(ms * 10) / 10;
-    return {
-      requests: this.requests,
-      inFlight: this.inFlight,
-      queued: this.queued,
-      queueWaitMs: { total: round(this.waitTotal), max: round(this.waitMax), mean: round(this.requests ? this.waitTotal / this.requests : 0) },
-      timedOut: this.timedOut,
-      latencyMs: { count: this.latencyCount, mean: round(this.latencyCount ? this.latencyTotal / this.latencyCount : 0), p50: round(at(0.5)), p95: round(at(0.95)), max: round(this.latencyMax) },
-    };
-  }
-}
+export type { TransportStats } from './meter.ts';
 
 /** Node's own agents, which also time how long each request waits for a socket of the pool. */
 function meteredAgent<A extends typeof http.Agent | typeof https.Agent>(Base: A, meter: Meter, options: http.AgentOptions): InstanceType<A> {
@@ -89,19 +28,13 @@ function meteredAgent<A extends typeof http.Agent | typeof https.Agent>(Base: A,
   return new Metered(options) as InstanceType<A>;
 }
 
-export function deadlineError(ms: number, phase: string): Error {
-  // Named as the SDK's own timeouts are, so its retry strategy (and ours for downloads) retries it.
-  return Object.assign(new Error(`the S3 request passed its ${ms} ms deadline ${phase} (the deadline covers the wait for a socket, connecting, sending, the headers and the whole body)`), {
-    name: 'TimeoutError',
-    code: 'ETIMEDOUT',
-  });
-}
-
 export interface TransportOptions {
   maxSockets: number;
   /** One deadline per attempt: socket wait, connect, send, headers and the whole body. */
   requestTimeoutMs: number;
   connectionTimeoutMs: number;
+  /** Shared with the per-object requests, so one meter sees every request. */
+  meter?: Meter;
 }
 
 /**
@@ -115,7 +48,7 @@ export class DeadlineHttpHandler extends NodeHttpHandler {
   private readonly deadlineMs: number;
 
   constructor(options: TransportOptions) {
-    const meter = new Meter();
+    const meter = options.meter ?? new Meter();
     const agentOptions: http.AgentOptions = { keepAlive: true, maxSockets: options.maxSockets, keepAliveMsecs: 1000 };
     const handlerOptions: NodeHttpHandlerOptions = {
       httpAgent: meteredAgent(http.Agent, meter, agentOptions),
@@ -128,10 +61,6 @@ export class DeadlineHttpHandler extends NodeHttpHandler {
     super(handlerOptions);
     this.meter = meter;
     this.deadlineMs = options.requestTimeoutMs;
-  }
-
-  stats(): TransportStats {
-    return this.meter.snapshot();
   }
 
   override async handle(request: HttpRequest, options: HttpHandlerOptions = {}): Promise<{ response: HttpResponse }> {

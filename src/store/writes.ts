@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { PutObjectCommand, type PutObjectCommandInput } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { IntegrityError, ObjectConflictError, ObjectStoreError } from '../errors.ts';
 import { cleanEtag, hexToBase64, md5Hex, MultipartEtag } from '../hashing.ts';
@@ -80,17 +79,15 @@ export function putBuffer(
     sha256,
     md5,
     send: async (condition) => {
-      const input: PutObjectCommandInput = {
-        Bucket: core.bucket,
-        Key: key,
-        Body: body,
-        ContentLength: body.length,
-        ContentType: contentType,
-        ContentMD5: hexToBase64(md5),
-        Metadata: { ...ourMetadata(sha256), ...encodingMetadata(encoded?.encoding, encoded?.contentSize ?? body.length) },
-        ...condition,
-      };
-      const etag = cleanEtag((await core.client.send(new PutObjectCommand(input))).ETag);
+      const sent = await core.objects.put(key, body, {
+        contentType,
+        contentMd5: hexToBase64(md5),
+        // The content's SHA-256 is the body's own unless the body is its compressed form.
+        bodySha256: encoded ? undefined : sha256,
+        metadata: { ...ourMetadata(sha256), ...encodingMetadata(encoded?.encoding, encoded?.contentSize ?? body.length) },
+        ...('IfNoneMatch' in condition ? { ifNoneMatch: condition.IfNoneMatch } : { ifMatch: condition.IfMatch }),
+      });
+      const etag = cleanEtag(sent.etag);
       return { etag, proven: etag === md5 };
     },
   });

@@ -10,7 +10,10 @@ export type Fault =
   | { kind: 'blackhole' }
   | { kind: 'reset' }
   | { kind: 'delay'; ms: number }
-  /** Flips one byte of the request body and drops Content-MD5: a server that stores what it gets. */
+  /**
+   * Flips one byte of the request body and drops Content-MD5: a server that stores what it gets. The bytes
+   * go to `serverPort` (the server itself, past the front's checks): the fault is the server's, not the wire's.
+   */
   | { kind: 'corrupt' }
   /** Forwards the request (the server acts on it) but never answers the client. */
   | { kind: 'hold'; onForwarded?: () => void }
@@ -47,6 +50,8 @@ export class S3Proxy {
   decompressed = 0;
   readonly decompressedKeys: string[] = [];
   port = 0;
+  /** Where a `corrupt` fault sends its bytes (the bare server behind any front); the target by default. */
+  serverPort?: number;
 
   constructor(private readonly targetPort: number, private readonly bucket: string, readonly r2?: R2Emulation) {}
 
@@ -128,7 +133,7 @@ export class S3Proxy {
       const headers = { ...request.headers };
       if (fault?.kind === 'corrupt') delete headers['content-md5'];
       const upstream = http.request(
-        { host: '127.0.0.1', port: this.targetPort, method: request.method, path: request.url, headers },
+        { host: '127.0.0.1', port: fault?.kind === 'corrupt' ? (this.serverPort ?? this.targetPort) : this.targetPort, method: request.method, path: request.url, headers },
         (upstreamResponse) => {
           const status = upstreamResponse.statusCode ?? 500;
           upstreamResponse.on('end', () => finished(status));

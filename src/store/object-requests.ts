@@ -1,0 +1,349 @@
+import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { Pool, type Dispatcher } from 'undici';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { HttpRequest } from '@smithy/core/protocols';
+import { isServerError, isThrottlingError, isTransientError, type StandardRetryStrategy } from '@smithy/core/retry';
+import type { RetryErrorInfo, RetryErrorType, SourceData, StandardRetryToken } from '@smithy/types';
+import type { ObjectStoreConfig } from '../config.ts';
+import { deadlineError, type Meter } from './meter.ts';
+
+/**
+ * The per-object requests (PutObject, HeadObject, GetObject, DeleteObject) on undici's pool, signed by the
+ * AWS signer, retried by the same SDK retry strategy as every other request. These are the requests a
+ * migration sends once per row; the SDK's whole command pipeline (endpoint rules, schema serde, middleware)
+ * cost more CPU than the request itself, and here each is one signed HTTP exchange. Listings, copies and
+ * multipart uploads stay on the SDK client.
+ *
+ * What the SDK path gave and this keeps: one deadline per attempt over the wait for a socket, connecting,
+ * sending, the headers and the whole body; errors shaped as the SDK's (`name` is the S3 error code,
+ * `$metadata.httpStatusCode` the status), so every caller's 404, 412 and 429 handling is unchanged; the SDK's
+ * own retry classification and strategy (jittered backoff, retry quota, no retry once stopping).
+ */
+
+export interface ObjectRequestOptions {
+  maxSockets: number;
+  requestTimeoutMs: number;
+  connectionTimeoutMs: number;
+  meter: Meter;
+  retryStrategy: StandardRetryStrategy;
+  /** Counts every attempt sent, by the SDK command name it stands for (benchmarks and tests read it). */
+  onRequest?: (command: string) => void;
+}
+
+export interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+/** What `put` sends beside the body. */
+export interface PutHeaders {
+  contentType?: string;
+  /** Base64 MD5 of the body: the server refuses bytes that arrive otherwise. */
+  contentMd5?: string;
+  /** SHA-256 (hex) of the body when the caller knows it already; else it is computed for the signature. */
+  bodySha256?: string;
+  metadata?: Record<string, string>;
+  ifNoneMatch?: '*';
+  /** Quoted or bare ETag. */
+  ifMatch?: string;
+  contentEncoding?: string;
+}
+
+const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+const COMMANDS = { PUT: 'PutObjectCommand', HEAD: 'HeadObjectCommand', GET: 'GetObjectCommand', DELETE: 'DeleteObjectCommand' } as const;
+type Method = keyof typeof COMMANDS;
+interface Signed {
+  path: string;
+  headers: Record<string, string>;
+}
+
+/** An error answer, shaped as the SDK's service exceptions are. */
+export class S3ResponseError extends Error {
+  readonly $metadata: { httpStatusCode: number; attempts: number; requestId?: string };
+  readonly $fault: 'client' | 'server';
+  readonly Code: string;
+
+  constructor(status: number, code: string, message: string, requestId: string | undefined, readonly retryAfter?: Date) {
+    super(message || `${code} (HTTP ${status})`);
+    this.name = code;
+    this.Code = code;
+    this.$fault = status >= 500 ? 'server' : 'client';
+    this.$metadata = { httpStatusCode: status, attempts: 1, requestId };
+  }
+}
+
+function bytesOf(data: SourceData): Uint8Array | string {
+  if (typeof data === 'string' || data instanceof Uint8Array) return data;
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  return new Uint8Array(data);
+}
+
+/** The SDK's Node hash interface over node:crypto, for the signer. */
+class NodeSha256 {
+  private hash: Hash | Hmac;
+  private readonly secret?: Uint8Array | string;
+  constructor(secret?: SourceData) {
+    this.secret = secret === undefined ? undefined : bytesOf(secret);
+    this.hash = this.secret === undefined ? createHash('sha256') : createHmac('sha256', this.secret);
+  }
+  update(data: SourceData): void {
+    this.hash.update(bytesOf(data));
+  }
+  async digest(): Promise<Uint8Array> {
+    return this.hash.digest();
+  }
+  reset(): void {
+    this.hash = this.secret === undefined ? createHash('sha256') : createHmac('sha256', this.secret);
+  }
+}
+
+/** Each key segment encoded as the SDK encodes S3 paths (RFC 3986, so `!'()*` too); the slashes stay. */
+export function encodeKeyPath(key: string): string {
+  return key
+    .split('/')
+    .map((segment) => encodeURIComponent(segment).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`))
+    .join('/');
+}
+
+function headerText(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/** The user metadata of an answer (`x-amz-meta-*`), keys lower-cased as the SDK gives them. */
+export function metadataOf(headers: Answer['headers']): Record<string, string> {
+  const metadata: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) if (name.startsWith('x-amz-meta-') && value !== undefined) metadata[name.slice(11)] = headerText(value)!;
+  return metadata;
+}
+
+const UNDICI_TIMEOUTS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+const UNDICI_RESETS = new Set(['UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH']);
+
+/** undici's own error codes, named as Node's, so the SDK's classification sees a timeout or a reset it retries. */
+function asNetworkError(error: unknown): unknown {
+  const code = (error as { code?: string })?.code;
+  if (code && UNDICI_TIMEOUTS.has(code)) return Object.assign(new Error((error as Error).message, { cause: error }), { name: 'TimeoutError', code: 'ETIMEDOUT' });
+  if (code && UNDICI_RESETS.has(code)) return Object.assign(new Error((error as Error).message, { cause: error }), { name: 'NetworkError', code: 'ECONNRESET' });
+  return error;
+}
+
+function retryErrorType(error: unknown): RetryErrorType {
+  const e = error as Parameters<typeof isThrottlingError>[0];
+  if (isThrottlingError(e)) return 'THROTTLING';
+  if (isTransientError(e)) return 'TRANSIENT';
+  if (isServerError(e)) return 'SERVER_ERROR';
+  return 'CLIENT_ERROR';
+}
+
+function errorFrom(answer: Answer, body: Buffer, method: Method): S3ResponseError {
+  const text = body.toString('utf8');
+  const code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ?? (answer.status === 404 ? (method === 'HEAD' ? 'NotFound' : 'NoSuchKey') : answer.status === 412 ? 'PreconditionFailed' : answer.status === 429 ? 'TooManyRequests' : `HTTP${answer.status}`);
+  const message = /<Message>([^<]*)<\/Message>/.exec(text)?.[1] ?? '';
+  const retryAfter = headerText(answer.headers['retry-after']);
+  const seconds = retryAfter !== undefined ? Number(retryAfter) : Number.NaN;
+  return new S3ResponseError(answer.status, code, message, headerText(answer.headers['x-amz-request-id']), Number.isFinite(seconds) ? new Date(Date.now() + seconds * 1000) : undefined);
+}
+
+export class ObjectRequests {
+  private readonly pool: Pool;
+  private readonly signer: SignatureV4;
+  private readonly host: string;
+  private readonly basePath: string;
+
+  constructor(
+    config: ObjectStoreConfig,
+    private readonly options: ObjectRequestOptions,
+  ) {
+    const url = new URL(config.endpoint);
+    this.host = url.host;
+    this.basePath = `${url.pathname.replace(/\/+$/, '')}/${encodeKeyPath(config.bucket)}/`;
+    this.pool = new Pool(url.origin, {
+      connections: Math.max(8, options.maxSockets),
+      // One request per connection at a time: a PUT is not idempotent enough to be replayed behind another
+      // that broke the connection, and R2's round trip is spent waiting, not in the socket.
+      pipelining: 1,
+      connect: { timeout: options.connectionTimeoutMs },
+      // Our deadline ends every attempt; undici's own timers are a second line behind it.
+      headersTimeout: options.requestTimeoutMs + 1000,
+      bodyTimeout: options.requestTimeoutMs + 1000,
+    });
+    this.signer = new SignatureV4({
+      service: 's3',
+      region: config.region,
+      credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey },
+      sha256: NodeSha256,
+      uriEscapePath: false,
+      applyChecksum: true,
+    });
+  }
+
+  async destroy(): Promise<void> {
+    await this.pool.destroy().catch(() => undefined);
+  }
+
+  /** PutObject of an in-memory body; resolves with the stored object's ETag as sent (quoted). */
+  async put(key: string, body: Buffer, put: PutHeaders, retries = true): Promise<{ etag: string }> {
+    const headers: Record<string, string> = { 'content-length': String(body.length), 'x-amz-content-sha256': put.bodySha256 ?? createHash('sha256').update(body).digest('hex') };
+    if (put.contentType) headers['content-type'] = put.contentType;
+    if (put.contentMd5) headers['content-md5'] = put.contentMd5;
+    if (put.contentEncoding) headers['content-encoding'] = put.contentEncoding;
+    if (put.ifNoneMatch) headers['if-none-match'] = put.ifNoneMatch;
+    if (put.ifMatch) headers['if-match'] = put.ifMatch.startsWith('"') ? put.ifMatch : `"${put.ifMatch}"`;
+    for (const [name, value] of Object.entries(put.metadata ?? {})) headers[`x-amz-meta-${name}`] = value;
+    const answer = await this.send('PUT', key, headers, body, retries);
+    return { etag: headerText(answer.headers.etag) ?? '' };
+  }
+
+  /** HeadObject; undefined when there is no such key. */
+  async head(key: string): Promise<Answer | undefined> {
+    try {
+      return await this.send('HEAD', key, {}, undefined, true);
+    } catch (error) {
+      if ((error as S3ResponseError).$metadata?.httpStatusCode === 404) return undefined;
+      throw error;
+    }
+  }
+
+  /** DeleteObject. */
+  async delete(key: string, retries = true): Promise<void> {
+    await this.send('DELETE', key, {}, undefined, retries);
+  }
+
+  /**
+   * GetObject, one attempt: a body that breaks mid-stream cannot be replayed here, so the caller retries the
+   * whole download. The attempt's deadline runs until the body's last byte; past it the body fails.
+   */
+  async get(key: string): Promise<Answer & { body: Readable }> {
+    const answer = await this.attempt('GET', key, await this.sign('GET', key, {}), undefined, true);
+    return answer as Answer & { body: Readable };
+  }
+
+  private async send(method: Method, key: string, headers: Record<string, string>, body: Buffer | undefined, retries: boolean): Promise<Answer> {
+    const strategy = this.options.retryStrategy;
+    let token: StandardRetryToken | undefined = retries ? await strategy.acquireInitialRetryToken('s3') : undefined;
+    for (let attempts = 1; ; attempts++) {
+      try {
+        const answer = await this.attempt(method, key, await this.sign(method, key, headers), body, false);
+        if (token) strategy.recordSuccess(token);
+        return answer;
+      } catch (failure) {
+        const error = asNetworkError(failure);
+        const metadata = (error as S3ResponseError).$metadata;
+        if (metadata) metadata.attempts = attempts;
+        // A 404 on HEAD is an answer, not a failure to retry.
+        if (!token || metadata?.httpStatusCode === 404) throw error;
+        const info: RetryErrorInfo = { errorType: retryErrorType(error), error: error as RetryErrorInfo['error'], retryAfterHint: (error as S3ResponseError).retryAfter };
+        try {
+          token = await strategy.refreshRetryTokenForRetry(token, info);
+        } catch {
+          throw error;
+        }
+      }
+    }
+  }
+
+  private async sign(method: Method, key: string, headers: Record<string, string>): Promise<Signed> {
+    const path = this.basePath + encodeKeyPath(key);
+    const request = new HttpRequest({ method, protocol: 'https:', hostname: this.host, path, headers: { host: this.host, 'x-amz-content-sha256': EMPTY_SHA256, ...headers } });
+    const signed = await this.signer.sign(request);
+    return { path, headers: signed.headers };
+  }
+
+  /**
+   * One exchange under one deadline. Buffered answers (everything but GET's body) resolve once the last byte
+   * arrived; an error status rejects with the S3 error it carries. A streamed answer resolves at the headers,
+   * and its body carries the rest of the deadline.
+   */
+  private attempt(method: Method, key: string, { path, headers }: Signed, body: Buffer | undefined, stream: boolean): Promise<Answer & { body?: Readable }> {
+    const { meter, requestTimeoutMs: ms } = this.options;
+    this.options.onRequest?.(COMMANDS[method]);
+    meter.requests++;
+    meter.inFlight++;
+    const started = performance.now();
+    return new Promise((resolve, reject) => {
+      let controller: Dispatcher.DispatchController | undefined;
+      let cancelled: Error | undefined;
+      let answer: Answer | undefined;
+      let streamed: Readable | undefined;
+      const chunks: Buffer[] = [];
+      let waited = false;
+      let finished = false;
+      const noteWait = () => {
+        if (waited) return;
+        waited = true;
+        meter.recordWait(performance.now() - started);
+      };
+      const finish = () => {
+        if (finished) return;
+        finished = true;
+        clearTimeout(timer);
+        noteWait();
+        meter.inFlight--;
+        meter.recordLatency(performance.now() - started);
+      };
+      const fail = (error: Error) => {
+        finish();
+        if (streamed) streamed.destroy(error);
+        else reject(error);
+      };
+      const timer = setTimeout(() => {
+        meter.timedOut++;
+        const error = deadlineError(ms, answer ? 'while the body was arriving' : 'before the answer');
+        // Not yet on a socket: it is dropped as soon as one is handed to it.
+        if (controller) controller.abort(error);
+        else cancelled = error;
+        fail(error);
+      }, ms);
+      const handler: Dispatcher.DispatchHandler = {
+        onRequestStart: (control) => {
+          controller = control;
+          noteWait();
+          if (cancelled) control.abort(cancelled);
+        },
+        onResponseStart: (control, status, responseHeaders) => {
+          if (status < 200) return;
+          answer = { status, headers: responseHeaders as Answer['headers'] };
+          if (stream && status < 300) {
+            streamed = new Readable({
+              read: () => control.resume(),
+              destroy: (error, callback) => {
+                // A reader that stops early (or a failure) frees the socket instead of draining it.
+                if (!finished) {
+                  control.abort(error ?? new Error('download abandoned'));
+                  finish();
+                }
+                callback(error);
+              },
+            });
+            resolve({ ...answer, body: streamed });
+          }
+        },
+        onResponseData: (control, chunk) => {
+          if (streamed) {
+            if (!streamed.push(chunk)) control.pause();
+          } else chunks.push(chunk);
+        },
+        onResponseEnd: () => {
+          finish();
+          if (streamed) {
+            streamed.push(null);
+            return;
+          }
+          if (!answer) return reject(new Error(`${method} ${key}: the answer ended without a status`));
+          if (answer.status >= 300) reject(errorFrom(answer, Buffer.concat(chunks), method));
+          else resolve(answer);
+        },
+        onResponseError: (_control, error) => {
+          if (finished && !streamed) return;
+          fail(error);
+        },
+      };
+      try {
+        this.pool.dispatch({ path, method, headers, body }, handler);
+      } catch (error) {
+        fail(error as Error);
+      }
+    });
+  }
+}

@@ -1,0 +1,194 @@
+import http from 'node:http';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { HttpRequest } from '@smithy/core/protocols';
+import { createHash, createHmac } from 'node:crypto';
+import { createTestEnv, type TestEnv } from './support/env.ts';
+import { S3Proxy } from './support/http-proxy.ts';
+import { storeAt } from './support/stores.ts';
+import { R2Emulation } from '../src/local/r2-emulation.ts';
+import { ObjectStore } from '../src/object-store.ts';
+import { ObjectStoreError } from '../src/errors.ts';
+import { hexToBase64, md5Hex, sha256Hex } from '../src/hashing.ts';
+import { isKeyWriteLimited, isNotFound, isPreconditionFailed } from '../src/store/client.ts';
+
+/**
+ * The per-object requests (store/object-requests.ts): PUT, HEAD, GET and DELETE on undici, signed by the AWS
+ * signer. What the SDK path gave is asked of this one: signatures the server accepts (the emulation checks
+ * them as R2 does), keys of every kind, the SDK's error shapes, retries where the SDK retries and only there.
+ */
+class Sha256 {
+  private hash;
+  constructor(secret?: string | Uint8Array) {
+    this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', secret);
+  }
+  update(data: string | Uint8Array) {
+    this.hash.update(data);
+  }
+  async digest() {
+    return new Uint8Array(this.hash.digest());
+  }
+  reset() {}
+}
+
+describe('per-object requests', () => {
+  let env: TestEnv;
+  let r2: R2Emulation;
+  let proxy: S3Proxy;
+  let store: ObjectStore;
+  let n = 0;
+  const counted: string[] = [];
+  const key = (name = 'k.txt') => `apps/9/files/${++n}/${name}`;
+
+  beforeAll(async () => {
+    env = await createTestEnv({ schema: false });
+    r2 = new R2Emulation(env.s3.port);
+    proxy = await new S3Proxy(env.s3.port, env.s3.bucket, r2).start();
+    store = storeAt(env.s3, proxy.endpoint, { requestTimeoutMs: 2_000, maxAttempts: 3, onRequest: (command) => counted.push(command) });
+  });
+  afterAll(async () => {
+    store?.destroy();
+    await proxy?.stop();
+    await env?.close();
+  });
+  beforeEach(() => {
+    proxy.clearFaults();
+    r2.writeIntervalMs = 0;
+    counted.length = 0;
+  });
+
+  const put = (k: string, body: string, condition: { ifNoneMatch?: '*'; ifMatch?: string } = { ifNoneMatch: '*' }, retries = true) => {
+    const bytes = Buffer.from(body);
+    return store.objects.put(k, bytes, { contentType: 'text/plain', contentMd5: hexToBase64(md5Hex(bytes)), bodySha256: sha256Hex(bytes), metadata: { writer: 'test', sha256: sha256Hex(bytes) }, ...condition }, retries);
+  };
+
+  describe('signatures, checked by the emulation as R2 checks them', () => {
+    it('accepts what the signer signs, and refuses a wrong secret and a header changed after signing', async () => {
+      const refusedBefore = r2.stats.signatureRefused;
+      const k = key();
+      await put(k, 'signed');
+      expect(r2.stats.signatureRefused).toBe(refusedBefore);
+
+      const wrong = new ObjectStore(
+        { endpoint: proxy.endpoint, accessKeyId: env.s3.accessKeyId, secretAccessKey: 'not-the-secret', bucket: env.s3.bucket, region: 'auto', allowInsecureEndpoint: false },
+        { requestTimeoutMs: 2_000, maxAttempts: 2 },
+      );
+      try {
+        const error = await wrong.objects.put(key(), Buffer.from('x'), {}).catch((e) => e);
+        expect(error.name).toBe('SignatureDoesNotMatch');
+        expect(error.$metadata.httpStatusCode).toBe(403);
+        await expect(wrong.head(k)).rejects.toBeInstanceOf(ObjectStoreError);
+      } finally {
+        wrong.destroy();
+      }
+
+      // Signed by an independent client of the same signer, then one signed header altered on the way.
+      const signer = new SignatureV4({ service: 's3', region: 'auto', credentials: { accessKeyId: env.s3.accessKeyId, secretAccessKey: env.s3.secretAccessKey }, sha256: Sha256 as never, uriEscapePath: false });
+      const host = new URL(proxy.endpoint).host;
+      const path = `/${env.s3.bucket}/${key('tampered.txt')}`;
+      const body = Buffer.from('tampered');
+      const signed = await signer.sign(new HttpRequest({ method: 'PUT', protocol: 'http:', hostname: host, path, headers: { host, 'content-length': String(body.length), 'x-amz-meta-sha256': sha256Hex(body) } }));
+      const send = (headers: Record<string, string>) =>
+        new Promise<number>((resolve, reject) => {
+          const request = http.request({ host: '127.0.0.1', port: proxy.port, method: 'PUT', path, headers }, (response) => {
+            response.resume();
+            response.on('end', () => resolve(response.statusCode ?? 0));
+          });
+          request.on('error', reject);
+          request.end(body);
+        });
+      expect(await send({ ...signed.headers, 'x-amz-meta-sha256': sha256Hex('something else') })).toBe(403);
+      expect(await send(signed.headers)).toBe(200);
+    });
+  });
+
+  it('keys of every kind round-trip: what is written under a key is listed, read, headed and deleted under it', async () => {
+    const refusedBefore = r2.stats.signatureRefused;
+    const names = ['a b+c.txt', 'ünï/cødé.ts', "(x)!*'~.js", '100%.md', 'q?x=1&y#z.txt', 'v@2:3,4;5$=&.json', '日本語/ファイル.tsx'];
+    for (const name of names) {
+      const k = key(name);
+      const content = `content of ${name}`;
+      await put(k, content);
+      const listed = await store.client.send(new ListObjectsV2Command({ Bucket: env.s3.bucket, Prefix: k }));
+      expect(listed.Contents?.map((o) => o.Key)).toEqual([k]);
+      const head = await store.head(k);
+      expect(head).toMatchObject({ size: Buffer.byteLength(content), etag: md5Hex(content), sha256: sha256Hex(content) });
+      expect((await store.getVerified(k, sha256Hex(content))).toString()).toBe(content);
+      await store.objects.delete(k);
+      expect(await store.head(k)).toBeUndefined();
+    }
+    expect(r2.stats.signatureRefused).toBe(refusedBefore);
+  });
+
+  it("answers carry the SDK's error shapes: 404, 412 and 429 as every caller tells them apart", async () => {
+    const k = key();
+    const missing = await store.objects.get(k).catch((e) => e);
+    expect(isNotFound(missing)).toBe(true);
+    expect(missing.name).toBe('NoSuchKey');
+    expect(await store.head(k)).toBeUndefined();
+    await put(k, 'first');
+    const again = await put(k, 'second').catch((e) => e);
+    expect(isPreconditionFailed(again)).toBe(true);
+    expect(again.name).toBe('PreconditionFailed');
+    const wrongEtag = await put(k, 'third', { ifMatch: md5Hex('nothing like it') }).catch((e) => e);
+    expect(isPreconditionFailed(wrongEtag)).toBe(true);
+    r2.writeIntervalMs = 1000;
+    const limited = await put(k, 'fourth', { ifMatch: md5Hex('first') }, false).catch((e) => e);
+    expect(isKeyWriteLimited(limited)).toBe(true);
+    expect(limited.$metadata).toMatchObject({ httpStatusCode: 429, attempts: 1 });
+    expect((await store.getVerified(k, sha256Hex('first'))).toString()).toBe('first');
+  });
+
+  it('retries a 503 and a reset connection with the SDK strategy, and never a 4xx or a request sent once', async () => {
+    const k = key();
+    const puts = () => proxy.seen.filter((r) => r.method === 'PUT' && r.key === k).length;
+    proxy.inject((r) => r.method === 'PUT' && r.key === k, { kind: 'status', status: 503, code: 'SlowDown' });
+    await put(k, 'after a 503');
+    expect(puts()).toBe(2);
+    expect(counted.filter((c) => c === 'PutObjectCommand')).toHaveLength(2);
+
+    const reset = key();
+    proxy.inject((r) => r.method === 'HEAD' && r.key === reset, { kind: 'reset' });
+    await put(reset, 'x');
+    expect(await store.head(reset)).toMatchObject({ etag: md5Hex('x') });
+
+    const refused = key();
+    proxy.inject((r) => r.method === 'PUT' && r.key === refused, { kind: 'status', status: 400, code: 'InvalidRequest' });
+    const error = await put(refused, 'x').catch((e) => e);
+    expect(error.name).toBe('InvalidRequest');
+    expect(proxy.seen.filter((r) => r.method === 'PUT' && r.key === refused)).toHaveLength(1);
+
+    const once = key();
+    proxy.inject((r) => r.method === 'PUT' && r.key === once, { kind: 'status', status: 503, code: 'SlowDown' });
+    expect((await put(once, 'x', { ifNoneMatch: '*' }, false).catch((e) => e)).$metadata.httpStatusCode).toBe(503);
+    expect(proxy.seen.filter((r) => r.method === 'PUT' && r.key === once)).toHaveLength(1);
+  });
+
+  it('once the run is stopping, a failed attempt is not retried', async () => {
+    const stop = new AbortController();
+    const stopping = storeAt(env.s3, proxy.endpoint, { requestTimeoutMs: 2_000, maxAttempts: 5, stopping: stop.signal });
+    try {
+      const k = key();
+      stop.abort();
+      proxy.inject((r) => r.method === 'PUT' && r.key === k, { kind: 'status', status: 503, code: 'SlowDown' }, 5);
+      const error = await stopping.objects.put(k, Buffer.from('x'), { ifNoneMatch: '*' }).catch((e) => e);
+      expect(error.$metadata.httpStatusCode).toBe(503);
+      expect(proxy.seen.filter((r) => r.method === 'PUT' && r.key === k)).toHaveLength(1);
+    } finally {
+      stopping.destroy();
+    }
+  });
+
+  it('every attempt is metered: requests, latency and the socket wait, beside the SDK client’s own', async () => {
+    const before = store.transportStats();
+    const k = key();
+    await put(k, 'metered');
+    await store.head(k);
+    await store.client.send(new PutObjectCommand({ Bucket: env.s3.bucket, Key: key(), Body: 'sdk', ContentLength: 3 }));
+    const after = store.transportStats();
+    expect(after.requests - before.requests).toBe(3);
+    expect(after.latencyMs.count - before.latencyMs.count).toBe(3);
+    expect(after.inFlight).toBe(0);
+  });
+});
