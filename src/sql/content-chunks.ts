@@ -20,6 +20,9 @@ const SLICES_PER_FETCH = 16;
  * makes the slices one consistent version of the row; a write that lands meanwhile changes the hash the
  * claim computed, which the uploader detects, and nothing is flipped on such a read.
  * The cursor needs its own connection and transaction for as long as the caller keeps reading.
+ * Slices travel as base64 text (PostgreSQL's line breaks are skipped by the decoder): a third more than the
+ * bytes, where bytea's hex text is twice as many, so each slice is a string small enough to die young in
+ * the driver's heap. Whatever the encoding, the bytes are hashed on the way and must match the claim's hash.
  */
 let cursors = 0;
 
@@ -34,14 +37,14 @@ export async function* readContentChunks(db: Queryable, table: StoredTable, id: 
     open = true;
     await session.connection.query(
       `DECLARE ${cursor} NO SCROLL CURSOR FOR
-       SELECT substring(c.bytes FROM s.at FOR ${Number(sliceBytes)}) AS slice
+       SELECT encode(substring(c.bytes FROM s.at FOR ${Number(sliceBytes)}), 'base64') AS slice
          FROM (SELECT convert_to(t.${table.contentColumn}, 'UTF8') AS bytes FROM ${table.table} t WHERE t.id = $1::bigint OFFSET 0) c
         CROSS JOIN LATERAL generate_series(1, octet_length(c.bytes), ${Number(sliceBytes)}) AS s(at)`,
       [id],
     );
     for (;;) {
       const result = await session.connection.query(`FETCH ${Number(slicesPerFetch)} FROM ${cursor}`);
-      for (const row of result.rows as { slice: Buffer }[]) yield row.slice;
+      for (const row of result.rows as { slice: string }[]) yield Buffer.from(row.slice, 'base64');
       if (result.rows.length < slicesPerFetch) break;
     }
     await session.connection.query(ownTransaction ? 'COMMIT' : `CLOSE ${cursor}`);
