@@ -156,12 +156,14 @@ describe.skipIf(ON_PGLITE)('bounded time', () => {
     for (const second of [false, true]) {
       proxy.clearFaults();
       proxy.inject((r) => r.method === 'GET' && r.key.startsWith(`apps/${app}/`), { kind: 'stallBody', keepBytes: 10 }, 100_000);
+      // Reads of this app seen so far (finalize read every object back): only the rollback's own count below.
+      const readsBefore = proxy.seen.filter((r) => r.method === 'GET' && r.key.startsWith(`apps/${app}/`)).length;
       const child = spawnCli(['rollback', '--yes', '--app', app, '--concurrency', '4', '--batch-size', '4', ...longDeadline], cliEnv);
       let stderr = '';
       child.stderr.on('data', (chunk) => (stderr += chunk));
       const exited = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)));
       // wait until its first reads are held
-      for (let waited = 0; waited < 30_000 && proxy.seen.filter((r) => r.method === 'GET' && r.key.startsWith(`apps/${app}/`)).length < 4; waited += 100) await new Promise((r) => setTimeout(r, 100));
+      for (let waited = 0; waited < 30_000 && proxy.seen.filter((r) => r.method === 'GET' && r.key.startsWith(`apps/${app}/`)).length - readsBefore < 4; waited += 100) await new Promise((r) => setTimeout(r, 100));
       await new Promise((r) => setTimeout(r, 500));
       const signalled = Date.now();
       child.kill('SIGTERM');
