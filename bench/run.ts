@@ -307,6 +307,22 @@ async function measureStartup(runs = 10): Promise<Record<string, { seconds: numb
   return result;
 }
 
+/** Runs migrate in the worker under `node --cpu-prof` and summarizes where its process time went, by package. */
+async function profileMigrate(label: string, url: string, endpoint: string, bucket: string, concurrency: number, limit?: number): Promise<{ group: string; percent: number }[] | undefined> {
+  const dir = mkdtempSync(join(tmpdir(), 'overskill-prof-'));
+  try {
+    await runWorker('migrate', url, endpoint, bucket, concurrency, limit, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+    const file = readdirSync(dir).find((name) => name.endsWith('.cpuprofile'));
+    if (!file) return undefined;
+    const summary = summarizeProfile(join(dir, file));
+    console.log(`profile of migrate at ${label} (share of the worker process time):`);
+    for (const row of summary.slice(0, 10)) console.log(`  ${row.percent.toFixed(1).padStart(5)}%  ${row.group}`);
+    return summary;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function scratchDatabase(): Promise<{ url: string; db: Db; drop: () => Promise<void> }> {
   const name = `oss_bench_${randomBytes(4).toString('hex')}`;
   const admin = createDb({ url: ADMIN });
@@ -454,16 +470,7 @@ async function main() {
     // Where migrate's own CPU goes at c=16 direct (node --cpu-prof of the worker): kept in the JSON, so the
     // next change to the hot path can be judged against this one.
     await resetMigration(scratch.db);
-    const profileDir = mkdtempSync(join(tmpdir(), 'overskill-prof-'));
-    await runWorker('migrate', scratch.url, s3.endpoint, s3.bucket, 16, undefined, ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]);
-    const profileFile = readdirSync(profileDir).find((name) => name.endsWith('.cpuprofile'));
-    if (profileFile) {
-      const summary = summarizeProfile(join(profileDir, profileFile));
-      console.log('profile of migrate at c=16, direct (share of the worker process time):');
-      for (const row of summary.slice(0, 8)) console.log(`  ${row.percent.toFixed(1).padStart(5)}%  ${row.group}`);
-      results.profileC16 = summary;
-    }
-    rmSync(profileDir, { recursive: true, force: true });
+    results.profileC16 = await profileMigrate('c=16, direct', scratch.url, s3.endpoint, s3.bucket, 16);
 
     const rclone = await compareWithRclone(scratch.db, scratch.url, s3, 16);
     if (rclone) {
@@ -559,16 +566,7 @@ async function main() {
       if (profile) {
         // Where the tool's own time goes at c=64 through the proxy (node --cpu-prof of the worker).
         await resetMigration(scratch.db);
-        const dir = mkdtempSync(join(tmpdir(), 'overskill-prof-'));
-        await runWorker('migrate', scratch.url, proxy.endpoint, s3.bucket, 64, latencyFiles, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
-        const file = readdirSync(dir).find((name) => name.endsWith('.cpuprofile'));
-        if (file) {
-          const summary = summarizeProfile(join(dir, file));
-          console.log('profile of migrate at c=64 through 50 ms (share of the worker process time):');
-          for (const row of summary.slice(0, 10)) console.log(`  ${row.percent.toFixed(1).padStart(5)}%  ${row.group}`);
-          latency.profile = summary;
-        }
-        rmSync(dir, { recursive: true, force: true });
+        latency.profile = await profileMigrate('c=64 through 50 ms', scratch.url, proxy.endpoint, s3.bucket, 64, latencyFiles);
       }
       await proxy.stop();
       results.latency = latency;

@@ -1,9 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
 import {
   S3Client,
-  GetObjectCommand,
-  HeadObjectCommand,
   HeadBucketCommand,
   ListObjectsV2Command,
   CopyObjectCommand,
@@ -14,7 +11,7 @@ import { ConfigError, IntegrityError, ObjectStoreError } from './errors.ts';
 import { cleanEtag, sha256Hex } from './hashing.ts';
 import { createS3Client, describeS3Error, isNotFound, retryDelayMs, requestBoundMs, StoppableRetryStrategy, DEFAULT_CONNECTION_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_REQUEST_TIMEOUT_MS, type ClientOptions } from './store/client.ts';
 import { Meter, type TransportStats } from './store/meter.ts';
-import { ObjectRequests, metadataOf } from './store/object-requests.ts';
+import { ObjectRequests, headerText, metadataOf } from './store/object-requests.ts';
 import { headFromMetadata, type ObjectHead } from './store/ownership.ts';
 import { putBuffer, putStream, CREATE, type PutResult, type WriteIntent } from './store/writes.ts';
 import { deleteIfOurs, type DeleteExpectation, type GuardedDelete } from './store/deletes.ts';
@@ -53,11 +50,6 @@ function copySourcePath(key: string): string {
   return encodeURIComponent(key).replace(/%(2F|40|3A|2C|3B|24|3D|26)/g, (escape) => decodeURIComponent(escape));
 }
 
-function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
-  const value = headers[name];
-  return Array.isArray(value) ? value.join(', ') : value;
-}
-
 /** A download shorter than the stored object was cut off: never taken for the whole. */
 function assertWhole(key: string, received: number, expected: number | undefined): void {
   if (expected !== undefined && received !== expected) throw new ObjectStoreError(`download of ${key} was truncated (${received} of ${expected} bytes)`, key);
@@ -72,7 +64,6 @@ function assertWhole(key: string, received: number, expected: number | undefined
 export class ObjectStore implements StoreCore {
   /** Listings, copies, multipart uploads and the preflight's multipart probes. */
   readonly client: S3Client;
-  readonly onceClient: S3Client;
   /** The per-object requests: PUT, HEAD, GET and DELETE of one key (store/object-requests.ts). */
   readonly objects: ObjectRequests;
   readonly bucket: string;
@@ -91,11 +82,10 @@ export class ObjectStore implements StoreCore {
     this.stopping = options.stopping;
     // One retry strategy (one retry quota) and one meter for both ways requests go out.
     const retryStrategy = new StoppableRetryStrategy(this.maxAttempts, retryDelayMs, this.stopping);
-    const { client, handler } = createS3Client(config, options, { meter: this.meter, retryStrategy });
-    this.client = client;
-    this.onceClient = createS3Client(config, { ...options, maxAttempts: 1 }, { handler }).client;
+    const maxSockets = Math.max(8, options.maxSockets ?? 32);
+    this.client = createS3Client(config, { ...options, maxSockets }, { meter: this.meter, retryStrategy }).client;
     this.objects = new ObjectRequests(config, {
-      maxSockets: Math.max(8, options.maxSockets ?? 32),
+      maxSockets,
       requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
       connectionTimeoutMs: options.connectionTimeoutMs ?? DEFAULT_CONNECTION_TIMEOUT_MS,
       meter: this.meter,
@@ -104,15 +94,13 @@ export class ObjectStore implements StoreCore {
     });
     if (options.onRequest) {
       const count = options.onRequest;
-      for (const each of [this.client, this.onceClient]) {
-        each.middlewareStack.add(
-          (next, context) => async (args) => {
-            count(String(context.commandName ?? 'unknown'));
-            return next(args);
-          },
-          { step: 'finalizeRequest', name: 'overskillRequestCounter', priority: 'low' },
-        );
-      }
+      this.client.middlewareStack.add(
+        (next, context) => async (args) => {
+          count(String(context.commandName ?? 'unknown'));
+          return next(args);
+        },
+        { step: 'finalizeRequest', name: 'overskillRequestCounter', priority: 'low' },
+      );
     }
   }
 
@@ -129,7 +117,6 @@ export class ObjectStore implements StoreCore {
 
   destroy(): void {
     this.client.destroy();
-    this.onceClient.destroy();
     void this.objects.destroy();
   }
 
@@ -216,8 +203,8 @@ export class ObjectStore implements StoreCore {
     try {
       const answer = await this.objects.head(key);
       if (!answer) return undefined;
-      const lastModified = header(answer.headers, 'last-modified');
-      return headFromMetadata(Number(header(answer.headers, 'content-length') ?? 0), cleanEtag(header(answer.headers, 'etag')), metadataOf(answer.headers), lastModified ? new Date(lastModified) : undefined, header(answer.headers, 'content-encoding'));
+      const lastModified = headerText(answer.headers['last-modified']);
+      return headFromMetadata(Number(headerText(answer.headers['content-length']) ?? 0), cleanEtag(headerText(answer.headers['etag'])), metadataOf(answer.headers), lastModified ? new Date(lastModified) : undefined, headerText(answer.headers['content-encoding']));
     } catch (error) {
       throw new ObjectStoreError(`HEAD ${key} failed: ${describeS3Error(error)}`, key, { cause: error });
     }
@@ -227,8 +214,8 @@ export class ObjectStore implements StoreCore {
   private async download(key: string): Promise<{ body: AsyncIterable<Buffer>; contentLength?: number; metadata: Record<string, string>; encoding?: ContentEncoding }> {
     const answer = await this.objects.get(key);
     const metadata = metadataOf(answer.headers);
-    const length = header(answer.headers, 'content-length');
-    return { body: answer.body, contentLength: length === undefined ? undefined : Number(length), metadata, encoding: declaredEncoding(metadata, header(answer.headers, 'content-encoding')) };
+    const length = headerText(answer.headers['content-length']);
+    return { body: answer.body, contentLength: length === undefined ? undefined : Number(length), metadata, encoding: declaredEncoding(metadata, headerText(answer.headers['content-encoding'])) };
   }
 
   /**

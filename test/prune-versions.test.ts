@@ -23,6 +23,17 @@ describe.skipIf(ON_PGLITE)('prune-versions', () => {
     await env?.close();
   });
 
+  /** The R2 keys of these versions' snapshots and version files. */
+  async function objectKeysOfVersions(versionIds: string[]): Promise<string[]> {
+    const rows = await query<{ key: string }>(
+      env.db,
+      `SELECT r2_snapshot_key AS key FROM app_versions WHERE id = ANY($1::bigint[]) AND r2_snapshot_key IS NOT NULL
+       UNION ALL SELECT r2_content_key FROM app_version_files WHERE app_version_id = ANY($1::bigint[]) AND r2_content_key IS NOT NULL`,
+      [versionIds],
+    );
+    return rows.map((r) => r.key);
+  }
+
   /** An app whose versions are `ageDays` old (newest last), each with a snapshot and two version files. */
   async function appWithVersions(name: string, ageDays: number[], options: { snapshot?: (i: number) => boolean; fileless?: boolean } = {}): Promise<{ app: string; versions: string[] }> {
     const app = await insertApp(env.db, name);
@@ -70,12 +81,7 @@ describe.skipIf(ON_PGLITE)('prune-versions', () => {
     // without a terminal and without --yes it refuses
     expect((await cli(args, env.cliEnv)).code).toBe(2);
 
-    const objectsOfPruned = (await query<{ key: string }>(
-      env.db,
-      `SELECT r2_snapshot_key AS key FROM app_versions WHERE id = ANY($1::bigint[]) AND r2_snapshot_key IS NOT NULL
-       UNION ALL SELECT r2_content_key FROM app_version_files WHERE app_version_id = ANY($1::bigint[]) AND r2_content_key IS NOT NULL`,
-      [a.versions.slice(0, 3)],
-    )).map((r) => r.key);
+    const objectsOfPruned = await objectKeysOfVersions(a.versions.slice(0, 3));
     expect(objectsOfPruned.length).toBe(plan.objects);
     const done = await cli([...args, '--yes', '--json'], env.cliEnv);
     expect(done.code, done.stderr).toBe(0);
@@ -166,12 +172,7 @@ describe.skipIf(ON_PGLITE)('prune-versions', () => {
   it('--quarantine moves the objects of pruned versions under the prefix instead of deleting them', async () => {
     const q = await appWithVersions('quarantined', [300, 200, 1]);
     for (const args of [['migrate', '--yes', '--app', q.app], ['finalize', '--yes', '--app', q.app]]) expect((await cli(args, env.cliEnv)).code).toBe(0);
-    const keys = (await query<{ key: string }>(
-      env.db,
-      `SELECT r2_snapshot_key AS key FROM app_versions WHERE id = ANY($1::bigint[]) AND r2_snapshot_key IS NOT NULL
-       UNION ALL SELECT r2_content_key FROM app_version_files WHERE app_version_id = ANY($1::bigint[]) AND r2_content_key IS NOT NULL`,
-      [q.versions.slice(0, 2)],
-    )).map((r) => r.key);
+    const keys = await objectKeysOfVersions(q.versions.slice(0, 2));
     expect(keys.some((key) => key.includes('@'))).toBe(true); // snapshot keys carry an @
     const run = await cli(['prune-versions', '--keep-last', '1', '--keep-within', '30d', '--app', q.app, '--quarantine', 'quarantine/prune', '--yes', '--json'], env.cliEnv);
     expect(run.code, JSON.stringify(run.json().result?.objectsFailed)).toBe(0);

@@ -2,12 +2,11 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { ObjectHead } from './ownership.ts';
 import type { ObjectRequests } from './object-requests.ts';
 
-/** What the write and delete modules need from the store: its clients, and the two reads they decide by. */
+/** What the write and delete modules need from the store: its two ways out, and the two reads they decide by. */
 export interface StoreCore {
+  /** Multipart uploads (lib-storage) and the rest of the SDK's commands. */
   readonly client: S3Client;
-  /** The same endpoint and sockets, with no automatic retries: for requests that must not be replayed later. */
-  readonly onceClient: S3Client;
-  /** PUT, HEAD, GET and DELETE of one key. */
+  /** PUT, HEAD, GET and DELETE of one key; each may be sent once, without retries, where it must not be replayed. */
   readonly objects: ObjectRequests;
   readonly bucket: string;
   readonly partSize: number;

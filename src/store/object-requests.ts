@@ -106,7 +106,8 @@ export function encodeKeyPath(key: string): string {
     .join('/');
 }
 
-function headerText(value: string | string[] | undefined): string | undefined {
+/** A header's value as one string (repeated headers joined, as Node joins them). */
+export function headerText(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value.join(', ') : value;
 }
 
@@ -159,7 +160,7 @@ export class ObjectRequests {
     this.host = url.host;
     this.basePath = `${url.pathname.replace(/\/+$/, '')}/${encodeKeyPath(config.bucket)}/`;
     this.pool = new Pool(url.origin, {
-      connections: Math.max(8, options.maxSockets),
+      connections: options.maxSockets,
       // One request per connection at a time: a PUT is not idempotent enough to be replayed behind another
       // that broke the connection, and R2's round trip is spent waiting, not in the socket.
       pipelining: 1,

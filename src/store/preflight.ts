@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, UploadPartCommand } from '@aws-sdk/client-s3';
 import { cleanEtag, hexToBase64, md5Hex, sha256Hex } from '../hashing.ts';
-import { metadataOf, type PutHeaders } from './object-requests.ts';
+import { headerText, metadataOf, type PutHeaders } from './object-requests.ts';
 import type { StoreCore } from './core.ts';
 import { describeS3Error, httpStatusOf } from './client.ts';
 
@@ -117,7 +117,7 @@ export async function probeStore(store: Pick<StoreCore, 'client' | 'objects' | '
     requests.classB++;
     const answer = await objects.head(key);
     if (!answer) throw Object.assign(new Error('the probe object is not there'), { $metadata: { httpStatusCode: 404 } });
-    return { etag: String(answer.headers.etag ?? ''), metadata: metadataOf(answer.headers) };
+    return { etag: headerText(answer.headers.etag) ?? '', metadata: metadataOf(answer.headers) };
   };
 
   // A fresh key: a conditional create must be accepted there, or nothing else can be probed.
