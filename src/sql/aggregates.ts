@@ -68,10 +68,12 @@ export async function selectionTotals(
 ): Promise<SelectionTotals> {
   const params = new Params();
   const bytesExpr = `coalesce(octet_length(t.${table.contentColumn})::bigint, t.${table.sizeColumn}::bigint, 0)`;
-  // The same order the run takes: by id, or (largest first) by size band, then id.
+  // The same order the run takes (by id, or largest first by size band, then id) picks the rows a limit keeps;
+  // without a limit every eligible row counts, and sorting them would only cost time.
   const order = (options.order ?? 'id') === 'size-desc' ? `${sqlSizeBand(bytesExpr)}, t.id` : 't.id';
   const where = `${eligible(params)} AND ${filterSql(table, filter, params)}`;
-  const limit = options.limit !== undefined && Number.isFinite(options.limit) ? `LIMIT ${params.add(options.limit, 'bigint')}` : '';
+  const limited = options.limit !== undefined && Number.isFinite(options.limit);
+  const limit = limited ? `LIMIT ${params.add(options.limit!, 'bigint')}` : '';
   // Without thresholds the "above" and "streamed" columns simply count nothing.
   const above = params.add(options.above ?? Number.MAX_SAFE_INTEGER, 'bigint');
   const streamAbove = params.add(options.streamAbove ?? Number.MAX_SAFE_INTEGER, 'bigint');
@@ -83,7 +85,7 @@ export async function selectionTotals(
             coalesce(sum(bytes) FILTER (WHERE bytes > ${above}), 0)::float8 AS bytes_above,
             count(*) FILTER (WHERE bytes > ${streamAbove})::float8 AS rows_streamed,
             coalesce(sum(ceil(bytes::numeric / ${partSize})) FILTER (WHERE bytes > ${streamAbove}), 0)::float8 AS parts_streamed
-       FROM (SELECT ${bytesExpr} AS bytes FROM ${table.source} WHERE ${where} ORDER BY ${order} ${limit}) e`,
+       FROM (SELECT ${bytesExpr} AS bytes FROM ${table.source} WHERE ${where} ${limited ? `ORDER BY ${order} ${limit}` : ''}) e`,
     params.values,
   );
   return rows[0];

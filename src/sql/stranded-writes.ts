@@ -33,11 +33,15 @@ export const hasAppWriter = (table: StoredTable) => table.name === 'files';
 /** SQL: the row still holds what rollback restored, but the app has since saved a new hash for content kept elsewhere. */
 export function appHashOverRestoredSql(table: StoredTable): string {
   if (!hasAppWriter(table)) return 'false';
-  return `(t.${table.contentColumn} IS NOT NULL AND EXISTS (
+  // A bare EXISTS, so that `NOT` of it is an anti-join the planner costs by the journal's few rows (a
+  // wrapped one is a per-row subplan whose estimate is high enough to JIT-compile every count). The hash
+  // comparison is `IS TRUE` so it is never a join key: only rows the journal names are hashed. A NULL
+  // content hashes to NULL, so it never matches.
+  return `EXISTS (
             SELECT 1 FROM ${RESTORES_TABLE} j
              WHERE j.table_name = '${table.table}' AND j.row_id = t.id
                AND t.${table.hashColumn} IS DISTINCT FROM j.content_hash
-               AND ${sqlSha256(`t.${table.contentColumn}`)} = j.content_hash))`;
+               AND (${sqlSha256(`t.${table.contentColumn}`)} = j.content_hash) IS TRUE)`;
 }
 
 /** SQL: any of the states a stale partial save leaves (see above); `hybridMin` is the placement's threshold. */
