@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { checkSignature, type Credentials } from './sigv4-check.ts';
+import { amzDateMs, checkSignature, toAmzDate, type Credentials } from './sigv4-check.ts';
 
 type WriteKind = 'put' | 'complete' | 'copy' | 'delete';
 
@@ -10,7 +10,9 @@ type WriteKind = 'put' | 'complete' | 'copy' | 'delete';
  *   CopyObject (and `x-amz-copy-source-if-match`), answered 412 PreconditionFailed when they do not hold;
  * - one write per key per second (`writeIntervalMs`), answered 429 TooManyRequests;
  * - signatures: a SigV4-signed request whose signature does not match what arrived is answered 403
- *   SignatureDoesNotMatch (sigv4-check.ts), as R2 answers it.
+ *   SignatureDoesNotMatch (sigv4-check.ts), as R2 answers it, and one signed more than 15 minutes from the
+ *   server's clock 403 RequestTimeTooSkewed. `clockOffsetMs` sets that clock apart from this machine's, and
+ *   every answer's Date header then tells it, as a server with another clock would.
  * Every write and delete of a key runs under that key's lock, from the condition check until the server has
  * answered, so a check and its write are atomic against every other client of the emulation. Reads (GET,
  * HEAD) of a key share it, and a write waits for them: R2 serves a whole object, old or new, while s3rver
@@ -22,7 +24,9 @@ export class R2Emulation {
   writeIntervalMs = 0;
   /** Whether deletes count as writes under that rule (R2's documentation does not say). */
   limitDeletes = false;
-  readonly stats = { preconditionFailed: 0, throttled: 0, writes: 0, deletes: 0, signatureRefused: 0 };
+  readonly stats = { preconditionFailed: 0, throttled: 0, writes: 0, deletes: 0, signatureRefused: 0, clockRefused: 0 };
+  /** The server's clock minus this machine's (a store whose clock differs from the client's). */
+  clockOffsetMs = 0;
   /** Every write and delete decided, in order, for tests that need to tell a history afterwards. */
   readonly journal: { at: number; key: string; kind: WriteKind; lane: string; status: number; condition?: string }[] = [];
   private readonly locks = new Map<string, Promise<void>>();
@@ -40,12 +44,18 @@ export class R2Emulation {
   ) {}
 
   async handle(request: http.IncomingMessage, response: http.ServerResponse, key: string, forward: (finished: (status: number) => void) => void, lane = ''): Promise<void> {
-    const signature = checkSignature(request, this.credentials);
+    const now = Date.now() + this.clockOffsetMs;
+    if (this.clockOffsetMs) dateEveryAnswer(response, () => Date.now() + this.clockOffsetMs);
+    const signature = checkSignature(request, this.credentials, now);
     if (signature && !signature.ok) {
-      this.stats.signatureRefused++;
+      if (signature.code === 'RequestTimeTooSkewed') this.stats.clockRefused++;
+      else this.stats.signatureRefused++;
       await reply(request, response, signature.code === 'AuthorizationHeaderMalformed' ? 400 : 403, signature.code, signature.message);
       return;
     }
+    // s3rver checks the signing time against this machine's clock (it checks no signature): told in its terms.
+    const signedAt = amzDateMs(header(request, 'x-amz-date') ?? '');
+    if (this.clockOffsetMs && !Number.isNaN(signedAt)) request.headers['x-amz-date'] = toAmzDate(signedAt - this.clockOffsetMs);
     const kind = classify(request, key);
     if (!kind) {
       if (key && (request.method === 'GET' || request.method === 'HEAD')) await this.shared(key, () => new Promise<void>((resolve) => forward(() => resolve())));
@@ -156,6 +166,15 @@ function classify(request: http.IncomingMessage, key: string): WriteKind | undef
 function header(request: http.IncomingMessage, name: string): string | undefined {
   const value = request.headers[name];
   return Array.isArray(value) ? value[0] : value;
+}
+
+/** Every answer on `response` carries the emulated server's Date, whatever the server behind it said. */
+function dateEveryAnswer(response: http.ServerResponse, clock: () => number): void {
+  const writeHead = response.writeHead.bind(response) as (status: number, headers?: http.OutgoingHttpHeaders) => http.ServerResponse;
+  response.writeHead = ((status: number, headers?: http.OutgoingHttpHeaders) => {
+    const rest = Object.fromEntries(Object.entries(headers ?? {}).filter(([name]) => name.toLowerCase() !== 'date'));
+    return writeHead(status, { ...rest, date: new Date(clock()).toUTCString() });
+  }) as typeof response.writeHead;
 }
 
 function clean(etag: string): string {

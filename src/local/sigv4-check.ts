@@ -13,7 +13,20 @@ export interface Credentials {
   secretAccessKey: string;
 }
 
-export type SignatureVerdict = { ok: true } | { ok: false; code: 'SignatureDoesNotMatch' | 'InvalidAccessKeyId' | 'AuthorizationHeaderMalformed'; message: string };
+export type SignatureVerdict = { ok: true } | { ok: false; code: 'SignatureDoesNotMatch' | 'InvalidAccessKeyId' | 'AuthorizationHeaderMalformed' | 'RequestTimeTooSkewed'; message: string };
+
+/** How far a request's signing time may be from the server's clock (S3's rule). */
+export const MAX_SKEW_MS = 15 * 60_000;
+
+/** `20261202T051916Z` as milliseconds since the epoch; NaN when it is not that form. */
+export function amzDateMs(text: string): number {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(text);
+  return m ? Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]) : Number.NaN;
+}
+
+export function toAmzDate(ms: number): string {
+  return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d+/, '');
+}
 
 const AUTH = /^AWS4-HMAC-SHA256 Credential=([^/,\s]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request,\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]{64})$/;
 
@@ -43,8 +56,11 @@ function headerValue(request: http.IncomingMessage, name: string): string {
   return text.trim().replace(/\s+/g, ' ');
 }
 
-/** Undefined when the request carries no SigV4 Authorization header (anonymous requests are let through). */
-export function checkSignature(request: http.IncomingMessage, credentials: Credentials): SignatureVerdict | undefined {
+/**
+ * Undefined when the request carries no SigV4 Authorization header (anonymous requests are let through).
+ * `now` is the server's clock: a request signed more than 15 minutes from it is refused.
+ */
+export function checkSignature(request: http.IncomingMessage, credentials: Credentials, now = Date.now()): SignatureVerdict | undefined {
   const authorization = request.headers.authorization;
   if (!authorization) return undefined;
   const parts = AUTH.exec(authorization.trim());
@@ -53,6 +69,9 @@ export function checkSignature(request: http.IncomingMessage, credentials: Crede
   if (accessKeyId !== credentials.accessKeyId) return { ok: false, code: 'InvalidAccessKeyId', message: 'The access key ID you provided does not exist in our records' };
   const amzDate = headerValue(request, 'x-amz-date');
   if (!amzDate.startsWith(date)) return { ok: false, code: 'AuthorizationHeaderMalformed', message: 'The credential date does not match x-amz-date' };
+  const signedAt = amzDateMs(amzDate);
+  if (Number.isNaN(signedAt)) return { ok: false, code: 'AuthorizationHeaderMalformed', message: 'x-amz-date is not a date' };
+  if (Math.abs(signedAt - now) > MAX_SKEW_MS) return { ok: false, code: 'RequestTimeTooSkewed', message: 'The difference between the request time and the current time is too large.' };
   const url = request.url ?? '/';
   const queryAt = url.indexOf('?');
   const path = queryAt < 0 ? url : url.slice(0, queryAt);
