@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { HttpRequest } from '@smithy/core/protocols';
 import { createHash, createHmac } from 'node:crypto';
@@ -178,6 +178,121 @@ describe('per-object requests', () => {
     } finally {
       stopping.destroy();
     }
+  });
+
+  describe("a store whose clock is not this machine's", () => {
+    const MINUTE = 60_000;
+    // A store on its own emulation, so the skewed clock is this block's alone.
+    let skewed: R2Emulation;
+    let front: S3Proxy;
+    const fresh = (secretAccessKey = env.s3.secretAccessKey) =>
+      new ObjectStore(
+        { endpoint: front.endpoint, accessKeyId: env.s3.accessKeyId, secretAccessKey, bucket: env.s3.bucket, region: 'auto', allowInsecureEndpoint: false },
+        { requestTimeoutMs: 2_000, maxAttempts: 3 },
+      );
+    const sent = (method: string, k: string) => front.seen.filter((r) => r.method === method && r.key === k).length;
+    const bytes = (text: string) => Buffer.from(text);
+    const putOn = (on: ObjectStore, k: string, text: string, retries = true) =>
+      on.objects.put(k, bytes(text), { contentMd5: hexToBase64(md5Hex(bytes(text))), bodySha256: sha256Hex(bytes(text)), ifNoneMatch: '*' }, retries);
+    const readOn = async (on: ObjectStore, k: string) => {
+      const answer = await on.objects.get(k);
+      const chunks: Buffer[] = [];
+      for await (const chunk of answer.body) chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks).toString();
+    };
+
+    beforeAll(async () => {
+      // In front of the bare server: the local server's own front keeps this machine's clock.
+      skewed = new R2Emulation(env.s3.barePort);
+      front = await new S3Proxy(env.s3.barePort, env.s3.bucket, skewed).start();
+    });
+    afterAll(async () => front?.stop());
+
+    it('20 minutes ahead: the first request is refused for its time, signed again by the server’s clock, and nothing after it is refused', async () => {
+      skewed.clockOffsetMs = 20 * MINUTE;
+      const ahead = fresh();
+      try {
+        const k = key();
+        const before = skewed.stats.clockRefused;
+        await putOn(ahead, k, 'ahead');
+        expect(skewed.stats.clockRefused - before).toBe(1);
+        expect(sent('PUT', k)).toBe(2);
+        expect(Math.abs(ahead.objects.clockOffsetMs - 20 * MINUTE)).toBeLessThan(5_000);
+        expect(await ahead.head(k)).toMatchObject({ etag: md5Hex('ahead') });
+        expect(await readOn(ahead, k)).toBe('ahead');
+        await ahead.objects.delete(k);
+        expect(await ahead.head(k)).toBeUndefined();
+        expect(skewed.stats.clockRefused - before).toBe(1);
+        // The SDK client beside it (listings, multipart) corrects its own clock the same way.
+        const listed = await ahead.client.send(new ListObjectsV2Command({ Bucket: env.s3.bucket, Prefix: 'apps/9/' }));
+        expect(listed.$metadata.httpStatusCode).toBe(200);
+        // Its signer marks every error on a skewed store as clock-corrected; only a refusal for the time is
+        // retried, so a 404 is one request, not one per attempt.
+        const missing = key('missing.txt');
+        const error = await ahead.client.send(new HeadObjectCommand({ Bucket: env.s3.bucket, Key: missing })).catch((e) => e);
+        expect(error.$metadata.httpStatusCode).toBe(404);
+        expect(sent('HEAD', missing)).toBe(1);
+      } finally {
+        ahead.destroy();
+      }
+    });
+
+    it('30 minutes behind: a request sent once and a download (one attempt each) are still signed again after the refusal, once', async () => {
+      skewed.clockOffsetMs = -30 * MINUTE;
+      const k = key();
+      const writer = fresh();
+      try {
+        const before = skewed.stats.clockRefused;
+        await putOn(writer, k, 'sent once', false);
+        expect(sent('PUT', k)).toBe(2);
+        expect(skewed.stats.clockRefused - before).toBe(1);
+      } finally {
+        writer.destroy();
+      }
+      const reader = fresh();
+      try {
+        const before = skewed.stats.clockRefused;
+        expect(await readOn(reader, k)).toBe('sent once');
+        expect(sent('GET', k)).toBe(2);
+        expect(skewed.stats.clockRefused - before).toBe(1);
+      } finally {
+        reader.destroy();
+      }
+      const deleter = fresh();
+      try {
+        await deleter.objects.delete(k, false);
+        expect(sent('DELETE', k)).toBe(2);
+      } finally {
+        deleter.destroy();
+      }
+    });
+
+    it('within 15 minutes nothing is refused; a wrong secret on a skewed clock is refused after one correction, not retried for ever', async () => {
+      skewed.clockOffsetMs = 10 * MINUTE;
+      const near = fresh();
+      try {
+        const k = key();
+        const before = skewed.stats.clockRefused;
+        await putOn(near, k, 'near');
+        expect(sent('PUT', k)).toBe(1);
+        expect(skewed.stats.clockRefused).toBe(before);
+        // The offset is learnt from the answer anyway.
+        expect(Math.abs(near.objects.clockOffsetMs - 10 * MINUTE)).toBeLessThan(5_000);
+      } finally {
+        near.destroy();
+      }
+      skewed.clockOffsetMs = 20 * MINUTE;
+      const wrong = fresh('not-the-secret');
+      try {
+        const k = key();
+        const error = await putOn(wrong, k, 'x').catch((e) => e);
+        expect(error.name).toBe('SignatureDoesNotMatch');
+        expect(sent('PUT', k)).toBe(2);
+      } finally {
+        wrong.destroy();
+        skewed.clockOffsetMs = 0;
+      }
+    });
   });
 
   it('every attempt is metered: requests, latency and the socket wait, beside the SDK client’s own', async () => {

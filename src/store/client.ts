@@ -1,6 +1,6 @@
 import { S3Client } from '@aws-sdk/client-s3';
-import { ConfiguredRetryStrategy } from '@smithy/core/retry';
-import type { RetryErrorInfo, StandardRetryToken } from '@smithy/types';
+import { ConfiguredRetryStrategy, isServerError, isThrottlingError, isTransientError } from '@smithy/core/retry';
+import type { RetryErrorInfo, RetryErrorType, StandardRetryToken } from '@smithy/types';
 import type { ObjectStoreConfig } from '../config.ts';
 import { errorMessage } from '../errors.ts';
 import { redact } from '../secrets.ts';
@@ -38,7 +38,28 @@ export function requestBoundMs(requestTimeoutMs = DEFAULT_REQUEST_TIMEOUT_MS, ma
   return Math.ceil(total);
 }
 
-/** The SDK's configured strategy, which stops retrying once the operator asked the run to stop. */
+type ClassifiedError = Parameters<typeof isThrottlingError>[0] & { $metadata?: { httpStatusCode?: number; clockSkewCorrected?: boolean } };
+
+/** The SDK's own classification of an error, in the order its retry middleware applies it. */
+export function retryErrorType(error: unknown): RetryErrorType {
+  const e = error as ClassifiedError;
+  if (isThrottlingError(e)) return 'THROTTLING';
+  if (isTransientError(e)) return 'TRANSIENT';
+  if (isServerError(e)) return 'SERVER_ERROR';
+  return 'CLIENT_ERROR';
+}
+
+/** A refusal for the request's signing time: the only answer a corrected clock can change. */
+function refusedForSigningTime(error: ClassifiedError): boolean {
+  return error.$metadata?.httpStatusCode === 403 || error.name === 'RequestTimeTooSkewed';
+}
+
+/**
+ * The SDK's configured strategy, which stops retrying once the operator asked the run to stop. Its signer
+ * marks an error "clock skew corrected" whenever the server's clock is minutes off ours and the offset moved
+ * at all, which it does on every answer (Date has whole seconds): on such a store every error, a 404 or a
+ * 412 included, would be retried to the last attempt. Here only a refusal the clock can explain is.
+ */
 export class StoppableRetryStrategy extends ConfiguredRetryStrategy {
   constructor(maxAttempts: number, delay: (attempt: number) => number, private readonly stopping?: AbortSignal) {
     super(maxAttempts, delay);
@@ -46,6 +67,11 @@ export class StoppableRetryStrategy extends ConfiguredRetryStrategy {
 
   override async refreshRetryTokenForRetry(token: StandardRetryToken, errorInfo: RetryErrorInfo): Promise<StandardRetryToken> {
     if (this.stopping?.aborted) throw new Error('stopping: no further attempts');
+    const error = errorInfo.error as ClassifiedError | undefined;
+    if (error?.$metadata?.clockSkewCorrected && !refusedForSigningTime(error)) {
+      delete error.$metadata.clockSkewCorrected;
+      errorInfo = { ...errorInfo, errorType: retryErrorType(error) };
+    }
     return super.refreshRetryTokenForRetry(token, errorInfo);
   }
 }

@@ -3,8 +3,9 @@ import { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { HttpRequest } from '@smithy/core/protocols';
-import { isServerError, isThrottlingError, isTransientError, type StandardRetryStrategy } from '@smithy/core/retry';
-import type { RetryErrorInfo, RetryErrorType, SourceData, StandardRetryToken } from '@smithy/types';
+import type { StandardRetryStrategy } from '@smithy/core/retry';
+import type { RetryErrorInfo, SourceData, StandardRetryToken } from '@smithy/types';
+import { retryErrorType } from './client.ts';
 import type { ObjectStoreConfig } from '../config.ts';
 import { deadlineError, type Meter } from './meter.ts';
 
@@ -18,7 +19,9 @@ import { deadlineError, type Meter } from './meter.ts';
  * What the SDK path gave and this keeps: one deadline per attempt over the wait for a socket, connecting,
  * sending, the headers and the whole body; errors shaped as the SDK's (`name` is the S3 error code,
  * `$metadata.httpStatusCode` the status), so every caller's 404, 412 and 429 handling is unchanged; the SDK's
- * own retry classification and strategy (jittered backoff, retry quota, no retry once stopping).
+ * own retry classification and strategy (jittered backoff, retry quota, no retry once stopping); and the
+ * SDK's clock-skew correction: every answer's Date header sets the clock requests are signed by, and a
+ * request refused because it was signed by a clock minutes off the server's is signed again and resent.
  */
 
 export interface ObjectRequestOptions {
@@ -56,11 +59,30 @@ type Method = keyof typeof COMMANDS;
 interface Signed {
   path: string;
   headers: Record<string, string>;
+  /** The offset from this machine's clock that the signing date carried. */
+  clockOffsetMs: number;
+}
+
+/** The SDK's threshold: a signing clock this far from the server's is corrected and the request resent. */
+const CLOCK_SKEW_MS = 240_000;
+
+/**
+ * The server's clock minus ours, from an answer's Date header, as the SDK's signer takes it (its helper is
+ * not exported): not from a cached answer (Age), nor from one that took longer than a signature lives.
+ */
+function serverClockOffset(date: string, current: number, sentAt: number, age: string | undefined): number {
+  if (age !== undefined) return current;
+  const serverTime = Date.parse(date);
+  if (Number.isNaN(serverTime)) return current;
+  const received = Date.now();
+  if (received - sentAt > 900_000) return current;
+  return serverTime - received;
 }
 
 /** An error answer, shaped as the SDK's service exceptions are. */
 export class S3ResponseError extends Error {
-  readonly $metadata: { httpStatusCode: number; attempts: number; requestId?: string };
+  /** `clockSkewCorrected`: refused for a signing clock the server's Date shows was off; the next attempt is signed by the corrected one (the SDK's retry classification retries it). */
+  readonly $metadata: { httpStatusCode: number; attempts: number; requestId?: string; clockSkewCorrected?: boolean };
   readonly $fault: 'client' | 'server';
   readonly Code: string;
 
@@ -129,14 +151,6 @@ function asNetworkError(error: unknown): unknown {
   return error;
 }
 
-function retryErrorType(error: unknown): RetryErrorType {
-  const e = error as Parameters<typeof isThrottlingError>[0];
-  if (isThrottlingError(e)) return 'THROTTLING';
-  if (isTransientError(e)) return 'TRANSIENT';
-  if (isServerError(e)) return 'SERVER_ERROR';
-  return 'CLIENT_ERROR';
-}
-
 function errorFrom(answer: Answer, body: Buffer, method: Method): S3ResponseError {
   const text = body.toString('utf8');
   const code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ?? (answer.status === 404 ? (method === 'HEAD' ? 'NotFound' : 'NoSuchKey') : answer.status === 412 ? 'PreconditionFailed' : answer.status === 429 ? 'TooManyRequests' : `HTTP${answer.status}`);
@@ -151,6 +165,8 @@ export class ObjectRequests {
   private readonly signer: SignatureV4;
   private readonly host: string;
   private readonly basePath: string;
+  /** Server time minus this machine's, from the last answer's Date header (0 until one arrives). */
+  clockOffsetMs = 0;
 
   constructor(
     config: ObjectStoreConfig,
@@ -216,7 +232,7 @@ export class ObjectRequests {
    * whole download. The attempt's deadline runs until the body's last byte; past it the body fails.
    */
   async get(key: string): Promise<Answer & { body: Readable }> {
-    const answer = await this.attempt('GET', key, await this.sign('GET', key, {}), undefined, true);
+    const answer = await this.resignedOnClockSkew(() => this.attempt('GET', key, this.sign('GET', key, {}), undefined, true));
     return answer as Answer & { body: Readable };
   }
 
@@ -225,7 +241,10 @@ export class ObjectRequests {
     let token: StandardRetryToken | undefined = retries ? await strategy.acquireInitialRetryToken('s3') : undefined;
     for (let attempts = 1; ; attempts++) {
       try {
-        const answer = await this.attempt(method, key, await this.sign(method, key, headers), body, false);
+        // A request sent once (its replay could undo another writer's) is still signed again after a clock-skew
+        // refusal: the server refused it before acting on it.
+        const exchange = () => this.attempt(method, key, this.sign(method, key, headers), body, false);
+        const answer = await (token ? exchange() : this.resignedOnClockSkew(exchange));
         if (token) strategy.recordSuccess(token);
         return answer;
       } catch (failure) {
@@ -244,11 +263,29 @@ export class ObjectRequests {
     }
   }
 
+  private async resignedOnClockSkew<T>(exchange: () => Promise<T>): Promise<T> {
+    try {
+      return await exchange();
+    } catch (error) {
+      if (!(error as S3ResponseError).$metadata?.clockSkewCorrected) throw error;
+      return exchange();
+    }
+  }
+
   private async sign(method: Method, key: string, headers: Record<string, string>): Promise<Signed> {
     const path = this.basePath + encodeKeyPath(key);
+    const clockOffsetMs = this.clockOffsetMs;
     const request = new HttpRequest({ method, protocol: 'https:', hostname: this.host, path, headers: { host: this.host, 'x-amz-content-sha256': EMPTY_SHA256, ...headers } });
-    const signed = await this.signer.sign(request);
-    return { path, headers: signed.headers };
+    const signed = await this.signer.sign(request, { signingDate: new Date(Date.now() + clockOffsetMs) });
+    return { path, headers: signed.headers, clockOffsetMs };
+  }
+
+  /** Takes the server's clock from an answer (as the SDK does); true when the request was signed minutes off it. */
+  private noteServerClock(headers: Answer['headers'], sentAt: number, signedWith: number): boolean {
+    const date = headerText(headers.date);
+    if (!date) return false;
+    this.clockOffsetMs = serverClockOffset(date, this.clockOffsetMs, sentAt, headerText(headers.age));
+    return Math.abs(this.clockOffsetMs - signedWith) >= CLOCK_SKEW_MS;
   }
 
   /**
@@ -256,8 +293,10 @@ export class ObjectRequests {
    * arrived; an error status rejects with the S3 error it carries. A streamed answer resolves at the headers,
    * and its body carries the rest of the deadline.
    */
-  private attempt(method: Method, key: string, { path, headers }: Signed, body: Buffer | undefined, stream: boolean): Promise<Answer & { body?: Readable }> {
+  private async attempt(method: Method, key: string, signing: Promise<Signed>, body: Buffer | undefined, stream: boolean): Promise<Answer & { body?: Readable }> {
+    const { path, headers, clockOffsetMs } = await signing;
     const { meter, requestTimeoutMs: ms } = this.options;
+    const sentAt = Date.now();
     this.options.onRequest?.(COMMANDS[method]);
     meter.requests++;
     meter.inFlight++;
@@ -267,6 +306,7 @@ export class ObjectRequests {
       let cancelled: Error | undefined;
       let answer: Answer | undefined;
       let streamed: Readable | undefined;
+      let skewed = false;
       const chunks: Buffer[] = [];
       let waited = false;
       let finished = false;
@@ -305,6 +345,7 @@ export class ObjectRequests {
         onResponseStart: (control, status, responseHeaders) => {
           if (status < 200) return;
           answer = { status, headers: responseHeaders as Answer['headers'] };
+          skewed = this.noteServerClock(answer.headers, sentAt, clockOffsetMs);
           if (stream && status < 300) {
             streamed = new Readable({
               read: () => control.resume(),
@@ -332,7 +373,13 @@ export class ObjectRequests {
             return;
           }
           if (!answer) return reject(new Error(`${method} ${key}: the answer ended without a status`));
-          if (answer.status >= 300) reject(errorFrom(answer, Buffer.concat(chunks), method));
+          if (answer.status >= 300) {
+            const error = errorFrom(answer, Buffer.concat(chunks), method);
+            // Refused for its signing time (RequestTimeTooSkewed, or a signature refused by a server that says
+            // only that): it was not acted on, and the corrected clock signs the next attempt.
+            if (skewed && (answer.status === 403 || error.name === 'RequestTimeTooSkewed')) error.$metadata.clockSkewCorrected = true;
+            reject(error);
+          }
           else resolve(answer);
         },
         onResponseError: (_control, error) => {
