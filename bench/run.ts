@@ -358,18 +358,27 @@ function ownCpuSeconds(): number {
   return (usage.user + usage.system) / 1e6;
 }
 
+type CpuShares = { s3: number; proxy: number; tool: number; wall: number };
+/** Through a proxy: the S3 server's own time per request (from the proxy forwarding it to the server's answer). */
+type ServerTime = { p50: number; p90: number };
+
 /** Where the CPU went during one measured worker run: the S3 server, this process (the proxy), the tool. */
-async function withCpu(s3Pid: number, task: () => Promise<Measure>): Promise<Measure & { cpu: { s3: number; proxy: number; tool: number; wall: number } }> {
+async function withCpu(s3Pid: number, task: () => Promise<Measure>, proxy?: S3Proxy): Promise<Measure & { cpu: CpuShares; serverMs?: ServerTime }> {
   const s3Before = processCpuSeconds(s3Pid);
   const ownBefore = ownCpuSeconds();
   const started = Date.now();
+  const mark = proxy?.serverMs.length ?? 0;
   const measure = await task();
   const wall = (Date.now() - started) / 1000;
-  return { ...measure, cpu: { s3: processCpuSeconds(s3Pid) - s3Before, proxy: ownCpuSeconds() - ownBefore, tool: measure.cpuSeconds ?? Number.NaN, wall } };
+  const times = proxy ? proxy.serverMs.slice(mark).sort((a, b) => a - b) : [];
+  const at = (q: number) => Math.round(times[Math.floor(q * (times.length - 1))] * 10) / 10;
+  const serverMs = times.length ? { p50: at(0.5), p90: at(0.9) } : undefined;
+  return { ...measure, cpu: { s3: processCpuSeconds(s3Pid) - s3Before, proxy: ownCpuSeconds() - ownBefore, tool: measure.cpuSeconds ?? Number.NaN, wall }, ...(serverMs ? { serverMs } : {}) };
 }
 
-const cpuLine = (m: { cpu: { s3: number; proxy: number; tool: number; wall: number } }) =>
-  `    CPU over ${m.cpu.wall.toFixed(1)} s wall (2 cores = ${(2 * m.cpu.wall).toFixed(1)} CPU-s): S3 server ${m.cpu.s3.toFixed(1)}, proxy ${m.cpu.proxy.toFixed(1)}, worker ${m.cpu.tool.toFixed(1)} CPU-s`;
+const cpuLine = (m: { cpu: CpuShares; serverMs?: ServerTime }) =>
+  `    CPU over ${m.cpu.wall.toFixed(1)} s wall (2 cores = ${(2 * m.cpu.wall).toFixed(1)} CPU-s): S3 server ${m.cpu.s3.toFixed(1)}, proxy ${m.cpu.proxy.toFixed(1)}, worker ${m.cpu.tool.toFixed(1)} CPU-s` +
+  (m.serverMs ? `; the S3 server's own time per request p50 ${m.serverMs.p50} ms, p90 ${m.serverMs.p90} ms (beside the proxy's 50)` : '');
 
 const rate = (m: Measure) => m.objects / m.seconds;
 const mbps = (m: Measure) => m.bytes / 1e6 / m.seconds;
@@ -420,8 +429,8 @@ async function only(step: string): Promise<void> {
       proxy.latencyMs = 50;
       for (let round = 0; round < 2; round++) {
         await resetMigration(scratch.db);
-        const raw = await withCpu(s3.pid, () => runWorker('raw', scratch.url, proxy.endpoint, s3.bucket, 64, latencyFiles));
-        const migrated = await withCpu(s3.pid, () => runWorker('migrate', scratch.url, proxy.endpoint, s3.bucket, 64, latencyFiles));
+        const raw = await withCpu(s3.pid, () => runWorker('raw', scratch.url, proxy.endpoint, s3.bucket, 64, latencyFiles), proxy);
+        const migrated = await withCpu(s3.pid, () => runWorker('migrate', scratch.url, proxy.endpoint, s3.bucket, 64, latencyFiles), proxy);
         console.log(`c=64 through 50 ms: raw ${rate(raw).toFixed(0)} obj/s, migrate ${rate(migrated).toFixed(0)} obj/s → ${(rate(migrated) / rate(raw)).toFixed(2)}x`);
         console.log(cpuLine(raw));
         console.log(cpuLine(migrated));
@@ -520,8 +529,8 @@ async function main() {
       latency.naive = naive;
       for (const concurrency of [8, 32, 64]) {
         await resetMigration(scratch.db);
-        const rawLatency = await withCpu(s3.pid, () => runWorker('raw', scratch.url, proxy.endpoint, s3.bucket, concurrency, latencyFiles));
-        const migrateLatency = await withCpu(s3.pid, () => runWorker('migrate', scratch.url, proxy.endpoint, s3.bucket, concurrency, latencyFiles));
+        const rawLatency = await withCpu(s3.pid, () => runWorker('raw', scratch.url, proxy.endpoint, s3.bucket, concurrency, latencyFiles), proxy);
+        const migrateLatency = await withCpu(s3.pid, () => runWorker('migrate', scratch.url, proxy.endpoint, s3.bucket, concurrency, latencyFiles), proxy);
         const ceiling = Math.min(concurrency / 0.05, rate(raw));
         console.log(line(`raw, 50 ms proxy (c=${concurrency})`, rawLatency));
         console.log(cpuLine(rawLatency));

@@ -7,7 +7,6 @@ import { gateStore } from './support/flow/store-gate.ts';
 import { addConflictOption, recordFor } from './support/flow/run-record.ts';
 import { formatBytes, formatCount } from './support/render/format.ts';
 import * as parse from './support/input/parse.ts';
-import { UsageError } from '../src/errors.ts';
 import type { CommandResult } from './support/flow/command.ts';
 
 export function migrateCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
@@ -45,42 +44,18 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
           refreshStale: opts.refreshStale ?? false,
           compress: opts.compress as 'gzip' | undefined,
         };
-        const [{ migrate, migrateEligibleSql, migrateMinBytes }, { planMigrate }, { staleHybridSql }, { assertLayoutAllowed, assertSchemaReady }, { refuseConflicts }] = await Promise.all([
-          import('../src/ops/migrate.ts'),
-          import('../src/ops/plan.ts'),
-          import('../src/sql/refresh-hybrid.ts'),
-          import('../src/ops/schema.ts'),
-          import('../src/runs/open-run.ts'),
-        ]);
+        const [{ migrate, prepareMigrate, planMigration }, { refuseConflicts }] = await Promise.all([import('../src/ops/migrate.ts'), import('../src/runs/open-run.ts')]);
         const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency });
         try {
-          // A probe that cannot say a number refuses here, in dry runs too, so CI catches it before a real run.
-          await (await import('../src/db-load.ts')).assertDbLoadProbe(context.db, options.dbLoad);
-          await assertSchemaReady(context.db);
-          if (opts.retryFailed) {
-            const { retrySelection } = await import('../src/ops/runs.ts');
-            const selection = await retrySelection(context.db, opts.retryFailed);
-            if (selection.command !== 'migrate') throw new UsageError(`Run ${opts.retryFailed} was a ${selection.command}, not a migrate: its items are retried by rerunning ${selection.command}.`);
-            options.filter = { ...options.filter, rowIds: selection.rowIds };
-            output.info(`Retrying the ${formatCount(selection.items)} item(s) run ${opts.retryFailed} failed or refused.`);
-          }
-          const record = recordFor(runtime, globals, opts, options, {
-            keyLayout: options.keyLayout ?? 'path',
-            identityExtra: { refreshStale: options.refreshStale, minSize: opts.minSize, order: options.order },
+          const prepared = await prepareMigrate(context.db, options, opts.retryFailed);
+          if (prepared.retrying) output.info(`Retrying the ${formatCount(prepared.retrying.items)} item(s) run ${prepared.retrying.runId} failed or refused.`);
+          const record = recordFor(runtime, globals, opts, prepared.options, {
+            keyLayout: prepared.options.keyLayout ?? 'path',
+            identityExtra: { refreshStale: prepared.options.refreshStale, minSize: opts.minSize, order: prepared.options.order },
             retryOf: opts.retryFailed,
           });
           if (!opts.dryRun) await refuseConflicts(context.db, record);
-          await assertLayoutAllowed(context.db, options.keyLayout ?? 'path');
-          const minBytes = migrateMinBytes(options);
-          const plan = await planMigrate(
-            context.db,
-            { tables: options.tables, filter: options.filter, limit: options.limit, order: options.order, policy: options.policy, inlineMaxBytes: options.inlineMaxBytes, prices: pricesFrom(opts) },
-            (table) => (params) => migrateEligibleSql(table, minBytes, params),
-            minBytes,
-            options.refreshStale ? (table) => (params) => staleHybridSql(table, minBytes, params) : undefined,
-          );
-          const { storeCheckNote } = await import('../src/ops/store-gate.ts');
-          plan.notes.push(storeCheckNote(opts.dryRun ?? false));
+          const plan = await planMigration(context.db, prepared, pricesFrom(opts), opts.dryRun ?? false);
           return await planConfirmRun({
             output,
             plan,
@@ -98,7 +73,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
               migrate(
                 context,
                 {
-                  ...options,
+                  ...prepared.options,
                   record: { ...record, eligible: { rows: plan.rows, bytes: plan.bytes } },
                 },
                 reporter,

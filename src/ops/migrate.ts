@@ -11,9 +11,15 @@ import { blobKey, normalizePath, type KeyResult } from '../keys.ts';
 import { flipRefreshed, staleHybridSql, type RefreshedRow } from '../sql/refresh-hybrid.ts';
 import { mergeRuns } from './batch-runner.ts';
 import type { KeyLayout } from '../sql/schema.ts';
-import { assertLayoutAllowed } from './schema.ts';
+import { assertLayoutAllowed, assertSchemaReady } from './schema.ts';
+import { assertDbLoadProbe } from '../db-load.ts';
+import { planMigrate, type Plan } from './plan.ts';
+import { retrySelection } from './runs.ts';
+import { storeCheckNote } from './store-gate.ts';
+import type { Prices } from '../cost.ts';
+import type { Db } from '../db.ts';
 import { assertSnapshotJson } from '../snapshot.ts';
-import { DataError, ObjectConflictError, errorMessage } from '../errors.ts';
+import { DataError, ObjectConflictError, UsageError, errorMessage } from '../errors.ts';
 import { keysStillReferenced } from '../sql/references.ts';
 import type { WriteIntent } from '../object-store.ts';
 import type { Reporter } from '../reporter.ts';
@@ -57,6 +63,47 @@ export function migrateEligibleSql(table: StoredTable, minBytes: number, params:
 
 export function migrateMinBytes(options: MigrateOptions): number {
   return Math.max(options.policy.hybridMin, options.minSize ?? 0);
+}
+
+/** A migration checked and scoped, ready to plan and run. */
+export interface PreparedMigrate {
+  /** The options the plan and the run share; with --retry-failed, scoped to that run's items. */
+  options: MigrateOptions;
+  /** With --retry-failed: the run whose failed and refused items this one retries, and how many there are. */
+  retrying?: { runId: string; items: number };
+}
+
+/**
+ * What a migration checks before its run is recorded, in dry runs too (so CI catches it before a real run):
+ * the database-load probe gives a number, the schema is in place, and a retried run was a migrate that has
+ * ended.
+ */
+export async function prepareMigrate(db: Db, options: MigrateOptions, retryFailed?: string): Promise<PreparedMigrate> {
+  await assertDbLoadProbe(db, options.dbLoad);
+  await assertSchemaReady(db);
+  if (!retryFailed) return { options };
+  const selection = await retrySelection(db, retryFailed);
+  if (selection.command !== 'migrate') throw new UsageError(`Run ${retryFailed} was a ${selection.command}, not a migrate: its items are retried by rerunning ${selection.command}.`);
+  return { options: { ...options, filter: { ...options.filter, rowIds: selection.rowIds } }, retrying: { runId: retryFailed, items: selection.items } };
+}
+
+/**
+ * What the run would do (rows, bytes, requests, cost), by the same eligibility the run claims by. The schema
+ * must allow the key layout; that is checked after another run's claim on the rows (refuseConflicts), so a
+ * migrate racing one of another layout is told about that run.
+ */
+export async function planMigration(db: Db, { options }: PreparedMigrate, prices: Prices, dryRun: boolean): Promise<Plan> {
+  await assertLayoutAllowed(db, options.keyLayout ?? 'path');
+  const minBytes = migrateMinBytes(options);
+  const plan = await planMigrate(
+    db,
+    { tables: options.tables, filter: options.filter, limit: options.limit, order: options.order, policy: options.policy, inlineMaxBytes: options.inlineMaxBytes, prices },
+    (table) => (params) => migrateEligibleSql(table, minBytes, params),
+    minBytes,
+    options.refreshStale ? (table) => (params) => staleHybridSql(table, minBytes, params) : undefined,
+  );
+  plan.notes.push(storeCheckNote(dryRun));
+  return plan;
 }
 
 /**

@@ -50,6 +50,8 @@ export class S3Proxy {
   decompressed = 0;
   readonly decompressedKeys: string[] = [];
   port = 0;
+  /** Per forwarded request, ms from forwarding it to the server's answer: how long the server itself took (the bench). */
+  readonly serverMs: number[] = [];
   /** Where a `corrupt` fault sends its bytes (the bare server behind any front); the target by default. */
   serverPort?: number;
 
@@ -132,10 +134,12 @@ export class S3Proxy {
       }
       const headers = { ...request.headers };
       if (fault?.kind === 'corrupt') delete headers['content-md5'];
+      const forwardedAt = performance.now();
       const upstream = http.request(
         { host: '127.0.0.1', port: fault?.kind === 'corrupt' ? (this.serverPort ?? this.targetPort) : this.targetPort, method: request.method, path: request.url, headers },
         (upstreamResponse) => {
           const status = upstreamResponse.statusCode ?? 500;
+          this.serverMs.push(performance.now() - forwardedAt);
           upstreamResponse.on('end', () => finished(status));
           upstreamResponse.on('error', () => finished(500));
           if (fault?.kind === 'hold') {
