@@ -8,6 +8,7 @@ import { S3Proxy } from './support/http-proxy.ts';
 import { checkConsistency } from './support/consistency.ts';
 import { query } from '../src/db.ts';
 import { moveRun } from '../src/sql/runs.ts';
+import { recordItems, runItems } from '../src/sql/run-items.ts';
 import { canMove, RUN_STATES } from '../src/runs/states.ts';
 import { findConflict, maskArguments, runIdentity, scopesOverlap, type RunScope } from '../src/runs/identity.ts';
 import type { RunRow } from '../src/sql/runs.ts';
@@ -350,6 +351,21 @@ describe.skipIf(ON_PGLITE)('run records: status, pause, resume, tune, cancel, hi
     expect(history.json().runs.map((r: { id: string }) => r.id)).toEqual(expect.arrayContaining([runId, secondId]));
     expect((await cli(['migrate', '--yes', '--retry-failed', '999999'], env.cliEnv)).code).toBe(2);
   }, 120_000);
+
+  it('a row met more than once within one flush of the item log is kept with every attempt and its last outcome, beside the others', async () => {
+    const app = await appWithFiles(3);
+    const run = await cli(['migrate', '--yes', '--json', '--app', app, '--tables', 'files'], env.cliEnv);
+    expect(run.code).toBe(0);
+    const runId = run.json().result.run.id as string;
+    const item = (rowId: string, outcome: 'failed' | 'refused', message: string) => ({ table: 'app_files', rowId, appId: app, path: `p/${rowId}.txt`, key: null, outcome, errorClass: 'Error', message });
+    await recordItems(env.db, runId, [item('1', 'failed', 'first'), item('2', 'failed', 'other'), item('1', 'refused', 'second'), item('1', 'failed', 'third')]);
+    await recordItems(env.db, runId, [item('2', 'refused', 'later')]);
+    const kept = await runItems(env.db, runId);
+    expect(kept.map(({ row_id, outcome, message, attempts }) => ({ row_id, outcome, message, attempts }))).toEqual([
+      { row_id: '1', outcome: 'failed', message: 'third', attempts: 3 },
+      { row_id: '2', outcome: 'refused', message: 'later', attempts: 2 },
+    ]);
+  });
 
   it('never stores a secret: not in arguments, reasons, items or anywhere in the run tables', async () => {
     const app = await appWithFiles(5);

@@ -16,11 +16,26 @@ export interface RunItem {
 }
 
 /**
- * Keeps a batch's failed and refused items in one statement. An item met again in the same run counts one
- * more attempt; in a retry run, attempts continue from the run it retries.
+ * Keeps a batch's failed and refused items, in one statement unless a row repeats. An item met again in the
+ * same run counts one more attempt; in a retry run, attempts continue from the run it retries.
  */
 export async function recordItems(db: Queryable, runId: string, items: RunItem[]): Promise<void> {
-  if (!items.length) return;
+  // ON CONFLICT DO UPDATE cannot touch one row twice in a statement, and one row can fail twice within one
+  // flush (a stranded-write repair, then the walk; items the database could not take are flushed with the
+  // next batch's): each repeat goes in a later statement, in order, so the last outcome is the one kept and
+  // every attempt is counted. Before, such a flush failed, and every later item was kept back with it.
+  const rounds: RunItem[][] = [];
+  const seen = new Map<string, number>();
+  for (const item of items) {
+    const key = `${item.table}\u0000${item.rowId}`;
+    const round = seen.get(key) ?? 0;
+    seen.set(key, round + 1);
+    (rounds[round] ??= []).push(item);
+  }
+  for (const round of rounds) await recordDistinctItems(db, runId, round);
+}
+
+async function recordDistinctItems(db: Queryable, runId: string, items: RunItem[]): Promise<void> {
   await query(
     db,
     `INSERT INTO ${RUN_ITEMS_TABLE} AS i (run_id, table_name, row_id, app_id, path, object_key, outcome, error_class, message, attempts)
