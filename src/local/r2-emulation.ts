@@ -1,4 +1,5 @@
 import http from 'node:http';
+import { createHash } from 'node:crypto';
 import { amzDateMs, checkSignature, toAmzDate, type Credentials } from './sigv4-check.ts';
 
 type WriteKind = 'put' | 'complete' | 'copy' | 'delete';
@@ -12,7 +13,10 @@ type WriteKind = 'put' | 'complete' | 'copy' | 'delete';
  * - signatures: a SigV4-signed request whose signature does not match what arrived is answered 403
  *   SignatureDoesNotMatch (sigv4-check.ts), as R2 answers it, and one signed more than 15 minutes from the
  *   server's clock 403 RequestTimeTooSkewed. `clockOffsetMs` sets that clock apart from this machine's, and
- *   every answer's Date header then tells it, as a server with another clock would.
+ *   every answer's Date header then tells it, as a server with another clock would;
+ * - digests: a PUT (an object or a part) whose body does not match its Content-MD5 is answered 400 BadDigest,
+ *   and one that does not match a declared x-amz-content-sha256 400 XAmzContentSHA256Mismatch, before
+ *   anything is stored (such a body is read whole first, then forwarded).
  * Every write and delete of a key runs under that key's lock, from the condition check until the server has
  * answered, so a check and its write are atomic against every other client of the emulation. Reads (GET,
  * HEAD) of a key share it, and a write waits for them: R2 serves a whole object, old or new, while s3rver
@@ -24,7 +28,7 @@ export class R2Emulation {
   writeIntervalMs = 0;
   /** Whether deletes count as writes under that rule (R2's documentation does not say). */
   limitDeletes = false;
-  readonly stats = { preconditionFailed: 0, throttled: 0, writes: 0, deletes: 0, signatureRefused: 0, clockRefused: 0 };
+  readonly stats = { preconditionFailed: 0, throttled: 0, writes: 0, deletes: 0, signatureRefused: 0, clockRefused: 0, digestRefused: 0 };
   /** The server's clock minus this machine's (a store whose clock differs from the client's). */
   clockOffsetMs = 0;
   /** Every write and delete decided, in order, for tests that need to tell a history afterwards. */
@@ -43,7 +47,7 @@ export class R2Emulation {
     private readonly credentials: Credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
   ) {}
 
-  async handle(request: http.IncomingMessage, response: http.ServerResponse, key: string, forward: (finished: (status: number) => void) => void, lane = ''): Promise<void> {
+  async handle(request: http.IncomingMessage, response: http.ServerResponse, key: string, forward: (finished: (status: number) => void, body?: Buffer) => void, lane = ''): Promise<void> {
     const now = Date.now() + this.clockOffsetMs;
     if (this.clockOffsetMs) dateEveryAnswer(response, () => Date.now() + this.clockOffsetMs);
     const signature = checkSignature(request, this.credentials, now);
@@ -56,10 +60,26 @@ export class R2Emulation {
     // s3rver checks the signing time against this machine's clock (it checks no signature): told in its terms.
     const signedAt = amzDateMs(header(request, 'x-amz-date') ?? '');
     if (this.clockOffsetMs && !Number.isNaN(signedAt)) request.headers['x-amz-date'] = toAmzDate(signedAt - this.clockOffsetMs);
+    // Bytes R2 checks against the digests the request declares (s3rver checks neither): read them first.
+    let body: Buffer | undefined;
+    if (request.method === 'PUT' && declaresDigest(request)) {
+      try {
+        body = await readBody(request);
+      } catch {
+        return; // the client went away mid-body
+      }
+      const refusal = digestRefusal(request, body);
+      if (refusal) {
+        this.stats.digestRefused++;
+        await reply(request, response, 400, refusal.code, refusal.message);
+        return;
+      }
+    }
+    const send = (finished: (status: number) => void) => forward(finished, body);
     const kind = classify(request, key);
     if (!kind) {
-      if (key && (request.method === 'GET' || request.method === 'HEAD')) await this.shared(key, () => new Promise<void>((resolve) => forward(() => resolve())));
-      else forward(() => undefined);
+      if (key && (request.method === 'GET' || request.method === 'HEAD')) await this.shared(key, () => new Promise<void>((resolve) => send(() => resolve())));
+      else send(() => undefined);
       return;
     }
     const condition = ['if-none-match', 'if-match', 'x-amz-copy-source-if-match'].map((name) => (header(request, name) ? `${name}: ${header(request, name)}` : '')).filter(Boolean).join(', ') || undefined;
@@ -79,7 +99,7 @@ export class R2Emulation {
         await reply(request, response, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
         return;
       }
-      const status = await new Promise<number>((resolve) => forward(resolve));
+      const status = await new Promise<number>((resolve) => send(resolve));
       note(status);
       if (status < 300) {
         if (kind === 'delete') this.stats.deletes++;
@@ -160,6 +180,37 @@ function classify(request: http.IncomingMessage, key: string): WriteKind | undef
   if (request.method === 'PUT' && !query.has('partNumber')) return header(request, 'x-amz-copy-source') ? 'copy' : 'put';
   if (request.method === 'POST' && query.has('uploadId')) return 'complete';
   if (request.method === 'DELETE' && !query.has('uploadId')) return 'delete';
+  return undefined;
+}
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+function declaresDigest(request: http.IncomingMessage): boolean {
+  return header(request, 'content-md5') !== undefined || SHA256_HEX.test(header(request, 'x-amz-content-sha256') ?? '');
+}
+
+function readBody(request: http.IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => resolve(Buffer.concat(chunks)));
+    request.on('error', reject);
+    request.on('close', () => {
+      if (!request.readableEnded) reject(new Error('the client went away mid-body'));
+    });
+  });
+}
+
+/** R2's answer to a body that is not what its headers say it is, or undefined when it is. */
+function digestRefusal(request: http.IncomingMessage, body: Buffer): { code: string; message: string } | undefined {
+  const md5 = header(request, 'content-md5');
+  if (md5 !== undefined && createHash('md5').update(body).digest('base64') !== md5.trim()) {
+    return { code: 'BadDigest', message: 'The Content-MD5 you specified did not match what we received.' };
+  }
+  const sha256 = header(request, 'x-amz-content-sha256') ?? '';
+  if (SHA256_HEX.test(sha256) && createHash('sha256').update(body).digest('hex') !== sha256) {
+    return { code: 'XAmzContentSHA256Mismatch', message: "The provided 'x-amz-content-sha256' header does not match what was computed." };
+  }
   return undefined;
 }
 

@@ -29,7 +29,8 @@ function keyOf(url: string): string {
 async function front(barePort: number): Promise<number> {
   const emulation = new R2Emulation(barePort);
   const frontServer = http.createServer((request, response) => {
-    const forward = (finished: (status: number) => void) => {
+    // `body`: the request's bytes when the emulation has read them already (to check their digests).
+    const forward = (finished: (status: number) => void, body?: Buffer) => {
       const upstream = http.request({ host: '127.0.0.1', port: barePort, method: request.method, path: request.url, headers: request.headers }, (answer) => {
         response.writeHead(answer.statusCode ?? 500, answer.headers);
         answer.pipe(response);
@@ -44,6 +45,10 @@ async function front(barePort: number): Promise<number> {
       });
       // Never hold the emulation's lock on a key forever, whatever happens to the exchange.
       upstream.setTimeout(30_000, () => upstream.destroy(new Error('upstream timed out')));
+      if (body) {
+        upstream.end(body);
+        return;
+      }
       // A client gone mid-body aborts the upload, and releases the emulation's lock on the key.
       request.on('close', () => {
         if (!request.readableEnded) {

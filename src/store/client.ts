@@ -40,11 +40,17 @@ export function requestBoundMs(requestTimeoutMs = DEFAULT_REQUEST_TIMEOUT_MS, ma
 
 type ClassifiedError = Parameters<typeof isThrottlingError>[0] & { $metadata?: { httpStatusCode?: number; clockSkewCorrected?: boolean } };
 
-/** The SDK's own classification of an error, in the order its retry middleware applies it. */
+/**
+ * Refusals of a body that did not arrive as sent (R2 checks Content-MD5 and the signed payload hash before
+ * storing anything): the bytes were damaged on the way, so sending them again is safe and likely to work.
+ */
+const DAMAGED_IN_TRANSIT = new Set(['BadDigest', 'XAmzContentSHA256Mismatch']);
+
+/** The SDK's own classification of an error, in the order its retry middleware applies it; a damaged body is transient. */
 export function retryErrorType(error: unknown): RetryErrorType {
   const e = error as ClassifiedError;
   if (isThrottlingError(e)) return 'THROTTLING';
-  if (isTransientError(e)) return 'TRANSIENT';
+  if (isTransientError(e) || DAMAGED_IN_TRANSIT.has(e?.name)) return 'TRANSIENT';
   if (isServerError(e)) return 'SERVER_ERROR';
   return 'CLIENT_ERROR';
 }
@@ -58,7 +64,8 @@ function refusedForSigningTime(error: ClassifiedError): boolean {
  * The SDK's configured strategy, which stops retrying once the operator asked the run to stop. Its signer
  * marks an error "clock skew corrected" whenever the server's clock is minutes off ours and the offset moved
  * at all, which it does on every answer (Date has whole seconds): on such a store every error, a 404 or a
- * 412 included, would be retried to the last attempt. Here only a refusal the clock can explain is.
+ * 412 included, would be retried to the last attempt. Here only a refusal the clock can explain is. A body
+ * refused as damaged on the way is retried too (the SDK takes it for the caller's mistake, a 400).
  */
 export class StoppableRetryStrategy extends ConfiguredRetryStrategy {
   constructor(maxAttempts: number, delay: (attempt: number) => number, private readonly stopping?: AbortSignal) {
@@ -71,7 +78,7 @@ export class StoppableRetryStrategy extends ConfiguredRetryStrategy {
     if (error?.$metadata?.clockSkewCorrected && !refusedForSigningTime(error)) {
       delete error.$metadata.clockSkewCorrected;
       errorInfo = { ...errorInfo, errorType: retryErrorType(error) };
-    }
+    } else if (error && DAMAGED_IN_TRANSIT.has(error.name)) errorInfo = { ...errorInfo, errorType: 'TRANSIENT' };
     return super.refreshRetryTokenForRetry(token, errorInfo);
   }
 }

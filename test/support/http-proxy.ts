@@ -15,6 +15,12 @@ export type Fault =
    * go to `serverPort` (the server itself, past the front's checks): the fault is the server's, not the wire's.
    */
   | { kind: 'corrupt' }
+  /**
+   * Flips one byte of the request body and forwards everything else as it came: bytes damaged on the wire. Put
+   * it on a proxy in front of a front that checks digests (a proxy whose own emulation reads bodies first
+   * would check them before the damage).
+   */
+  | { kind: 'garble' }
   /** Forwards the request (the server acts on it) but never answers the client. */
   | { kind: 'hold'; onForwarded?: () => void }
   /** Answers the server's headers and the first `keepBytes` of its body, then holds the rest for ever (the socket stays open). */
@@ -111,8 +117,10 @@ export class S3Proxy {
     const rule = this.rules.find((candidate) => candidate.times > 0 && candidate.match(seen, index));
     if (rule) rule.times--;
     const fault = rule?.fault;
-    const forward = (finished: (status: number) => void = () => undefined) => {
-      if (request.destroyed) {
+    // `body`: the request's bytes when a front (the emulation) has read them already.
+    const forward = (finished: (status: number) => void = () => undefined, body?: Buffer) => {
+      // (A body read whole already leaves the request destroyed: that is not the client going away.)
+      if (request.destroyed && !body) {
         finished(499); // the client went away while the request waited: nothing reaches the server
         return;
       }
@@ -185,7 +193,11 @@ export class S3Proxy {
       });
       // Never hold an emulation lock on a key forever, whatever happens to the exchange.
       upstream.setTimeout(30_000, () => upstream.destroy(new Error('upstream timed out')));
-      if (fault?.kind === 'corrupt') {
+      if (body) {
+        upstream.end(body);
+        return;
+      }
+      if (fault?.kind === 'corrupt' || fault?.kind === 'garble') {
         let flipped = false;
         request.on('data', (chunk: Buffer) => {
           const copy = Buffer.from(chunk);
