@@ -101,6 +101,17 @@ describe('per-object requests', () => {
         });
       expect(await send({ ...signed.headers, 'x-amz-meta-sha256': sha256Hex('something else') })).toBe(403);
       expect(await send(signed.headers)).toBe(200);
+      // A query that is not valid percent-encoding is refused (400), and the front goes on answering.
+      const malformed = await new Promise<number>((resolve, reject) => {
+        const request = http.request({ host: '127.0.0.1', port: proxy.port, method: 'GET', path: `${path}?tagging=%E0%A4%A`, headers: { ...signed.headers, 'content-length': '0' } }, (response) => {
+          response.resume();
+          response.on('end', () => resolve(response.statusCode ?? 0));
+        });
+        request.on('error', reject);
+        request.end();
+      });
+      expect(malformed).toBe(400);
+      expect(await store.head(k)).toMatchObject({ etag: md5Hex('signed') });
     });
   });
 

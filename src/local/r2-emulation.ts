@@ -54,7 +54,7 @@ export class R2Emulation {
     if (signature && !signature.ok) {
       if (signature.code === 'RequestTimeTooSkewed') this.stats.clockRefused++;
       else this.stats.signatureRefused++;
-      await reply(request, response, signature.code === 'AuthorizationHeaderMalformed' ? 400 : 403, signature.code, signature.message);
+      await reply(request, response, signature.code === 'AuthorizationHeaderMalformed' || signature.code === 'InvalidArgument' ? 400 : 403, signature.code, signature.message);
       return;
     }
     // s3rver checks the signing time against this machine's clock (it checks no signature): told in its terms.

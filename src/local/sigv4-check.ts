@@ -13,7 +13,7 @@ export interface Credentials {
   secretAccessKey: string;
 }
 
-export type SignatureVerdict = { ok: true } | { ok: false; code: 'SignatureDoesNotMatch' | 'InvalidAccessKeyId' | 'AuthorizationHeaderMalformed' | 'RequestTimeTooSkewed'; message: string };
+export type SignatureVerdict = { ok: true } | { ok: false; code: 'SignatureDoesNotMatch' | 'InvalidAccessKeyId' | 'AuthorizationHeaderMalformed' | 'RequestTimeTooSkewed' | 'InvalidArgument'; message: string };
 
 /** How far a request's signing time may be from the server's clock (S3's rule). */
 export const MAX_SKEW_MS = 15 * 60_000;
@@ -77,10 +77,16 @@ export function checkSignature(request: http.IncomingMessage, credentials: Crede
   const path = queryAt < 0 ? url : url.slice(0, queryAt);
   const names = signedHeaders.split(';');
   if (!names.includes('host')) return { ok: false, code: 'AuthorizationHeaderMalformed', message: 'host is not among the signed headers' };
+  let query: string;
+  try {
+    query = canonicalQuery(queryAt < 0 ? '' : url.slice(queryAt + 1));
+  } catch {
+    return { ok: false, code: 'InvalidArgument', message: 'The query string is not valid percent-encoding' };
+  }
   const canonicalRequest = [
     request.method,
     path,
-    canonicalQuery(queryAt < 0 ? '' : url.slice(queryAt + 1)),
+    query,
     names.map((name) => `${name}:${headerValue(request, name)}\n`).join(''),
     signedHeaders,
     headerValue(request, 'x-amz-content-sha256') || 'UNSIGNED-PAYLOAD',
