@@ -1,4 +1,5 @@
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+import type { SingleBar } from 'cli-progress';
 import type { Reporter } from '../../../src/reporter.ts';
 import type { Output } from './output.ts';
 import { formatBytes, formatCount, formatDuration } from './format.ts';
@@ -13,8 +14,13 @@ export function etaText(total: number, done: number, seconds: number): string {
   return formatDuration(((total - done) / (done / seconds)) * 1000);
 }
 
+type CliProgress = typeof import('cli-progress');
+let cliProgressModule: CliProgress | undefined;
+/** cli-progress (16 modules) is loaded when a bar is first drawn: `--version`, `--help` and runs off a TTY never draw one. */
+const cliProgress = (): CliProgress => (cliProgressModule ??= createRequire(import.meta.url)('cli-progress') as CliProgress);
+
 export function progressReporter(output: Output, expected: Record<string, { items: number; bytes: number }> = {}): Reporter & { stop(): void } {
-  let bar: cliProgress.SingleBar | undefined;
+  let bar: SingleBar | undefined;
   let stageName = '';
   let started = 0;
   let items = 0;
@@ -39,7 +45,7 @@ export function progressReporter(output: Output, expected: Record<string, { item
       const known = totals?.items !== undefined ? { items: totals.items, bytes: totals.bytes ?? 0 } : expected[name];
       total = known?.items ?? 0;
       if (showBar) {
-        bar = new cliProgress.SingleBar(
+        bar = new (cliProgress().SingleBar)(
           {
             stream: output.streams.stderr as NodeJS.WritableStream as never,
             // Our own ETA: cli-progress prints "NFs" for an empty stage or before the first row is done.
@@ -51,7 +57,7 @@ export function progressReporter(output: Output, expected: Record<string, { item
             fps: 5,
             clearOnComplete: false,
           },
-          cliProgress.Presets.shades_classic,
+          cliProgress().Presets.shades_classic,
         );
         bar.start(Math.max(total, 1), 0, { stage: name.padEnd(22), rowsTotal: formatCount(total), bytesDone: formatBytes(0), rate: '-', etaText: '-' });
       } else {
