@@ -46,7 +46,10 @@ type ClassifiedError = Parameters<typeof isThrottlingError>[0] & { $metadata?: {
  */
 const DAMAGED_IN_TRANSIT = new Set(['BadDigest', 'XAmzContentSHA256Mismatch']);
 
-/** The SDK's own classification of an error, in the order its retry middleware applies it; a damaged body is transient. */
+/**
+ * The SDK's own classification of an error, in the order its retry middleware applies it (its function is
+ * not exported), with one addition: a damaged body is transient. Both request paths are classified by it.
+ */
 export function retryErrorType(error: unknown): RetryErrorType {
   const e = error as ClassifiedError;
   if (isThrottlingError(e)) return 'THROTTLING';
@@ -75,10 +78,10 @@ export class StoppableRetryStrategy extends ConfiguredRetryStrategy {
   override async refreshRetryTokenForRetry(token: StandardRetryToken, errorInfo: RetryErrorInfo): Promise<StandardRetryToken> {
     if (this.stopping?.aborted) throw new Error('stopping: no further attempts');
     const error = errorInfo.error as ClassifiedError | undefined;
-    if (error?.$metadata?.clockSkewCorrected && !refusedForSigningTime(error)) {
-      delete error.$metadata.clockSkewCorrected;
+    if (error) {
+      if (error.$metadata?.clockSkewCorrected && !refusedForSigningTime(error)) delete error.$metadata.clockSkewCorrected;
       errorInfo = { ...errorInfo, errorType: retryErrorType(error) };
-    } else if (error && DAMAGED_IN_TRANSIT.has(error.name)) errorInfo = { ...errorInfo, errorType: 'TRANSIENT' };
+    }
     return super.refreshRetryTokenForRetry(token, errorInfo);
   }
 }
