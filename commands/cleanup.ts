@@ -12,7 +12,6 @@ import { recordFor } from './support/flow/run-record.ts';
 
 export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('cleanup')
-    .description('Delete objects under apps/ that no row references and that are older than the grace period. Lists them first; deletes only when confirmed (or with --yes).')
     .option('--dry-run', 'only list the orphans (count, bytes, a sample of keys)')
     .addOption(new Option('--grace <duration>', 'leave objects younger than this alone (an upload racing its flip is not an orphan)').argParser(parse.duration).default(24 * 3_600_000, '24h'))
     .option('--quarantine <prefix>', 'move orphans under this prefix (copy, verify, delete) instead of deleting them')

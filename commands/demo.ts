@@ -34,7 +34,6 @@ async function contentFingerprint(url: string): Promise<string> {
 
 export function demoCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('demo')
-    .description('Run the whole flow on an embedded PostgreSQL and a local S3 server: seed a realistic OverSkill dataset, then schema → migrate → verify → report → finalize → rollback → restore-version.')
     .option('--apps <n>', 'apps to seed', parse.integer({ min: 1, max: 10_000 }), 100)
     .option('--files <n>', 'files per app', parse.integer({ min: 1, max: 10_000 }), 85)
     .option('--large-files <n>', 'files of several MB', parse.integer({ min: 0, max: 1000 }), 4)

@@ -9,7 +9,6 @@ import type { CommandResult } from './support/flow/command.ts';
 
 export function doctorCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('doctor')
-    .description("Check that everything this tool relies on holds here: the database, the schema, the bucket and credentials, and the store's conditional writes (probe objects outside apps/, deleted again). Exit 1 naming what does not.")
     .addHelpText('after', '\nExamples:\n  $ overskill-storage doctor\n  $ overskill-storage doctor --json')
     .action(async (_opts, command: Command) =>
       run(async () => {

@@ -11,7 +11,6 @@ import { resolve } from 'node:path';
 
 export function exportCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('export')
-    .description("Write an app's current files (or a version's) into a directory, by hybrid retrieval (database, else R2), each verified against content_hash.")
     .argument('<app_id>', 'the app', parse.id)
     .requiredOption('--out <dir>', 'directory to write into (created if missing); nothing is written outside it')
     .option('--version <version>', 'a version id or version_number instead of the current files')
@@ -43,7 +42,6 @@ export function exportCommand(runtime: Runtime, run: (action: () => Promise<Comm
 
 export function catCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('cat')
-    .description('Print one app file to stdout, by hybrid retrieval, verified against content_hash when it comes from R2.')
     .argument('<app_id>', 'the app', parse.id)
     .argument('<path>', 'the file path (a leading "/" is optional)')
     .addHelpText('after', '\nExample:\n  $ overskill-storage cat 42 src/App.tsx')

@@ -7,7 +7,6 @@ import type { CommandResult } from './support/flow/command.ts';
 
 export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   const command = new Command('finalize')
-    .description('Phase 3: for hybrid rows above the r2 threshold, read the R2 copy back, verify it against content_hash and the database content, then clear the database content (r2).')
     .option('--dry-run', 'print what would be cleared and the bytes freed; change nothing');
   addWalkOptions(command);
   addPacingOptions(command);

@@ -1,5 +1,4 @@
 import { runCli } from './program.ts';
-import { demoCommand } from './demo.ts';
 
 /**
  * The process wrapper: the first Ctrl-C asks the run to stop after its in-flight batch (exit 130), a
@@ -31,7 +30,7 @@ export async function main(): Promise<void> {
   };
   process.on('SIGINT', () => interrupt('Interrupted'));
   process.on('SIGTERM', () => interrupt('Terminated'));
-  const code = await runCli(process.argv.slice(2), { streams: { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env }, cwd: process.cwd(), signal: controller.signal }, [demoCommand]);
+  const code = await runCli(process.argv.slice(2), { streams: { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env }, cwd: process.cwd(), signal: controller.signal });
   // A run stopped by a signal ends 130 whatever it had finished (a command that ended on its own first keeps its code).
   const exitCode = controller.signal.aborted && code === 0 ? 130 : code;
   process.exitCode = exitCode;

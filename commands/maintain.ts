@@ -12,7 +12,6 @@ import { TABLE_NAMES, TABLES } from '../src/tables.ts';
 
 export function maintainCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   const command = new Command('maintain')
-    .description("The plan's nightly job, as one recorded run: verify every stored row by listings, download and hash a rotating sample (every object once per 100/percent days), delete our orphans past the grace period, and keep the day's report figures for the report's history. Exit 1 naming each problem.")
     .option('--dry-run', 'check and list only: delete nothing, record nothing')
     .addOption(new Option('--grace <duration>', "orphans younger than this are left alone (cleanup's grace period)").argParser(parse.duration).default(24 * 3_600_000, '24h'))
     .option('--quarantine <prefix>', 'move orphans under this prefix instead of deleting them')

@@ -2,16 +2,12 @@ import { Command, Option } from 'commander';
 import { KEY_LAYOUTS, type KeyLayout } from '../src/key-layouts.ts';
 import type { MigrateOptions } from '../src/ops/migrate.ts';
 import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/input/context.ts';
-import { planConfirmRun } from './support/flow/write-flow.ts';
-import { gateStore } from './support/flow/store-gate.ts';
 import { addConflictOption, recordFor } from './support/flow/run-record.ts';
-import { formatBytes, formatCount } from './support/render/format.ts';
 import * as parse from './support/input/parse.ts';
 import type { CommandResult } from './support/flow/command.ts';
 
 export function migrateCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   const command = new Command('migrate')
-    .description('Upload eligible contents (files, version snapshots, version file contents) to R2, verify each upload, and mark rows hybrid. Never clears database content. Re-running resumes.')
     .option('--dry-run', 'print the plan (rows, bytes, requests, cost) and change nothing')
     .option('--largest-first', 'take the largest contents first (biggest savings soonest)')
     .option('--refresh-stale', 'also re-upload hybrid rows whose database content changed after upload (hashes every hybrid content)')
@@ -44,7 +40,14 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
           refreshStale: opts.refreshStale ?? false,
           compress: opts.compress as 'gzip' | undefined,
         };
-        const [{ migrate, prepareMigrate, planMigration }, { refuseConflicts }] = await Promise.all([import('../src/ops/migrate.ts'), import('../src/runs/open-run.ts')]);
+        // What only a run needs loads when it runs: `migrate --help` starts without the plan, prompt and progress modules.
+        const [{ migrate, prepareMigrate, planMigration }, { refuseConflicts }, { planConfirmRun }, { gateStore }, { formatBytes, formatCount }] = await Promise.all([
+          import('../src/ops/migrate.ts'),
+          import('../src/runs/open-run.ts'),
+          import('./support/flow/write-flow.ts'),
+          import('./support/flow/store-gate.ts'),
+          import('./support/render/format.ts'),
+        ]);
         const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency });
         try {
           const prepared = await prepareMigrate(context.db, options, opts.retryFailed);

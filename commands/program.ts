@@ -1,32 +1,15 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Help } from 'commander';
 import { addGlobalOptions, type Runtime } from './support/input/context.ts';
 import { describeError, exitCodeFor } from './support/flow/exit.ts';
 import { Output } from './support/render/output.ts';
 import type { CommandResult } from './support/flow/command.ts';
-import { schemaCommand } from './schema.ts';
-import { migrateCommand } from './migrate.ts';
-import { verifyCommand } from './verify.ts';
-import { reportCommand } from './report.ts';
-import { finalizeCommand } from './finalize.ts';
-import { rollbackCommand } from './rollback.ts';
-import { cleanupCommand } from './cleanup.ts';
-import { maintainCommand } from './maintain.ts';
-import { pruneVersionsCommand } from './prune-versions.ts';
-import { restoreVersionCommand } from './restore-version.ts';
-import { exportCommand, catCommand } from './export.ts';
 import { packageVersion } from '../src/version.ts';
-import { statusCommand } from './status.ts';
-import { doctorCommand } from './doctor.ts';
-import { pauseCommand, resumeCommand, cancelCommand, tuneCommand } from './run-control.ts';
+import { CATALOG, type CommandEntry } from './catalog.ts';
 
 const version = packageVersion();
 
-type CommandFactory = (runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>) => Command;
-
-export const COMMANDS: CommandFactory[] = [doctorCommand, schemaCommand, migrateCommand, verifyCommand, finalizeCommand, rollbackCommand, reportCommand, restoreVersionCommand, cleanupCommand, maintainCommand, pruneVersionsCommand, exportCommand, catCommand, statusCommand, pauseCommand, resumeCommand, cancelCommand, tuneCommand];
-
 /** Runs the CLI once and returns the exit code; never calls process.exit (the bin does). */
-export async function runCli(argv: string[], runtime: Runtime, extraCommands: CommandFactory[] = []): Promise<number> {
+export async function runCli(argv: string[], runtime: Runtime): Promise<number> {
   let exitCode = 0;
   const errorOutput = new Output(runtime.streams, { json: false });
   const verbose = argv.includes('--verbose') || Boolean(runtime.streams.env.DEBUG);
@@ -38,15 +21,19 @@ export async function runCli(argv: string[], runtime: Runtime, extraCommands: Co
       .description("Move OverSkill's app file contents from PostgreSQL TEXT columns into Cloudflare R2, safely.")
       .version(version, '-V, --version')
       .showHelpAfterError('(add --help for usage)')
-      .configureHelp({ showGlobalOptions: true, sortSubcommands: false })
+      .configureHelp({ showGlobalOptions: true, sortSubcommands: false, subcommandTerm: catalogTerm })
       .exitOverride()
       .configureOutput({
         writeOut: (text) => runtime.streams.stdout.write(text),
         writeErr: (text) => runtime.streams.stderr.write(text),
       }),
   );
-  for (const factory of [...COMMANDS, ...extraCommands]) {
-    const command = factory(runtime, run);
+  // A command's module is loaded only when the command line names it (a value that happens to be a command's
+  // name loads one module more, nothing else); the others are listed in the help from the catalog.
+  const named = new Set(argv);
+  const commands = await Promise.all(CATALOG.map(async (entry) => (named.has(entry.name) ? (await entry.load())(runtime, run) : listedOnly(entry))));
+  for (const [index, command] of commands.entries()) {
+    command.description(CATALOG[index].description);
     command.exitOverride().showHelpAfterError('(add --help for usage)').configureHelp({ showGlobalOptions: true });
     command.configureOutput({ writeOut: (text) => runtime.streams.stdout.write(text), writeErr: (text) => runtime.streams.stderr.write(text) });
     program.addCommand(command);
@@ -71,4 +58,17 @@ export async function runCli(argv: string[], runtime: Runtime, extraCommands: Co
     errorOutput.error(describeError(error, verbose));
     return exitCodeFor(error);
   }
+}
+
+/** The top-level help's term for a command: from the catalog, so a command not loaded reads as a loaded one. */
+function catalogTerm(this: Help, command: Command): string {
+  const entry = CATALOG.find((candidate) => candidate.name === command.name());
+  return entry ? [entry.name, entry.usage].filter(Boolean).join(' ') : Help.prototype.subcommandTerm.call(this, command);
+}
+
+/** A command the command line does not name: its name and description for the help, nothing to run. */
+function listedOnly(entry: CommandEntry): Command {
+  return new Command(entry.name).allowUnknownOption().action(() => {
+    throw new Error(`internal: the ${entry.name} command ran without its module loaded`);
+  });
 }

@@ -13,7 +13,6 @@ import { TABLES } from '../src/tables.ts';
 
 export function pruneVersionsCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('prune-versions')
-    .description("Retention of version history: delete versions both rules let go (not among each app's --keep-last newest, and older than --keep-within), with their version files and, through the guarded deletes, their objects. An app's newest version never goes; a version another table references is kept and listed; so is every version a kept snapshot-less version needs to be restored.")
     .option('--keep-last <n>', "keep each app's N newest versions, whatever their age", parse.integer({ min: 1 }))
     .option('--keep-within <duration>', 'keep every version younger than this, e.g. 90d', parse.duration)
     .option('--app <id>', 'only this app (repeatable)', parse.collectIds)

@@ -15,7 +15,6 @@ import { resolve } from 'node:path';
 
 export function reportCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   const command = new Command('report')
-    .description('Bytes and counts per table and storage location, migration progress, database bytes held, freeable and saved, and R2 cost at list prices.')
     .addOption(new Option('--format <format>', 'output format; html is one self-contained page with charts, offline').choices(['table', 'json', 'markdown', 'html']).default('table'))
     .option('--out <file>', 'with --format html: write the page to this file (else to stdout)')
     .option('--app <id>', 'only this app (repeatable)', parse.collectIds)

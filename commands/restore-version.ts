@@ -15,7 +15,6 @@ import { EXIT } from './support/flow/exit.ts';
 
 export function restoreVersionCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('restore-version')
-    .description("Restore an app's files to a version (an id or a version_number): shows the diff, then restores in one transaction and records a new version.")
     .argument('<app_id>', 'the app', parse.id)
     .argument('<version>', 'version id or version_number')
     .option('--dry-run', 'show the diff only; change nothing')

@@ -9,7 +9,6 @@ import type { CommandResult } from './support/flow/command.ts';
 
 export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   const command = new Command('rollback')
-    .description('Bring contents back into the database: download each R2-only content, verify it against content_hash, write it back, and flip rows to database (or hybrid with --keep-hybrid).')
     .option('--dry-run', 'print what would be restored; change nothing')
     .option('--keep-hybrid', 'stop at hybrid: content back in the database, objects kept')
     .option('--purge', 'then delete the objects of rows that were rolled back (never one a row still names)');

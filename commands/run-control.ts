@@ -7,16 +7,9 @@ import { currentOperator } from '../src/runs/identity.ts';
 import { UsageError } from '../src/errors.ts';
 import { confirmWrite } from './support/input/confirm.ts';
 
-const DESCRIPTIONS: Record<ControlVerb, string> = {
-  pause: 'Pause runs: their workers finish the batches in flight, release every claim and wait (within about a second plus one batch).',
-  resume: 'Resume paused runs (optionally with a new pace).',
-  cancel: 'Cancel runs: their workers finish the batches in flight and stop (exit 130); every row stays consistent, and a rerun continues.',
-};
-
 function controlCommand(verb: ControlVerb) {
   return (runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command => {
     const command = new Command(verb)
-      .description(DESCRIPTIONS[verb])
       .argument('[runs...]', 'run ids (see `overskill-storage status`)')
       .option('--all', `every run that can be ${verb === 'pause' ? 'paused' : verb === 'resume' ? 'resumed' : 'cancelled'}`)
       .option('--no-wait', 'return at once instead of waiting for the workers to act on it')
@@ -72,7 +65,6 @@ export const cancelCommand = controlCommand('cancel');
 
 export function tuneCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('tune')
-    .description("Change a live run's pace without restarting it: its workers adopt the new values at their next heartbeat.")
     .argument('[runs...]', 'run ids (see `overskill-storage status`)')
     .option('--all', 'every live run')
     .option('--concurrency <n>', 'S3 requests in flight per worker', parse.integer({ min: 1, max: 1024 }))

@@ -8,7 +8,6 @@ import type { CommandResult } from './support/flow/command.ts';
 
 export function schemaCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('schema')
-    .description("Show which of the plan's Phase 1 columns and indexes are missing (exit 1 if any); --apply adds them.")
     .option('--apply', 'add what is missing (idempotent; indexes are built CONCURRENTLY)')
     .option('--dry-run', 'print the SQL that --apply would run, change nothing')
     .addOption(new Option('--key-layout <layout>', 'path (the plan\'s unique keys) or content-addressed (identical contents share one object)').choices(KEY_LAYOUTS).default('path'))

@@ -7,7 +7,6 @@ import { sleep } from '../src/pool.ts';
 
 export function statusCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('status')
-    .description('Active runs (state, per-worker rate, progress, ETA from the recent rate, why a run waits) and the last few finished ones, from any terminal.')
     .argument('[run]', 'only this run', parse.id)
     .option('--watch', 'refresh until interrupted (Ctrl-C)')
     .option('--interval <duration>', 'with --watch: time between refreshes', parse.duration, 2000)

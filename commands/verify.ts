@@ -8,9 +8,6 @@ import { EXIT } from './support/flow/exit.ts';
 
 export function verifyCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   const command = new Command('verify')
-    .description(
-      'Check every row stored in R2: object present, size and content match, database copy (where kept) matches content_hash, flags consistent. Exit 1 when anything is wrong.',
-    )
     .option('--deep', 'download and hash every object (default: listings, ETags and the database)')
     .option('--orphans', 'also list objects under apps/ that no row references')
     .option('--sample <percent>', 'check only this percentage of rows (a stable choice)', parse.decimal({ min: 0, max: 100, exclusiveMin: true }));

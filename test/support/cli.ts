@@ -2,7 +2,6 @@ import { PassThrough, Readable } from 'node:stream';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { runCli } from '../../commands/program.ts';
-import { demoCommand } from '../../commands/demo.ts';
 
 export interface CliRun {
   code: number;
@@ -25,7 +24,7 @@ export async function cli(args: string[], env: NodeJS.ProcessEnv, options: { sig
   if (options.tty) stdin.isTTY = true;
   const out = collect(stdout);
   const err = collect(stderr);
-  const code = await runCli(args, { streams: { stdout, stderr, stdin, env }, cwd: options.cwd ?? process.cwd(), signal: options.signal ?? new AbortController().signal }, [demoCommand]);
+  const code = await runCli(args, { streams: { stdout, stderr, stdin, env }, cwd: options.cwd ?? process.cwd(), signal: options.signal ?? new AbortController().signal });
   return {
     code,
     stdout: out(),
