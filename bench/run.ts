@@ -1,9 +1,11 @@
 /**
- * npm run bench -- [--files 20000] [--out bench-results.json] [--latency-files 2000] [--naive-files 200]
- *                  [--scale-rows 200000] [--report-rows 0] [--skip-latency] [--profile] [--only read-path|pause|large-rows]
+ * npm run bench -- [--files 20000] [--out bench-results.json] [--latency-files 2000] [--c64-files 6000] [--naive-files 200]
+ *                  [--scale-rows 200000] [--report-rows 0] [--skip-latency] [--profile]
+ *                  [--only read-path|pause|large-rows|rclone|latency]
  *
  * Measures, side by side in one run (absolute times drift on shared machines; the ratios are the point):
- *   raw vs migrate throughput, the same through a 50 ms proxy at concurrency 8/32/64, the plan's naive
+ *   raw vs migrate throughput, the same through a 50 ms proxy at concurrency 8/32/64 (c=64: three pairs,
+ *   the median pair), the plan's naive
  *   one-row-at-a-time job, verify (listings vs deep vs one HEAD per row), report, and peak RSS.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -36,6 +38,10 @@ const option = (name: string, fallback: number) => {
 };
 const files = option('files', 20_000);
 const latencyFiles = option('latency-files', 2_000);
+/** Objects per run in the c=64 comparison: a window long enough that a run's own start and end are a small part of it. */
+const c64Files = option('c64-files', 6_000);
+/** Raw/migrate pairs at c=64, the first of each pair alternating: the figure is the median pair. */
+const C64_PAIRS = 3;
 const naiveFiles = option('naive-files', 200);
 const scaleRows = option('scale-rows', 200_000);
 const reportRows = option('report-rows', 0);
@@ -376,6 +382,36 @@ async function withCpu(s3Pid: number, task: () => Promise<Measure>, proxy?: S3Pr
   return { ...measure, cpu: { s3: processCpuSeconds(s3Pid) - s3Before, proxy: ownCpuSeconds() - ownBefore, tool: measure.cpuSeconds ?? Number.NaN, wall }, ...(serverMs ? { serverMs } : {}) };
 }
 
+interface PairedComparison {
+  pairs: { raw: Measure & { cpu: CpuShares; serverMs?: ServerTime }; migrate: Measure & { cpu: CpuShares; serverMs?: ServerTime }; ratio: number; first: 'raw' | 'migrate' }[];
+  ratios: number[];
+  median: number;
+}
+
+/**
+ * The bare SDK loop against migrate through `proxy`, in `count` pairs on fresh keys, alternating which of the
+ * two goes first (the first of a pair meets the server as the last run left it). One pair of short runs
+ * swings with whatever else the two cores do; the median of several, with every pair kept, does not.
+ */
+async function pairedThroughProxy(db: Db, url: string, s3: LocalS3Server, proxy: S3Proxy, concurrency: number, objects: number, count: number): Promise<PairedComparison> {
+  const pairs: PairedComparison['pairs'] = [];
+  for (let index = 0; index < count; index++) {
+    await resetMigration(db);
+    const first: 'raw' | 'migrate' = index % 2 === 0 ? 'raw' : 'migrate';
+    const measure = (operation: 'raw' | 'migrate') => withCpu(s3.pid, () => runWorker(operation, url, proxy.endpoint, s3.bucket, concurrency, objects), proxy);
+    const a = await measure(first);
+    const b = await measure(first === 'raw' ? 'migrate' : 'raw');
+    const [raw, migrate] = first === 'raw' ? [a, b] : [b, a];
+    const ratio = rate(migrate) / rate(raw);
+    pairs.push({ raw, migrate, ratio, first });
+    console.log(`  pair ${index + 1} (${first} first): raw ${rate(raw).toFixed(0)} obj/s, migrate ${rate(migrate).toFixed(0)} obj/s → ${ratio.toFixed(2)}x`);
+    console.log(cpuLine(raw));
+    console.log(cpuLine(migrate));
+  }
+  const ratios = pairs.map((pair) => pair.ratio);
+  return { pairs, ratios, median: [...ratios].sort((x, y) => x - y)[Math.floor(ratios.length / 2)] };
+}
+
 const cpuLine = (m: { cpu: CpuShares; serverMs?: ServerTime }) =>
   `    CPU over ${m.cpu.wall.toFixed(1)} s wall (2 cores = ${(2 * m.cpu.wall).toFixed(1)} CPU-s): S3 server ${m.cpu.s3.toFixed(1)}, proxy ${m.cpu.proxy.toFixed(1)}, worker ${m.cpu.tool.toFixed(1)} CPU-s` +
   (m.serverMs ? `; the S3 server's own time per request p50 ${m.serverMs.p50} ms, p90 ${m.serverMs.p90} ms (beside the proxy's 50)` : '');
@@ -422,19 +458,13 @@ async function only(step: string): Promise<void> {
       await settle(scratch.db);
       console.log(JSON.stringify(await compareWithRclone(scratch.db, scratch.url, s3, 16)));
     } else if (step === 'latency') {
-      // The c=64 comparison through the 50 ms proxy alone: the bare SDK loop against migrate, twice each.
+      // The c=64 comparison through the 50 ms proxy alone, as the full bench makes it.
       await seedFiles(scratch.db, { count: files, meanBytes: 5000, largePercent: 0 });
       await settle(scratch.db);
       const proxy = await new S3Proxy(s3.port, s3.bucket).start();
       proxy.latencyMs = 50;
-      for (let round = 0; round < 2; round++) {
-        await resetMigration(scratch.db);
-        const raw = await withCpu(s3.pid, () => runWorker('raw', scratch.url, proxy.endpoint, s3.bucket, 64, latencyFiles), proxy);
-        const migrated = await withCpu(s3.pid, () => runWorker('migrate', scratch.url, proxy.endpoint, s3.bucket, 64, latencyFiles), proxy);
-        console.log(`c=64 through 50 ms: raw ${rate(raw).toFixed(0)} obj/s, migrate ${rate(migrated).toFixed(0)} obj/s → ${(rate(migrated) / rate(raw)).toFixed(2)}x`);
-        console.log(cpuLine(raw));
-        console.log(cpuLine(migrated));
-      }
+      const compared = await pairedThroughProxy(scratch.db, scratch.url, s3, proxy, 64, Math.min(c64Files, files), C64_PAIRS);
+      console.log(`c=64 through 50 ms, ${Math.min(c64Files, files)} objects a run: migrate ÷ raw ${compared.ratios.map((r) => r.toFixed(2)).join(', ')} → median ${compared.median.toFixed(2)}x (target >= 1.2)`);
       await proxy.stop();
     } else if (step === 'pause') {
       await seedFiles(scratch.db, { count: Math.min(files, 8000), meanBytes: 5000, largePercent: 0 });
@@ -527,7 +557,7 @@ async function main() {
       const naive = await runWorker('naive', scratch.url, proxy.endpoint, s3.bucket, 1, naiveFiles);
       console.log(line('naive, 50 ms proxy', naive));
       latency.naive = naive;
-      for (const concurrency of [8, 32, 64]) {
+      for (const concurrency of [8, 32]) {
         await resetMigration(scratch.db);
         const rawLatency = await withCpu(s3.pid, () => runWorker('raw', scratch.url, proxy.endpoint, s3.bucket, concurrency, latencyFiles), proxy);
         const migrateLatency = await withCpu(s3.pid, () => runWorker('migrate', scratch.url, proxy.endpoint, s3.bucket, concurrency, latencyFiles), proxy);
@@ -537,7 +567,7 @@ async function main() {
         console.log(line(`migrate, 50 ms proxy (c=${concurrency})`, migrateLatency));
         console.log(cpuLine(migrateLatency));
         console.log(
-          `  migrate / min(c/latency, raw) = ${(rate(migrateLatency) / ceiling).toFixed(2)} (target >= 0.8 at c=64); migrate / raw through the same proxy = ${(rate(migrateLatency) / rate(rawLatency)).toFixed(2)}; migrate/naive = ${(rate(migrateLatency) / rate(naive)).toFixed(1)}x`,
+          `  migrate / min(c/latency, raw) = ${(rate(migrateLatency) / ceiling).toFixed(2)}; migrate / raw through the same proxy = ${(rate(migrateLatency) / rate(rawLatency)).toFixed(2)}; migrate/naive = ${(rate(migrateLatency) / rate(naive)).toFixed(1)}x`,
         );
         latency[`c${concurrency}`] = {
           raw: rawLatency,
@@ -548,6 +578,26 @@ async function main() {
           vsNaive: rate(migrateLatency) / rate(naive),
         };
       }
+      // c=64, the target: several pairs over a longer window, the median pair (every pair is kept).
+      const c64Objects = Math.min(c64Files, files);
+      console.log(`c=64 through 50 ms, ${C64_PAIRS} pairs of ${c64Objects} objects each:`);
+      const c64 = await pairedThroughProxy(scratch.db, scratch.url, s3, proxy, 64, c64Objects, C64_PAIRS);
+      const medianPair = c64.pairs.find((pair) => pair.ratio === c64.median)!;
+      const ceiling = Math.min(64 / 0.05, rate(raw));
+      console.log(
+        `  migrate / raw through the same proxy: ${c64.ratios.map((r) => r.toFixed(2)).join(', ')} → median ${c64.median.toFixed(2)} (target >= 1.2); median pair: migrate / min(c/latency, raw) = ${(rate(medianPair.migrate) / ceiling).toFixed(2)}, migrate/naive = ${(rate(medianPair.migrate) / rate(naive)).toFixed(1)}x`,
+      );
+      latency.c64 = {
+        objects: c64Objects,
+        raw: medianPair.raw,
+        migrate: medianPair.migrate,
+        ceiling,
+        ratio: rate(medianPair.migrate) / ceiling,
+        vsRawThroughProxy: c64.median,
+        pairs: c64.pairs,
+        pairRatios: c64.ratios,
+        vsNaive: rate(medianPair.migrate) / rate(naive),
+      };
       // Scaling out: four processes at c=8 against one, on the same rows, PostgreSQL coordinating.
       await resetMigration(scratch.db);
       const single = await runWorker('migrate', scratch.url, proxy.endpoint, s3.bucket, 8, latencyFiles);
