@@ -382,19 +382,22 @@ async function withCpu(s3Pid: number, task: () => Promise<Measure>, proxy?: S3Pr
   return { ...measure, cpu: { s3: processCpuSeconds(s3Pid) - s3Before, proxy: ownCpuSeconds() - ownBefore, tool: measure.cpuSeconds ?? Number.NaN, wall }, ...(serverMs ? { serverMs } : {}) };
 }
 
-interface PairedComparison {
-  pairs: { raw: Measure & { cpu: CpuShares; serverMs?: ServerTime }; migrate: Measure & { cpu: CpuShares; serverMs?: ServerTime }; ratio: number; first: 'raw' | 'migrate' }[];
-  ratios: number[];
-  median: number;
+type Measured = Measure & { cpu: CpuShares; serverMs?: ServerTime };
+interface Pair {
+  raw: Measured;
+  migrate: Measured;
+  ratio: number;
+  first: 'raw' | 'migrate';
 }
 
 /**
  * The bare SDK loop against migrate through `proxy`, in `count` pairs on fresh keys, alternating which of the
  * two goes first (the first of a pair meets the server as the last run left it). One pair of short runs
  * swings with whatever else the two cores do; the median of several, with every pair kept, does not.
+ * Returns every pair and the median one.
  */
-async function pairedThroughProxy(db: Db, url: string, s3: LocalS3Server, proxy: S3Proxy, concurrency: number, objects: number, count: number): Promise<PairedComparison> {
-  const pairs: PairedComparison['pairs'] = [];
+async function pairedThroughProxy(db: Db, url: string, s3: LocalS3Server, proxy: S3Proxy, concurrency: number, objects: number, count: number): Promise<{ pairs: Pair[]; median: Pair }> {
+  const pairs: Pair[] = [];
   for (let index = 0; index < count; index++) {
     await resetMigration(db);
     const first: 'raw' | 'migrate' = index % 2 === 0 ? 'raw' : 'migrate';
@@ -408,8 +411,7 @@ async function pairedThroughProxy(db: Db, url: string, s3: LocalS3Server, proxy:
     console.log(cpuLine(raw));
     console.log(cpuLine(migrate));
   }
-  const ratios = pairs.map((pair) => pair.ratio);
-  return { pairs, ratios, median: [...ratios].sort((x, y) => x - y)[Math.floor(ratios.length / 2)] };
+  return { pairs, median: [...pairs].sort((x, y) => x.ratio - y.ratio)[Math.floor(pairs.length / 2)] };
 }
 
 const cpuLine = (m: { cpu: CpuShares; serverMs?: ServerTime }) =>
@@ -464,7 +466,7 @@ async function only(step: string): Promise<void> {
       const proxy = await new S3Proxy(s3.port, s3.bucket).start();
       proxy.latencyMs = 50;
       const compared = await pairedThroughProxy(scratch.db, scratch.url, s3, proxy, 64, Math.min(c64Files, files), C64_PAIRS);
-      console.log(`c=64 through 50 ms, ${Math.min(c64Files, files)} objects a run: migrate ÷ raw ${compared.ratios.map((r) => r.toFixed(2)).join(', ')} → median ${compared.median.toFixed(2)}x (target >= 1.2)`);
+      console.log(`c=64 through 50 ms, ${Math.min(c64Files, files)} objects a run: migrate ÷ raw ${compared.pairs.map((pair) => pair.ratio.toFixed(2)).join(', ')} → median ${compared.median.ratio.toFixed(2)}x (target >= 1.2)`);
       await proxy.stop();
     } else if (step === 'pause') {
       await seedFiles(scratch.db, { count: Math.min(files, 8000), meanBytes: 5000, largePercent: 0 });
@@ -557,47 +559,29 @@ async function main() {
       const naive = await runWorker('naive', scratch.url, proxy.endpoint, s3.bucket, 1, naiveFiles);
       console.log(line('naive, 50 ms proxy', naive));
       latency.naive = naive;
-      for (const concurrency of [8, 32]) {
-        await resetMigration(scratch.db);
-        const rawLatency = await withCpu(s3.pid, () => runWorker('raw', scratch.url, proxy.endpoint, s3.bucket, concurrency, latencyFiles), proxy);
-        const migrateLatency = await withCpu(s3.pid, () => runWorker('migrate', scratch.url, proxy.endpoint, s3.bucket, concurrency, latencyFiles), proxy);
+      // c=8 and c=32 one pair each; c=64, the target, several pairs over a longer window (the median pair).
+      for (const { concurrency, objects, count } of [
+        { concurrency: 8, objects: latencyFiles, count: 1 },
+        { concurrency: 32, objects: latencyFiles, count: 1 },
+        { concurrency: 64, objects: Math.min(c64Files, files), count: C64_PAIRS },
+      ]) {
+        console.log(`c=${concurrency} through 50 ms, ${count} pair${count > 1 ? 's' : ''} of ${objects} objects:`);
+        const { pairs, median } = await pairedThroughProxy(scratch.db, scratch.url, s3, proxy, concurrency, objects, count);
         const ceiling = Math.min(concurrency / 0.05, rate(raw));
-        console.log(line(`raw, 50 ms proxy (c=${concurrency})`, rawLatency));
-        console.log(cpuLine(rawLatency));
-        console.log(line(`migrate, 50 ms proxy (c=${concurrency})`, migrateLatency));
-        console.log(cpuLine(migrateLatency));
         console.log(
-          `  migrate / min(c/latency, raw) = ${(rate(migrateLatency) / ceiling).toFixed(2)}; migrate / raw through the same proxy = ${(rate(migrateLatency) / rate(rawLatency)).toFixed(2)}; migrate/naive = ${(rate(migrateLatency) / rate(naive)).toFixed(1)}x`,
+          `  migrate / raw through the same proxy: ${pairs.map((pair) => pair.ratio.toFixed(2)).join(', ')}${count > 1 ? ` → median ${median.ratio.toFixed(2)}` : ''}${concurrency === 64 ? ' (target >= 1.2)' : ''}; migrate / min(c/latency, raw) = ${(rate(median.migrate) / ceiling).toFixed(2)}; migrate/naive = ${(rate(median.migrate) / rate(naive)).toFixed(1)}x`,
         );
         latency[`c${concurrency}`] = {
-          raw: rawLatency,
-          migrate: migrateLatency,
+          objects,
+          raw: median.raw,
+          migrate: median.migrate,
           ceiling,
-          ratio: rate(migrateLatency) / ceiling,
-          vsRawThroughProxy: rate(migrateLatency) / rate(rawLatency),
-          vsNaive: rate(migrateLatency) / rate(naive),
+          ratio: rate(median.migrate) / ceiling,
+          vsRawThroughProxy: median.ratio,
+          vsNaive: rate(median.migrate) / rate(naive),
+          ...(count > 1 ? { pairs } : {}),
         };
       }
-      // c=64, the target: several pairs over a longer window, the median pair (every pair is kept).
-      const c64Objects = Math.min(c64Files, files);
-      console.log(`c=64 through 50 ms, ${C64_PAIRS} pairs of ${c64Objects} objects each:`);
-      const c64 = await pairedThroughProxy(scratch.db, scratch.url, s3, proxy, 64, c64Objects, C64_PAIRS);
-      const medianPair = c64.pairs.find((pair) => pair.ratio === c64.median)!;
-      const ceiling = Math.min(64 / 0.05, rate(raw));
-      console.log(
-        `  migrate / raw through the same proxy: ${c64.ratios.map((r) => r.toFixed(2)).join(', ')} → median ${c64.median.toFixed(2)} (target >= 1.2); median pair: migrate / min(c/latency, raw) = ${(rate(medianPair.migrate) / ceiling).toFixed(2)}, migrate/naive = ${(rate(medianPair.migrate) / rate(naive)).toFixed(1)}x`,
-      );
-      latency.c64 = {
-        objects: c64Objects,
-        raw: medianPair.raw,
-        migrate: medianPair.migrate,
-        ceiling,
-        ratio: rate(medianPair.migrate) / ceiling,
-        vsRawThroughProxy: c64.median,
-        pairs: c64.pairs,
-        pairRatios: c64.ratios,
-        vsNaive: rate(medianPair.migrate) / rate(naive),
-      };
       // Scaling out: four processes at c=8 against one, on the same rows, PostgreSQL coordinating.
       await resetMigration(scratch.db);
       const single = await runWorker('migrate', scratch.url, proxy.endpoint, s3.bucket, 8, latencyFiles);
