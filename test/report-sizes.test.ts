@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestEnv, type TestEnv } from './support/env.ts';
+import pg from 'pg';
+import { createTestEnv, ON_PGLITE, type TestEnv } from './support/env.ts';
 import { cli } from './support/cli.ts';
 import { insertApp, insertFile, text } from './support/seed.ts';
 import { query } from '../src/db.ts';
+import { recordBaseline } from '../src/sql/baseline.ts';
 
 /** The report's size distribution, on-disk sizes and monthly cost projection (what the HTML report draws). */
 describe('report: sizes, disk and monthly cost', () => {
@@ -115,5 +117,51 @@ describe('report: baseline, reclaimable space and the success metrics', () => {
     } finally {
       await query(env.db, 'DROP EXTENSION IF EXISTS pgstattuple');
     }
+  });
+});
+
+/**
+ * Taking a baseline scans a whole table; a migrate runs it at every start. Once a table has its baseline it
+ * must not be read again: here another session holds every content table locked against reads, and the
+ * baseline step still returns at once (it would wait for the lock if it read a table).
+ */
+describe.skipIf(ON_PGLITE)('the baseline, once recorded, costs a later run nothing', () => {
+  let env: TestEnv;
+  beforeAll(async () => {
+    env = await createTestEnv();
+  });
+  afterAll(async () => env?.close());
+
+  const withTablesLocked = async <T>(tables: string[], body: () => Promise<T>): Promise<T> => {
+    const holder = new pg.Client({ connectionString: env.databaseUrl });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`LOCK TABLE ${tables.join(', ')} IN ACCESS EXCLUSIVE MODE`);
+      return await body();
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end();
+    }
+  };
+  const within = <T>(ms: number, work: Promise<T>) =>
+    Promise.race([work.then(() => 'returned'), new Promise<string>((resolve) => setTimeout(() => resolve('still waiting on a locked table'), ms))]);
+
+  it('reads no table that has its baseline, and still takes the one a table lacks', async () => {
+    const app = await insertApp(env.db);
+    await insertFile(env.db, app, 'a.txt', text(4000, 'a'));
+    const [before] = await query<{ n: number }>(env.db, 'SELECT count(*)::int AS n FROM overskill_storage_baseline');
+    expect(before.n).toBe(3);
+
+    const tables = ['app_files', 'app_versions', 'app_version_files'];
+    expect(await withTablesLocked(tables, () => within(2000, recordBaseline(env.db, 'migrate')))).toBe('returned');
+
+    // A table whose baseline is missing is measured: its lock is waited for, and the others' are not needed.
+    await query(env.db, "DELETE FROM overskill_storage_baseline WHERE table_name = 'app_versions'");
+    expect(await withTablesLocked(['app_files', 'app_version_files'], () => within(5000, recordBaseline(env.db, 'migrate')))).toBe('returned');
+    const rows = await query<{ table_name: string; taken_by: string }>(env.db, 'SELECT table_name, taken_by FROM overskill_storage_baseline ORDER BY table_name');
+    expect(rows.map((row) => row.table_name)).toEqual(['app_files', 'app_version_files', 'app_versions']);
+    expect(rows.find((row) => row.table_name === 'app_versions')!.taken_by).toBe('migrate');
+    expect(rows.find((row) => row.table_name === 'app_files')!.taken_by).not.toBe('migrate');
   });
 });
