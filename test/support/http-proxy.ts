@@ -60,11 +60,23 @@ export class S3Proxy {
   readonly serverMs: number[] = [];
   /** Where a `corrupt` fault sends its bytes (the bare server behind any front); the target by default. */
   serverPort?: number;
+  /**
+   * Further servers on the same store (s3rver processes sharing one directory): requests go to the target and
+   * these in turn, as a store's requests are spread over its machines (the bench).
+   */
+  alsoTo: number[] = [];
+  private turn = 0;
 
   constructor(private readonly targetPort: number, private readonly bucket: string, readonly r2?: R2Emulation) {}
 
   get endpoint(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  private nextUpstream(): number {
+    if (this.alsoTo.length === 0) return this.targetPort;
+    const ports = [this.targetPort, ...this.alsoTo];
+    return ports[this.turn++ % ports.length];
   }
 
   /** Injects `fault` into the next `times` requests that `match` accepts. */
@@ -144,7 +156,7 @@ export class S3Proxy {
       if (fault?.kind === 'corrupt') delete headers['content-md5'];
       const forwardedAt = performance.now();
       const upstream = http.request(
-        { host: '127.0.0.1', port: fault?.kind === 'corrupt' ? (this.serverPort ?? this.targetPort) : this.targetPort, method: request.method, path: request.url, headers },
+        { host: '127.0.0.1', port: fault?.kind === 'corrupt' ? (this.serverPort ?? this.targetPort) : this.nextUpstream(), method: request.method, path: request.url, headers },
         (upstreamResponse) => {
           const status = upstreamResponse.statusCode ?? 500;
           this.serverMs.push(performance.now() - forwardedAt);
