@@ -454,7 +454,12 @@ interface BenchStore extends LocalS3Server {
 async function startBenchStore(bucket?: string): Promise<BenchStore> {
   const directory = existsSync('/dev/shm') ? mkdtempSync('/dev/shm/overskill-bench-s3-') : undefined;
   const first = await startLocalS3({ bucket, bare: true, directory });
-  const peer = await startLocalS3({ bucket: first.bucket, bare: true, directory: first.directory });
+  // A peer that fails to start must not leave the first process (and its tmpfs directory) behind.
+  const peer = await startLocalS3({ bucket: first.bucket, bare: true, directory: first.directory }).catch(async (error) => {
+    await first.stop();
+    rmSync(first.directory, { recursive: true, force: true });
+    throw error;
+  });
   return {
     ...first,
     peerPorts: [peer.port],
