@@ -63,9 +63,9 @@ describe.skipIf(ON_PGLITE || !RUBY_APP.available)("every interleaving of the pla
 
   beforeAll(async () => {
     env = await createTestEnv();
-    r2 = new R2Emulation(env.s3.port);
-    toolProxy = await new S3Proxy(env.s3.port, env.s3.bucket, r2).start();
-    appProxy = await new S3Proxy(env.s3.port, env.s3.bucket, r2).start();
+    r2 = new R2Emulation(env.s3.barePort);
+    toolProxy = await new S3Proxy(env.s3.barePort, env.s3.bucket, r2).start();
+    appProxy = await new S3Proxy(env.s3.barePort, env.s3.bucket, r2).start();
     toolEnv = { ...env.cliEnv, R2_ENDPOINT: toolProxy.endpoint };
     app = new PlanApp({ databaseUrl: env.databaseUrl, endpoint: appProxy.endpoint, bucket: env.s3.bucket, accessKeyId: env.s3.accessKeyId, secretAccessKey: env.s3.secretAccessKey });
   });

@@ -43,7 +43,7 @@ describe('migrate --compress gzip: a mixed bucket through every command', () => 
   beforeAll(async () => {
     env = await createTestEnv();
     // R2's conditional writes (s3rver ignores them) and Cloudflare's transparent decompression.
-    proxy = await new S3Proxy(env.s3.port, env.s3.bucket, new R2Emulation(env.s3.port)).start();
+    proxy = await new S3Proxy(env.s3.barePort, env.s3.bucket, new R2Emulation(env.s3.barePort)).start();
     proxy.decompressForPlainClients = true;
     out = mkdtempSync(join(tmpdir(), 'oss-compress-'));
     app = await insertApp(env.db);
@@ -221,7 +221,8 @@ describe('migrate --compress gzip with contents streamed from the database (abov
     expect((await cli(['finalize', '--yes'], env.cliEnv)).code).toBe(0);
     expect((await cli(['cat', app, 'big.ts'], env.cliEnv)).stdout).toBe(big);
     expect((await cli(['cat', app, 'noise.txt'], env.cliEnv)).stdout === noisy).toBe(true);
-    expect((await cli(['rollback', '--yes', '--purge'], env.cliEnv)).code).toBe(0);
+    const purged = await cli(['rollback', '--yes', '--purge'], env.cliEnv);
+    expect(purged.code, purged.stdout + purged.stderr).toBe(0);
     const [{ content }] = await query<{ content: string }>(env.db, 'SELECT content FROM app_files WHERE id = $1', [bigId]);
     expect(content === big).toBe(true);
     await checkConsistency(env);

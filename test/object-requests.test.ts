@@ -44,8 +44,8 @@ describe('per-object requests', () => {
 
   beforeAll(async () => {
     env = await createTestEnv({ schema: false });
-    r2 = new R2Emulation(env.s3.port);
-    proxy = await new S3Proxy(env.s3.port, env.s3.bucket, r2).start();
+    r2 = new R2Emulation(env.s3.barePort);
+    proxy = await new S3Proxy(env.s3.barePort, env.s3.bucket, r2).start();
     store = storeAt(env.s3, proxy.endpoint, { requestTimeoutMs: 2_000, maxAttempts: 3, onRequest: (command) => counted.push(command) });
   });
   afterAll(async () => {
@@ -55,6 +55,7 @@ describe('per-object requests', () => {
   });
   beforeEach(() => {
     proxy.clearFaults();
+    // Off unless a test turns it on: these tests count requests, and R2's 429 within a second would add retries.
     r2.writeIntervalMs = 0;
     counted.length = 0;
   });

@@ -70,10 +70,12 @@ describe.skipIf(ON_PGLITE)('run control: Ctrl-C, pacing, the demo', () => {
     let stderr = '';
     child.stderr.on('data', (chunk) => (stderr += chunk));
     const exited = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)));
-    await new Promise((resolve) => setTimeout(resolve, 2500));
+    // Until the run says it pauses (its start, store check included, takes a while on a loaded machine), then a moment more.
+    for (let waited = 0; waited < 30_000 && !/pausing/.test(stderr); waited += 100) await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(stderr).toMatch(/pausing/);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
     const [{ moved }] = await query<{ moved: number }>(env.db, "SELECT count(*)::int AS moved FROM app_files WHERE app_id = $1 AND storage_location = 'hybrid'", [app]);
     expect(moved).toBe(0);
-    expect(stderr).toMatch(/pausing/);
     await query(env.db, 'UPDATE load_gauge SET value = 0');
     expect(await exited).toBe(0);
     const [{ after }] = await query<{ after: number }>(env.db, "SELECT count(*)::int AS after FROM app_files WHERE app_id = $1 AND storage_location = 'hybrid'", [app]);

@@ -23,7 +23,7 @@ describe('knowing the store before trusting it', () => {
   beforeAll(async () => {
     env = await createTestEnv();
     const half = new R2Emulation(env.s3.barePort);
-    half.honour = { ifNoneMatch: true, ifMatch: false };
+    half.honour = { ...half.honour, ifNoneMatch: true, ifMatch: false };
     halfProxy = await new S3Proxy(env.s3.barePort, env.s3.bucket, half).start();
     stores = { emulated: env.s3.endpoint, bare: env.s3.bareEndpoint, half: halfProxy.endpoint };
   });

@@ -4,6 +4,8 @@ import { amzDateMs, checkSignature, toAmzDate, type Credentials } from './sigv4-
 
 type WriteKind = 'put' | 'complete' | 'copy' | 'delete';
 
+const MiB = 1024 * 1024;
+
 /**
  * What R2 does that s3rver does not, done in front of it (the local server demo and tests use, and the tests'
  * proxies) so that what the tool relies on R2 for holds here too:
@@ -17,6 +19,14 @@ type WriteKind = 'put' | 'complete' | 'copy' | 'delete';
  * - digests: a PUT (an object or a part) whose body does not match its Content-MD5 is answered 400 BadDigest,
  *   and one that does not match a declared x-amz-content-sha256 400 XAmzContentSHA256Mismatch, before
  *   anything is stored (such a body is read whole first, then forwarded).
+ * - key identity: keys are NFC-normalised before storing, so Unicode-equivalent spellings are one object, and a
+ *   listing shows the spelling uploaded last (R2's "Unicode interoperability" reference);
+ * - keys over 1,024 bytes are refused (400 KeyTooLongError; R2's limits: object key length);
+ * - multipart: every part but the last at least 5 MiB and all of one size, the last no larger (400
+ *   EntityTooSmall / InvalidPart otherwise), and the object's ETag R2's: the MD5 of the parts' binary MD5s,
+ *   then `-N` (R2's "Multipart upload" page; s3rver gives the whole object's MD5);
+ * - conditional deletes: If-Match on DeleteObject, answered 412 on another ETag, only where `honour.deleteIfMatch`
+ *   is on. R2's documentation does not list it, so it is off by default; S3 honours it since 2025-09.
  * Every write and delete of a key runs under that key's lock, from the condition check until the server has
  * answered, so a check and its write are atomic against every other client of the emulation. Reads (GET,
  * HEAD) of a key share it, and a write waits for them: R2 serves a whole object, old or new, while s3rver
@@ -24,23 +34,35 @@ type WriteKind = 'put' | 'complete' | 'copy' | 'delete';
  * instance between proxies to give several clients (the tool, the app) their own latency on one bucket.
  */
 export class R2Emulation {
-  /** R2 takes at most one write per key per second; 0 turns the rule off. */
-  writeIntervalMs = 0;
+  /** R2 takes at most one write per key per second (R2's limits); 0 turns the rule off, for tests that say why. */
+  writeIntervalMs = 1000;
+  /** Unicode-equivalent keys are one object (R2's default); false plays a byte-oriented store. */
+  normalizeKeys = true;
+  maxKeyBytes = 1024;
+  /** The smallest part but the last; 0 turns the rule off. */
+  minPartBytes = 5 * MiB;
   /** Whether deletes count as writes under that rule (R2's documentation does not say). */
   limitDeletes = false;
-  readonly stats = { preconditionFailed: 0, throttled: 0, writes: 0, deletes: 0, signatureRefused: 0, clockRefused: 0, digestRefused: 0 };
+  readonly stats = { preconditionFailed: 0, throttled: 0, writes: 0, deletes: 0, signatureRefused: 0, clockRefused: 0, digestRefused: 0, refusedKeys: 0, refusedParts: 0 };
   /** The server's clock minus this machine's (a store whose clock differs from the client's). */
   clockOffsetMs = 0;
   /** Every write and delete decided, in order, for tests that need to tell a history afterwards. */
   readonly journal: { at: number; key: string; kind: WriteKind; lane: string; status: number; condition?: string }[] = [];
   private readonly locks = new Map<string, Promise<void>>();
   private readonly lastWrite = new Map<string, number>();
+  /** By key identity: the spelling the key was last written with, which listings show. */
+  private readonly spellings = new Map<string, string>();
+  /** By key identity: the R2 ETag of an object completed from parts. */
+  private readonly compositeEtags = new Map<string, string>();
+  /** By upload id: each part's size and MD5, as the parts arrived. */
+  private readonly uploads = new Map<string, Map<number, { size: number; md5: string }>>();
 
   /**
-   * Which conditions are honoured. Both, as R2 does; a test turns one off to play a store that accepts the
-   * header and ignores it (the faults S3-compatible servers have shipped).
+   * Which conditions are honoured. PutObject's both, as R2 does; a test turns one off to play a store that
+   * accepts the header and ignores it (the faults S3-compatible servers have shipped). If-Match on DeleteObject
+   * is S3's (since 2025-09) and undocumented for R2: a switch, off unless a test turns it on.
    */
-  honour = { ifNoneMatch: true, ifMatch: true };
+  honour = { ifNoneMatch: true, ifMatch: true, deleteIfMatch: false };
 
   constructor(
     private readonly targetPort: number,
@@ -75,8 +97,19 @@ export class R2Emulation {
         return;
       }
     }
-    const send = (finished: (status: number) => void) => forward(finished, body);
     const kind = classify(request, key);
+    const query = new URL(request.url ?? '/', 'http://emulation').searchParams;
+    if (key && (kind || query.has('uploadId') || query.has('uploads')) && Buffer.byteLength(key, 'utf8') > this.maxKeyBytes) {
+      this.stats.refusedKeys++;
+      await reply(request, response, 400, 'KeyTooLongError', 'Your key is too long');
+      return;
+    }
+    const spelling = key;
+    if (this.normalizeKeys) key = this.storeUnderIdentity(request, key);
+    if (!key && request.method === 'GET' && !query.has('uploads')) this.rewriteListing(response);
+    if (key && (request.method === 'GET' || request.method === 'HEAD')) this.answerCompositeEtag(response, key);
+    if (request.method === 'PUT' && query.has('partNumber') && query.has('uploadId')) this.notePart(request, response, query.get('uploadId')!, Number(query.get('partNumber')));
+    const send = (finished: (status: number) => void) => forward(finished, body);
     if (!kind) {
       if (key && (request.method === 'GET' || request.method === 'HEAD')) await this.shared(key, () => new Promise<void>((resolve) => send(() => resolve())));
       else send(() => undefined);
@@ -93,7 +126,18 @@ export class R2Emulation {
         await reply(request, response, 429, 'TooManyRequests', 'Reduce your concurrent request rate for the same object.');
         return;
       }
-      if (await this.preconditionFails(request)) {
+      if (kind === 'complete') {
+        const refusal = this.partsRefusal(query.get('uploadId')!);
+        if (refusal) {
+          this.stats.refusedParts++;
+          note(400);
+          await reply(request, response, 400, refusal.code, refusal.message);
+          return;
+        }
+      }
+      const composite = kind === 'complete' ? this.compositeEtagOf(query.get('uploadId')!) : undefined;
+      if (composite) rewriteAnswerBody(response, (text) => text.replace(/<ETag>[^<]*<\/ETag>/, `<ETag>&quot;${composite}&quot;</ETag>`));
+      if (await this.preconditionFails(request, key)) {
         this.stats.preconditionFailed++;
         note(412);
         await reply(request, response, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
@@ -105,18 +149,23 @@ export class R2Emulation {
         if (kind === 'delete') this.stats.deletes++;
         else this.stats.writes++;
         if (limited) this.lastWrite.set(key, Date.now());
+        this.compositeEtags.delete(key);
+        if (composite) this.compositeEtags.set(key, composite);
+        if (kind === 'complete') this.uploads.delete(query.get('uploadId')!);
+        if (kind === 'delete') this.spellings.delete(key);
+        else if (this.normalizeKeys) this.spellings.set(key, spelling);
       }
     });
   }
 
-  private async preconditionFails(request: http.IncomingMessage): Promise<boolean> {
+  private async preconditionFails(request: http.IncomingMessage, key: string): Promise<boolean> {
     const ifNoneMatch = header(request, 'if-none-match');
-    const ifMatch = header(request, 'if-match');
+    const ifMatch = request.method === 'DELETE' && !this.honour.deleteIfMatch ? undefined : header(request, 'if-match');
     const copyIfMatch = header(request, 'x-amz-copy-source-if-match');
     if (ifNoneMatch === undefined && ifMatch === undefined && copyIfMatch === undefined) return false;
     const path = (request.url ?? '/').split('?')[0];
     if ((ifNoneMatch !== undefined || ifMatch !== undefined) && (this.honour.ifNoneMatch || this.honour.ifMatch)) {
-      const current = await this.etagAt(path);
+      const current = this.compositeEtags.get(key) ?? (await this.etagAt(path));
       if (this.honour.ifNoneMatch && ifNoneMatch !== undefined && ifNoneMatch.trim() === '*' && current !== undefined) return true;
       if (this.honour.ifMatch && ifMatch !== undefined && (current === undefined || clean(ifMatch) !== current)) return true;
     }
@@ -138,6 +187,92 @@ export class R2Emulation {
       head.on('error', reject);
       head.end();
     });
+  }
+
+  /**
+   * R2 stores a key under its NFC form: the request goes on under that spelling (the copy source too), so the
+   * server behind keeps one object per identity. Returns the key's identity.
+   */
+  private storeUnderIdentity(request: http.IncomingMessage, key: string): string {
+    const identity = key.normalize('NFC');
+    if (identity !== key) {
+      const url = new URL(request.url ?? '/', 'http://emulation');
+      const bucket = url.pathname.split('/')[1];
+      request.url = `/${bucket}/${identity.split('/').map(encodeURIComponent).join('/')}${url.search}`;
+    }
+    const source = header(request, 'x-amz-copy-source');
+    if (source !== undefined) {
+      const [path, version] = source.split('?');
+      const decoded = decodeURIComponent(path);
+      // Rewritten only when it has another spelling, and then as the tool writes it (see copySourcePath).
+      if (decoded !== decoded.normalize('NFC')) {
+        const encoded = encodeURIComponent(decoded.normalize('NFC')).replace(/%(2F|40|3A|2C|3B|24|3D|26)/g, (escape) => decodeURIComponent(escape));
+        request.headers['x-amz-copy-source'] = `${encoded}${version ? `?${version}` : ''}`;
+      }
+    }
+    return identity;
+  }
+
+  /** A listing names each object by the spelling it was last written with, and gives completed uploads R2's ETag. */
+  private rewriteListing(response: http.ServerResponse): void {
+    rewriteAnswerBody(response, (text) =>
+      text.replace(/<Contents>([\s\S]*?)<\/Contents>/g, (whole, inner: string) => {
+        const key = /<Key>([^<]*)<\/Key>/.exec(inner)?.[1];
+        if (key === undefined) return whole;
+        const identity = unescapeXml(key).normalize('NFC');
+        const spelling = this.spellings.get(identity);
+        const etag = this.compositeEtags.get(identity);
+        let out = inner;
+        if (spelling !== undefined) out = out.replace(/<Key>[^<]*<\/Key>/, `<Key>${escapeXml(spelling)}</Key>`);
+        if (etag !== undefined) out = out.replace(/<ETag>[^<]*<\/ETag>/, `<ETag>&quot;${etag}&quot;</ETag>`);
+        return `<Contents>${out}</Contents>`;
+      }),
+    );
+  }
+
+  private answerCompositeEtag(response: http.ServerResponse, key: string): void {
+    const etag = this.compositeEtags.get(key);
+    if (etag === undefined) return;
+    rewriteAnswerHeaders(response, (headers) => ({ ...headers, etag: `"${etag}"` }));
+  }
+
+  /** Records a part's size and MD5 as it is stored, for the part rules and the composite ETag. */
+  private notePart(request: http.IncomingMessage, response: http.ServerResponse, uploadId: string, partNumber: number): void {
+    const size = Number(header(request, 'content-length') ?? NaN);
+    rewriteAnswerHeaders(response, (headers, status) => {
+      if (status < 300 && Number.isFinite(size)) {
+        const parts = this.uploads.get(uploadId) ?? new Map();
+        parts.set(partNumber, { size, md5: clean(String(headers.etag ?? '')) });
+        this.uploads.set(uploadId, parts);
+      }
+      return headers;
+    });
+  }
+
+  private partsOf(uploadId: string): { size: number; md5: string }[] {
+    return [...(this.uploads.get(uploadId) ?? new Map()).entries()].sort(([a], [b]) => a - b).map(([, part]) => part);
+  }
+
+  /** R2's rules for the parts of a multipart upload, or undefined when they hold. */
+  private partsRefusal(uploadId: string): { code: string; message: string } | undefined {
+    const parts = this.partsOf(uploadId);
+    if (!this.minPartBytes || parts.length < 2) return undefined;
+    const first = parts[0].size;
+    const body = parts.slice(0, -1);
+    if (body.some((part) => part.size < this.minPartBytes)) return { code: 'EntityTooSmall', message: 'Your proposed upload is smaller than the minimum allowed object size.' };
+    if (body.some((part) => part.size !== first) || parts[parts.length - 1].size > first) {
+      return { code: 'InvalidPart', message: 'All non-trailing parts must have the same length.' };
+    }
+    return undefined;
+  }
+
+  /** The MD5 of the parts' binary MD5s, then -N: R2's (and S3's) ETag of an object completed from parts. */
+  private compositeEtagOf(uploadId: string): string | undefined {
+    const parts = this.partsOf(uploadId);
+    if (!parts.length || parts.some((part) => !/^[0-9a-f]{32}$/.test(part.md5))) return undefined;
+    const digest = createHash('md5');
+    for (const part of parts) digest.update(Buffer.from(part.md5, 'hex'));
+    return `${digest.digest('hex')}-${parts.length}`;
   }
 
   private readonly readers = new Map<string, Set<Promise<void>>>();
@@ -226,6 +361,53 @@ function dateEveryAnswer(response: http.ServerResponse, clock: () => number): vo
     const rest = Object.fromEntries(Object.entries(headers ?? {}).filter(([name]) => name.toLowerCase() !== 'date'));
     return writeHead(status, { ...rest, date: new Date(clock()).toUTCString() });
   }) as typeof response.writeHead;
+}
+
+/** Changes the headers of the answer `response` is about to send (status, then headers), wherever they come from. */
+function rewriteAnswerHeaders(response: http.ServerResponse, change: (headers: http.OutgoingHttpHeaders, status: number) => http.OutgoingHttpHeaders): void {
+  const writeHead = response.writeHead.bind(response) as (status: number, headers?: http.OutgoingHttpHeaders) => http.ServerResponse;
+  response.writeHead = ((status: number, headers?: http.OutgoingHttpHeaders) => writeHead(status, change({ ...(headers ?? {}) }, status))) as typeof response.writeHead;
+}
+
+/** Holds a successful answer's body until it is complete, and sends it changed by `change` (with its new length). */
+function rewriteAnswerBody(response: http.ServerResponse, change: (text: string) => string): void {
+  const writeHead = response.writeHead.bind(response) as (status: number, headers?: http.OutgoingHttpHeaders) => http.ServerResponse;
+  const write = response.write.bind(response) as (chunk: unknown) => boolean;
+  const end = response.end.bind(response) as (chunk?: unknown, callback?: () => void) => http.ServerResponse;
+  let head: { status: number; headers: http.OutgoingHttpHeaders } | undefined;
+  const chunks: Buffer[] = [];
+  response.writeHead = ((status: number, headers?: http.OutgoingHttpHeaders) => {
+    head = { status, headers: { ...(headers ?? {}) } };
+    return response;
+  }) as typeof response.writeHead;
+  response.write = ((chunk: unknown) => {
+    if (chunk !== undefined && chunk !== null) chunks.push(Buffer.from(chunk as Buffer));
+    return true;
+  }) as typeof response.write;
+  response.end = ((chunk?: unknown, callback?: () => void) => {
+    if (typeof chunk === 'function') {
+      callback = chunk as () => void;
+      chunk = undefined;
+    }
+    if (chunk !== undefined && chunk !== null) chunks.push(Buffer.from(chunk as Buffer));
+    const status = head?.status ?? 200;
+    let bytes = Buffer.concat(chunks);
+    if (status < 300) bytes = Buffer.from(change(bytes.toString('utf8')), 'utf8');
+    const headers = Object.fromEntries(Object.entries(head?.headers ?? {}).filter(([name]) => !['content-length', 'transfer-encoding'].includes(name.toLowerCase())));
+    writeHead(status, { ...headers, 'content-length': bytes.length });
+    write(bytes);
+    return end(callback);
+  }) as typeof response.end;
+}
+
+function escapeXml(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
+}
+
+function unescapeXml(text: string): string {
+  return text.replace(/&(lt|gt|quot|apos|amp|#(\d+)|#x([0-9a-fA-F]+));/g, (_, name: string, dec?: string, hex?: string) =>
+    dec ? String.fromCodePoint(Number(dec)) : hex ? String.fromCodePoint(parseInt(hex, 16)) : ({ lt: '<', gt: '>', quot: '"', apos: "'", amp: '&' } as Record<string, string>)[name],
+  );
 }
 
 function clean(etag: string): string {
