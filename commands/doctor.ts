@@ -41,12 +41,26 @@ function finish(output: ReturnType<typeof makeOutput>, result: DoctorResult): Co
     const { classA, classB, free } = result.store.requests;
     output.print(c.dim(`Store probes: ${classA} class A, ${classB} class B and ${free} free requests, under _overskill-storage/probes/, deleted again${result.store.leftBehind.length ? ` except ${result.store.leftBehind.join(', ')}` : ''}.`));
   }
+  if (result.guards) {
+    const g = result.guards;
+    output.print(
+      g.deletes === 'if-match'
+        ? 'Deletes: guarded by If-Match on DeleteObject (an object rewritten since it was checked is refused, 412).'
+        : `Deletes: guarded by a conditional 0-byte tombstone, then the delete${g.deleteGapCovered ? " (the store's one write per key per second covers the moment between them)" : c.yellow(' (this store does not refuse a second write within a second: an app write landing between the tombstone and the delete could be lost; keep the app from writing during cleanup, rollback --purge and prune-versions)')}.`,
+    );
+    output.print(
+      g.keysNormalized
+        ? 'Keys: Unicode-equivalent spellings are one object here, as on R2; rows whose paths are such spellings never share one.'
+        : 'Keys: this store keeps Unicode-equivalent spellings apart; the tool still gives such rows keys that R2 would keep apart too.',
+    );
+    if (g.storageClass && g.storageClass !== 'STANDARD') output.print(c.yellow(`Storage class: ${g.storageClass}. Reads and read-backs pay retrieval fees and objects are charged 30 days at least: pass --storage-class infrequent-access to plans and report.`));
+  }
   if (failing.length) {
     output.print(c.red(`\nNot safe for this tool: ${failing.length} required propert${failing.length === 1 ? 'y does' : 'ies do'} not hold.`));
     for (const check of failing) output.print(c.red(`  ${check.property}${check.risk ? `: without it, ${check.risk}` : ''}`));
   } else {
     output.print(c.green('\nEverything this tool relies on holds here.'));
   }
-  output.result({ ok: failing.length === 0, failing: failing.map((check) => check.id), checks: result.checks, ...(result.store ? { requests: result.store.requests, leftBehind: result.store.leftBehind } : {}) });
+  output.result({ ok: failing.length === 0, failing: failing.map((check) => check.id), checks: result.checks, ...(result.guards ? { guards: result.guards } : {}), ...(result.store ? { requests: result.store.requests, leftBehind: result.store.leftBehind } : {}) });
   return { exitCode: failing.length ? EXIT.problems : EXIT.ok };
 }

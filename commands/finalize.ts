@@ -19,12 +19,13 @@ export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<Co
         const [{ finalize, finalizeEligibleSql }, { planFinalize }, { assertSchemaReady }] = await Promise.all([import('../src/ops/finalize.ts'), import('../src/ops/plan.ts'), import('../src/ops/schema.ts')]);
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
-        const options = runOptionsFrom(opts, runtime.signal);
-        const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency });
+        const options = runOptionsFrom(opts, runtime.signal, runtime.streams.env);
+        const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency, database: opts.dryRun ? 'read' : 'write' });
         try {
           // A probe that cannot say a number refuses here, in dry runs too, so CI catches it before a real run.
           await (await import('../src/db-load.ts')).assertDbLoadProbe(context.db, options.dbLoad);
           await assertSchemaReady(context.db);
+          await (await import('../src/ops/scope.ts')).assertScopeSelects(context.db, options.filter);
           const record = recordFor(runtime, globals, opts, options);
           if (!opts.dryRun) await (await import('../src/runs/open-run.ts')).refuseConflicts(context.db, record);
           const plan = await planFinalize(

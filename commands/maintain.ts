@@ -15,7 +15,7 @@ export function maintainCommand(runtime: Runtime, run: (action: () => Promise<Co
     .option('--dry-run', 'check and list only: delete nothing, record nothing')
     .addOption(new Option('--grace <duration>', "orphans younger than this are left alone (cleanup's grace period)").argParser(parse.duration).default(24 * 3_600_000, '24h'))
     .option('--quarantine <prefix>', 'move orphans under this prefix instead of deleting them')
-    .addOption(new Option('--deep-sample <percent>', 'percent of stored rows downloaded and hashed each run; the sample moves every day').argParser(parse.decimal({ min: 0, max: 100, exclusiveMin: true })).default(3))
+    .addOption(new Option('--deep-sample <percent>', 'percent of stored rows downloaded and hashed each run; the sample moves every day').argParser(parse.percent()).default(3))
     .option('--concurrency <n>', 'S3 requests in flight', parse.integer({ min: 1, max: 1024 }), 16)
     .option('--textfile <path>', "also write the figures in Prometheus text format (node_exporter's textfile collector), atomically")
     .addOption(thresholdOptions()[0])
@@ -30,7 +30,7 @@ export function maintainCommand(runtime: Runtime, run: (action: () => Promise<Co
         const output = makeOutput(globals, runtime);
         if (opts.quarantine) validateQuarantinePrefix(opts.quarantine);
         const tables = TABLE_NAMES.map((name) => TABLES[name]);
-        const context = await openContext(globals, runtime, { store: true, concurrency: opts.concurrency });
+        const context = await openContext(globals, runtime, { store: true, concurrency: opts.concurrency, database: opts.dryRun ? 'read' : 'write' });
         const started = Date.now();
         try {
           const c = output.color;
@@ -58,6 +58,8 @@ export function maintainCommand(runtime: Runtime, run: (action: () => Promise<Co
             },
             progressReporter(output),
           );
+          if (result.repairedAppWrites) output.print(c.yellow(`Put back ${formatCount(result.repairedAppWrites)} app write${result.repairedAppWrites === 1 ? '' : 's'} a stale save had left unreadable (docs/the-app.md).`));
+          if (result.hashesSettled) output.print(`Recorded the content's own hash on ${formatCount(result.hashesSettled)} database-only row${result.hashesSettled === 1 ? '' : 's'} rewritten without it.`);
           const checked = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
           output.print(`Verified ${formatCount(checked(result.verify.checked))} stored rows by listings; hashed ${formatCount(checked(result.deepSample.checked))} (window ${result.deepSample.window % result.deepSample.daysPerCycle + 1} of ${result.deepSample.daysPerCycle}).`);
           output.print(

@@ -33,7 +33,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         const options: MigrateOptions = {
-          ...runOptionsFrom(opts, runtime.signal),
+          ...runOptionsFrom(opts, runtime.signal, runtime.streams.env),
           minSize: opts.minSize,
           order: opts.largestFirst ? 'size-desc' : 'id',
           keyLayout: opts.keyLayout as KeyLayout,
@@ -48,7 +48,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
           import('./support/flow/store-gate.ts'),
           import('./support/render/format.ts'),
         ]);
-        const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency });
+        const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency, database: opts.dryRun ? 'read' : 'write' });
         try {
           const prepared = await prepareMigrate(context.db, options, opts.retryFailed);
           if (prepared.retrying) output.info(`Retrying the ${formatCount(prepared.retrying.items)} item(s) run ${prepared.retrying.runId} failed or refused.`);

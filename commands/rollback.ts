@@ -23,12 +23,13 @@ export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<Co
         const [{ rollback }, { planRollback }, { assertSchemaReady }] = await Promise.all([import('../src/ops/rollback.ts'), import('../src/ops/plan.ts'), import('../src/ops/schema.ts')]);
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
-        const options: RollbackOptions = { ...runOptionsFrom(opts, runtime.signal), keepHybrid: opts.keepHybrid ?? false, purge: opts.purge ?? false };
-        const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency });
+        const options: RollbackOptions = { ...runOptionsFrom(opts, runtime.signal, runtime.streams.env), keepHybrid: opts.keepHybrid ?? false, purge: opts.purge ?? false };
+        const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency, database: opts.dryRun ? 'read' : 'write' });
         try {
           // A probe that cannot say a number refuses here, in dry runs too, so CI catches it before a real run.
           await (await import('../src/db-load.ts')).assertDbLoadProbe(context.db, options.dbLoad);
           await assertSchemaReady(context.db);
+          await (await import('../src/ops/scope.ts')).assertScopeSelects(context.db, options.filter);
           const record = recordFor(runtime, globals, opts, options, { identityExtra: { keepHybrid: options.keepHybrid, purge: options.purge } });
           if (!opts.dryRun) await (await import('../src/runs/open-run.ts')).refuseConflicts(context.db, record);
           const plan = await planRollback(

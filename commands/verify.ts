@@ -10,7 +10,7 @@ export function verifyCommand(runtime: Runtime, run: (action: () => Promise<Comm
   const command = new Command('verify')
     .option('--deep', 'download and hash every object (default: listings, ETags and the database)')
     .option('--orphans', 'also list objects under apps/ that no row references')
-    .option('--sample <percent>', 'check only this percentage of rows (a stable choice)', parse.decimal({ min: 0, max: 100, exclusiveMin: true }));
+    .option('--sample <percent>', 'check only this percentage of rows (a stable choice)', parse.percent());
   addWalkOptions(command, { concurrency: 16 });
   return command
     .addHelpText('after', '\nExamples:\n  $ overskill-storage verify\n  $ overskill-storage verify --deep --app 42\n  $ overskill-storage verify --orphans --json > verify.json')
@@ -19,8 +19,8 @@ export function verifyCommand(runtime: Runtime, run: (action: () => Promise<Comm
         const { verify } = await import('../src/ops/verify.ts');
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
-        const options = runOptionsFrom(opts, runtime.signal);
-        const context = await openContext(globals, runtime, { store: true, concurrency: options.concurrency });
+        const options = runOptionsFrom(opts, runtime.signal, runtime.streams.env);
+        const context = await openContext(globals, runtime, { store: true, concurrency: options.concurrency, database: 'read' });
         try {
           const progress = progressReporter(output);
           const result = await verify(

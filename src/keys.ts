@@ -106,3 +106,19 @@ export function blobKey(appId: string | number, sha256Hex: string): KeyResult {
 export function appIdOfKey(key: string): string | undefined {
   return /^apps\/([0-9]+)\//.exec(key)?.[1];
 }
+
+/**
+ * Which keys the store treats as one object. R2 NFC-normalises key names before storing them ("Unicode
+ * interoperability" in R2's reference): `café` written as one code point and as `e` + U+0301 are one object,
+ * and a listing shows the spelling uploaded last. Every "is this the same object" decision compares keys by
+ * this identity, on every store: a bucket that is not R2 today may be copied to R2 tomorrow, and two rows
+ * that would share an object there must not be given keys that only a byte-oriented store keeps apart.
+ */
+export function keyIdentity(key: string): string {
+  return key.normalize('NFC');
+}
+
+/** True when two spellings name one object under the store's key identity. */
+export function sameObjectKey(a: string, b: string): boolean {
+  return a === b || keyIdentity(a) === keyIdentity(b);
+}

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   S3Client,
   HeadBucketCommand,
@@ -68,6 +68,8 @@ export class ObjectStore implements StoreCore {
   readonly objects: ObjectRequests;
   readonly bucket: string;
   readonly partSize: number;
+  /** Proven by the store gate's probe (store/preflight.ts); see StoreCore. */
+  conditionalDeletes?: boolean;
   /** Attempts per request, and the longest one request can take with all of them (stall bounds derive from it). */
   readonly maxAttempts: number;
   readonly requestBoundMs: number;
@@ -131,6 +133,33 @@ export class ObjectStore implements StoreCore {
       if (status === 403 || status === 401) throw new ConfigError(`The object store refused the credentials for bucket "${this.bucket}": check R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY.`);
       throw new ConfigError(`Cannot reach the object store: ${describeS3Error(error)}`);
     }
+    await this.checkSpeaksS3();
+  }
+
+  /**
+   * A web server that answers 200 to everything passes HeadBucket, and would make every object look present
+   * (HEAD 200) or every listing look empty (a page that is no listing): then "missing" and "lost" would be
+   * said of objects the tool never saw. Two questions only S3 answers right settle it before any work: a
+   * listing that names the bucket, and a 404 for a key that cannot exist.
+   */
+  private async checkSpeaksS3(): Promise<void> {
+    const absent = `_overskill-storage/absent/${randomBytes(8).toString('hex')}`;
+    const notS3 = (what: string) =>
+      new ConfigError(`The endpoint for bucket "${this.bucket}" does not answer as S3 does (${what}): check R2_ENDPOINT / R2_ACCOUNT_ID. No object was judged by its answers.`);
+    let listing: ListObjectsV2CommandOutput;
+    try {
+      listing = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: absent, MaxKeys: 1 }));
+    } catch (error) {
+      throw notS3(`a listing was answered ${describeS3Error(error)}`);
+    }
+    if (listing.Name !== this.bucket) throw notS3(`a listing of the bucket came back without the bucket's name, so it is no S3 listing`);
+    let head: Awaited<ReturnType<ObjectRequests['head']>>;
+    try {
+      head = await this.objects.head(absent);
+    } catch (error) {
+      throw notS3(`a HEAD of a key that cannot exist was answered ${describeS3Error(error)}`);
+    }
+    if (head) throw notS3(`a HEAD of a key that cannot exist was answered ${head.status}, not 404`);
   }
 
   /** Uploads an in-memory body (conditionally, see WriteIntent) and proves the server stored exactly these bytes. */

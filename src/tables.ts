@@ -30,17 +30,28 @@ export interface StoredTable {
   versionIdExpr: string;
   fileTypeExpr: string;
   /**
-   * True when another row of the table would derive the same object key: for files the "/a" versus "a"
-   * alias the plan's leading-slash rule creates (both rows are refused); for version files the same path
-   * twice in one version (each row then gets a row-qualified key).
+   * Another row of the table whose key would name the same object, as JSON {id, path}, or NULL: for files the
+   * "/a" versus "a" alias the plan's leading-slash rule creates, and paths that are Unicode-equivalent (R2
+   * stores them as one object; see keyIdentity), both refused; for version files the same path twice in one
+   * version, by either rule (each row then gets a row-qualified key).
    */
   collisionExpr: string;
-  /** The row's object key; `collision` says another row would derive the same one (see collisionExpr). */
-  keyFor(row: KeySource, collision: boolean): KeyResult;
+  /** The row's object key; `collision` names another row that would derive the same one (see collisionExpr). */
+  keyFor(row: KeySource, collision: Collision | null): KeyResult;
   contentTypeFor(row: KeySource): string;
 }
 
+/** Another row that would name the same object (see StoredTable.collisionExpr). */
+export interface Collision {
+  id: string;
+  path: string | null;
+}
+
 const ALIAS_OF = (path: string) => `(CASE WHEN left(${path}, 1) = '/' THEN substr(${path}, 2) ELSE '/' || ${path} END)`;
+
+/** SQL: `other` names the same object as `path` or its leading-slash alias, under the store's key identity. */
+const SAME_OBJECT_PATH = (other: string, path: string) =>
+  `(${other} IN (${path}, ${ALIAS_OF(path)}) OR ((${sqlHasNonAscii(other)} OR ${sqlHasNonAscii(path)}) AND ${sqlKeyIdentity(other)} IN (${sqlKeyIdentity(path)}, ${sqlKeyIdentity(ALIAS_OF(path))})))`;
 
 export const FILES: StoredTable = {
   name: 'files',
@@ -55,10 +66,14 @@ export const FILES: StoredTable = {
   pathExpr: 't.path',
   versionIdExpr: 'NULL::bigint',
   fileTypeExpr: 't.file_type',
-  collisionExpr: `EXISTS (SELECT 1 FROM app_files o WHERE o.app_id = t.app_id AND o.id <> t.id AND o.path IN (t.path, ${ALIAS_OF('t.path')}))`,
+  collisionExpr: `(SELECT json_build_object('id', o.id::text, 'path', o.path) FROM app_files o
+      WHERE o.app_id = t.app_id AND o.id <> t.id AND ${SAME_OBJECT_PATH('o.path', 't.path')} ORDER BY o.id LIMIT 1)`,
   keyFor: (row, collision) =>
     collision
-      ? { ok: false, reason: 'another file of this app derives the same object key (paths equal once the leading "/" is stripped); rename one of them' }
+      ? {
+          ok: false,
+          reason: `app_files #${row.id} (${JSON.stringify(row.path)}) and app_files #${collision.id} (${JSON.stringify(collision.path)}) of app ${row.app_id} would be one object in the store (${describeAliasing(row.path, collision.path)}); both stay in the database until one is renamed`,
+        }
       : fileKey(row.app_id, row.path),
   contentTypeFor: (row) => contentTypeFor(row.path, row.file_type),
 };
@@ -94,8 +109,8 @@ export const VERSION_FILES: StoredTable = {
   pathExpr: 'af.path',
   versionIdExpr: 't.app_version_id',
   fileTypeExpr: 'af.file_type',
-  collisionExpr: `EXISTS (SELECT 1 FROM app_version_files o JOIN app_files oaf ON oaf.id = o.app_file_id
-      WHERE o.app_version_id = t.app_version_id AND o.id <> t.id AND oaf.path IN (af.path, ${ALIAS_OF('af.path')}))`,
+  collisionExpr: `(SELECT json_build_object('id', o.id::text, 'path', oaf.path) FROM app_version_files o JOIN app_files oaf ON oaf.id = o.app_file_id
+      WHERE o.app_version_id = t.app_version_id AND o.id <> t.id AND ${SAME_OBJECT_PATH('oaf.path', 'af.path')} ORDER BY o.id LIMIT 1)`,
   keyFor: (row, collision) => {
     // The app deleted the file and kept this row as history: keyed by the row itself.
     if (row.path === null) return versionOrphanKey(row.app_id, row.version_id ?? '', row.id);
@@ -114,6 +129,23 @@ export function parseTables(value: string | undefined): StoredTable[] {
     throw new Error(`--tables takes a comma-separated list of ${TABLE_NAMES.join(', ')}; got "${value}"`);
   }
   return [...new Set(names)].map((name) => TABLES[name as TableName]);
+}
+
+/** Why two paths name one object: the leading "/" rule, or Unicode equivalence (R2 NFC-normalises keys). */
+function describeAliasing(a: string | null, b: string | null): string {
+  const strip = (path: string | null) => (path ?? '').replace(/^\//, '');
+  if (strip(a) === strip(b)) return 'the paths are equal once the leading "/" is stripped';
+  return 'the paths are Unicode-equivalent spellings, which R2 stores under one key';
+}
+
+/** SQL: the key identity of a text expression (keyIdentity in keys.ts): its NFC form. */
+export function sqlKeyIdentity(expression: string): string {
+  return `normalize(${expression}, NFC)`;
+}
+
+/** SQL: the text has a character outside ASCII (only such text can have another spelling under NFC). */
+export function sqlHasNonAscii(expression: string): string {
+  return `octet_length(${expression}) <> char_length(${expression})`;
 }
 
 /** SQL for the UTF-8 SHA-256 of a text column, as lowercase hex: the content_hash definition. */

@@ -48,15 +48,16 @@ describe.skipIf(ON_PGLITE)('the app writing through the plan\'s Phase 1 model wh
 
   beforeAll(async () => {
     env = await createTestEnv();
-    r2 = new R2Emulation(env.s3.port);
+    r2 = new R2Emulation(env.s3.barePort);
     r2.writeIntervalMs = 1000;
-    toolProxy = await new S3Proxy(env.s3.port, env.s3.bucket, r2).start();
+    toolProxy = await new S3Proxy(env.s3.barePort, env.s3.bucket, r2).start();
     toolProxy.lane = 'tool';
     toolProxy.latencyMs = 60;
     toolProxy.jitterMs = 200;
-    appProxy = await new S3Proxy(env.s3.port, env.s3.bucket, r2).start();
+    appProxy = await new S3Proxy(env.s3.barePort, env.s3.bucket, r2).start();
     appProxy.lane = 'app';
-    cliEnv = { ...env.cliEnv, R2_ENDPOINT: toolProxy.endpoint };
+    // The app writes throughout: each flipping run waits a second for its saves in flight, then repairs what they stranded.
+    cliEnv = { ...env.cliEnv, R2_ENDPOINT: toolProxy.endpoint, OVERSKILL_STORAGE_SETTLE: '1s' };
   });
   afterAll(async () => {
     // eslint-disable-next-line no-console

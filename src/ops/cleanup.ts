@@ -7,8 +7,10 @@ import { windowStats, type DeleteWindowStats } from '../store/deletes.ts';
 import { walkBucketByApp } from './bucket-walk.ts';
 import type { StoredObject } from '../object-store.ts';
 import { UsageError } from '../errors.ts';
+import { keyIdentity } from '../keys.ts';
 import type { Reporter } from '../reporter.ts';
 import { assertSchemaReady } from './schema.ts';
+import { assertScopeSelects } from './scope.ts';
 
 export interface CleanupOptions {
   appIds?: string[];
@@ -64,6 +66,7 @@ export function validateQuarantinePrefix(prefix: string): string {
  */
 export async function cleanup(context: StorageContext, options: CleanupOptions, reporter: Reporter = {}): Promise<CleanupResult> {
   await assertSchemaReady(context.db);
+  await assertScopeSelects(context.db, { appIds: options.appIds });
   const quarantine = options.quarantinePrefix ? validateQuarantinePrefix(options.quarantinePrefix) : undefined;
   const cutoff = (options.now ?? new Date()).getTime() - options.graceMs;
   const result: CleanupResult = {
@@ -100,9 +103,10 @@ export async function cleanup(context: StorageContext, options: CleanupOptions, 
   reporter.stage?.(options.apply ? 'cleanup' : 'cleanup (listing)');
   const tables = TABLE_NAMES.map((name) => TABLES[name]);
   for await (const group of walkBucketByApp(context, { tables, filter, withMd5: false, groupObjects: options.groupObjects, signal: options.signal })) {
-    const referenced = new Set(group.rows.map((row) => row.key));
+    // Compared as the store compares keys: a row naming another spelling of a listed key names that object.
+    const referenced = new Set(group.rows.map((row) => keyIdentity(row.key)));
     for (const object of group.objects) {
-      if (referenced.has(object.key)) continue;
+      if (referenced.has(keyIdentity(object.key))) continue;
       if (!object.lastModified || object.lastModified.getTime() > cutoff) {
         result.tooYoung++;
         continue;

@@ -1,18 +1,47 @@
 import type { StorageContext } from '../context.ts';
 import { query } from '../db.ts';
 import { describeItem, inspectSchema } from './schema.ts';
+import { inspectDatabaseAccess, tablesNotOwned } from '../sql/database-access.ts';
+import { databaseProperties } from './database-gate.ts';
 import { probeStore, type StoreCheck, type StoreProperty } from '../store/preflight.ts';
 
 export interface DoctorResult {
   ok: boolean;
   checks: StoreProperty[];
   store?: StoreCheck;
+  /** What guards this tool's deletes and which keys it treats as one object, on this store. */
+  guards?: StoreGuards;
+}
+
+export interface StoreGuards {
+  /** 'if-match': DeleteObject's If-Match; 'tombstone': a conditional 0-byte write, then the delete (store/deletes.ts). */
+  deletes: 'if-match' | 'tombstone';
+  /** Whether the tombstone's gap is covered by the store refusing a second write to a key within a second. */
+  deleteGapCovered: boolean;
+  /** The store treats Unicode-equivalent keys as one object (R2); the tool keeps rows' keys apart under that rule either way. */
+  keysNormalized: boolean;
+  storageClass?: string;
+}
+
+/** Which guards hold on a store, from its probes. */
+export function storeGuards(check: StoreCheck): StoreGuards {
+  const holds = (id: string) => check.properties.some((p) => p.id === id && p.holds);
+  return {
+    deletes: holds('deleteIfMatch') ? 'if-match' : 'tombstone',
+    deleteGapCovered: holds('sameKeyWriteLimited'),
+    keysNormalized: holds('keysNormalized'),
+    storageClass: check.storageClass,
+  };
 }
 
 /** The database half of `doctor`: reachable with these credentials, and the schema this tool needs is there. */
 export async function checkDatabase(context: Pick<StorageContext, 'db'>): Promise<StoreProperty[]> {
   const [{ version }] = await query<{ version: string }>(context.db, "SELECT current_setting('server_version') AS version");
   const schema = await inspectSchema(context.db);
+  const access = await inspectDatabaseAccess(context.db);
+  // Only what is missing must be added, and only its tables' ownership matters.
+  const altered = [...new Set(schema.missing.filter((item) => item.kind !== 'table').map((item) => item.table))];
+  const notOwned = await tablesNotOwned(context.db, altered);
   const missing = [...schema.missingTables.map((table) => `table ${table}`), ...schema.missing.map(describeItem)];
   return [
     { id: 'database', property: 'the database answers with these credentials', required: true, holds: true, seen: `PostgreSQL ${version}` },
@@ -24,6 +53,19 @@ export async function checkDatabase(context: Pick<StorageContext, 'db'>): Promis
       seen: missing.length ? `missing: ${missing.slice(0, 4).join('; ')}${missing.length > 4 ? `; and ${missing.length - 4} more` : ''} (\`schema --apply\` adds them)` : 'complete',
       risk: 'every command that moves rows refuses until `schema --apply` has run',
     },
+    ...(altered.length
+      ? [
+          {
+            id: 'schemaOwner',
+            property: 'the role owns the tables `schema --apply` must alter',
+            required: true,
+            holds: notOwned.length === 0,
+            seen: notOwned.length ? notOwned.map((t) => `${t.table} is owned by "${t.owner}"`).join('; ') : `role "${access.user}" owns ${altered.join(', ')}`,
+            risk: '`schema --apply` refuses; run it as the owner',
+          },
+        ]
+      : []),
+    ...databaseProperties(access),
   ];
 }
 
@@ -35,5 +77,5 @@ export async function doctor(context: StorageContext, connected: StoreProperty[]
   const checks = [...connected, ...(await checkDatabase(context))];
   const store = await probeStore(context.store);
   checks.push(...store.properties);
-  return { ok: checks.every((check) => !check.required || check.holds), checks, store };
+  return { ok: checks.every((check) => !check.required || check.holds), checks, store, guards: storeGuards(store) };
 }

@@ -47,8 +47,8 @@ export async function deleteUnnamed(context: StorageContext, candidates: DeleteC
       if (outcome.status === 'deleted') {
         deletedNow.push(key);
         tally.windows.push({ ms: outcome.windowMs, guarded: outcome.guarded });
-      } else if (outcome.status === 'refused') {
-        tally.refused.push({ key, reason: outcome.reason });
+      } else if (outcome.status === 'refused' || outcome.status === 'failed') {
+        (outcome.status === 'refused' ? tally.refused : tally.failed).push({ key, reason: outcome.reason });
         if (outcome.tombstoned) tombstoned.push(key);
       }
     } catch (error) {

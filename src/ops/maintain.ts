@@ -10,7 +10,11 @@ import { verify, type VerifyProblem, type VerifyResult } from './verify.ts';
 import { cleanup, type CleanupResult } from './cleanup.ts';
 import { buildReport, historySnapshot } from './report.ts';
 import { recordHistory, type HistorySnapshot } from '../sql/report-history.ts';
-import type { RunItem } from '../sql/run-items.ts';
+import { objectItem, type RunItem } from '../sql/run-items.ts';
+import { withWorker } from './worker-run.ts';
+import { settleDatabaseHashes } from '../sql/settle-database-hashes.ts';
+import { defaultRunOptions } from './options.ts';
+import type { ItemProblem } from './batch-runner.ts';
 
 export interface MaintainOptions {
   tables: StoredTable[];
@@ -41,6 +45,10 @@ export interface MaintainResult {
   run?: { id: string; joined: boolean; state?: RunState };
   /** False in a dry run: nothing deleted, no run and no history recorded. */
   applied: boolean;
+  /** The app's writes a stale save had left where no reader looks, put back first (repair-stranded.ts; not in a dry run). */
+  repairedAppWrites: number;
+  /** Database-only rows whose content_hash was recorded anew from their content (settle-database-hashes.ts; not in a dry run). */
+  hashesSettled: number;
 }
 
 const DAY_MS = 86_400_000;
@@ -63,6 +71,9 @@ export async function maintain(context: StorageContext, options: MaintainOptions
   const window = Math.floor(now.getTime() / DAY_MS);
   const body = async (): Promise<Omit<MaintainResult, 'run' | 'applied'>> => {
     const base = { tables: options.tables, filter: {}, orphans: false, concurrency: options.concurrency, signal: options.signal };
+    const repaired = options.record ? await repairAppWrites(context, options, reporter) : { count: 0, failed: [] };
+    let hashesSettled = 0;
+    if (options.record) for (const table of options.tables) hashesSettled += await settleDatabaseHashes(context.db, table);
     const listed = await verify(context, { ...base, deep: false }, reporter);
     const deep = await verify(context, { ...base, deep: true, samplePercent: options.deepSamplePercent, sampleWindow: window }, reporter);
     const swept = await cleanup(context, { graceMs: options.graceMs, quarantinePrefix: options.quarantinePrefix, apply: options.record !== undefined, concurrency: options.concurrency, signal: options.signal, now }, reporter);
@@ -74,6 +85,7 @@ export async function maintain(context: StorageContext, options: MaintainOptions
       seen.add(line);
     }
     for (const failure of swept.failed) problems.push(`orphan ${failure.key} could not be removed: ${failure.reason}`);
+    for (const failure of repaired.failed) problems.push(`${failure.table} #${failure.id}: ${failure.reason}`);
     const report = await buildReport(context.db, options.tables, options.policy, options.prices, {});
     return {
       verify: listed,
@@ -82,18 +94,38 @@ export async function maintain(context: StorageContext, options: MaintainOptions
       snapshot: historySnapshot(report, problems.length),
       problems,
       interrupted: listed.interrupted || deep.interrupted || swept.interrupted,
+      repairedAppWrites: repaired.count,
+      hashesSettled,
     };
   };
   if (!options.record) return { ...(await body()), applied: false };
   const recorded = await withRecordedRun(context, options.record, body, (done) => ({
     rows: done.cleanup.deleted + done.cleanup.quarantined,
     bytes: 0,
-    items: oncePerRow([...done.verify.problems, ...done.deepSample.problems]).map(
-      (p): RunItem => ({ table: TABLES[p.table].table, rowId: p.id, appId: p.appId, path: p.path, key: p.key, outcome: 'failed', errorClass: 'VerifyProblem', message: p.problem }),
-    ),
-    unlogged: { failed: done.cleanup.failed.length, refused: 0 },
+    items: [
+      ...oncePerRow([...done.verify.problems, ...done.deepSample.problems]).map(
+        (p): RunItem => ({ table: TABLES[p.table].table, rowId: p.id, appId: p.appId, path: p.path, key: p.key, outcome: 'failed', errorClass: 'VerifyProblem', message: p.problem }),
+      ),
+      ...done.cleanup.failed.map((f) => objectItem(f.key, 'failed', f.reason)),
+    ],
     interrupted: done.interrupted,
   }));
   if (!recorded.result.interrupted) await recordHistory(context.db, recorded.result.snapshot, recorded.run?.id);
   return { ...recorded.result, run: recorded.run, applied: true };
+}
+
+/**
+ * The repair every flipping command runs (repair-stranded.ts), over every row: a save of the app's that landed
+ * after the last command's settle period is put back tonight, on the same evidence (the row's content, or the
+ * object at the plan key proven by its hash).
+ */
+async function repairAppWrites(context: StorageContext, options: MaintainOptions, reporter: Reporter): Promise<{ count: number; failed: ItemProblem[] }> {
+  const outcome = await withWorker(
+    context,
+    defaultRunOptions({ tables: options.tables, policy: options.policy, concurrency: options.concurrency, signal: options.signal }),
+    { log: reporter.log, event: reporter.event },
+    'maintain: repair',
+    async (_run, table) => ({ table: table.name, attempted: 0, flipped: 0, bytes: 0, changedMeanwhile: [], abandoned: 0, failed: [], skipped: [] }),
+  );
+  return { count: outcome.repairedAppWrites, failed: outcome.tables.flatMap((table) => [...table.failed, ...table.skipped]) };
 }

@@ -13,6 +13,7 @@ import { mergeRuns } from './batch-runner.ts';
 import type { KeyLayout } from '../sql/schema.ts';
 import { assertLayoutAllowed, assertSchemaReady } from './schema.ts';
 import { assertDbLoadProbe } from '../db-load.ts';
+import { assertScopeSelects } from './scope.ts';
 import { planMigrate, type Plan } from './plan.ts';
 import { retrySelection } from './runs.ts';
 import { storeCheckNote } from './store-gate.ts';
@@ -81,6 +82,7 @@ export interface PreparedMigrate {
 export async function prepareMigrate(db: Db, options: MigrateOptions, retryFailed?: string): Promise<PreparedMigrate> {
   await assertDbLoadProbe(db, options.dbLoad);
   await assertSchemaReady(db);
+  await assertScopeSelects(db, options.filter);
   if (!retryFailed) return { options };
   const selection = await retrySelection(db, retryFailed);
   if (selection.command !== 'migrate') throw new UsageError(`Run ${retryFailed} was a ${selection.command}, not a migrate: its items are retried by rerunning ${selection.command}.`);

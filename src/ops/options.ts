@@ -32,6 +32,11 @@ export interface CommonRunOptions extends WalkOptions {
   inlineMaxBytes: number;
   /** Record this run (and let other terminals see, pause, tune and cancel it); the command fills it in. */
   record?: RunRecordSpec;
+  /**
+   * How long a run that flipped rows waits before its closing repair pass, so that the app's saves computed
+   * from rows loaded before a flip have landed (repair-stranded.ts). 0: the pass runs at once.
+   */
+  settleMs?: number;
 }
 
 export function defaultRunOptions(overrides: Partial<CommonRunOptions> = {}): CommonRunOptions {

@@ -3,7 +3,7 @@ import type { StoredTable } from '../tables.ts';
 import type { Params } from '../sql/params.ts';
 import type { RowFilter } from '../sql/filters.ts';
 import { selectionTotals, type SelectionTotals } from '../sql/aggregates.ts';
-import { classACost, classBCost, storageCost, type Prices, DEFAULT_PRICES } from '../cost.ts';
+import { classACost, classBCost, retrievalCost, storageCost, type Prices, DEFAULT_PRICES } from '../cost.ts';
 import { DEFAULT_PART_SIZE } from '../object-store.ts';
 import type { PlacementPolicy } from '../placement.ts';
 import { hasAppWriter, strandedWriteSql } from '../sql/stranded-writes.ts';
@@ -24,7 +24,8 @@ export interface Plan {
   rows: number;
   bytes: number;
   requests: { classA: number; classB: number; free: number };
-  cost: { requests: number; storagePerMonth: number };
+  /** `retrieval`: the fee for the bytes the run reads back (Infrequent Access only). */
+  cost: { requests: number; storagePerMonth: number; retrieval: number };
   /** Database bytes the operation frees now, or would free at finalize. */
   databaseBytesFreed: number;
   databaseBytesFreedLater: number;
@@ -48,16 +49,20 @@ function emptyPlan(operation: string): Plan {
     rows: 0,
     bytes: 0,
     requests: { classA: 0, classB: 0, free: 0 },
-    cost: { requests: 0, storagePerMonth: 0 },
+    cost: { requests: 0, storagePerMonth: 0, retrieval: 0 },
     databaseBytesFreed: 0,
     databaseBytesFreedLater: 0,
     notes: [],
   };
 }
 
-function finishCost(plan: Plan, prices: Prices, storedBytesDelta: number): Plan {
+function finishCost(plan: Plan, prices: Prices, storedBytesDelta: number, bytesReadBack = 0): Plan {
   plan.cost.requests = classACost(plan.requests.classA, prices) + classBCost(plan.requests.classB, prices);
   plan.cost.storagePerMonth = storageCost(storedBytesDelta, prices);
+  plan.cost.retrieval = retrievalCost(bytesReadBack, prices);
+  if (prices.storageClass === 'infrequent-access') {
+    plan.notes.push(`Infrequent Access: $${prices.retrievalPerGb ?? 0}/GB for every byte read back, and an object deleted within 30 days is charged for 30 days`);
+  }
   return plan;
 }
 
@@ -152,7 +157,7 @@ export async function planFinalize(db: Db, scope: PlanScope, eligible: Eligible)
     plan.databaseBytesFreed += clearing.bytes;
   }
   plan.notes.push('PostgreSQL reuses the freed space after VACUUM; the disk shrinks only after VACUUM FULL or pg_repack');
-  return finishCost(plan, prices, 0);
+  return finishCost(plan, prices, 0, plan.bytes);
 }
 
 export async function planRollback(db: Db, scope: PlanScope, keepHybrid: boolean, purge: boolean): Promise<Plan> {
@@ -183,5 +188,5 @@ export async function planRollback(db: Db, scope: PlanScope, keepHybrid: boolean
   }
   if (purge && !keepHybrid) plan.notes.push('--purge deletes each object only after its row has been rolled back and verified');
   if (purge && keepHybrid) plan.notes.push('--purge has no effect with --keep-hybrid: objects stay referenced');
-  return finishCost(plan, prices, -purgedBytes);
+  return finishCost(plan, prices, -purgedBytes, plan.bytes);
 }

@@ -26,6 +26,8 @@ export function storeGateRecord(gate: StoreGate): Record<string, unknown> {
  */
 export async function proveStore(store: ObjectStore, options: { allowUnconditional: boolean }): Promise<StoreGate> {
   const check = await probeStore(store);
+  // Every delete of a row's object is guarded by If-Match where the store honours it (store/deletes.ts).
+  store.conditionalDeletes = check.properties.some((p) => p.id === 'deleteIfMatch' && p.holds);
   if (check.ok) return { check, overridden: false };
   if (options.allowUnconditional) return { check, overridden: true };
   const missing = missingProperties(check);

@@ -1,5 +1,6 @@
 import type { StorageContext } from '../context.ts';
-import type { StoredTable, TableName } from '../tables.ts';
+import { TABLES, type StoredTable, type TableName } from '../tables.ts';
+import { keyIdentity } from '../keys.ts';
 import type { RowFilter } from '../sql/filters.ts';
 import { countStoredRows, type KeyedRow } from '../sql/keyed-rows.ts';
 import { contradictoryRows } from '../sql/contradictions.ts';
@@ -11,6 +12,7 @@ import { errorMessage } from '../errors.ts';
 import type { Reporter } from '../reporter.ts';
 import type { StoredObject } from '../object-store.ts';
 import { assertSchemaReady } from './schema.ts';
+import { assertScopeSelects } from './scope.ts';
 
 export interface VerifyOptions {
   tables: StoredTable[];
@@ -68,6 +70,7 @@ function sampled(row: KeyedRow, percent: number, window = 0): boolean {
  */
 export async function verify(context: StorageContext, options: VerifyOptions, reporter: Reporter = {}): Promise<VerifyResult> {
   await assertSchemaReady(context.db);
+  await assertScopeSelects(context.db, options.filter);
   const maxListed = options.maxListed ?? 10_000;
   const result: VerifyResult = {
     checked: Object.fromEntries(options.tables.map((t) => [t.name, 0])),
@@ -97,18 +100,22 @@ export async function verify(context: StorageContext, options: VerifyOptions, re
   reporter.stage?.(stage, { items: await countStoredRows(context.db, options.tables, options.filter) });
   let budget = options.limit ?? Number.POSITIVE_INFINITY;
   for await (const group of walkBucketByApp(context, { tables: options.tables, filter: options.filter, withMd5: !options.deep, signal: options.signal })) {
-    const objects = new Map<string, StoredObject>(group.objects.map((object) => [object.key, object]));
+    const listing = new ListingByIdentity(group.objects);
     const referenced = new Set<string>();
     const toCheck: { row: KeyedRow; object: StoredObject }[] = [];
     const encodedCandidates: { row: KeyedRow; object: StoredObject }[] = [];
+    const stored = group.rows.filter((row) => row.location === 'hybrid' || row.location === 'r2');
+    for (const [row, problem] of await sharedObjectProblems(context, stored)) report(row, problem);
+    const found = new Map<KeyedRow, StoredObject | undefined>();
+    await mapLimit(stored, options.concurrency, async (row) => found.set(row, await listing.find(context, row.key)));
     for (const row of group.rows) {
-      referenced.add(row.key);
+      referenced.add(keyIdentity(row.key));
       if (row.location !== 'hybrid' && row.location !== 'r2') continue; // flag problems were reported above
       if (result.sampled && !sampled(row, options.samplePercent!, options.sampleWindow)) continue;
       if (budget <= 0) break;
       budget--;
       result.checked[row.table] = (result.checked[row.table] ?? 0) + 1;
-      const object = objects.get(row.key);
+      const object = found.get(row);
       if (!object) {
         report(row, row.location === 'r2' ? 'object is missing and the database holds no copy: content is lost unless restored from a backup' : 'object is missing');
         continue;
@@ -135,11 +142,10 @@ export async function verify(context: StorageContext, options: VerifyOptions, re
         for (const problem of await deepProblems(context, row)) report(row, problem);
       });
     }
-    const stored = group.rows.filter((row) => row.location === 'hybrid' || row.location === 'r2');
-    reporter.advance?.(stored.length, stored.reduce((sum, row) => sum + (objects.get(row.key)?.size ?? 0), 0));
+    reporter.advance?.(stored.length, stored.reduce((sum, row) => sum + (found.get(row)?.size ?? 0), 0));
     if (options.orphans && !result.sampled) {
       for (const object of group.objects) {
-        if (referenced.has(object.key)) continue;
+        if (referenced.has(keyIdentity(object.key))) continue;
         result.orphanCount++;
         result.orphanBytes += object.size;
         if (result.orphans.length < maxListed) result.orphans.push({ key: object.key, size: object.size, lastModified: object.lastModified?.toISOString() });
@@ -150,6 +156,68 @@ export async function verify(context: StorageContext, options: VerifyOptions, re
   result.interrupted = options.signal?.aborted ?? false;
   reporter.stageDone?.(stage);
   return result;
+}
+
+/**
+ * One app group's listing, looked up as the store looks keys up. A row's own spelling is found at once; another
+ * spelling of it (R2 lists the spelling uploaded last) is confirmed with one HEAD of the row's key, so a store
+ * that keeps spellings apart is not taken to hold an object it does not.
+ */
+class ListingByIdentity {
+  private readonly exact = new Map<string, StoredObject>();
+  private readonly equivalent = new Map<string, StoredObject>();
+
+  constructor(objects: StoredObject[]) {
+    for (const object of objects) {
+      this.exact.set(object.key, object);
+      this.equivalent.set(keyIdentity(object.key), object);
+    }
+  }
+
+  async find(context: StorageContext, key: string): Promise<StoredObject | undefined> {
+    const listed = this.exact.get(key);
+    if (listed) return listed;
+    const other = this.equivalent.get(keyIdentity(key));
+    if (!other) return undefined;
+    const head = await context.store.head(key);
+    return head ? { ...other, key, size: head.size, etag: head.etag } : undefined;
+  }
+}
+
+/**
+ * Rows whose keys are different spellings of one object (R2 NFC-normalises keys): one object holds the bytes
+ * of at most one of them, and every other reads those. Each row is named with the others, and which bytes the
+ * object holds (its recorded SHA-256, from one HEAD). Rows sharing one spelling on purpose (content-addressed
+ * blobs, a restored file and its version row) are not reported here: their bytes are checked as usual.
+ */
+async function sharedObjectProblems(context: StorageContext, rows: KeyedRow[]): Promise<[KeyedRow, string][]> {
+  const byIdentity = new Map<string, KeyedRow[]>();
+  for (const row of rows) {
+    const identity = keyIdentity(row.key);
+    byIdentity.set(identity, [...(byIdentity.get(identity) ?? []), row]);
+  }
+  const problems: [KeyedRow, string][] = [];
+  for (const sharing of byIdentity.values()) {
+    if (new Set(sharing.map((row) => row.key)).size < 2) continue;
+    const head = await context.store.head(sharing[0].key).catch(() => undefined);
+    // The app's objects carry no SHA-256 of ours: then only the bytes themselves tell whose they are.
+    const sha256 = head ? (head.sha256 ?? (await context.store.readAndHash(sharing[0].key).catch(() => undefined))?.sha256) : undefined;
+    const name = (row: KeyedRow) => `${TABLES[row.table].table} #${row.id} (${JSON.stringify(row.key)})`;
+    const holder = sharing.find((row) => sha256 !== undefined && row.hash === sha256);
+    for (const row of sharing) {
+      const others = sharing.filter((other) => other !== row).map(name).join(', ');
+      const holds = !head
+        ? 'no object is there'
+        : holder
+          ? `it holds the bytes of ${holder === row ? 'this row' : name(holder)}`
+          : sha256
+            ? "it holds none of these rows' bytes"
+            : 'its bytes could not be read to tell whose they are';
+      const reads = row === holder ? 'this row reads its own bytes until another of these rows is written' : head ? 'this row reads bytes that are not its own' : 'this row reads nothing';
+      problems.push([row, `shares one object with ${others}: the keys are Unicode-equivalent spellings, one object on R2; ${holds}, and ${reads}. Rename one of the files in the app and restore its content from a backup or the database`]);
+    }
+  }
+  return problems;
 }
 
 /** `decodedSize`: the object is stored compressed and its metadata gives this content size (checked by the caller). */

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { StorageContext } from '../context.ts';
 import type { TableRunResult } from './batch-runner.ts';
 import type { CommonRunOptions, WorkerRun } from './options.ts';
@@ -113,6 +114,23 @@ export async function withWorker(
       }
       tables.push(walked);
       reporter.stageDone?.(`${stage} ${table.name}`);
+    }
+    // A save the app computed from a row it loaded before one of our flips lands after it, and can leave its
+    // write where no reader looks. Once such saves have had time to land, the tables are looked at again.
+    if (tables.some((walked) => walked.flipped > 0) && !stop.signal.aborted) {
+      if (options.settleMs) {
+        reporter.log?.('info', `waiting ${Math.round(options.settleMs / 100) / 10} s for the app's saves in flight to land, then checking the rows once more (--settle)`);
+        await sleep(options.settleMs, undefined, { signal: stop.signal }).catch(() => undefined);
+      }
+      for (const walked of tables) {
+        const table = options.tables.find((candidate) => candidate.name === walked.table);
+        if (stop.signal.aborted || !table) break;
+        const repair = await repairStrandedWrites(context, run, table, large, { log: reporter.log, event: reporter.event });
+        if (!repair) continue;
+        repairedAppWrites += repair.flipped;
+        walked.failed.push(...repair.failed);
+        walked.skipped.push(...repair.skipped);
+      }
     }
   } catch (error) {
     failure = error;

@@ -1,6 +1,6 @@
 import { query, type Queryable } from '../db.ts';
 import type { StoredTable } from '../tables.ts';
-import { sqlSha256 } from '../tables.ts';
+import { sqlSha256, type Collision } from '../tables.ts';
 import { CLAIMS_TABLE } from './schema.ts';
 import { filterSql, type RowFilter } from './filters.ts';
 import { Params } from './params.ts';
@@ -63,7 +63,8 @@ export interface ClaimedRow {
   content: string | null;
   has_content: boolean;
   db_hash: string | null;
-  collision: boolean;
+  /** Another row whose key would name the same object (StoredTable.collisionExpr), or null. */
+  collision: Collision | null;
   /** False when another worker claimed the row first: skip it, it is theirs. */
   won: boolean;
 }

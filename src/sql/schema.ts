@@ -1,4 +1,5 @@
 import { query, type Queryable } from '../db.ts';
+import { sqlKeyIdentity } from '../tables.ts';
 
 /** One piece of the Phase 1 schema (plus what this tool needs to verify versions and coordinate workers). */
 export interface SchemaItem {
@@ -13,6 +14,8 @@ export interface SchemaItem {
   unique?: boolean | 'either';
   /** For indexes: the column it is on. */
   column?: string;
+  /** For expression indexes (found by name): the expression it indexes. */
+  expression?: string;
 }
 
 /**
@@ -63,6 +66,24 @@ const index = (table: string, columnName: string, unique: boolean, purpose: stri
   purpose,
   statements: [createIndexSql(table, columnName, unique)],
 });
+
+/**
+ * An index on a key column's identity under the store's key rules (R2 NFC-normalises key names): every "does
+ * a row name this object" question is asked through it, so another spelling of a key finds its row.
+ */
+const identityIndex = (table: string, columnName: string): SchemaItem => {
+  const name = `index_${table}_on_${columnName}_identity`;
+  const expression = sqlKeyIdentity(columnName);
+  return {
+    kind: 'index',
+    table,
+    name,
+    expression,
+    unique: false,
+    purpose: "find rows by object under the store's key identity (R2 stores Unicode-equivalent keys as one object)",
+    statements: [`CREATE INDEX CONCURRENTLY IF NOT EXISTS ${name} ON ${table} ((${expression}))`],
+  };
+};
 
 /** The schema for a key layout; without one, what every command needs whatever the layout. */
 export function schemaItems(layout?: KeyLayout): SchemaItem[] {
@@ -159,6 +180,9 @@ const SCHEMA_ITEMS: SchemaItem[] = [
   index('app_versions', 'r2_snapshot_key', true, 'one version per snapshot object'),
   index('app_version_files', 'r2_content_key', true, 'one row per object'),
   index('app_version_files', 'storage_location', false, 'find rows by location'),
+  identityIndex('app_files', 'r2_object_key'),
+  identityIndex('app_versions', 'r2_snapshot_key'),
+  identityIndex('app_version_files', 'r2_content_key'),
 ];
 
 export const BASE_TABLES = ['apps', 'app_files', 'app_versions', 'app_version_files'];
@@ -170,7 +194,8 @@ interface ColumnRow {
 }
 interface IndexRow {
   table_name: string;
-  column_name: string;
+  /** NULL for an expression index. */
+  column_name: string | null;
   is_unique: boolean;
   is_valid: boolean;
   index_name: string;
@@ -189,8 +214,13 @@ export interface SchemaState {
 export async function readSchemaState(db: Queryable, layout?: KeyLayout): Promise<SchemaState> {
   const columns = await query<ColumnRow>(
     db,
-    `SELECT table_name, column_name, is_nullable FROM information_schema.columns
-      WHERE table_schema = current_schema() AND table_name = ANY($1::text[])`,
+    // pg_catalog, not information_schema: the latter hides the columns of tables the role has no grant on,
+    // which would call a table that is there "missing".
+    `SELECT c.relname AS table_name, a.attname AS column_name, CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END AS is_nullable
+       FROM pg_attribute a
+       JOIN pg_class c ON c.oid = a.attrelid AND c.relkind IN ('r', 'p')
+       JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()
+      WHERE c.relname = ANY($1::text[]) AND a.attnum > 0 AND NOT a.attisdropped`,
     [[...BASE_TABLES, ...SCHEMA_ITEMS.filter((item) => item.kind === 'table').map((item) => item.table)]],
   );
   const indexes = await query<IndexRow>(
@@ -200,7 +230,7 @@ export async function readSchemaState(db: Queryable, layout?: KeyLayout): Promis
        JOIN pg_class ct ON ct.oid = i.indrelid
        JOIN pg_class ci ON ci.oid = i.indexrelid
        JOIN pg_namespace n ON n.oid = ct.relnamespace AND n.nspname = current_schema()
-       JOIN pg_attribute a ON a.attrelid = ct.oid AND a.attnum = i.indkey[0]
+       LEFT JOIN pg_attribute a ON a.attrelid = ct.oid AND a.attnum = i.indkey[0]
       WHERE ct.relname = ANY($1::text[])`,
     [BASE_TABLES],
   );
@@ -212,7 +242,11 @@ export async function readSchemaState(db: Queryable, layout?: KeyLayout): Promis
     if (item.kind === 'table') ok = tables.has(item.table);
     else if (item.kind === 'column') ok = hasColumn(item.table, item.name);
     else if (item.kind === 'nullable') ok = columns.some((row) => row.table_name === item.table && row.column_name === item.name && row.is_nullable === 'YES');
-    else {
+    else if (item.expression) {
+      const named = indexes.filter((row) => row.index_name === item.name);
+      ok = named.some((row) => row.is_valid);
+      if (!ok) state.indexesToDrop.push(...named.map((row) => row.index_name));
+    } else {
       const onColumn = indexes.filter((row) => row.table_name === item.table && row.column_name === item.column);
       const fits = (row: IndexRow) => item.unique === 'either' || row.is_unique === item.unique;
       ok = onColumn.some((row) => row.is_valid && fits(row)) && (item.unique !== false || !onColumn.some((row) => row.is_unique));

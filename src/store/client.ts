@@ -81,16 +81,18 @@ export class StoppableRetryStrategy extends ConfiguredRetryStrategy {
     if (error) {
       if (error.$metadata?.clockSkewCorrected && !refusedForSigningTime(error)) delete error.$metadata.clockSkewCorrected;
       errorInfo = { ...errorInfo, errorType: retryErrorType(error) };
+      // R2 answers 429 to a write within a second of another write to the same key ("Limits"): the next
+      // attempt goes after that second, through the SDK's own retry-after hint, not on a shorter backoff.
+      if (isKeyWriteLimited(error) && !errorInfo.retryAfterHint) errorInfo = { ...errorInfo, retryAfterHint: new Date(Date.now() + KEY_WRITE_INTERVAL_MS) };
     }
     return super.refreshRetryTokenForRetry(token, errorInfo);
   }
 }
 
-/**
- * Delay before retry `attempt` (1-based): 300 ms, 600 ms, 1.2 s, … with ±50% jitter. The first two retries
- * together outlast one second, so a write refused with 429 because another writer touched the same key
- * (R2 takes one write per key per second) is retried after that second has passed.
- */
+/** R2 takes one write per key per second; a write refused for it is retried once this has passed. */
+export const KEY_WRITE_INTERVAL_MS = 1100;
+
+/** Delay before retry `attempt` (1-based): 300 ms, 600 ms, 1.2 s, … with ±50% jitter (at least a second after a 429, above). */
 export function retryDelayMs(attempt: number): number {
   return Math.min(MAX_RETRY_DELAY_MS, 300 * 2 ** (attempt - 1) * (0.5 + Math.random()));
 }

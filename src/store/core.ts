@@ -10,6 +10,11 @@ export interface StoreCore {
   readonly objects: ObjectRequests;
   readonly bucket: string;
   readonly partSize: number;
+  /**
+   * Whether the store was proven to refuse a DeleteObject whose If-Match names another ETag (the store gate's
+   * probe). Unknown (undefined) counts as no: deletes then bridge the check with a conditional tombstone.
+   */
+  conditionalDeletes?: boolean;
   head(key: string): Promise<ObjectHead | undefined>;
   readAndHash(key: string): Promise<{ sha256: string; size: number }>;
 }

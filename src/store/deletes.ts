@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cleanEtag } from '../hashing.ts';
-import { describeS3Error, isNotFound, isPreconditionFailed, isKeyWriteLimited } from './client.ts';
+import { describeS3Error, isNotFound, isPreconditionFailed, isKeyWriteLimited, retryErrorType } from './client.ts';
 import { tombstoneMetadata } from './ownership.ts';
 import type { StoreCore } from './core.ts';
 
@@ -20,16 +20,24 @@ export type GuardedDelete =
       guarded: boolean;
     }
   | { status: 'gone' }
-  /** `tombstoned`: a 0-byte tombstone of ours was left at the key (the delete did not follow it). */
-  | { status: 'refused'; reason: string; tombstoned?: boolean };
+  /** Left on purpose: not ours, or changed since it was checked. `tombstoned`: a 0-byte tombstone of ours was left at the key. */
+  | { status: 'refused'; reason: string; tombstoned?: boolean }
+  /** The store did not do what was asked (an error answer or no answer): a failure, not a choice. */
+  | { status: 'failed'; reason: string; tombstoned?: boolean };
 
 /** The delete is sent only this soon after the tombstone was: well inside the second R2 refuses other writes. */
 const TOMBSTONE_GUARD_MS = 600;
 const ROUNDS = 3;
 
 /**
- * Deletes an object only if this tool wrote it and it is still what the caller checked. S3 and R2 have no
- * conditional delete, so the check and the delete are bridged by a conditional write:
+ * Deletes an object only if this tool wrote it and it is still what the caller checked.
+ *
+ * On a store proven to honour If-Match on DeleteObject (S3's conditional deletes, since 2025-09; the store
+ * gate probes it), that is the guard: HEAD, then DELETE with If-Match on the ETag the HEAD saw, so a write by
+ * anyone since makes the delete fail with 412 and nothing is deleted.
+ *
+ * Elsewhere (R2 does not document conditional deletes), the check and the delete are bridged by a conditional
+ * write, and the DELETE still carries If-Match on our tombstone's ETag for a store that honours it unproven:
  * 1. HEAD: the object must carry our marker and match `expect`.
  * 2. PUT a 0-byte tombstone of ours with `If-Match` on that ETag: atomic, so a write by anyone since the HEAD
  *    fails the condition (412) and nothing is deleted.
@@ -46,6 +54,7 @@ export async function deleteIfOurs(core: StoreCore, key: string, expect: DeleteE
     if (expect.etag !== undefined && head.etag !== expect.etag) return { status: 'refused', reason: 'rewritten since it was listed; not deleted' };
     if (expect.sha256 !== undefined && head.sha256 !== expect.sha256) return { status: 'refused', reason: 'holds other content than the row it was checked against; not deleted' };
   }
+  if (core.conditionalDeletes) return deleteIfMatch(core, key, head.etag);
   let etag = head.etag;
   let tombstoned = false;
   for (let round = 1; round <= ROUNDS; round++) {
@@ -68,8 +77,17 @@ export async function deleteIfOurs(core: StoreCore, key: string, expect: DeleteE
         }
         return { status: 'refused', reason: 'rewritten since it was checked (a conditional write failed); not deleted' };
       }
-      if (isKeyWriteLimited(error)) return { status: 'refused', reason: 'written within the last second; left for the next run', tombstoned };
-      return { status: 'refused', reason: `could not be replaced by a tombstone: ${describeS3Error(error)}`, tombstoned };
+      if (isKeyWriteLimited(error)) {
+        // Someone (our own upload, or the app) wrote the key within the last second. Once the second is over,
+        // look again: the object must still be the one checked, or it is left alone.
+        if (round === ROUNDS) return { status: 'refused', reason: 'written within the last second, again and again; left for the next run', tombstoned };
+        await sleep(1100);
+        const again = await core.head(key);
+        if (!again) return { status: 'gone' };
+        if (again.etag !== etag) return { status: 'refused', reason: 'rewritten since it was checked; not deleted', tombstoned };
+        continue;
+      }
+      return { status: 'failed', reason: `could not be replaced by a tombstone: ${describeS3Error(error)}`, tombstoned };
     }
     tombstoned = true;
     if (performance.now() - sentAt > TOMBSTONE_GUARD_MS) {
@@ -81,14 +99,34 @@ export async function deleteIfOurs(core: StoreCore, key: string, expect: DeleteE
       continue;
     }
     try {
-      await core.objects.delete(key, false);
+      await core.objects.delete(key, false, tombstoneEtag);
       return { status: 'deleted', windowMs: performance.now() - sentAt, guarded: true };
     } catch (error) {
-      if (!isKeyWriteLimited(error)) return { status: 'refused', reason: `delete failed (a 0-byte tombstone of ours is left at the key): ${describeS3Error(error)}`, tombstoned: true };
+      if (isPreconditionFailed(error)) return { status: 'refused', reason: 'rewritten after our tombstone (the conditional delete failed); not deleted', tombstoned: false };
+      // A delete refused as a write within the second (should R2 count deletes), or one the store failed to do
+      // (5xx, no answer: it may or may not have landed): once our tombstone is surely the key's only recent
+      // write, it is deleted if it is still our tombstone.
+      if (!isKeyWriteLimited(error) && retryErrorType(error) === 'CLIENT_ERROR') {
+        return { status: 'failed', reason: `delete failed (a 0-byte tombstone of ours is left at the key): ${describeS3Error(error)}`, tombstoned: true };
+      }
       return fallBack(core, key, tombstoneEtag, sentAt);
     }
   }
   return { status: 'refused', reason: 'the key kept changing; left for the next run', tombstoned };
+}
+
+/** The guard on a store that honours If-Match on DeleteObject: the object goes only while it has the ETag checked. */
+async function deleteIfMatch(core: StoreCore, key: string, etag: string): Promise<GuardedDelete> {
+  const sentAt = performance.now();
+  try {
+    // Safe to retry: a repeat after a delete that landed answers 404, after a rewrite 412.
+    await core.objects.delete(key, true, etag);
+    return { status: 'deleted', windowMs: performance.now() - sentAt, guarded: true };
+  } catch (error) {
+    if (isPreconditionFailed(error)) return { status: 'refused', reason: 'rewritten since it was checked (the conditional delete failed); not deleted' };
+    if (isNotFound(error)) return { status: 'gone' };
+    return { status: 'failed', reason: `delete failed: ${describeS3Error(error)}` };
+  }
 }
 
 async function fallBack(core: StoreCore, key: string, tombstoneEtag: string, sentAt: number): Promise<GuardedDelete> {
@@ -98,10 +136,10 @@ async function fallBack(core: StoreCore, key: string, tombstoneEtag: string, sen
   if (!head) return { status: 'gone' };
   if (!head.tombstone || head.etag !== tombstoneEtag) return { status: 'refused', reason: 'rewritten after our tombstone; not deleted' };
   try {
-    await core.objects.delete(key, false);
+    await core.objects.delete(key, false, tombstoneEtag);
     return { status: 'deleted', windowMs: performance.now() - checkedAt, guarded: false };
   } catch (error) {
-    return { status: 'refused', reason: `delete failed (a 0-byte tombstone of ours is left at the key): ${describeS3Error(error)}`, tombstoned: true };
+    return { status: 'failed', reason: `delete failed (a 0-byte tombstone of ours is left at the key): ${describeS3Error(error)}`, tombstoned: true };
   }
 }
 

@@ -167,6 +167,16 @@ export class ObjectRequests {
   private readonly basePath: string;
   /** Server time minus this machine's, from the last answer's Date header (0 until one arrives). */
   clockOffsetMs = 0;
+  /**
+   * How an ETag goes in If-Match. HTTP and S3 quote it; Ceph RGW 16 compares the header to the bare ETag, so a
+   * quoted one never matches there and an unquoted one does. The store check finds which this store takes.
+   */
+  ifMatchQuoted = true;
+
+  private ifMatchValue(etag: string): string {
+    const bare = etag.replace(/^"|"$/g, '');
+    return this.ifMatchQuoted ? `"${bare}"` : bare;
+  }
 
   constructor(
     config: ObjectStoreConfig,
@@ -206,7 +216,7 @@ export class ObjectRequests {
     if (put.contentMd5) headers['content-md5'] = put.contentMd5;
     if (put.contentEncoding) headers['content-encoding'] = put.contentEncoding;
     if (put.ifNoneMatch) headers['if-none-match'] = put.ifNoneMatch;
-    if (put.ifMatch) headers['if-match'] = put.ifMatch.startsWith('"') ? put.ifMatch : `"${put.ifMatch}"`;
+    if (put.ifMatch) headers['if-match'] = this.ifMatchValue(put.ifMatch);
     for (const [name, value] of Object.entries(put.metadata ?? {})) headers[`x-amz-meta-${name}`] = value;
     const answer = await this.send('PUT', key, headers, body, retries);
     return { etag: headerText(answer.headers.etag) ?? '' };
@@ -222,9 +232,14 @@ export class ObjectRequests {
     }
   }
 
-  /** DeleteObject. */
-  async delete(key: string, retries = true): Promise<void> {
-    await this.send('DELETE', key, {}, undefined, retries);
+  /**
+   * DeleteObject. With `ifMatch`, only while the object still has that ETag: S3 answers 412 otherwise and keeps
+   * it (conditional deletes, S3 since 2025-09); a store that ignores the header deletes regardless, which is
+   * why the guarded delete relies on it only where the store was proven to honour it (store/deletes.ts).
+   */
+  async delete(key: string, retries = true, ifMatch?: string): Promise<void> {
+    const headers: Record<string, string> = ifMatch ? { 'if-match': this.ifMatchValue(ifMatch) } : {};
+    await this.send('DELETE', key, headers, undefined, retries);
   }
 
   /**

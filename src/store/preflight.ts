@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, UploadPartCommand } from '@aws-sdk/client-s3';
@@ -33,6 +34,8 @@ export interface StoreCheck {
   requests: { classA: number; classB: number; free: number };
   /** Probe objects left behind because their delete failed (none when the store behaved). */
   leftBehind: string[];
+  /** The storage class a new object lands in (x-amz-storage-class; S3 omits it for STANDARD), when a probe object was stored. */
+  storageClass?: string;
   durationMs: number;
   checkedAt: string;
 }
@@ -69,7 +72,16 @@ const REQUIRED = {
   },
 } as const;
 
-type ProbeId = keyof typeof REQUIRED | 'sameKeyWriteLimited' | 'getDecompresses';
+/** What the store does that the tool adapts to, without refusing a store that does otherwise. */
+const INFORMATIONAL = {
+  sameKeyWriteLimited: 'a second write to a key within a second is refused (429), as R2 does',
+  getDecompresses: 'GetObject returns gzip-encoded objects decompressed',
+  deleteIfMatch: 'DeleteObject with If-Match is refused (412) on a different ETag, and the object kept',
+  keysNormalized: 'Unicode-equivalent keys are one object (NFC), as on R2',
+  storageClass: 'new objects land in the Standard storage class',
+} as const;
+
+type ProbeId = keyof typeof REQUIRED | keyof typeof INFORMATIONAL;
 
 /** How a store answered one request: its status, or the error it raised. */
 async function answer(action: () => Promise<unknown>): Promise<{ status: number; error?: unknown }> {
@@ -105,27 +117,47 @@ export async function probeStore(store: Pick<StoreCore, 'client' | 'objects' | '
   const properties: StoreProperty[] = [];
   const record = (id: ProbeId, holds: boolean, seen: string) => {
     const required = id in REQUIRED ? REQUIRED[id as keyof typeof REQUIRED] : undefined;
-    const property = required?.property ?? (id === 'sameKeyWriteLimited' ? 'a second write to a key within a second is refused (429), as R2 does' : 'GetObject returns gzip-encoded objects decompressed');
+    const property = required?.property ?? INFORMATIONAL[id as keyof typeof INFORMATIONAL];
     properties.push({ id, property, required: required !== undefined, holds, seen, ...(required ? { risk: required.risk } : {}) });
   };
-  const put = (key: string, body: Buffer, extra: PutHeaders = {}, retries = true) => {
-    requests.classA++;
+  const lastWritten = new Map<string, number>();
+  const put = async (key: string, body: Buffer, extra: PutHeaders = {}, retries = true) => {
     written.add(key);
-    return objects.put(key, body, { contentType: 'application/octet-stream', contentMd5: hexToBase64(md5Hex(body)), ...extra }, retries);
+    const send = async () => {
+      requests.classA++;
+      const out = await objects.put(key, body, { contentType: 'application/octet-stream', contentMd5: hexToBase64(md5Hex(body)), ...extra }, retries);
+      lastWritten.set(key, Date.now());
+      return out;
+    };
+    try {
+      return await send();
+    } catch (error) {
+      // R2 takes one write per key per second, and may say so (429) before it weighs a condition: a probe of a
+      // condition waits out the second since its key was written and asks once more.
+      const since = lastWritten.get(key);
+      if (!retries || httpStatusOf(error) !== 429 || since === undefined) throw error;
+      await sleep(Math.max(0, 1100 - (Date.now() - since)));
+      return send();
+    }
   };
   const head = async (key: string) => {
     requests.classB++;
     const answer = await objects.head(key);
     if (!answer) throw Object.assign(new Error('the probe object is not there'), { $metadata: { httpStatusCode: 404 } });
-    return { etag: headerText(answer.headers.etag) ?? '', metadata: metadataOf(answer.headers) };
+    return { etag: headerText(answer.headers.etag) ?? '', metadata: metadataOf(answer.headers), storageClass: headerText(answer.headers['x-amz-storage-class']) ?? 'STANDARD' };
   };
+  let storageClass: string | undefined;
+  let createdAt = Date.now();
 
   // A fresh key: a conditional create must be accepted there, or nothing else can be probed.
   const key = `${run}conditions`;
   const body = Buffer.from(`overskill-storage probe ${run}`);
   const sha256 = sha256Hex(body);
   let etag: string | undefined;
+  // Probed last: a store that takes one write per key per second (R2) refuses it within the second of the create.
+  let replaceSame: (() => Promise<void>) | undefined;
   const created = await answer(async () => {
+    createdAt = Date.now();
     const out = await put(key, body, { ifNoneMatch: '*', metadata: { writer: 'overskill-storage', sha256, probe: 'yes' } });
     etag = cleanEtag(out.etag);
   });
@@ -135,7 +167,9 @@ export async function probeStore(store: Pick<StoreCore, 'client' | 'objects' | '
   } else {
     record('etagIsMd5', etag === md5Hex(body), `ETag ${etag || '(none)'}, MD5 ${md5Hex(body)}`);
     const meta = await answer(async () => {
-      const back = (await head(key)).metadata;
+      const seen = await head(key);
+      storageClass = seen.storageClass;
+      const back = seen.metadata;
       if (back.sha256 !== sha256 || back.writer !== 'overskill-storage') throw Object.assign(new Error(`metadata came back as ${JSON.stringify(back)}`), { $metadata: { httpStatusCode: 200 } });
     });
     record('metadataRoundTrip', !meta.error, meta.error ? described(meta) : 'sha256 and writer came back');
@@ -146,9 +180,29 @@ export async function probeStore(store: Pick<StoreCore, 'client' | 'objects' | '
     etag = await current().catch(() => etag);
     const wrong = await answer(() => put(key, Buffer.from('must not land either'), { ifMatch: `"${md5Hex(Buffer.from('another etag'))}"` }));
     record('replaceIfMatch', wrong.status === 412, described(wrong));
-    etag = await current().catch(() => etag);
-    const same = await answer(() => put(key, body, { ifMatch: `"${etag}"`, metadata: { writer: 'overskill-storage', sha256, probe: 'yes' } }));
-    record('replaceIfMatchSame', !same.error, described(same));
+    replaceSame = async () => {
+      etag = await current().catch(() => etag);
+      const same = await answer(() => put(key, body, { ifMatch: etag, metadata: { writer: 'overskill-storage', sha256, probe: 'yes' } }));
+      if (same.status !== 412 || !objects.ifMatchQuoted) {
+        record('replaceIfMatchSame', !same.error, described(same));
+        return;
+      }
+      // Refused on its own ETag: a server that compares If-Match to the bare ETag (Ceph RGW 16). Asked again
+      // unquoted, and kept so only if a wrong ETag unquoted is still refused.
+      objects.ifMatchQuoted = false;
+      const bare = await answer(() => put(key, body, { ifMatch: etag, metadata: { writer: 'overskill-storage', sha256, probe: 'yes' } }));
+      etag = await current().catch(() => etag);
+      const bareWrong = bare.error ? bare : await answer(() => put(key, Buffer.from('must not land either'), { ifMatch: md5Hex(Buffer.from('another etag')) }));
+      const works = !bare.error && bareWrong.status === 412;
+      if (!works) objects.ifMatchQuoted = true;
+      record(
+        'replaceIfMatchSame',
+        works,
+        works
+          ? 'refused quoted ("etag", as HTTP writes it), accepted unquoted, which a wrong ETag still fails: this store gets If-Match unquoted'
+          : `${described(same)}; unquoted: ${described(bare)}`,
+      );
+    };
 
     for (const [id, condition] of [
       ['completeIfNoneMatch', { IfNoneMatch: '*' }],
@@ -192,6 +246,46 @@ export async function probeStore(store: Pick<StoreCore, 'client' | 'objects' | '
   });
   record('getDecompresses', decompressed, decoded.error ? described(decoded) : decompressed ? 'came back decompressed (every read of the tool decodes either way)' : 'came back as stored');
 
+  // Informational: whether a DeleteObject's If-Match is honoured (S3's conditional deletes). Where it is, that
+  // is the guard of every delete of ours; elsewhere a conditional tombstone bridges the check (store/deletes.ts).
+  const deleteKey = `${run}conditional-delete`;
+  const deleteBody = Buffer.from('conditional delete probe');
+  const stored = await answer(() => put(deleteKey, deleteBody));
+  if (stored.error) record('deleteIfMatch', false, `the probe object could not be stored: ${described(stored)}`);
+  else {
+    requests.free++;
+    const refused = await answer(() => objects.delete(deleteKey, true, md5Hex(Buffer.from('another etag'))));
+    const kept = await answer(() => head(deleteKey));
+    const holds = refused.status === 412 && !kept.error;
+    record('deleteIfMatch', holds, refused.status === 412 ? (kept.error ? 'refused: 412, but the object is gone' : 'refused: 412, the object kept') : `${described(refused)}${kept.error ? ', and the object was deleted' : ''}`);
+  }
+
+  // Informational: which spellings of a key are one object. R2 NFC-normalises key names ("Unicode
+  // interoperability"); the tool treats keys so everywhere (keys.ts), and says what this store does.
+  const decomposed = `${run}unicode-cafe\u0301`;
+  const composed = decomposed.normalize('NFC');
+  const spelled = await answer(() => put(decomposed, Buffer.from('unicode probe')));
+  if (spelled.error) record('keysNormalized', false, `the probe object could not be stored: ${described(spelled)}`);
+  else {
+    requests.classB++;
+    const other = await answer(async () => {
+      if (!(await objects.head(composed))) throw Object.assign(new Error('not found under the other spelling'), { $metadata: { httpStatusCode: 404 } });
+    });
+    record('keysNormalized', !other.error, other.error ? (other.status === 404 ? 'written as "e" + U+0301, not found as "é": two objects' : described(other)) : 'written as "e" + U+0301, found as "é": one object');
+    if (!other.error) written.add(composed);
+  }
+
+  if (storageClass !== undefined) {
+    const standard = storageClass === 'STANDARD';
+    record('storageClass', standard, standard ? 'STANDARD' : `${storageClass}: reads, read-backs and early deletes cost more (report --storage-class)`);
+  }
+
+  if (replaceSame) {
+    // On a store with R2's per-key write limit, the second since the probe key was written is waited out.
+    if (properties.some((p) => p.id === 'sameKeyWriteLimited' && p.holds)) await sleep(Math.max(0, 1100 - (Date.now() - createdAt)));
+    await replaceSame();
+  }
+
   const leftBehind: string[] = [];
   for (const probe of written) {
     requests.free++;
@@ -199,7 +293,7 @@ export async function probeStore(store: Pick<StoreCore, 'client' | 'objects' | '
     if (removed.error && removed.status !== 404) leftBehind.push(probe);
   }
   const ok = properties.filter((p) => p.required).every((p) => p.holds);
-  return { bucket, ok, properties, requests, leftBehind, durationMs: Date.now() - started, checkedAt: new Date(started).toISOString() };
+  return { bucket, ok, properties, requests, leftBehind, storageClass, durationMs: Date.now() - started, checkedAt: new Date(started).toISOString() };
 }
 
 /** The required properties a check found missing, as one sentence for a refusal. */
@@ -208,4 +302,4 @@ export function missingProperties(check: StoreCheck): StoreProperty[] {
 }
 
 /** Requests one check sends at most, for plans and dry runs. */
-export const PROBE_REQUESTS = { classA: 13, classB: 4, free: 5 };
+export const PROBE_REQUESTS = { classA: 15, classB: 6, free: 9 };

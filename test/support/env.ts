@@ -69,6 +69,8 @@ export async function createTestEnv(options: { schema?: boolean; s3?: LocalS3Ser
     R2_BUCKET: s3.bucket,
     NO_COLOR: '1',
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    // No app writes meanwhile in most tests: the closing repair pass need not wait (the races set their own).
+    OVERSKILL_STORAGE_SETTLE: '0s',
     ...(ON_PGLITE ? { OVERSKILL_STORAGE_DB_CONNECTIONS: '1' } : {}),
   };
   return {

@@ -7,7 +7,7 @@ import { DEFAULT_WALK, DEFAULT_INLINE_MAX, type CommonRunOptions } from '../../.
 import { parseTables } from '../../../src/tables.ts';
 import { DEFAULT_POLICY, validatePolicy, type PlacementPolicy } from '../../../src/placement.ts';
 import { UsageError } from '../../../src/errors.ts';
-import { DEFAULT_PRICES, type Prices } from '../../../src/cost.ts';
+import { DEFAULT_PRICES, INFREQUENT_ACCESS_PRICES, STORAGE_CLASSES, type Prices, type StorageClass } from '../../../src/cost.ts';
 import * as parse from './parse.ts';
 import { Output, type EventSink, type LogFormat, type OutputStreams } from '../render/output.ts';
 
@@ -80,7 +80,15 @@ export interface OpenedContext extends StorageContext {
  * `concurrency` sizes both pools: S3 sockets at least the requests in flight (fewer would quietly cap the
  * run), database connections a few (claims and flips are short; large contents stream on their own).
  */
-export async function openContext(globals: GlobalOptions, runtime: Runtime, options: { store: boolean; concurrency?: number; onRequest?: (command: string) => void }): Promise<OpenedContext> {
+/**
+ * `database`: what the command will ask of the database, checked right after connecting, before anything is
+ * planned or changed ('write': writable, granted, text columns, UTF8; 'read': text columns, UTF8).
+ */
+export async function openContext(
+  globals: GlobalOptions,
+  runtime: Runtime,
+  options: { store: boolean; concurrency?: number; onRequest?: (command: string) => void; database?: 'read' | 'write' },
+): Promise<OpenedContext> {
   const resolver = new ConfigResolver({
     flags: { databaseUrl: globals.databaseUrl, endpoint: globals.endpoint, accountId: globals.accountId, bucket: globals.bucket, region: globals.region },
     env: runtime.streams.env,
@@ -98,6 +106,10 @@ export async function openContext(globals: GlobalOptions, runtime: Runtime, opti
   let metrics: { close(): Promise<void> } | undefined;
   try {
     await checkConnection(db, database.url);
+    if (options.database) {
+      const gate = await import('../../../src/ops/database-gate.ts');
+      await (options.database === 'write' ? gate.assertDatabaseAllowsWrites(db) : gate.assertDatabaseReadable(db));
+    }
     if (storeConfig) {
       store = new ObjectStore(storeConfig, {
         maxSockets: concurrency + 8,
@@ -149,13 +161,14 @@ async function startMetrics(port: number, output: Output, runtime: Runtime, stor
 export function addWalkOptions(command: Command, defaults: { concurrency?: number } = {}): Command {
   return command
     .option('--app <id>', 'only this app (repeatable, or comma-separated)', parse.collectIds)
-    .option('--rollout <percent>', 'only this percentage of apps, chosen by a stable hash of app_id (10 → 50 → 100 only widens)', parse.decimal({ min: 0, max: 100, exclusiveMin: true }))
+    .option('--rollout <percent>', 'only this percentage of apps, chosen by a stable hash of app_id (10 → 50 → 100 only widens)', parse.percent())
     .option('--shard <I/N>', 'only rows with id mod N = I (run N processes, one per shard)', parse.shard)
     .option('--tables <list>', 'comma-separated: files, snapshots, version-files (default: all three)')
     .option('--limit <n>', 'stop after this many rows', parse.integer({ min: 1 }))
     .option('--batch-size <n>', 'rows per batch', parse.integer({ min: 1, max: 100_000 }), DEFAULT_WALK.batchSize)
     .addOption(new Option('--batch-bytes <size>', 'content bytes per batch, e.g. 8MiB').argParser(parse.byteSize({ min: 1 })).default(DEFAULT_WALK.batchBytes, '8MiB'))
     .option('--concurrency <n>', 'S3 requests in flight', parse.integer({ min: 1, max: 1024 }), defaults.concurrency ?? DEFAULT_WALK.concurrency)
+    .option('--settle <duration>', "after flipping rows, wait this long for the app's saves in flight, then repair any they left unreadable (default: $OVERSKILL_STORAGE_SETTLE, else 2s)", parse.duration)
     .addOption(thresholdOptions()[0])
     .addOption(thresholdOptions()[1]);
 }
@@ -178,17 +191,22 @@ export function addPacingOptions(command: Command): Command {
 
 export function addPriceOptions(command: Command): Command {
   return command
-    .addOption(new Option('--price-storage <usd>', 'R2 storage, $/GB-month').argParser(parse.decimal()).default(DEFAULT_PRICES.storagePerGbMonth))
-    .addOption(new Option('--price-class-a <usd>', 'R2 Class A (writes, lists), $/million').argParser(parse.decimal()).default(DEFAULT_PRICES.classAPerMillion))
-    .addOption(new Option('--price-class-b <usd>', 'R2 Class B (reads), $/million').argParser(parse.decimal()).default(DEFAULT_PRICES.classBPerMillion))
+    .addOption(new Option('--storage-class <class>', "the R2 storage class objects land in (`doctor` tells): its list prices are the defaults below").choices(STORAGE_CLASSES).default('standard'))
+    .addOption(new Option('--price-storage <usd>', 'R2 storage, $/GB-month (default: the class\'s; Standard 0.015)').argParser(parse.decimal()))
+    .addOption(new Option('--price-class-a <usd>', 'R2 Class A (writes, lists), $/million (Standard 4.50)').argParser(parse.decimal()))
+    .addOption(new Option('--price-class-b <usd>', 'R2 Class B (reads), $/million (Standard 0.36)').argParser(parse.decimal()))
     .addOption(new Option('--price-database <usd>', 'PostgreSQL storage, $/GB-month (values the bytes saved)').argParser(parse.decimal()).default(DEFAULT_PRICES.databasePerGbMonth));
 }
 
 export function pricesFrom(opts: Record<string, unknown>): Prices {
+  const storageClass = (opts.storageClass as StorageClass | undefined) ?? 'standard';
+  const list = storageClass === 'infrequent-access' ? INFREQUENT_ACCESS_PRICES : { ...DEFAULT_PRICES, retrievalPerGb: 0 };
   return {
-    storagePerGbMonth: opts.priceStorage as number,
-    classAPerMillion: opts.priceClassA as number,
-    classBPerMillion: opts.priceClassB as number,
+    storageClass,
+    storagePerGbMonth: (opts.priceStorage as number | undefined) ?? list.storagePerGbMonth,
+    classAPerMillion: (opts.priceClassA as number | undefined) ?? list.classAPerMillion,
+    classBPerMillion: (opts.priceClassB as number | undefined) ?? list.classBPerMillion,
+    retrievalPerGb: list.retrievalPerGb,
     databasePerGbMonth: opts.priceDatabase as number,
   };
 }
@@ -200,7 +218,21 @@ export function policyFrom(opts: Record<string, unknown>): PlacementPolicy {
   return policy;
 }
 
-export function runOptionsFrom(opts: Record<string, unknown>, signal: AbortSignal): CommonRunOptions {
+/** The settle period before a flipping run's closing repair: --settle, else $OVERSKILL_STORAGE_SETTLE, else 2 s. */
+export const DEFAULT_SETTLE_MS = 2000;
+
+function settleFrom(opts: Record<string, unknown>, env: NodeJS.ProcessEnv): number {
+  if (opts.settle !== undefined) return opts.settle as number;
+  const fromEnv = env.OVERSKILL_STORAGE_SETTLE;
+  if (fromEnv === undefined || fromEnv === '') return DEFAULT_SETTLE_MS;
+  try {
+    return parse.duration(fromEnv);
+  } catch {
+    throw new UsageError(`OVERSKILL_STORAGE_SETTLE must be a duration like 2s or 500ms, got "${fromEnv}".`);
+  }
+}
+
+export function runOptionsFrom(opts: Record<string, unknown>, signal: AbortSignal, env: NodeJS.ProcessEnv = {}): CommonRunOptions {
   let tables;
   try {
     tables = parseTables(opts.tables as string | undefined);
@@ -218,5 +250,5 @@ export function runOptionsFrom(opts: Record<string, unknown>, signal: AbortSigna
     dbLoad: opts.maxDbLoad !== undefined ? { probeSql: opts.dbLoadProbe as string, threshold: opts.maxDbLoad as number, timeoutMs: opts.dbLoadTimeout as number | undefined } : undefined,
     signal,
   };
-  return { ...walk, tables, policy: policyFrom(opts), inlineMaxBytes: DEFAULT_INLINE_MAX };
+  return { ...walk, tables, policy: policyFrom(opts), inlineMaxBytes: DEFAULT_INLINE_MAX, settleMs: settleFrom(opts, env) };
 }

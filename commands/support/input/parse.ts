@@ -25,6 +25,19 @@ export function decimal(options: { min?: number; max?: number; exclusiveMin?: bo
   };
 }
 
+/** Percentages: 10 or 10% (as operators write them), above 0 and at most 100. */
+export function percent() {
+  const number = decimal({ min: 0, max: 100, exclusiveMin: true });
+  return (value: string): number => {
+    const trimmed = value.trim();
+    try {
+      return number(trimmed.endsWith('%') ? trimmed.slice(0, -1).trim() : trimmed);
+    } catch {
+      throw new InvalidArgumentError(`expected a percentage above 0 and at most 100, like 10 or 10%, got "${value}".`);
+    }
+  };
+}
+
 const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1000, kib: 1024, m: 1024 ** 2, mb: 1e6, mib: 1024 ** 2, g: 1024 ** 3, gb: 1e9, gib: 1024 ** 3 };
 
 /** Byte sizes: 1024, 10KiB, 8MiB, 1.5MB. */

@@ -23,6 +23,7 @@ export function renderPlan(output: Output, plan: Plan, title: string): void {
   output.print(`Rows to change:      ${c.bold(formatCount(plan.rows))} (${formatBytes(plan.bytes)})`);
   output.print(`S3 requests:         ${requests.length ? requests.join(', ') : 'none'} ≈ ${formatMoney(plan.cost.requests)}`);
   if (plan.cost.storagePerMonth !== 0) output.print(`R2 storage change:   ${formatMoney(plan.cost.storagePerMonth)}/month`);
+  if (plan.cost.retrieval) output.print(`Retrieval fees:      ${formatMoney(plan.cost.retrieval)} (Infrequent Access)`);
   if (plan.databaseBytesFreed) output.print(`Database bytes freed: ${c.bold(formatBytes(plan.databaseBytesFreed))}`);
   if (plan.databaseBytesFreedLater) output.print(`Freed later by finalize: ${formatBytes(plan.databaseBytesFreedLater)}`);
   for (const note of plan.notes) output.print(c.dim(`note: ${note}`));
