@@ -24,7 +24,7 @@ export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<Com
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         if (opts.quarantine) validateQuarantinePrefix(opts.quarantine);
-        const context = await openContext(globals, runtime, { store: true });
+        const context = await openContext(globals, runtime, { store: true, database: opts.dryRun ? 'read' : 'write' });
         try {
           const base = { appIds: opts.app, graceMs: opts.grace, quarantinePrefix: opts.quarantine, concurrency: opts.concurrency, signal: runtime.signal };
           const listing = await cleanup(context, { ...base, apply: false }, progressReporter(output));
@@ -48,7 +48,7 @@ export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<Com
             yes: globals.yes ?? false,
           });
           const storeCheck = await gateStore(context, output, globals);
-          const { withRecordedRun } = await import('../src/runs/recorded.ts');
+          const [{ withRecordedRun }, { objectItem }] = await Promise.all([import('../src/runs/recorded.ts'), import('../src/sql/run-items.ts')]);
           const recorded = await withRecordedRun(
             context,
             { ...recordFor(runtime, globals, opts, { tables: [], filter: { appIds: opts.app } }, { pausable: false }), storeCheck },
@@ -56,8 +56,8 @@ export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<Com
             (done) => ({
               rows: done.deleted + done.quarantined,
               bytes: 0,
-              items: [],
-              unlogged: { failed: done.failed.length, refused: done.refused.length },
+              // Every object not deleted is an item of the run (`report --items`): failures as failed, choices as refused.
+              items: [...done.failed.map((f) => objectItem(f.key, 'failed', f.reason)), ...done.refused.map((r) => objectItem(r.key, 'refused', r.reason))],
               interrupted: done.interrupted,
             }),
           );
@@ -66,6 +66,7 @@ export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<Com
             c.green(`${opts.quarantine ? `Quarantined ${formatCount(result.quarantined)}` : `Deleted ${formatCount(result.deleted)}`} orphaned object(s).`),
           );
           if (result.refused.length) output.print(c.dim(`${formatCount(result.refused.length)} object(s) left in place on purpose (not written by this tool, or rewritten since they were listed):`));
+          if (result.failed.length) output.print(c.red(`${formatCount(result.failed.length)} object(s) could not be deleted: the store failed the request (run cleanup again):`));
           for (const refusal of result.refused.slice(0, 20)) output.print(c.dim(`  ${refusal.key}: ${refusal.reason}`));
           if (result.restored) output.print(c.yellow(`${formatCount(result.restored)} object(s) put back from database content: a row started naming them while they were deleted.`));
           if (result.deleteWindow.count) output.print(c.dim(`Tombstone-to-delete time per object: p50 ${result.deleteWindow.p50Ms} ms, max ${result.deleteWindow.maxMs} ms (R2 refuses other writes to a key for a second after ours).`));

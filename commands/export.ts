@@ -21,7 +21,7 @@ export function exportCommand(runtime: Runtime, run: (action: () => Promise<Comm
         const [{ exportApp }, { contentRefs, streamStoredContent }] = await Promise.all([import('../src/ops/export.ts'), import('../src/ops/read-content.ts')]);
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
-        const context = await openContext(globals, runtime, { store: true, concurrency: opts.concurrency });
+        const context = await openContext(globals, runtime, { store: true, concurrency: opts.concurrency, database: 'read' });
         try {
           const result = await exportApp(context, { appId, directory: resolve(runtime.cwd, opts.out), version: opts.version, concurrency: opts.concurrency });
           const c = output.color;
@@ -49,8 +49,9 @@ export function catCommand(runtime: Runtime, run: (action: () => Promise<Command
       run(async () => {
         const [{ exportApp }, { contentRefs, streamStoredContent }] = await Promise.all([import('../src/ops/export.ts'), import('../src/ops/read-content.ts')]);
         const globals = cmd.optsWithGlobals() as GlobalOptions;
-        const context = await openContext(globals, runtime, { store: true });
+        const context = await openContext(globals, runtime, { store: true, database: 'read' });
         try {
+          await (await import('../src/ops/scope.ts')).assertScopeSelects(context.db, { appIds: [appId] });
           const candidates = path.startsWith('/') ? [path, path.slice(1)] : [path, `/${path}`];
           const refs = await contentRefs(context.db, FILES, 't.app_id = $1::bigint AND t.path = ANY($2::text[])', [appId, candidates], 1024 * 1024);
           const ref = refs.find((row) => row.path === path) ?? refs[0];

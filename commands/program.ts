@@ -1,7 +1,7 @@
 import { Command, CommanderError, Help } from 'commander';
 import { addGlobalOptions, type Runtime } from './support/input/context.ts';
 import { describeError, exitCodeFor } from './support/flow/exit.ts';
-import { Output } from './support/render/output.ts';
+import { Output, writeErrorDocument } from './support/render/output.ts';
 import type { CommandResult } from './support/flow/command.ts';
 import { packageVersion } from '../src/version.ts';
 import { CATALOG, type CommandEntry } from './catalog.ts';
@@ -54,9 +54,14 @@ export async function runCli(argv: string[], runtime: Runtime): Promise<number> 
     await program.parseAsync(argv, { from: 'user' });
     return exitCode;
   } catch (error) {
-    if (error instanceof CommanderError) return exitCodeFor(error);
-    errorOutput.error(describeError(error, verbose));
-    return exitCodeFor(error);
+    const code = exitCodeFor(error);
+    if (!(error instanceof CommanderError)) errorOutput.error(describeError(error, verbose));
+    if (argv.includes('--json') && code !== 0) {
+      const command = runtime.command ?? argv.find((word) => CATALOG.some((entry) => entry.name === word)) ?? 'overskill-storage';
+      const message = error instanceof CommanderError ? error.message.replace(/^error: /, '') : describeError(error, false);
+      writeErrorDocument(runtime.streams.stdout, command, { message, exitCode: code, kind: error instanceof Error ? (error instanceof CommanderError ? 'UsageError' : error.name) : undefined });
+    }
+    return code;
   }
 }
 

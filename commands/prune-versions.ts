@@ -35,7 +35,7 @@ export function pruneVersionsCommand(runtime: Runtime, run: (action: () => Promi
           concurrency: opts.concurrency as number,
           signal: runtime.signal,
         };
-        const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency });
+        const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency, database: opts.dryRun ? 'read' : 'write' });
         try {
           const prepared = await preparePrune(context, options);
           const { plan } = prepared;

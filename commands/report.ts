@@ -44,7 +44,7 @@ export function reportCommand(runtime: Runtime, run: (action: () => Promise<Comm
         } catch (error) {
           throw new UsageError((error as Error).message);
         }
-        const context = await openContext(globals, runtime, { store: Boolean(opts.probeReads || opts.listBucket) });
+        const context = await openContext(globals, runtime, { store: Boolean(opts.probeReads || opts.listBucket), database: 'read' });
         try {
           const probe = opts.probeReads ? await (await import('../src/ops/read-probe.ts')).probeReads(context, opts.probeReads) : undefined;
           const measured = opts.listBucket ? await (await import('../src/ops/compression-stats.ts')).measureCompression(context, tables) : undefined;

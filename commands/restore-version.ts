@@ -28,7 +28,7 @@ export function restoreVersionCommand(runtime: Runtime, run: (action: () => Prom
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         const policy = policyFrom(opts);
-        const context = await openContext(globals, runtime, { store: true });
+        const context = await openContext(globals, runtime, { store: true, database: opts.dryRun ? 'read' : 'write' });
         try {
           const prepared = await prepareRestore(context, appId, versionSpec);
           const c = output.color;

@@ -14,7 +14,7 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
     .addHelpText('after', '\nExamples:\n  $ overskill-storage schema\n  $ overskill-storage schema --apply --dry-run\n  $ overskill-storage schema --apply --yes\n  $ overskill-storage schema --apply --key-layout content-addressed')
     .action(async (opts, command: Command) =>
       run(async () => {
-        const { analyzeStatements, applySchema, describeItem, inspectSchema, statementsFor } = await import('../src/ops/schema.ts');
+        const { analyzeStatements, applySchema, assertSchemaApplicable, describeItem, inspectSchema, statementsFor } = await import('../src/ops/schema.ts');
         const globals = command.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         const layout = opts.keyLayout as KeyLayout;
@@ -53,6 +53,7 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
             output.result(document([]));
             return { exitCode: 0 };
           }
+          await assertSchemaApplicable(context.db, state);
           const analyze = analyzeStatements();
           output.print(`Will run ${statements.length} statement(s), then ${analyze.length} ANALYZE statement(s) so the planner has statistics for the new columns:`);
           for (const statement of [...statements, ...analyze]) output.print(`  ${statement.replace(/\s+/g, ' ')};`);

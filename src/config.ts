@@ -1,3 +1,4 @@
+import { parseEnv } from 'node:util';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from './errors.ts';
@@ -42,24 +43,12 @@ export interface ObjectStoreConfig {
   allowInsecureEndpoint: boolean;
 }
 
+/**
+ * A `.env` file as dotenv users write it (quotes, a comment after a value, `export`), read by Node's own
+ * parser (`util.parseEnv`), the one Node's `--env-file` uses, rather than one of ours.
+ */
 export function parseDotEnv(text: string): Record<string, string> {
-  const values: Record<string, string> = {};
-  for (const rawLine of text.split(/\r?\n/)) {
-    const line = rawLine.trim();
-    if (!line || line.startsWith('#')) continue;
-    const match = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
-    if (!match) continue;
-    let value = match[2];
-    const quote = value[0];
-    if ((quote === '"' || quote === "'") && value.endsWith(quote) && value.length >= 2) {
-      value = value.slice(1, -1);
-      if (quote === '"') value = value.replace(/\\n/g, '\n').replace(/\\"/g, '"');
-    } else {
-      value = value.replace(/\s+#.*$/, '');
-    }
-    values[match[1]] = value;
-  }
-  return values;
+  return { ...parseEnv(text) } as Record<string, string>;
 }
 
 export function loadDotEnv(cwd: string): Record<string, string> {

@@ -104,10 +104,12 @@ describe('configuration and usage errors', () => {
     expectOneSentence(run, /--allow-insecure-endpoint/);
   });
 
-  it('an --app id that does not exist changes nothing and says so', async () => {
+  it('an --app id that does not exist is refused (exit 2), naming it, with a --json document for scripts', async () => {
     const run = await cli(['migrate', '--yes', '--app', '999999', '--json'], env.cliEnv);
-    expect(run.code).toBe(0);
-    expect(run.json().plan.rows).toBe(0);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/no app 999999/);
+    expect(run.json()).toMatchObject({ command: 'migrate', ok: false, error: { exitCode: 2, kind: 'UsageError' } });
+    expect(run.json().error.message).toMatch(/no app 999999/);
   });
 
   it('flags override the environment, which overrides .env', () => {

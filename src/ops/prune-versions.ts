@@ -7,6 +7,8 @@ import { deleteVersions, versionReferences, versionVerdicts, type KeepReason, ty
 import { deleteUnnamed, emptyTally, quarantineUnnamed } from './guarded-deletes.ts';
 import { windowStats, type DeleteWindowStats } from '../store/deletes.ts';
 import { assertSchemaReady } from './schema.ts';
+import { assertScopeSelects } from './scope.ts';
+import { objectItem } from '../sql/run-items.ts';
 import { errorMessage } from '../errors.ts';
 import { DEFAULT_PRICES, classACost, classBCost, storageCost, type Prices } from '../cost.ts';
 
@@ -60,6 +62,7 @@ export interface PreparedPrune {
 /** Every version's verdict and the plan's totals; reads only. */
 export async function preparePrune(context: StorageContext, options: PruneOptions): Promise<PreparedPrune> {
   await assertSchemaReady(context.db);
+  await assertScopeSelects(context.db, { appIds: options.appIds });
   const verdicts = await versionVerdicts(context.db, options.policy, options.appIds, await versionReferences(context.db), options.now);
   const going = verdicts.filter((v) => v.prune);
   const objects = going.flatMap((v) => v.objects);
@@ -140,8 +143,8 @@ export async function prune(context: StorageContext, prepared: PreparedPrune, op
   const recorded = await withRecordedRun(context, { ...options.record, pausable: false }, body, (done) => ({
     rows: done.versionsDeleted,
     bytes: 0,
-    items: [],
-    unlogged: { failed: done.failedApps.length + done.objectsFailed.length, refused: 0 },
+    items: [...done.objectsFailed.map((f) => objectItem(f.key, 'failed', f.reason)), ...done.objectsRefused.map((r) => objectItem(r.key, 'refused', r.reason))],
+    unlogged: { failed: done.failedApps.length, refused: 0 },
     interrupted: done.interrupted,
   }));
   return { ...recorded.result, run: recorded.run };

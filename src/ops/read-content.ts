@@ -1,4 +1,8 @@
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { StorageContext } from '../context.ts';
 import { FILES, TABLES, type StoredTable, type TableName } from '../tables.ts';
 import { readContentChunks } from '../sql/content-chunks.ts';
@@ -29,7 +33,8 @@ export interface ContentSource {
 /**
  * Hybrid retrieval, the TypeScript twin of the plan's `AppFile#content` with R2 fallback: the database
  * content when the row has it, else the R2 object, whose SHA-256 must equal content_hash (else an
- * IntegrityError: the tool never returns bytes it cannot vouch for). Streams, so any size is fine.
+ * IntegrityError: the tool never returns bytes it cannot vouch for). An object's bytes are yielded only once
+ * all of them are proven (provenFirst), in bounded memory, so any size is fine.
  */
 export async function* streamStoredContent(context: StorageContext, ref: StoredContentRef, info: Partial<ContentSource> = {}): AsyncGenerator<Buffer> {
   const table = TABLES[ref.table];
@@ -52,18 +57,56 @@ export async function* streamStoredContent(context: StorageContext, ref: StoredC
   if (!ref.hash) throw new IntegrityError(`${table.table} #${ref.id} lives in R2 without a content_hash, so its object cannot be verified`, ref.key);
   info.source = 'r2';
   const download = await context.store.getStream(ref.key);
+  const key = ref.key;
+  const hash = ref.hash;
+  yield* provenFirst(download.body, (actual, size) => {
+    if (actual !== hash) throw new IntegrityError(`object ${key} does not match content_hash of ${table.table} #${ref.id} (${size} bytes hash to ${actual.slice(0, 12)}…)`, key);
+    info.verified = true;
+  });
+}
+
+/** Bytes held in memory before a download is proven; past this they wait in a private temporary file. */
+const HELD_IN_MEMORY = 8 * 1024 * 1024;
+
+/**
+ * Yields a download's bytes only after all of them arrived and `prove` accepted their SHA-256 and length: no
+ * byte reaches a caller (cat's stdout, a file being written) before it is known to be the content. Up to
+ * 8 MiB wait in memory; a larger content waits in a file only this process can read, removed afterwards.
+ */
+async function* provenFirst(chunks: AsyncIterable<Uint8Array>, prove: (sha256: string, size: number) => void): AsyncGenerator<Buffer> {
   const digest = createHash('sha256');
   let size = 0;
-  for await (const chunk of download.body) {
-    digest.update(chunk);
-    size += chunk.length;
-    yield Buffer.from(chunk);
+  const held: Buffer[] = [];
+  let spool: { dir: string; file: FileHandle } | undefined;
+  try {
+    for await (const chunk of chunks) {
+      const bytes = Buffer.from(chunk);
+      digest.update(bytes);
+      size += bytes.length;
+      if (!spool && size <= HELD_IN_MEMORY) {
+        held.push(bytes);
+        continue;
+      }
+      if (!spool) {
+        const dir = await mkdtemp(join(tmpdir(), 'overskill-read-'));
+        spool = { dir, file: await open(join(dir, 'content'), 'wx', 0o600) };
+        for (const part of held.splice(0)) await spool.file.write(part);
+      }
+      await spool.file.write(bytes);
+    }
+    prove(digest.digest('hex'), size);
+    if (!spool) {
+      yield* held;
+      return;
+    }
+    await spool.file.close();
+    for await (const part of createReadStream(join(spool.dir, 'content'))) yield part as Buffer;
+  } finally {
+    if (spool) {
+      await spool.file.close().catch(() => undefined);
+      await rm(spool.dir, { recursive: true, force: true });
+    }
   }
-  const actual = digest.digest('hex');
-  if (actual !== ref.hash) {
-    throw new IntegrityError(`object ${ref.key} does not match content_hash of ${table.table} #${ref.id} (${size} bytes hash to ${actual.slice(0, 12)}…)`, ref.key);
-  }
-  info.verified = true;
 }
 
 /** Hybrid retrieval into memory (for contents the caller must hold, like snapshots). */

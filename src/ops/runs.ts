@@ -1,3 +1,4 @@
+import { sessionIsReadOnly } from '../sql/database-access.ts';
 import type { Db } from '../db.ts';
 import { UsageError } from '../errors.ts';
 import { TABLES } from '../tables.ts';
@@ -36,7 +37,8 @@ export interface StatusResult {
 
 export async function runStatus(db: Db, options: { runId?: string; recent?: number } = {}): Promise<StatusResult> {
   await assertRunTables(db);
-  const interruptedNow = await reconcileRuns(db);
+  // On a standby (or a read-only session) runs are shown as recorded: marking dead ones needs a write.
+  const interruptedNow = (await sessionIsReadOnly(db)) ? [] : await reconcileRuns(db);
   let runs: RunRow[];
   if (options.runId) {
     const run = await readRun(db, options.runId);
@@ -193,7 +195,7 @@ export interface RunHistory {
 export async function runHistory(db: Db, filter: RunFilter, options: { readOnly?: boolean } = {}): Promise<RunHistory> {
   if (options.readOnly && !(await runTablesPresent(db))) return { runs: [], progress: [] };
   await assertRunTables(db);
-  if (!options.readOnly) await reconcileRuns(db);
+  if (!options.readOnly && !(await sessionIsReadOnly(db))) await reconcileRuns(db);
   const runs = await listRuns(db, filter);
   const workers = await runWorkers(db, runs.map((run) => run.id));
   return {

@@ -2,7 +2,8 @@ import type { Db } from '../db.ts';
 import { recordBaseline } from '../sql/baseline.ts';
 import { query } from '../db.ts';
 import { readSchemaState, SHAREABLE_KEY_COLUMNS, type KeyLayout, type SchemaItem, type SchemaState } from '../sql/schema.ts';
-import { SchemaMissingError } from '../errors.ts';
+import { ConfigError, SchemaMissingError } from '../errors.ts';
+import { inspectDatabaseAccess, tablesNotOwned } from '../sql/database-access.ts';
 import { TABLE_NAMES, TABLES, type StoredTable } from '../tables.ts';
 
 const STORED_TABLES = TABLE_NAMES.map((name) => TABLES[name]);
@@ -34,6 +35,26 @@ export interface ApplyResult {
  * is dropped and rebuilt. Running it twice is a no-op. Refuses up front (nothing changed) when the path
  * layout's unique key index cannot be built because rows already share objects.
  */
+/**
+ * What `schema --apply` needs of the role for the items still missing: a writable database, ownership of each
+ * table it alters or indexes, and CREATE on the schema for the tables it adds. Refused (exit 2) before the
+ * first statement, so it never stops halfway with PostgreSQL's "must be owner of table".
+ */
+export async function assertSchemaApplicable(db: Db, state: SchemaState): Promise<void> {
+  const access = await inspectDatabaseAccess(db);
+  const problems: string[] = [];
+  if (access.readOnly) problems.push(access.inRecovery ? 'the database is a standby in recovery (read-only)' : 'transactions are read-only here');
+  // The key-identity indexes normalise keys to NFC, which PostgreSQL does only in a UTF8 database.
+  if (access.encoding !== 'UTF8') problems.push(`the database encoding is ${access.encoding}, not UTF8`);
+  const altered = [...new Set(state.missing.filter((item) => item.kind !== 'table').map((item) => item.table))];
+  for (const { table, owner } of await tablesNotOwned(db, altered)) problems.push(`role "${access.user}" does not own ${table} (its owner is "${owner}"), which ALTER TABLE and CREATE INDEX need`);
+  const created = state.missing.filter((item) => item.kind === 'table').map((item) => item.table);
+  if (created.length && !access.canCreate) problems.push(`role "${access.user}" may not create tables in this schema (${created.join(', ')} are to be added)`);
+  if (problems.length) {
+    throw new ConfigError(`schema --apply cannot finish here, so nothing was changed: ${problems.join('; ')}. Run it as the tables' owner (the role the app's migrations run as).`);
+  }
+}
+
 export async function applySchema(db: Db, layout: KeyLayout = 'path'): Promise<ApplyResult> {
   const before = await inspectSchema(db, layout);
   if (before.missingTables.length) {
@@ -45,6 +66,7 @@ export async function applySchema(db: Db, layout: KeyLayout = 'path'): Promise<A
       `Rows share objects (content-addressed layout; e.g. ${example.rows} rows of ${example.table} name ${example.key}), so the path layout's unique index on ${example.table}.${example.column} cannot be built. Keep \`--key-layout content-addressed\`, or roll those rows back first. Nothing was changed.`,
     );
   }
+  if (statementsFor(before).length) await assertSchemaApplicable(db, before);
   const applied: string[] = [];
   for (const statement of statementsFor(before)) {
     try {

@@ -38,7 +38,7 @@ export async function contradictoryRows(db: Queryable, table: StoredTable, filte
                 WHEN ${loc} = 'r2' AND ${content} IS NOT NULL THEN 'r2 row still has database content (the app''s, after a save computed from an earlier load; the next migrate, finalize or rollback makes it a database row)'
                 WHEN ${loc} IN ('hybrid', 'r2') AND ${hash} IS NULL THEN 'row in R2 has no content hash to verify it by'
                 WHEN ${appHashOverRestoredSql(table)} THEN 'the app saved a new content_hash without its content (a save computed from the row as it was before rollback): the app''s content is in the object at its plan key; the next migrate, finalize or rollback puts it back'
-                WHEN ${loc} = 'database' AND ${content} IS NOT NULL AND ${hash} IS NOT NULL AND ${hash} <> ${sqlSha256(content)} THEN 'database content does not match content_hash (rewritten without its hash, as code from before the plan does); migrate records the right hash when it uploads it'
+                WHEN ${loc} = 'database' AND ${content} IS NOT NULL AND ${hash} IS NOT NULL AND ${hash} <> ${sqlSha256(content)} THEN 'database content does not match content_hash (rewritten without its hash, as code from before the plan does); the content is the only copy: the next maintain (with --yes) records its hash'
               END AS problem
          FROM ${table.source}
         WHERE ${filterSql(table, filter, params)}

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { query, type Queryable } from '../db.ts';
 import { RUNS_TABLE, RUN_ITEMS_TABLE } from './run-tables.ts';
 
@@ -81,4 +82,16 @@ export async function runItems(db: Queryable, runId: string, limit?: number): Pr
        FROM ${RUN_ITEMS_TABLE} WHERE run_id = $1::bigint ORDER BY table_name, row_id ${limit ? `LIMIT ${Math.floor(limit)}` : ''}`,
     [runId],
   );
+}
+
+/** Objects a run could not delete, or left on purpose, are items too: kept under the pseudo-table `objects`. */
+export const OBJECTS_TABLE = 'objects';
+
+/**
+ * An item for an object no row owns (cleanup's orphans, a purge's objects): the row id is a stable number
+ * drawn from the key, so a key met twice in a run counts one more attempt, as a row does.
+ */
+export function objectItem(key: string, outcome: RunItem['outcome'], message: string, errorClass = outcome === 'failed' ? 'DeleteFailed' : 'DeleteRefused'): RunItem {
+  const rowId = BigInt(`0x${createHash('sha256').update(key).digest('hex').slice(0, 15)}`).toString();
+  return { table: OBJECTS_TABLE, rowId, appId: /^apps\/([0-9]+)\//.exec(key)?.[1] ?? null, path: null, key, outcome, errorClass, message };
 }

@@ -15,6 +15,19 @@ export interface OutputStreams {
 /** The version of every --json document's shape (schemas/cli-output.schema.json); raised on a breaking change. */
 export const JSON_SCHEMA_VERSION = 1;
 
+/** The stdout streams a --json document was written to: a command that then fails adds no second one. */
+const DOCUMENTED = new WeakSet<object>();
+
+/**
+ * With --json, a command that ends in an error still gives a script one document to read: the same sentence
+ * as stderr, the exit code, and the error's kind. Nothing is written when the command printed its document.
+ */
+export function writeErrorDocument(stdout: NodeJS.WritableStream, command: string, error: { message: string; exitCode: number; kind?: string }): void {
+  if (DOCUMENTED.has(stdout)) return;
+  DOCUMENTED.add(stdout);
+  stdout.write(redact(JSON.stringify({ schemaVersion: JSON_SCHEMA_VERSION, command, ok: false, error }, null, 2)) + '\n');
+}
+
 /**
  * Where everything a command says goes: results on stdout (one JSON document with --json), logs and
  * progress on stderr. Every line passes the secret scrubber. Colour follows NO_COLOR, --no-color and TTY.
@@ -88,6 +101,7 @@ export class Output {
   /** The machine result: with --json, one JSON document on stdout, with its shape's version and the command. */
   result(document: object): void {
     if (!this.json) return;
+    DOCUMENTED.add(this.streams.stdout);
     this.streams.stdout.write(redact(JSON.stringify({ schemaVersion: JSON_SCHEMA_VERSION, command: this.command, ...document }, null, 2)) + '\n');
   }
 

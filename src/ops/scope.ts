@@ -1,0 +1,31 @@
+import type { Queryable } from '../db.ts';
+import { UsageError } from '../errors.ts';
+import type { RowFilter } from '../sql/filters.ts';
+import { appsInRollout, rowsInShard, unknownAppIds } from '../sql/scope.ts';
+
+/**
+ * A scope that selects nothing that exists is the operator's mistake, not an empty success: an `--app` id that
+ * is no app, a `--rollout` that takes none of the apps there are, a `--shard` that takes none of the rows.
+ * Refused (exit 2) before anything is planned, so "nothing to do" and "no problems found" are said only of a
+ * scope that names something.
+ */
+export async function assertScopeSelects(db: Queryable, filter: RowFilter): Promise<void> {
+  if (filter.appIds?.length) {
+    const unknown = await unknownAppIds(db, filter.appIds);
+    if (unknown.length) {
+      throw new UsageError(`${unknown.length === 1 ? `There is no app ${unknown[0]}` : `There are no apps ${unknown.join(', ')}`} in this database (--app): nothing was done. Check the id${unknown.length === 1 ? '' : 's'}.`);
+    }
+  }
+  if (filter.rolloutPercent !== undefined && filter.rolloutPercent < 100) {
+    const { apps, selected } = await appsInRollout(db, filter.rolloutPercent, filter.appIds);
+    if (apps > 0 && selected === 0) {
+      throw new UsageError(`--rollout ${filter.rolloutPercent}% takes none of the ${apps} app${apps === 1 ? '' : 's'} in scope (each app's place is a stable hash of its id): nothing was done. Use a larger percentage.`);
+    }
+  }
+  if (filter.shard && filter.shard.count > 1) {
+    const { rows, selected } = await rowsInShard(db, filter.shard.index, filter.shard.count);
+    if (rows > 0 && selected === 0) {
+      throw new UsageError(`--shard ${filter.shard.index}/${filter.shard.count} takes none of the ${rows} rows (shards split rows by id): nothing was done. Use fewer shards.`);
+    }
+  }
+}
