@@ -1,7 +1,7 @@
 import type { StorageContext } from '../context.ts';
 import { query } from '../db.ts';
 import { describeItem, inspectSchema } from './schema.ts';
-import { inspectDatabaseAccess, tablesNotOwned } from '../sql/database-access.ts';
+import { existingTables, inspectDatabaseAccess, tablesNotOwned } from '../sql/database-access.ts';
 import { databaseProperties } from './database-gate.ts';
 import { probeStore, type StoreCheck, type StoreProperty } from '../store/preflight.ts';
 
@@ -40,7 +40,7 @@ export async function checkDatabase(context: Pick<StorageContext, 'db'>): Promis
   const schema = await inspectSchema(context.db);
   const access = await inspectDatabaseAccess(context.db);
   // Only what is missing must be added, and only its tables' ownership matters.
-  const altered = [...new Set(schema.missing.filter((item) => item.kind !== 'table').map((item) => item.table))];
+  const altered = await existingTables(context.db, [...new Set(schema.missing.filter((item) => item.kind !== 'table').map((item) => item.table))]);
   const notOwned = await tablesNotOwned(context.db, altered);
   const missing = [...schema.missingTables.map((table) => `table ${table}`), ...schema.missing.map(describeItem)];
   return [

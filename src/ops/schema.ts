@@ -3,7 +3,7 @@ import { recordBaseline } from '../sql/baseline.ts';
 import { query } from '../db.ts';
 import { readSchemaState, SHAREABLE_KEY_COLUMNS, type KeyLayout, type SchemaItem, type SchemaState } from '../sql/schema.ts';
 import { ConfigError, SchemaMissingError } from '../errors.ts';
-import { inspectDatabaseAccess, tablesNotOwned } from '../sql/database-access.ts';
+import { existingTables, inspectDatabaseAccess, tablesNotOwned } from '../sql/database-access.ts';
 import { TABLE_NAMES, TABLES, type StoredTable } from '../tables.ts';
 
 const STORED_TABLES = TABLE_NAMES.map((name) => TABLES[name]);
@@ -46,7 +46,7 @@ export async function assertSchemaApplicable(db: Db, state: SchemaState): Promis
   if (access.readOnly) problems.push(access.inRecovery ? 'the database is a standby in recovery (read-only)' : 'transactions are read-only here');
   // The key-identity indexes normalise keys to NFC, which PostgreSQL does only in a UTF8 database.
   if (access.encoding !== 'UTF8') problems.push(`the database encoding is ${access.encoding}, not UTF8`);
-  const altered = [...new Set(state.missing.filter((item) => item.kind !== 'table').map((item) => item.table))];
+  const altered = await existingTables(db, [...new Set(state.missing.filter((item) => item.kind !== 'table').map((item) => item.table))]);
   for (const { table, owner } of await tablesNotOwned(db, altered)) problems.push(`role "${access.user}" does not own ${table} (its owner is "${owner}"), which ALTER TABLE and CREATE INDEX need`);
   const created = state.missing.filter((item) => item.kind === 'table').map((item) => item.table);
   if (created.length && !access.canCreate) problems.push(`role "${access.user}" may not create tables in this schema (${created.join(', ')} are to be added)`);

@@ -95,3 +95,10 @@ export async function sessionIsReadOnly(db: Queryable): Promise<boolean> {
   const [row] = await query<{ read_only: boolean }>(db, "SELECT current_setting('transaction_read_only') = 'on' OR pg_is_in_recovery() AS read_only");
   return row.read_only;
 }
+
+/** Of `tables`, those that exist in the current schema. */
+export async function existingTables(db: Queryable, tables: string[]): Promise<string[]> {
+  if (!tables.length) return [];
+  const rows = await query<{ name: string }>(db, 'SELECT t AS name FROM unnest($1::text[]) AS t WHERE to_regclass(quote_ident(t)) IS NOT NULL', [tables]);
+  return rows.map((row) => row.name);
+}

@@ -292,6 +292,9 @@ export async function probeStore(store: Pick<StoreCore, 'client' | 'objects' | '
     const removed = await answer(() => objects.delete(probe));
     if (removed.error && removed.status !== 404) leftBehind.push(probe);
   }
+  // Shown in one order whatever order they were probed in: the required ones first, as REQUIRED lists them.
+  const order = [...Object.keys(REQUIRED), ...Object.keys(INFORMATIONAL)];
+  properties.sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id));
   const ok = properties.filter((p) => p.required).every((p) => p.holds);
   return { bucket, ok, properties, requests, leftBehind, storageClass, durationMs: Date.now() - started, checkedAt: new Date(started).toISOString() };
 }
