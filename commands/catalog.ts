@@ -94,6 +94,13 @@ export const CATALOG: readonly CommandEntry[] = [
     load: async () => (await import('./maintain.ts')).maintainCommand,
   },
   {
+    name: 'reclaim',
+    usage: '[options]',
+    description:
+      "Phase 3's last step: give the space finalize freed back to the operating system with the app live (pg_repack on the three tables), planned first; refuses without pg_repack, and never falls back to a blocking rewrite unless asked (--offline: VACUUM FULL with a lock timeout).",
+    load: async () => (await import('./reclaim.ts')).reclaimCommand,
+  },
+  {
     name: 'prune-versions',
     usage: '[options]',
     description:

@@ -49,7 +49,7 @@ export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<Co
                 ? [
                     `Database content freed: ${formatBytes(result.bytesFreed)}. PostgreSQL reuses this space after a VACUUM; it was not run. To reclaim it:`,
                     ...result.vacuumCommands.map((sql) => `  ${sql}`),
-                    '(VACUUM FULL or pg_repack returns it to the operating system, at the cost of a rewrite.)',
+                    'To return it to the operating system with the app live: `overskill-storage reclaim --dry-run`, then `reclaim --yes` (pg_repack; docs/after-the-migration.md).',
                   ]
                 : [],
           });

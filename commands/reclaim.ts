@@ -1,0 +1,96 @@
+import { Command, Option } from 'commander';
+import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/input/context.ts';
+import { confirmWrite } from './support/input/confirm.ts';
+import { progressReporter } from './support/render/progress.ts';
+import { formatBytes, renderTable } from './support/render/format.ts';
+import * as parse from './support/input/parse.ts';
+import type { CommandResult } from './support/flow/command.ts';
+import { EXIT } from './support/flow/exit.ts';
+import { recordFor } from './support/flow/run-record.ts';
+import { parseTables } from '../src/tables.ts';
+import { UsageError } from '../src/errors.ts';
+
+export function reclaimCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
+  return new Command('reclaim')
+    .option('--dry-run', 'print the plan (sizes now and after, free disk, locks, whether pg_repack is usable) and change nothing')
+    .option('--tables <list>', 'comma-separated: files, snapshots, version-files (default: all three)')
+    .option('--offline', 'rewrite with VACUUM FULL instead of pg_repack: each table is locked for its whole rewrite (a maintenance window only)')
+    .addOption(new Option('--lock-timeout <duration>', '--offline: give up on a table whose lock is not had within this').argParser(parse.duration).default(5000, '5s'))
+    .addOption(new Option('--wait-timeout <duration>', "pg_repack: how long to wait for its short locks before skipping a table (it never kills the app's sessions)").argParser(parse.duration).default(60_000, '60s'))
+    .option('--no-superuser-check', "pg_repack's flag for managed databases whose admin role is not a superuser")
+    .addHelpText('after', '\nExamples:\n  $ overskill-storage reclaim --dry-run\n  $ overskill-storage reclaim --yes\n  $ overskill-storage reclaim --tables files --yes\n  $ overskill-storage reclaim --offline --lock-timeout 10s --yes   # a maintenance window')
+    .action(async (opts, cmd: Command) =>
+      run(async () => {
+        const { planReclaim, reclaim } = await import('../src/ops/reclaim.ts');
+        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const output = makeOutput(globals, runtime);
+        let tables;
+        try {
+          tables = parseTables(opts.tables as string | undefined);
+        } catch (error) {
+          throw new UsageError((error as Error).message);
+        }
+        const options = {
+          tables,
+          offline: opts.offline ?? false,
+          lockTimeoutMs: opts.lockTimeout as number,
+          waitTimeoutS: Math.max(1, Math.round((opts.waitTimeout as number) / 1000)),
+          noSuperuserCheck: opts.superuserCheck === false,
+          client: runtime.streams.env.OVERSKILL_STORAGE_PG_REPACK,
+          signal: runtime.signal,
+        };
+        const context = await openContext(globals, runtime, { store: false, database: opts.dryRun ? 'read' : 'write' });
+        try {
+          const plan = await planReclaim(context.db, options);
+          const c = output.color;
+          output.print(c.bold(`Reclaim plan (${plan.mode === 'offline' ? 'VACUUM FULL, offline' : 'pg_repack, with the app live'})`));
+          output.print(
+            renderTable(
+              ['table', 'on disk now', 'should give back', 'should leave', 'measured by'],
+              plan.tables.map((t) => [t.table, formatBytes(t.totalBytes), formatBytes(t.returnableBytes), formatBytes(t.expectedAfterBytes), t.method]),
+              c,
+            ),
+          );
+          output.print(`Free disk needed:    about ${formatBytes(plan.freeDiskNeededBytes)} (a new copy of the largest table and its indexes, dropped with the old one after the swap)`);
+          output.print(`Locks:               ${plan.locks}`);
+          if (plan.mode === 'pg_repack') {
+            output.print(plan.tool.usable ? `pg_repack:           usable (client ${plan.tool.clientVersion}, extension ${plan.tool.extensionVersion})` : c.red(`pg_repack:           not usable: ${plan.tool.problem}`));
+          }
+          for (const note of plan.notes) output.print(c.dim(`note: ${note}`));
+          if (opts.dryRun) {
+            output.result({ dryRun: true, plan });
+            return { exitCode: EXIT.ok };
+          }
+          await confirmWrite(output, `Rewrite ${plan.tables.map((t) => t.table).join(', ')} with ${plan.mode === 'offline' ? 'VACUUM FULL (each locked for its rewrite)' : 'pg_repack'}?`, { yes: globals.yes ?? false });
+          const { withRecordedRun } = await import('../src/runs/recorded.ts');
+          const recorded = await withRecordedRun(
+            context,
+            { ...recordFor(runtime, globals, opts, { tables, filter: {} }, { pausable: false }) },
+            () => reclaim(context, options, progressReporter(output)),
+            (done) => ({
+              rows: done.tables.filter((t) => t.ok).length,
+              bytes: Math.max(0, done.beforeBytes - done.afterBytes),
+              items: [],
+              unlogged: { failed: done.tables.filter((t) => !t.ok).length, refused: 0 },
+              interrupted: done.interrupted,
+            }),
+          );
+          const result = recorded.result;
+          output.print(
+            renderTable(
+              ['table', 'before', 'after', 'given back', 'time', ''],
+              result.tables.map((t) => [t.table, formatBytes(t.beforeBytes), formatBytes(t.afterBytes), formatBytes(Math.max(0, t.beforeBytes - t.afterBytes)), `${(t.ms / 1000).toFixed(1)} s`, t.ok ? c.green('✓') : c.red(`✗ ${t.error}`)]),
+              c,
+            ),
+          );
+          output.print(c.bold(`Given back to the operating system: ${formatBytes(Math.max(0, result.beforeBytes - result.afterBytes))} (${formatBytes(result.beforeBytes)} → ${formatBytes(result.afterBytes)}).`));
+          if (recorded.run) output.print(c.dim(`Run ${recorded.run.id}: ${recorded.run.state ?? ''}.`));
+          output.result({ dryRun: false, plan, result, run: recorded.run });
+          const failed = result.tables.some((t) => !t.ok);
+          return { exitCode: result.interrupted ? EXIT.interrupted : failed ? EXIT.problems : EXIT.ok };
+        } finally {
+          await context.close();
+        }
+      }),
+    );
+}

@@ -1,0 +1,137 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { createTestEnv, ON_PGLITE, type TestEnv } from './support/env.ts';
+import { cli } from './support/cli.ts';
+import { databaseFingerprint, insertApp, insertFile, text } from './support/seed.ts';
+import { query } from '../src/db.ts';
+import { FILES } from '../src/tables.ts';
+import { tableDiskSizes } from '../src/sql/table-sizes.ts';
+
+/** Whether this machine has pg_repack (Debian: postgresql-15-repack); CI installs it and sets REQUIRE_PG_REPACK=1. */
+const PG_REPACK = (() => {
+  const available = spawnSync('pg_repack', ['--version']).status === 0;
+  if (!available && process.env.REQUIRE_PG_REPACK === '1') throw new Error('REQUIRE_PG_REPACK=1 but pg_repack is not on the PATH');
+  if (!available) process.stderr.write('\npg_repack (Debian: postgresql-15-repack) is not here; the reclaim tests that run it do not run.\n\n');
+  return available;
+})();
+
+/**
+ * `reclaim`: the space finalize freed goes back to the operating system with the app live (pg_repack), planned
+ * first; refused without pg_repack or with a client of another version than the extension; VACUUM FULL only
+ * when asked (--offline), under its lock timeout.
+ */
+describe.skipIf(ON_PGLITE)('reclaim', () => {
+  let env: TestEnv;
+  let appId: string;
+  const run = (args: string[], extra: NodeJS.ProcessEnv = {}) => cli([...args, '--json'], { ...env.cliEnv, ...extra });
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    appId = await insertApp(env.db, 'reclaim');
+    for (let i = 0; i < 300; i++) await insertFile(env.db, appId, `src/r${i}.ts`, text(12_000 + i, `reclaim ${i} `));
+    expect((await run(['migrate', '--yes'])).code).toBe(0);
+    expect((await run(['finalize', '--yes'])).code).toBe(0);
+  }, 120_000);
+  afterAll(async () => env?.close());
+
+  it('refuses without the pg_repack extension (exit 2), naming it and how to add it; --dry-run says so and changes nothing', async () => {
+    const before = await databaseFingerprint(env.db);
+    const sizes = await tableDiskSizes(env.db, [FILES]);
+    const planned = await run(['reclaim', '--dry-run']);
+    expect(planned.code).toBe(0);
+    expect(planned.json().plan.tool).toMatchObject({ usable: false });
+    expect(planned.json().plan.tables.map((t: { table: string }) => t.table)).toEqual(['files', 'snapshots', 'version-files']);
+    expect(planned.json().plan.freeDiskNeededBytes).toBeGreaterThan(0);
+    const refused = await run(['reclaim', '--yes']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/pg_repack extension is not (created in|installed on)/);
+    expect(await databaseFingerprint(env.db)).toBe(before);
+    expect(await tableDiskSizes(env.db, [FILES])).toEqual(sizes);
+  });
+
+  it.skipIf(!PG_REPACK)('refuses a client whose version is not the extension\'s (exit 2), naming both', async () => {
+    await query(env.db, 'CREATE EXTENSION IF NOT EXISTS pg_repack');
+    const dir = mkdtempSync(join(tmpdir(), 'oss-fake-repack-'));
+    try {
+      const fake = join(dir, 'pg_repack');
+      writeFileSync(fake, '#!/bin/sh\necho "pg_repack 1.4.7"\n');
+      chmodSync(fake, 0o755);
+      const refused = await run(['reclaim', '--yes'], { OVERSKILL_STORAGE_PG_REPACK: fake });
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toMatch(/client is 1\.4\.7 and the extension in the database is 1\.4\.\d+/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.skipIf(!PG_REPACK)('with pg_repack, a concurrent writer loses nothing and sees no error, and app_files shrinks', async () => {
+    await query(env.db, 'CREATE EXTENSION IF NOT EXISTS pg_repack');
+    const before = (await tableDiskSizes(env.db, [FILES]))[0].totalBytes;
+    const writer = new pg.Client({ connectionString: env.databaseUrl });
+    await writer.connect();
+    const written = new Map<string, string>();
+    const saves: number[] = [];
+    const errors: string[] = [];
+    let stop = false;
+    const writing = (async () => {
+      for (let i = 0; !stop; i++) {
+        const started = performance.now();
+        try {
+          if (i % 2 === 0) {
+            const content = `new file ${i}`;
+            const { rows } = await writer.query('INSERT INTO app_files (app_id, path, content, size_bytes) VALUES ($1, $2, $3, octet_length($3)) RETURNING id', [appId, `src/new-${i}.ts`, content]);
+            written.set(String(rows[0].id), content);
+          } else {
+            const id = [...written.keys()][Math.floor(i / 2) % written.size];
+            const content = `edited ${i}`;
+            await writer.query('UPDATE app_files SET content = $2, size_bytes = octet_length($2) WHERE id = $1', [id, content]);
+            written.set(id, content);
+          }
+        } catch (error) {
+          errors.push((error as Error).message);
+        }
+        saves.push(performance.now() - started);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })();
+    const reclaimed = await run(['reclaim', '--yes', '--tables', 'files']);
+    stop = true;
+    await writing;
+    await writer.end();
+    expect(reclaimed.code, reclaimed.stderr).toBe(0);
+    expect(errors).toEqual([]);
+    expect(saves.length).toBeGreaterThan(20);
+    const result = reclaimed.json().result;
+    expect(result.tables[0]).toMatchObject({ table: 'app_files', ok: true });
+    expect(result.afterBytes).toBeLessThan(before);
+    expect((await tableDiskSizes(env.db, [FILES]))[0].totalBytes).toBeLessThan(before);
+    const rows = await query<{ id: string; content: string }>(env.db, 'SELECT id::text, content FROM app_files WHERE id = ANY($1::bigint[])', [[...written.keys()]]);
+    expect(new Map(rows.map((row) => [row.id, row.content]))).toEqual(written);
+    expect((await run(['verify'])).code).toBe(0);
+  }, 120_000);
+
+  it('--offline runs VACUUM FULL only under its lock timeout: a table another session holds is given up, named, and left as it was', async () => {
+    const holder = new pg.Client({ connectionString: env.databaseUrl });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT count(*) FROM app_files');
+      const started = Date.now();
+      const held = await run(['reclaim', '--offline', '--tables', 'files', '--lock-timeout', '1s', '--yes']);
+      expect(Date.now() - started).toBeLessThan(30_000);
+      expect(held.code).toBe(1);
+      expect(held.json().result.tables[0]).toMatchObject({ table: 'app_files', ok: false });
+      expect(held.json().result.tables[0].error).toMatch(/could not get the lock on app_files within 1000 ms/);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end();
+    }
+    const free = await run(['reclaim', '--offline', '--tables', 'files', '--yes']);
+    expect(free.code).toBe(0);
+    expect((await run(['verify'])).code).toBe(0);
+  });
+});
