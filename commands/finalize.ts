@@ -7,7 +7,8 @@ import type { CommandResult } from './support/flow/command.ts';
 
 export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   const command = new Command('finalize')
-    .option('--dry-run', 'print what would be cleared and the bytes freed; change nothing');
+    .option('--dry-run', 'print what would be cleared and the bytes freed; change nothing')
+    .option('--hybrid-band', "Phase 3's end: also clear the hybrid band (contents from the hybrid threshold up), ending the plan's transition safety; after the app has read from R2 for a while and verify is clean");
   addWalkOptions(command);
   addPacingOptions(command);
   addPriceOptions(command);
@@ -19,7 +20,9 @@ export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<Co
         const [{ finalize, finalizeEligibleSql }, { planFinalize }, { assertSchemaReady }] = await Promise.all([import('../src/ops/finalize.ts'), import('../src/ops/plan.ts'), import('../src/ops/schema.ts')]);
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
-        const options = runOptionsFrom(opts, runtime.signal, runtime.streams.env);
+        const walk = runOptionsFrom(opts, runtime.signal, runtime.streams.env);
+        // The band is every content R2 holds a copy of: from the hybrid threshold up (r2Above is exclusive).
+        const options = opts.hybridBand ? { ...walk, policy: { ...walk.policy, r2Above: walk.policy.hybridMin - 1 } } : walk;
         const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency, database: opts.dryRun ? 'read' : 'write' });
         try {
           // A probe that cannot say a number refuses here, in dry runs too, so CI catches it before a real run.
@@ -33,10 +36,13 @@ export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<Co
             { tables: options.tables, filter: options.filter, limit: options.limit, policy: options.policy, inlineMaxBytes: options.inlineMaxBytes, prices: pricesFrom(opts) },
             (table) => (params) => finalizeEligibleSql(table, options.policy.r2Above, params),
           );
+          if (opts.hybridBand) {
+            plan.notes.push('the hybrid band loses its database copy: those files are then read from R2 only. Run it once the app has read from R2 for a while and `verify` is clean; `reclaim` then returns the space');
+          }
           return await planConfirmRun({
             output,
             plan,
-            title: 'Finalize plan',
+            title: opts.hybridBand ? "Finalize plan: the hybrid band (the end of Phase 3's transition safety)" : 'Finalize plan',
             dryRun: opts.dryRun ?? false,
             yes: globals.yes ?? false,
             nothingToDo: 'Nothing to finalize.',

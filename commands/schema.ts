@@ -38,9 +38,12 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
             for (const item of state.present) output.print(`${c.green('✓')} ${describeItem(item)}`);
             for (const item of state.missing) output.print(`${c.red('✗')} ${describeItem(item)} ${c.dim(`— ${item.purpose}`)}`);
             for (const name of new Set(state.indexesToDrop)) output.print(`${c.red('✗')} index ${name} must be rebuilt (left INVALID by an interrupted build, or of the wrong kind for the ${layout} layout)`);
-            if (statements.length) {
-              output.print(`\n${opts.apply ? 'SQL that --apply would run' : 'Run `overskill-storage schema --apply` to add them. SQL'}:`);
+            // A page of SQL is for `--apply --dry-run`; `schema` alone says what is missing and what adds it.
+            if (statements.length && opts.apply) {
+              output.print('\nSQL that --apply would run:');
               for (const statement of statements) output.print(`  ${statement.replace(/\s+/g, ' ')};`);
+            } else if (statements.length) {
+              output.print(`\n${statements.length} statement${statements.length === 1 ? '' : 's'} would add them: \`overskill-storage schema --apply --dry-run\` prints the SQL, \`schema --apply\` runs it.`);
             } else {
               output.print(c.green('\nThe schema is complete.'));
             }
@@ -55,8 +58,7 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
           }
           await assertSchemaApplicable(context.db, state);
           const analyze = analyzeStatements();
-          output.print(`Will run ${statements.length} statement(s), then ${analyze.length} ANALYZE statement(s) so the planner has statistics for the new columns:`);
-          for (const statement of [...statements, ...analyze]) output.print(`  ${statement.replace(/\s+/g, ' ')};`);
+          output.print(`Will run ${statements.length} statement${statements.length === 1 ? '' : 's'} (columns with constant defaults, indexes built CONCURRENTLY: the app keeps writing), then ${analyze.length} ANALYZE statement${analyze.length === 1 ? '' : 's'}. \`schema --apply --dry-run\` prints the SQL.`);
           await confirmWrite(output, `Apply ${statements.length} schema change(s)?`, { yes: globals.yes ?? false });
           const { withRecordedRun } = await import('../src/runs/recorded.ts');
           const spec = recordFor(runtime, globals, opts, { tables: [], filter: {} }, { pausable: false });
