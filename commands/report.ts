@@ -8,7 +8,7 @@ import * as parse from './support/input/parse.ts';
 import type { Output } from './support/render/output.ts';
 import type { CommandResult } from './support/flow/command.ts';
 import { appendStepSummary } from './support/render/step-summary.ts';
-import { DISK_HEADER, METRIC_HEADER, diskRows, metricRows } from './support/render/report-rows.ts';
+import { DISK_HEADER, METRIC_HEADER, diskRows, metricRows, metricStepLines } from './support/render/report-rows.ts';
 import { JSON_SCHEMA_VERSION } from './support/render/output.ts';
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -128,6 +128,7 @@ function renderText(output: Output, report: StorageReport): void {
   output.print('');
   output.print(c.bold("The plan's success metrics"));
   output.print(renderTable(METRIC_HEADER, metricRows(report), style));
+  for (const line of metricStepLines(report)) output.print(c.dim(`  ${line}`));
   if (report.versionHistory.length) {
     output.print('');
     output.print(c.bold('Version history by age') + c.dim(' (what `prune-versions --keep-within` acts on)'));
@@ -150,6 +151,7 @@ function reportMarkdown(report: StorageReport): string {
     renderMarkdownTable(DISK_HEADER, diskRows(report)),
     '',
     renderMarkdownTable(METRIC_HEADER, metricRows(report)),
+    ...metricStepLines(report).map((line) => `- ${line}`),
   ].join('\n');
 }
 

@@ -91,7 +91,7 @@ export async function maintain(context: StorageContext, options: MaintainOptions
       verify: listed,
       deepSample: { ...deep, percent: options.deepSamplePercent, window, daysPerCycle: Math.ceil(100 / options.deepSamplePercent) },
       cleanup: swept,
-      snapshot: historySnapshot(report, problems.length),
+      snapshot: { ...historySnapshot(report, problems.length), reads: deep.reads },
       problems,
       interrupted: listed.interrupted || deep.interrupted || swept.interrupted,
       repairedAppWrites: repaired.count,

@@ -8,7 +8,7 @@ import { walkBucketByApp } from './bucket-walk.ts';
 import { mapLimit } from '../pool.ts';
 import { md5Hex } from '../hashing.ts';
 import { assertSnapshotJson } from '../snapshot.ts';
-import { errorMessage } from '../errors.ts';
+import { errorMessage, IntegrityError } from '../errors.ts';
 import type { Reporter } from '../reporter.ts';
 import type { StoredObject } from '../object-store.ts';
 import { assertSchemaReady } from './schema.ts';
@@ -53,6 +53,8 @@ export interface VerifyResult {
   deep: boolean;
   sampled: boolean;
   interrupted: boolean;
+  /** Objects downloaded (--deep), and how many of those downloads failed outright (availability, not content). */
+  reads: { attempted: number; failed: number };
 }
 
 /** Stable pseudo-random choice of a row for --sample; `window` shifts the slice taken (a rotating sample). */
@@ -82,6 +84,7 @@ export async function verify(context: StorageContext, options: VerifyOptions, re
     deep: options.deep,
     sampled: options.samplePercent !== undefined && options.samplePercent < 100,
     interrupted: false,
+    reads: { attempted: 0, failed: 0 },
   };
   const report = (row: Pick<KeyedRow, 'table' | 'id' | 'app_id' | 'path'> & { key: string | null }, problem: string) => {
     result.problemCount++;
@@ -139,7 +142,8 @@ export async function verify(context: StorageContext, options: VerifyOptions, re
     }
     if (toCheck.length) {
       await mapLimit(toCheck, options.concurrency, async ({ row }) => {
-        for (const problem of await deepProblems(context, row)) report(row, problem);
+        result.reads.attempted++;
+        for (const problem of await deepProblems(context, row, () => result.reads.failed++)) report(row, problem);
       });
     }
     reporter.advance?.(stored.length, stored.reduce((sum, row) => sum + (found.get(row)?.size ?? 0), 0));
@@ -235,7 +239,7 @@ function shallowProblems(row: KeyedRow, object: StoredObject, decodedSize?: numb
   return problems;
 }
 
-async function deepProblems(context: StorageContext, row: KeyedRow): Promise<string[]> {
+async function deepProblems(context: StorageContext, row: KeyedRow, readFailed: () => void): Promise<string[]> {
   const problems: string[] = [];
   try {
     if (row.table === 'snapshots' && (row.size ?? row.db_bytes ?? 0) <= 64 * 1024 * 1024) {
@@ -252,6 +256,8 @@ async function deepProblems(context: StorageContext, row: KeyedRow): Promise<str
     else if (read.sha256 !== row.hash) problems.push(`object bytes hash to ${read.sha256.slice(0, 16)}…, content_hash is ${row.hash.slice(0, 16)}…`);
     if (read.metadataSha256 && row.hash && read.metadataSha256 !== row.hash) problems.push('object metadata sha256 differs from content_hash');
   } catch (error) {
+    // Bytes that came back wrong are a content problem; a read that did not come back at all is availability's.
+    if (!(error instanceof IntegrityError)) readFailed();
     problems.push(errorMessage(error));
   }
   return problems;

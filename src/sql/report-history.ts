@@ -22,6 +22,8 @@ export interface HistorySnapshot {
   monthlyCost: { database: number; r2: number; total: number };
   rows: number;
   problems: number;
+  /** R2 reads that day (maintain's deep sample): attempted, and failed outright. Absent in days recorded before it was kept. */
+  reads?: { attempted: number; failed: number };
 }
 
 export interface HistoryPoint {

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { StorageReport } from '../../../src/ops/report.ts';
 import { formatBytes, formatCount, formatMoney } from './format.ts';
-import { DISK_HEADER, METRIC_HEADER, diskRows, metricRows } from './report-rows.ts';
+import { DISK_HEADER, METRIC_HEADER, diskRows, metricRows, metricStepLines } from './report-rows.ts';
 
 /**
  * The report as one self-contained HTML page: Chart.js and the drawing code are inlined, the data is the
@@ -60,7 +60,7 @@ ${fact('Freeable by finalize', 'totals.finalizableBytes', t.finalizableBytes, fo
 ${fact('Still to migrate', 'totals.pendingRows', t.pendingRows, `${formatCount(t.pendingRows)} rows`)}
 ${fact('Monthly storage cost now', 'monthly.now.total', r.monthly.now.total, formatMoney(r.monthly.now.total))}
 </dl></section>
-<section id="metrics"><h2>The plan's success metrics</h2><p class="note">Measured by this report against the baseline recorded before anything moved.</p>${table([...METRIC_HEADER, 'how'], metricTable)}</section>
+<section id="metrics"><h2>The plan's success metrics</h2><p class="note">Measured by this report against the baseline recorded before anything moved.</p>${table([...METRIC_HEADER, 'how'], metricTable)}${metricStepLines(r).length ? `<ul class="steps">${metricStepLines(r).map((line) => `<li>${escapeHtml(line)}</li>`).join('')}</ul>` : ''}</section>
 ${section('bytes', 'Bytes by table and storage location, before and now', '"Before" is every content in the database, as before any migration; "now" is where each row\'s content lives today (hybrid rows have it in both places).', canvas('bytes', 'Stacked bars of content bytes per table, before and now, by storage location'), table(['table', 'database', 'hybrid', 'r2'], bytesRows))}
 ${section('sizes', 'How large the contents are', `Rows per size, on a logarithmic size axis (powers of two). The dashed lines are the placement thresholds: below ${escapeHtml(formatBytes(r.policy.hybridMin))} stays in the database, above ${escapeHtml(formatBytes(r.policy.r2Above))} leaves it at finalize. Moving a threshold moves every bar on the other side of its line.`, canvas('sizes', 'Bars of row counts per content size band, per table, with the thresholds marked'), table(['size', ...r.tables.map((x) => x.table)], sizeRows))}
 ${section('disk', 'On-disk table sizes', 'What PostgreSQL holds on disk for each table now: the heap, the TOAST table where large contents live (compressed), and the indexes. Space freed by finalize is reused by PostgreSQL after VACUUM and returned to the operating system only by VACUUM FULL or pg_repack.', canvas('disk', 'Stacked bars of heap, TOAST and index bytes per table'), table(DISK_HEADER, diskTable))}

@@ -3,7 +3,7 @@ import { formatBytes } from './format.ts';
 
 /** The on-disk and metrics tables as rows, shared by the terminal, markdown and HTML renderings of `report`. */
 export const DISK_HEADER = ['table', 'heap', 'TOAST', 'indexes', 'total', 'baseline', 'change', 'reusable after VACUUM', 'VACUUM FULL returns'];
-export const METRIC_HEADER = ['metric', 'target', 'measured', 'met'];
+export const METRIC_HEADER = ['metric', 'target', 'measured', 'met', 'next step'];
 
 export function diskRows(report: Pick<StorageReport, 'disk' | 'baseline' | 'space'>): string[][] {
   return report.disk.map((d) => {
@@ -25,5 +25,16 @@ export function diskRows(report: Pick<StorageReport, 'disk' | 'baseline' | 'spac
 }
 
 export function metricRows(report: Pick<StorageReport, 'metrics'>): string[][] {
-  return report.metrics.map((m) => [m.metric, m.target, m.measuredText, m.met === null ? 'not measured' : m.met ? 'met' : 'not met']);
+  return report.metrics.map((m) => [m.metric, m.target, m.measuredText, m.met === null ? 'not measured' : m.met ? 'met' : 'not met', m.met ? '-' : (m.next ?? '-')]);
+}
+
+/** Under the metrics table: what each step left brings each metric to, and why a metric cannot be met. */
+export function metricStepLines(report: Pick<StorageReport, 'metrics'>): string[] {
+  const lines: string[] = [];
+  for (const m of report.metrics) {
+    if (m.met) continue;
+    if (m.steps?.length) lines.push(`${m.metric}: ${m.steps.map((step) => step.text).join('; ')}`);
+    if (m.shortfall) lines.push(`${m.metric}: cannot be met on this data: ${m.shortfall}`);
+  }
+  return lines;
 }
