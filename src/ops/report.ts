@@ -238,7 +238,8 @@ function successMetrics(input: {
       met: reduction >= 70,
       note: 'pg_total_relation_size (heap, TOAST, indexes) against the baseline; space finalize frees is reused by PostgreSQL but returned to the disk only by a rewrite (`reclaim`)',
       steps,
-      next: reduction >= 70 ? null : (files?.next ?? null),
+      // A rewrite that would give back under 5% of the table is not worth naming as the next step.
+      next: reduction >= 70 ? null : files?.next === 'reclaim' && files.returnable < 0.05 * filesNow.totalBytes ? null : (files?.next ?? null),
       ...(best < 70
         ? {
             shortfall: `even after every step left, app_files would be about ${best}% smaller, ${round1(70 - best)} points short: ${formatCountPlain(stays?.rows ?? 0)} files below ${input.hybridMin} bytes (${formatMiB(stays?.dbBytes ?? 0)}) stay in the database by the plan's size strategy, and its indexes take ${formatMiB(filesNow.indexBytes)}`,

@@ -25,7 +25,7 @@ export function diskRows(report: Pick<StorageReport, 'disk' | 'baseline' | 'spac
 }
 
 export function metricRows(report: Pick<StorageReport, 'metrics'>): string[][] {
-  return report.metrics.map((m) => [m.metric, m.target, m.measuredText, m.met === null ? 'not measured' : m.met ? 'met' : 'not met', m.met ? '-' : (m.next ?? '-')]);
+  return report.metrics.map((m) => [m.metric, m.target, m.measuredText, m.met === null ? (m.measured === null ? 'not measured' : 'undecided') : m.met ? 'met' : 'not met', m.met ? '-' : (m.next ?? '-')]);
 }
 
 /** Under the metrics table: what each step left brings each metric to, and why a metric cannot be met. */
