@@ -73,6 +73,8 @@ export function demoCommand(runtime: Runtime, run: (action: () => Promise<Comman
             R2_ACCESS_KEY_ID: s3.accessKeyId,
             R2_SECRET_ACCESS_KEY: s3.secretAccessKey,
             R2_BUCKET: s3.bucket,
+            // Nothing but the tool writes here: a flipping step's closing repair need not wait for app saves.
+            OVERSKILL_STORAGE_SETTLE: runtime.streams.env.OVERSKILL_STORAGE_SETTLE ?? '0s',
           };
           // With --json each step's JSON document is collected and the demo prints one document at the end;
           // the steps' human output then goes to stderr.
