@@ -47,6 +47,12 @@ describe("the plan's success metrics, before and after each step", () => {
     const start = await metrics();
     expect(start[size].next).toBe('migrate');
 
+    // Part of it moved: what is still to move could be stored compressed (the sample of it says by how much).
+    expect((await run(['migrate', '--yes', '--limit', '60'])).code).toBe(0);
+    const part = await metrics();
+    expect(part[size].next).toBe('migrate');
+    expect(part['monthly storage cost reduction'].steps!.map((step) => step.step)).toContain('stored compressed');
+
     expect((await run(['migrate', '--yes'])).code).toBe(0);
     const migrated = await metrics();
     expect(migrated[size].next).toBe('finalize');
