@@ -117,8 +117,3 @@ export function appIdOfKey(key: string): string | undefined {
 export function keyIdentity(key: string): string {
   return key.normalize('NFC');
 }
-
-/** True when two spellings name one object under the store's key identity. */
-export function sameObjectKey(a: string, b: string): boolean {
-  return a === b || keyIdentity(a) === keyIdentity(b);
-}
