@@ -140,6 +140,25 @@ describe('the R2 emulation, and the delete guard each store allows', () => {
     });
   }
 
+  it('a conditional DELETE whose answer was lost, retried into a 404, counts as deleted (so the re-check of rows runs)', async () => {
+    r2.honour.deleteIfMatch = true;
+    const impatient = storeAt(env.s3, toolProxy.endpoint, { maxAttempts: 3, requestTimeoutMs: 1_000 });
+    try {
+      await proveStore(impatient, { allowUnconditional: false });
+      expect(impatient.conditionalDeletes).toBe(true);
+      const k = key();
+      await impatient.putVerified(k, Buffer.from('ours'), sha256Hex('ours'), 'text/plain', { kind: 'create' });
+      // The store deletes it, and the answer never comes back: the client's deadline passes and it retries.
+      toolProxy.inject((request) => request.key === k && request.method === 'DELETE', { kind: 'hold' });
+      const outcome = await impatient.deleteIfOurs(k);
+      expect(outcome.status).toBe('deleted');
+      expect(toolProxy.seen.filter((request) => request.key === k && request.method === 'DELETE').length).toBeGreaterThanOrEqual(2);
+      expect(await impatient.head(k)).toBeUndefined();
+    } finally {
+      impatient.destroy();
+    }
+  });
+
   it('doctor tells whether keys are one object per Unicode identity, and the storage class', async () => {
     const normalizing = await probeStore(tool);
     expect(normalizing.properties.find((p) => p.id === 'keysNormalized')?.holds).toBe(true);

@@ -25,8 +25,8 @@ const MiB = 1024 * 1024;
  * - multipart: every part but the last at least 5 MiB and all of one size, the last no larger (400
  *   EntityTooSmall / InvalidPart otherwise), and the object's ETag R2's: the MD5 of the parts' binary MD5s,
  *   then `-N` (R2's "Multipart upload" page; s3rver gives the whole object's MD5);
- * - conditional deletes: If-Match on DeleteObject, answered 412 on another ETag, only where `honour.deleteIfMatch`
- *   is on. R2's documentation does not list it, so it is off by default; S3 honours it since 2025-09.
+ * - conditional deletes: If-Match on DeleteObject, answered 412 on another ETag and 404 where the key is not
+ *   there (S3's conditional deletes), only where `honour.deleteIfMatch` is on. R2's documentation does not list it, so it is off by default; S3 honours it since 2025-09.
  * Every write and delete of a key runs under that key's lock, from the condition check until the server has
  * answered, so a check and its write are atomic against every other client of the emulation. Reads (GET,
  * HEAD) of a key share it, and a write waits for them: R2 serves a whole object, old or new, while s3rver
@@ -137,7 +137,15 @@ export class R2Emulation {
       }
       const composite = kind === 'complete' ? this.compositeEtagOf(query.get('uploadId')!) : undefined;
       if (composite) rewriteAnswerBody(response, (text) => text.replace(/<ETag>[^<]*<\/ETag>/, `<ETag>&quot;${composite}&quot;</ETag>`));
-      if (await this.preconditionFails(request, key)) {
+      const failed = await this.preconditionFails(request, key);
+      if (failed === 'missing') {
+        // S3's conditional delete: If-Match on a key that is not there answers 404 NoSuchKey (S3's "How to
+        // perform conditional deletes"), as a retry after a delete whose answer was lost meets it.
+        note(404);
+        await reply(request, response, 404, 'NoSuchKey', 'The specified key does not exist.');
+        return;
+      }
+      if (failed) {
         this.stats.preconditionFailed++;
         note(412);
         await reply(request, response, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
@@ -158,7 +166,7 @@ export class R2Emulation {
     });
   }
 
-  private async preconditionFails(request: http.IncomingMessage, key: string): Promise<boolean> {
+  private async preconditionFails(request: http.IncomingMessage, key: string): Promise<boolean | 'missing'> {
     const ifNoneMatch = header(request, 'if-none-match');
     const ifMatch = request.method === 'DELETE' && !this.honour.deleteIfMatch ? undefined : header(request, 'if-match');
     const copyIfMatch = header(request, 'x-amz-copy-source-if-match');
@@ -167,6 +175,7 @@ export class R2Emulation {
     if ((ifNoneMatch !== undefined || ifMatch !== undefined) && (this.honour.ifNoneMatch || this.honour.ifMatch)) {
       const current = this.compositeEtags.get(key) ?? (await this.etagAt(path));
       if (this.honour.ifNoneMatch && ifNoneMatch !== undefined && ifNoneMatch.trim() === '*' && current !== undefined) return true;
+      if (this.honour.ifMatch && ifMatch !== undefined && current === undefined && request.method === 'DELETE') return 'missing';
       if (this.honour.ifMatch && ifMatch !== undefined && (current === undefined || clean(ifMatch) !== current)) return true;
     }
     if (this.honour.ifMatch && copyIfMatch !== undefined) {

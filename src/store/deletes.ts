@@ -124,7 +124,10 @@ async function deleteIfMatch(core: StoreCore, key: string, etag: string): Promis
     return { status: 'deleted', windowMs: performance.now() - sentAt, guarded: true };
   } catch (error) {
     if (isPreconditionFailed(error)) return { status: 'refused', reason: 'rewritten since it was checked (the conditional delete failed); not deleted' };
-    if (isNotFound(error)) return { status: 'gone' };
+    // The object was there when checked: a 404 now is most likely our own first attempt, whose answer was
+    // lost before the retry. Counted as deleted, so the caller's re-check (a row that started naming the key
+    // meanwhile gets its content put back) still runs.
+    if (isNotFound(error)) return { status: 'deleted', windowMs: performance.now() - sentAt, guarded: true };
     return { status: 'failed', reason: `delete failed: ${describeS3Error(error)}` };
   }
 }
