@@ -64,7 +64,7 @@ describe.skipIf(!RGW.available || ON_PGLITE)(`Ceph RGW ${RGW.version ?? ''}`, ()
     await insertVersion(env.db, appId, '1.0.1', JSON.stringify(Object.fromEntries(files.slice(0, 4).map(([p, c]) => [p, c]))));
     compressedApp = await insertApp(env.db, 'rgw-compressed');
     for (let i = 0; i < 4; i++) await insertFile(env.db, compressedApp, `src/c${i}.ts`, text(30_000 + i, `compress me ${i} `));
-  }, 240_000);
+  }, 420_000);
   afterAll(async () => {
     store?.destroy();
     await rgw?.stop();

@@ -54,7 +54,24 @@ function freePort(): Promise<number> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * A cluster that has not answered within a minute and a half is started again from nothing, once or twice: on a
+ * loaded machine one in several starts stalled in radosgw's first pool creation (its log ends at start-up),
+ * while the next start came up in seconds. Each failure keeps the daemons' last log lines for the message.
+ */
 export async function startRgw(bucket = 'overskill-rgw'): Promise<RgwServer> {
+  const failures: string[] = [];
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    try {
+      return await startRgwOnce(bucket, 90_000);
+    } catch (error) {
+      failures.push(`attempt ${attempt}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  throw new Error(`Ceph RGW did not start:\n${failures.join('\n')}`);
+}
+
+async function startRgwOnce(bucket: string, answerWithinMs: number): Promise<RgwServer> {
   const dir = mkdtempSync(join(tmpdir(), 'overskill-rgw-'));
   const children: ChildProcess[] = [];
   const stop = async () => {
@@ -132,7 +149,10 @@ rgw data = ${dir}/rgw
     for (let waited = 0; ; waited += 500) {
       const ready = await fetch(endpoint).then((answer) => answer.status < 500, () => false);
       if (ready) break;
-      if (waited > 150_000) throw new Error(`radosgw did not answer on ${endpoint} within 150 s: ${tail(join(dir, 'log', 'client.rgw.a.log'))}`);
+      if (waited > answerWithinMs) {
+        const logs = ['mon.a', `osd.${osdId}`, 'client.rgw.a'].map((name) => `--- ${name}:\n${tail(join(dir, 'log', `${name}.log`))}`).join('\n');
+        throw new Error(`radosgw did not answer on ${endpoint} within ${answerWithinMs / 1000} s:\n${logs}`);
+      }
       await sleep(500);
     }
     run('radosgw-admin', ['user', 'create', '--uid=overskill', '--display-name=overskill', `--access-key=${accessKeyId}`, `--secret=${secretAccessKey}`]);
