@@ -63,7 +63,7 @@ for major in system 22 24; do
       const manifest = await import('overskill-storage/package.json', { with: { type: 'json' } });
       if (!manifest.default.version) throw new Error('no version');
     "
-    "$node_bin" "$bin" --version | grep -qx "$(node -p "require('$installed/package.json').version")"
+    "$node_bin" "$bin" --version | grep -qx "overskill-storage $(node -p "require('$installed/package.json').version")"
     "$node_bin" "$bin" schema --apply --yes --json > "$work/schema.json"
     "$node_bin" "$bin" migrate --dry-run --json > "$work/plan.json"
     node -e '

@@ -1,21 +1,6 @@
-import type { Command } from 'commander';
-import type { Runtime } from './support/input/context.ts';
-import type { CommandResult } from './support/flow/command.ts';
+import type { CommandEntry } from './support/flow/command.ts';
 
-/** Builds one subcommand: its options, help and action. */
-export type CommandFactory = (runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>) => Command;
-
-/**
- * One command as the top-level help lists it, and where its module is. `usage` is what the help prints after
- * the name (commander's own term: `[options]` when it has options, then its arguments); a test holds it
- * against the loaded command.
- */
-export interface CommandEntry {
-  name: string;
-  usage: string;
-  description: string;
-  load: () => Promise<CommandFactory>;
-}
+export type { CommandEntry, CommandFactory } from './support/flow/command.ts';
 
 /**
  * Every command, in the order the help lists them. A command's module (and what it imports) is loaded only
@@ -162,5 +147,11 @@ export const CATALOG: readonly CommandEntry[] = [
     description:
       "Run the whole flow on an embedded PostgreSQL and a local S3 server: seed a realistic OverSkill dataset, then schema → migrate → verify → report → finalize → rollback → restore-version.",
     load: async () => (await import('./demo.ts')).demoCommand,
+  },
+  {
+    name: 'completion',
+    usage: '<shell>',
+    description: 'Print a shell completion script for bash, zsh or fish (commands, options and their choices).',
+    load: async () => (await import('./completion.ts')).completionCommand,
   },
 ];

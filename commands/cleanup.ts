@@ -1,9 +1,10 @@
+import { DEFAULT_WALK } from '../src/ops/options.ts';
 import { Command, Option } from 'commander';
 import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/input/context.ts';
 import { confirmWrite } from './support/input/confirm.ts';
 import { gateStore } from './support/flow/store-gate.ts';
-import { progressReporter } from './support/render/progress.ts';
-import { formatBytes, formatCount } from './support/render/format.ts';
+import { withProgress } from './support/render/progress.ts';
+import { formatBytes, formatCount, plural } from './support/render/format.ts';
 import * as parse from './support/input/parse.ts';
 import type { CommandResult } from './support/flow/command.ts';
 import { EXIT } from './support/flow/exit.ts';
@@ -16,7 +17,7 @@ export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<Com
     .addOption(new Option('--grace <duration>', 'leave objects younger than this alone (an upload racing its flip is not an orphan)').argParser(parse.duration).default(24 * 3_600_000, '24h'))
     .option('--quarantine <prefix>', 'move orphans under this prefix (copy, verify, delete) instead of deleting them')
     .option('--app <id>', 'only this app (repeatable)', parse.collectIds)
-    .option('--concurrency <n>', 'requests in flight when quarantining', parse.integer({ min: 1, max: 1024 }), 16)
+    .option('--concurrency <n>', 'requests in flight when quarantining', parse.integer({ min: 1, max: 1024 }), DEFAULT_WALK.concurrency)
     .addHelpText('after', '\nExamples:\n  $ overskill-storage cleanup\n  $ overskill-storage cleanup --grace 72h --yes\n  $ overskill-storage cleanup --quarantine quarantine/2026-11 --yes')
     .action(async (opts, cmd: Command) =>
       run(async () => {
@@ -27,24 +28,25 @@ export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<Com
         const context = await openContext(globals, runtime, { store: true, database: opts.dryRun ? 'read' : 'write' });
         try {
           const base = { appIds: opts.app, graceMs: opts.grace, quarantinePrefix: opts.quarantine, concurrency: opts.concurrency, signal: runtime.signal };
-          const listing = await cleanup(context, { ...base, apply: false }, progressReporter(output));
+          const listing = await withProgress(output, (progress) => cleanup(context, { ...base, apply: false }, progress));
           const c = output.color;
           output.print(c.bold(`Orphaned objects older than ${opts.grace / 3_600_000} h: ${formatCount(listing.orphans)} (${formatBytes(listing.orphanBytes)})`));
           for (const item of listing.sample) output.print(`  ${item.key}  ${formatBytes(item.size)}  ${item.lastModified ?? ''}`);
           if (listing.orphans > listing.sample.length) output.print(`  … and ${formatCount(listing.orphans - listing.sample.length)} more`);
-          if (listing.tooYoung) output.print(c.dim(`${formatCount(listing.tooYoung)} unreferenced object(s) are inside the grace period and are left alone.`));
+          if (listing.tooYoung) output.print(c.dim(`${plural(listing.tooYoung, 'unreferenced object')} ${listing.tooYoung === 1 ? 'is' : 'are'} inside the grace period and are left alone.`));
           const wantsWrite = !opts.dryRun && listing.orphans > 0 && (globals.yes || runtime.streams.stdin.isTTY);
           if (!wantsWrite) {
             appendStepSummary(
               runtime.streams.env,
-              `### overskill-storage: cleanup (dry run)\n\n${formatCount(listing.orphans)} orphaned object(s) older than the grace period (${formatBytes(listing.orphanBytes)}); ${formatCount(listing.tooYoung)} inside it.`,
+              `### overskill-storage: cleanup (dry run)\n\n${plural(listing.orphans, 'orphaned object')} older than the grace period (${formatBytes(listing.orphanBytes)}); ${formatCount(listing.tooYoung)} inside it.`,
             );
             if (listing.orphans > 0 && !opts.dryRun) output.print(c.dim('Nothing deleted: pass --yes to delete them.'));
             if (listing.orphans > 0) output.print(c.dim((await import('../src/ops/store-gate.ts')).storeCheckNote(true)));
             output.result({ dryRun: true, listing });
             return { exitCode: listing.interrupted ? EXIT.interrupted : EXIT.ok };
           }
-          await confirmWrite(output, `${opts.quarantine ? `Move ${formatCount(listing.orphans)} objects under ${opts.quarantine}/` : `Delete ${formatCount(listing.orphans)} objects`} (${formatBytes(listing.orphanBytes)})?`, {
+          output.print(`${c.dim('Database:')} ${context.target.database}\n${c.dim('Bucket:  ')} ${context.target.bucket}`);
+          await confirmWrite(output, `${opts.quarantine ? `Move ${plural(listing.orphans, 'orphaned object')} under ${opts.quarantine}/` : `Delete ${plural(listing.orphans, 'orphaned object')}`} (${formatBytes(listing.orphanBytes)}${opts.app ? `, apps ${opts.app.join(', ')}` : ''}) in bucket ${context.target.bucket}?`, {
             yes: globals.yes ?? false,
           });
           const storeCheck = await gateStore(context, output, globals);
@@ -52,7 +54,7 @@ export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<Com
           const recorded = await withRecordedRun(
             context,
             { ...recordFor(runtime, globals, opts, { tables: [], filter: { appIds: opts.app } }, { pausable: false }), storeCheck },
-            () => cleanup(context, { ...base, apply: true }, progressReporter(output)),
+            () => withProgress(output, (progress) => cleanup(context, { ...base, apply: true }, progress)),
             (done) => ({
               rows: done.deleted + done.quarantined,
               bytes: 0,
@@ -63,12 +65,12 @@ export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<Com
           );
           const result = { ...recorded.result, run: recorded.run };
           output.print(
-            c.green(`${opts.quarantine ? `Quarantined ${formatCount(result.quarantined)}` : `Deleted ${formatCount(result.deleted)}`} orphaned object(s).`),
+            c.green(`${opts.quarantine ? `Quarantined ${plural(result.quarantined, 'orphaned object')}` : `Deleted ${plural(result.deleted, 'orphaned object')}`}.`),
           );
-          if (result.refused.length) output.print(c.dim(`${formatCount(result.refused.length)} object(s) left in place on purpose (not written by this tool, or rewritten since they were listed):`));
-          if (result.failed.length) output.print(c.red(`${formatCount(result.failed.length)} object(s) could not be deleted: the store failed the request (run cleanup again):`));
+          if (result.refused.length) output.print(c.dim(`${plural(result.refused.length, 'object')} left in place on purpose (not written by this tool, or rewritten since they were listed):`));
+          if (result.failed.length) output.print(c.red(`${plural(result.failed.length, 'object')} could not be deleted: the store failed the request (run cleanup again):`));
           for (const refusal of result.refused.slice(0, 20)) output.print(c.dim(`  ${refusal.key}: ${refusal.reason}`));
-          if (result.restored) output.print(c.yellow(`${formatCount(result.restored)} object(s) put back from database content: a row started naming them while they were deleted.`));
+          if (result.restored) output.print(c.yellow(`${plural(result.restored, 'object')} put back from database content: a row started naming them while they were deleted.`));
           if (result.deleteWindow.count) output.print(c.dim(`Tombstone-to-delete time per object: p50 ${result.deleteWindow.p50Ms} ms, max ${result.deleteWindow.maxMs} ms (R2 refuses other writes to a key for a second after ours).`));
           for (const failure of result.failed.slice(0, 50)) output.print(c.yellow(`  ${failure.key}: ${failure.reason}`));
           output.result({ dryRun: false, listing, result });

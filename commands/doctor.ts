@@ -3,7 +3,6 @@ import { ConfigError } from '../src/errors.ts';
 import type { StoreProperty } from '../src/store/preflight.ts';
 import type { DoctorResult } from '../src/ops/doctor.ts';
 import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/input/context.ts';
-import { renderTable } from './support/render/format.ts';
 import { EXIT } from './support/flow/exit.ts';
 import type { CommandResult } from './support/flow/command.ts';
 
@@ -35,7 +34,7 @@ export function doctorCommand(runtime: Runtime, run: (action: () => Promise<Comm
 function finish(output: ReturnType<typeof makeOutput>, result: DoctorResult): CommandResult {
   const c = output.color;
   const mark = (check: StoreProperty) => (check.holds ? c.green('✓') : check.required ? c.red('✗') : c.yellow('–'));
-  output.print(renderTable(['', 'property', 'needed', 'seen'], result.checks.map((check) => [mark(check), check.property, check.required ? 'required' : 'info', check.seen]), c));
+  output.print(output.table(['', 'property', 'needed', 'seen'], result.checks.map((check) => [mark(check), check.property, check.required ? 'required' : 'info', check.seen])));
   const failing = result.checks.filter((check) => check.required && !check.holds);
   if (result.store) {
     const { classA, classB, free } = result.store.requests;

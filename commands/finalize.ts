@@ -1,8 +1,8 @@
 import { Command } from 'commander';
 import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/input/context.ts';
-import { planConfirmRun } from './support/flow/write-flow.ts';
+import { planConfirmRun, scopedTarget } from './support/flow/write-flow.ts';
 import { addConflictOption, recordFor } from './support/flow/run-record.ts';
-import { formatBytes, formatCount } from './support/render/format.ts';
+import { formatBytes, formatCount, plural } from './support/render/format.ts';
 import type { CommandResult } from './support/flow/command.ts';
 
 export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
@@ -42,11 +42,12 @@ export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<Co
           return await planConfirmRun({
             output,
             plan,
+            target: await scopedTarget(context, options),
             title: opts.hybridBand ? "Finalize plan: the hybrid band (the end of Phase 3's transition safety)" : 'Finalize plan',
             dryRun: opts.dryRun ?? false,
             yes: globals.yes ?? false,
             nothingToDo: 'Nothing to finalize.',
-            question: (p) => `Clear the database content of ${formatCount(p.rows)} rows (${formatBytes(p.databaseBytesFreed)}) after verifying each R2 copy?`,
+            question: (p, target) => `Clear the database content of ${plural(p.rows, 'row')} (${formatBytes(p.databaseBytesFreed)}) of ${target.scope} in database ${target.database}, after verifying each copy in bucket ${target.bucket}?`,
             stage: 'finalize',
             verb: 'now r2',
             run: (reporter) => finalize(context, { ...options, record: { ...record, eligible: { rows: plan.rows, bytes: plan.bytes } } }, reporter),

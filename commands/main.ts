@@ -1,4 +1,5 @@
 import { runCli } from './program.ts';
+import { announceAboveProgress } from './support/render/progress.ts';
 
 /**
  * The process wrapper: the first Ctrl-C asks the run to stop after its in-flight batch (exit 130), a
@@ -19,8 +20,9 @@ export async function main(): Promise<void> {
   const interrupt = (name: string) => {
     interrupts++;
     if (interrupts === 1) {
-      process.stderr.write(`\n${name}: stopping after the batches in flight… (Ctrl-C again to stop at once)\n`);
       controller.abort();
+      // Above the progress display, which stays and says so: the run is not over until its batches are.
+      announceAboveProgress(process.stderr, `${name}: stopping after the batches in flight (Ctrl-C again: stop at once)`, 'stopping after the batches in flight');
     } else {
       // Safe at any moment: a row is flipped only in one statement after its object is verified, and the
       // claims lapse with this process's database session.

@@ -1,9 +1,10 @@
+import { DEFAULT_WALK } from '../src/ops/options.ts';
 import { Command, Option } from 'commander';
 import { addPriceOptions, makeOutput, openContext, policyFrom, pricesFrom, thresholdOptions, type GlobalOptions, type Runtime } from './support/input/context.ts';
 import { confirmWrite } from './support/input/confirm.ts';
 import { gateStore } from './support/flow/store-gate.ts';
-import { progressReporter } from './support/render/progress.ts';
-import { formatBytes, formatCount, formatDuration } from './support/render/format.ts';
+import { withProgress } from './support/render/progress.ts';
+import { formatBytes, formatCount, formatDuration, plural } from './support/render/format.ts';
 import * as parse from './support/input/parse.ts';
 import type { CommandResult } from './support/flow/command.ts';
 import { EXIT } from './support/flow/exit.ts';
@@ -16,7 +17,7 @@ export function maintainCommand(runtime: Runtime, run: (action: () => Promise<Co
     .addOption(new Option('--grace <duration>', "orphans younger than this are left alone (cleanup's grace period)").argParser(parse.duration).default(24 * 3_600_000, '24h'))
     .option('--quarantine <prefix>', 'move orphans under this prefix instead of deleting them')
     .addOption(new Option('--deep-sample <percent>', 'percent of stored rows downloaded and hashed each run; the sample moves every day').argParser(parse.percent()).default(3))
-    .option('--concurrency <n>', 'S3 requests in flight', parse.integer({ min: 1, max: 1024 }), 16)
+    .option('--concurrency <n>', 'S3 requests in flight', parse.integer({ min: 1, max: 1024 }), DEFAULT_WALK.concurrency)
     .option('--textfile <path>', "also write the figures in Prometheus text format (node_exporter's textfile collector), atomically")
     .addOption(thresholdOptions()[0])
     .addOption(thresholdOptions()[1]);
@@ -35,15 +36,16 @@ export function maintainCommand(runtime: Runtime, run: (action: () => Promise<Co
         try {
           const c = output.color;
           output.print(c.bold(`maintain${opts.dryRun ? ' (dry run: nothing will change)' : ''}`));
+          output.print(`${c.dim('Database:')} ${context.target.database}\n${c.dim('Bucket:  ')} ${context.target.bucket}`);
           output.print(`  verify every stored row by listings; download and hash ${opts.deepSample}% of them (today's window)`);
           output.print(`  ${opts.dryRun ? 'list' : opts.quarantine ? `move under ${opts.quarantine}/` : 'delete'} our orphaned objects older than ${formatDuration(opts.grace)}`);
           if (!opts.dryRun) output.print('  record the run and keep today\'s report figures');
           let storeCheck: Record<string, unknown> | undefined;
           if (!opts.dryRun) {
-            await confirmWrite(output, 'Run the maintenance (deletes orphaned objects of ours)?', { yes: globals.yes ?? false });
+            await confirmWrite(output, `Run the maintenance on database ${context.target.database} and bucket ${context.target.bucket} (deletes orphaned objects of ours)?`, { yes: globals.yes ?? false });
             storeCheck = await gateStore(context, output, globals);
           }
-          const result = await maintain(
+          const result = await withProgress(output, (progress) => maintain(
             context,
             {
               tables,
@@ -56,8 +58,8 @@ export function maintainCommand(runtime: Runtime, run: (action: () => Promise<Co
               record: opts.dryRun ? undefined : { ...recordFor(runtime, globals, opts, { tables, filter: {} }, { pausable: false }), storeCheck },
               signal: runtime.signal,
             },
-            progressReporter(output),
-          );
+            progress,
+          ));
           if (result.repairedAppWrites) output.print(c.yellow(`Put back ${formatCount(result.repairedAppWrites)} app write${result.repairedAppWrites === 1 ? '' : 's'} a stale save had left unreadable (docs/the-app.md).`));
           if (result.hashesSettled) output.print(`Recorded the content's own hash on ${formatCount(result.hashesSettled)} database-only row${result.hashesSettled === 1 ? '' : 's'} rewritten without it.`);
           const checked = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
@@ -72,10 +74,10 @@ export function maintainCommand(runtime: Runtime, run: (action: () => Promise<Co
           // A log pipeline gets every problem, and the outcome, as its own line.
           if (output.logFormat === 'json') {
             for (const problem of result.problems) output.error(problem);
-            output.log(`maintain: ${result.problems.length} problem(s); ${result.cleanup.deleted + result.cleanup.quarantined} orphan(s) removed${result.run ? `; run ${result.run.id}` : ''}`);
+            output.log(`maintain: ${plural(result.problems.length, 'problem')}; ${plural(result.cleanup.deleted + result.cleanup.quarantined, 'orphan')} removed${result.run ? `; run ${result.run.id}` : ''}`);
           }
           if (result.problems.length > 200) output.print(c.red(`  … and ${formatCount(result.problems.length - 200)} more`));
-          output.print(result.problems.length ? c.red(`${formatCount(result.problems.length)} problem(s).`) : c.green('Nothing wrong.'));
+          output.print(result.problems.length ? c.red(`${plural(result.problems.length, 'problem')}.`) : c.green('Nothing wrong.'));
           if (opts.textfile) {
             const { writeMaintainTextfile } = await import('./support/render/metrics.ts');
             await writeMaintainTextfile(opts.textfile, result, (Date.now() - started) / 1000);

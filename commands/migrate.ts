@@ -41,7 +41,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
           compress: opts.compress as 'gzip' | undefined,
         };
         // What only a run needs loads when it runs: `migrate --help` starts without the plan, prompt and progress modules.
-        const [{ migrate, prepareMigrate, planMigration }, { refuseConflicts }, { planConfirmRun }, { gateStore }, { formatBytes, formatCount }] = await Promise.all([
+        const [{ migrate, prepareMigrate, planMigration }, { refuseConflicts }, { planConfirmRun, scopedTarget }, { gateStore }, { formatBytes, formatCount, plural }] = await Promise.all([
           import('../src/ops/migrate.ts'),
           import('../src/runs/open-run.ts'),
           import('./support/flow/write-flow.ts'),
@@ -51,7 +51,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
         const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency, database: opts.dryRun ? 'read' : 'write' });
         try {
           const prepared = await prepareMigrate(context.db, options, opts.retryFailed);
-          if (prepared.retrying) output.info(`Retrying the ${formatCount(prepared.retrying.items)} item(s) run ${prepared.retrying.runId} failed or refused.`);
+          if (prepared.retrying) output.info(`Retrying the ${plural(prepared.retrying.items, 'item')} run ${prepared.retrying.runId} failed or refused.`);
           const record = recordFor(runtime, globals, opts, prepared.options, {
             keyLayout: prepared.options.keyLayout ?? 'path',
             identityExtra: { refreshStale: prepared.options.refreshStale, minSize: opts.minSize, order: prepared.options.order },
@@ -62,6 +62,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
           return await planConfirmRun({
             output,
             plan,
+            target: await scopedTarget(context, prepared.options),
             title: 'Migration plan',
             beforeRun: async () => {
               record.storeCheck = await gateStore(context, output, globals);
@@ -69,7 +70,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
             dryRun: opts.dryRun ?? false,
             yes: globals.yes ?? false,
             nothingToDo: 'Nothing to migrate: every eligible content is already in R2.',
-            question: (p) => `Upload ${formatCount(p.rows)} contents (${formatBytes(p.bytes)}) to bucket "${context.store.bucket}" and mark them hybrid?`,
+            question: (p, target) => `Upload ${plural(p.rows, 'content')} (${formatBytes(p.bytes)}) of ${target.scope} to bucket ${target.bucket}, and mark them hybrid in database ${target.database}?`,
             stage: 'migrate',
             verb: 'now hybrid',
             run: (reporter) =>
@@ -82,12 +83,16 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
                 reporter,
               ),
             summary: (result) => [
-              `Uploaded ${formatBytes(result.uploadedBytes)}. Next: \`overskill-storage verify\`, then \`report\`.`,
+              `Uploaded ${formatBytes(result.uploadedBytes)}.${result.interrupted || result.cancelled ? '' : ' Next: `overskill-storage verify`, then `report`.'}`,
               ...(result.compression
-                ? [`Compressed: ${formatCount(result.compression.objects)} object(s), ${formatBytes(result.compression.contentBytes)} stored as ${formatBytes(result.compression.storedBytes)} (${formatBytes(result.compression.contentBytes - result.compression.storedBytes)} saved).`]
+                ? [`Compressed: ${plural(result.compression.objects, 'object')}, ${formatBytes(result.compression.contentBytes)} stored as ${formatBytes(result.compression.storedBytes)} (${formatBytes(result.compression.contentBytes - result.compression.storedBytes)} saved).`]
                 : []),
               ...(result.remaining
-                ? [`${formatCount(result.remaining)} eligible row(s) are still in the database only (refused or failed above, changed by the app, locked by a transaction, or another worker's): rerun to pick them up.`]
+                ? [
+                    result.interrupted || result.cancelled
+                      ? `${plural(result.remaining, 'eligible row')} not reached before the stop ${result.remaining === 1 ? 'is' : 'are'} still in the database only.`
+                      : `${plural(result.remaining, 'eligible row')} ${result.remaining === 1 ? 'is' : 'are'} still in the database only (refused or failed above, changed by the app, locked by a transaction, or another worker's): rerun to pick them up.`,
+                  ]
                 : []),
             ],
           });

@@ -1,9 +1,10 @@
+import { DEFAULT_WALK } from '../src/ops/options.ts';
 import { Command, Option } from 'commander';
 import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/input/context.ts';
 import { confirmWrite } from './support/input/confirm.ts';
 import { gateStore } from './support/flow/store-gate.ts';
-import { progressReporter } from './support/render/progress.ts';
-import { formatBytes, formatCount, formatDuration, formatMoney, renderTable } from './support/render/format.ts';
+import { withProgress } from './support/render/progress.ts';
+import { formatBytes, formatCount, formatDuration, formatMoney, plural } from './support/render/format.ts';
 import * as parse from './support/input/parse.ts';
 import type { CommandResult } from './support/flow/command.ts';
 import { EXIT } from './support/flow/exit.ts';
@@ -17,7 +18,7 @@ export function pruneVersionsCommand(runtime: Runtime, run: (action: () => Promi
     .option('--keep-within <duration>', 'keep every version younger than this, e.g. 90d', parse.duration)
     .option('--app <id>', 'only this app (repeatable)', parse.collectIds)
     .option('--quarantine <prefix>', 'move the objects under this prefix (copy, verify, delete) instead of deleting them')
-    .option('--concurrency <n>', 'object deletes in flight', parse.integer({ min: 1, max: 1024 }), 16)
+    .option('--concurrency <n>', 'object deletes in flight', parse.integer({ min: 1, max: 1024 }), DEFAULT_WALK.concurrency)
     .option('--dry-run', 'print the plan and change nothing')
     .addOption(new Option('--limit-listed <n>', 'versions held back listed at most').argParser(parse.integer({ min: 0 })).default(50).hideHelp())
     .addHelpText('after', '\nExamples:\n  $ overskill-storage prune-versions --keep-last 20 --keep-within 90d --dry-run\n  $ overskill-storage prune-versions --keep-last 20 --keep-within 90d --yes\n  $ overskill-storage prune-versions --keep-last 5 --app 42 --quarantine quarantine/2026-12 --yes')
@@ -43,11 +44,11 @@ export function pruneVersionsCommand(runtime: Runtime, run: (action: () => Promi
           output.print(c.bold(`prune-versions: keep the last ${plan.policy.keepLast} per app${plan.policy.keepWithinMs ? ` and everything younger than ${formatDuration(plan.policy.keepWithinMs)}` : ''}${opts.dryRun ? ' (dry run: nothing will change)' : ''}`));
           const appsWithWork = plan.apps.filter((a) => a.prune > 0);
           if (appsWithWork.length) {
-            output.print(renderTable(['app', 'versions', 'go', 'stay'], appsWithWork.slice(0, 50).map((a) => [a.appId, formatCount(a.versions), formatCount(a.prune), formatCount(a.versions - a.prune)]), { bold: c.bold, dim: c.dim }));
+            output.print(output.table(['app', 'versions', 'go', 'stay'], appsWithWork.slice(0, 50).map((a) => [a.appId, formatCount(a.versions), formatCount(a.prune), formatCount(a.versions - a.prune)])));
             if (appsWithWork.length > 50) output.print(c.dim(`  … and ${formatCount(appsWithWork.length - 50)} more apps`));
           }
           output.print(
-            `${formatCount(plan.prune)} of ${formatCount(plan.versions)} versions go, with ${formatCount(plan.versionFiles)} version-file rows: ${formatBytes(plan.dbBytes)} of database content, ${formatCount(plan.objects)} R2 objects (${formatBytes(plan.r2Bytes)}).`,
+            `${formatCount(plan.prune)} of ${plural(plan.versions, 'version')} ${plan.prune === 1 ? 'goes' : 'go'}, with ${plural(plan.versionFiles, 'version-file row')}: ${formatBytes(plan.dbBytes)} of database content, ${plural(plan.objects, 'R2 object')} (${formatBytes(plan.r2Bytes)}).`,
           );
           output.print(
             c.dim(
@@ -63,13 +64,18 @@ export function pruneVersionsCommand(runtime: Runtime, run: (action: () => Promi
             output.result({ dryRun: Boolean(opts.dryRun), plan, result: null });
             return { exitCode: EXIT.ok };
           }
-          await confirmWrite(output, `Delete ${formatCount(plan.prune)} versions (${formatBytes(plan.dbBytes)} in the database, ${formatCount(plan.objects)} objects)?`, { yes: globals.yes ?? false });
+          output.print(`${c.dim('Database:')} ${context.target.database}${plan.objects ? `\n${c.dim('Bucket:  ')} ${context.target.bucket}` : ''}`);
+          await confirmWrite(
+            output,
+            `Delete ${plural(plan.prune, 'version')} of ${plural(plan.apps.filter((a) => a.prune > 0).length, 'app')} (${formatBytes(plan.dbBytes)} in database ${context.target.database}${plan.objects ? `, ${plural(plan.objects, 'object')} in bucket ${context.target.bucket}` : ''})?`,
+            { yes: globals.yes ?? false },
+          );
           const storeCheck = plan.objects ? await gateStore(context, output, globals) : undefined;
           const record = { ...recordFor(runtime, globals, opts, { tables: [TABLES.snapshots, TABLES['version-files']], filter: { appIds: options.appIds } }, { pausable: false }), storeCheck };
-          const result = await prune(context, prepared, { ...options, record }, progressReporter(output));
-          output.print(c.green(`Deleted ${formatCount(result.versionsDeleted)} versions and ${formatCount(result.versionFilesDeleted)} version-file rows in ${formatCount(result.appsPruned)} apps; ${options.quarantinePrefix ? `moved ${formatCount(result.objectsQuarantined)}` : `deleted ${formatCount(result.objectsDeleted)}`} objects.`));
+          const result = await withProgress(output, (progress) => prune(context, prepared, { ...options, record }, progress));
+          output.print(c.green(`Deleted ${plural(result.versionsDeleted, 'version')} and ${plural(result.versionFilesDeleted, 'version-file row')} in ${plural(result.appsPruned, 'app')}; ${options.quarantinePrefix ? `moved ${plural(result.objectsQuarantined, 'object')}` : `deleted ${plural(result.objectsDeleted, 'object')}`}.`));
           for (const failed of result.failedApps) output.print(c.red(`  app ${failed.appId}: ${failed.reason}`));
-          if (result.objectsRefused.length) output.print(c.dim(`${formatCount(result.objectsRefused.length)} object(s) left in place on purpose (not ours, rewritten, or still named by a row).`));
+          if (result.objectsRefused.length) output.print(c.dim(`${plural(result.objectsRefused.length, 'object')} left in place on purpose (not ours, rewritten, or still named by a row).`));
           for (const failed of result.objectsFailed.slice(0, 50)) output.print(c.yellow(`  ${failed.key}: ${failed.reason} (an orphan for cleanup)`));
           if (result.run) output.print(c.dim(`Run ${result.run.id}: ${result.run.state ?? ''}.`));
           output.result({ dryRun: false, plan, result });

@@ -1,8 +1,8 @@
 import { Command, Option } from 'commander';
 import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/input/context.ts';
 import { confirmWrite } from './support/input/confirm.ts';
-import { progressReporter } from './support/render/progress.ts';
-import { formatBytes, renderTable } from './support/render/format.ts';
+import { withProgress } from './support/render/progress.ts';
+import { formatBytes } from './support/render/format.ts';
 import * as parse from './support/input/parse.ts';
 import type { CommandResult } from './support/flow/command.ts';
 import { EXIT } from './support/flow/exit.ts';
@@ -44,11 +44,11 @@ export function reclaimCommand(runtime: Runtime, run: (action: () => Promise<Com
           const plan = await planReclaim(context.db, options);
           const c = output.color;
           output.print(c.bold(`Reclaim plan (${plan.mode === 'offline' ? 'VACUUM FULL, offline' : 'pg_repack, with the app live'})`));
+          output.print(`${c.dim('Database:')} ${context.target.database}`);
           output.print(
-            renderTable(
+            output.table(
               ['table', 'on disk now', 'should give back', 'should leave', 'measured by'],
               plan.tables.map((t) => [t.table, formatBytes(t.totalBytes), formatBytes(t.returnableBytes), formatBytes(t.expectedAfterBytes), t.method]),
-              c,
             ),
           );
           output.print(`Free disk needed:    about ${formatBytes(plan.freeDiskNeededBytes)} (a new copy of the largest table and its indexes, dropped with the old one after the swap)`);
@@ -61,12 +61,12 @@ export function reclaimCommand(runtime: Runtime, run: (action: () => Promise<Com
             output.result({ dryRun: true, plan });
             return { exitCode: EXIT.ok };
           }
-          await confirmWrite(output, `Rewrite ${plan.tables.map((t) => t.table).join(', ')} with ${plan.mode === 'offline' ? 'VACUUM FULL (each locked for its rewrite)' : 'pg_repack'}?`, { yes: globals.yes ?? false });
+          await confirmWrite(output, `Rewrite ${plan.tables.map((t) => t.table).join(', ')} in database ${context.target.database} with ${plan.mode === 'offline' ? 'VACUUM FULL (each locked for its rewrite)' : 'pg_repack'}?`, { yes: globals.yes ?? false });
           const { withRecordedRun } = await import('../src/runs/recorded.ts');
           const recorded = await withRecordedRun(
             context,
             { ...recordFor(runtime, globals, opts, { tables, filter: {} }, { pausable: false }) },
-            () => reclaim(context, options, progressReporter(output)),
+            () => withProgress(output, (progress) => reclaim(context, options, progress)),
             (done) => ({
               rows: done.tables.filter((t) => t.ok).length,
               bytes: Math.max(0, done.beforeBytes - done.afterBytes),
@@ -77,10 +77,9 @@ export function reclaimCommand(runtime: Runtime, run: (action: () => Promise<Com
           );
           const result = recorded.result;
           output.print(
-            renderTable(
+            output.table(
               ['table', 'before', 'after', 'given back', 'time', ''],
               result.tables.map((t) => [t.table, formatBytes(t.beforeBytes), formatBytes(t.afterBytes), formatBytes(Math.max(0, t.beforeBytes - t.afterBytes)), `${(t.ms / 1000).toFixed(1)} s`, t.ok ? c.green('✓') : c.red(`✗ ${t.error}`)]),
-              c,
             ),
           );
           output.print(c.bold(`Given back to the operating system: ${formatBytes(Math.max(0, result.beforeBytes - result.afterBytes))} (${formatBytes(result.beforeBytes)} → ${formatBytes(result.afterBytes)}).`));

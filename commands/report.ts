@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { StorageReport } from '../src/ops/report.ts';
 import { addPriceOptions, thresholdOptions, makeOutput, openContext, policyFrom, pricesFrom, type GlobalOptions, type Runtime } from './support/input/context.ts';
-import { formatBytes, formatCount, formatDuration, formatMoney, renderMarkdownTable, renderTable } from './support/render/format.ts';
+import { formatBytes, formatCount, formatDuration, formatMoney, formatTime, renderMarkdownTable, plural } from './support/render/format.ts';
 import { parseTables } from '../src/tables.ts';
 import { UsageError } from '../src/errors.ts';
 import * as parse from './support/input/parse.ts';
@@ -83,9 +83,9 @@ function summary(report: StorageReport): [string, string][] {
   const t = report.totals;
   return [
     ['Migration progress', `${t.progressPercent}% (${formatCount(t.movedRows)} of ${formatCount(t.movedRows + t.pendingRows)} eligible rows in R2)`],
-    ['Still to migrate', `${formatCount(t.pendingRows)} rows, ${formatBytes(t.pendingBytes)}`],
+    ['Still to migrate', `${plural(t.pendingRows, 'row')}, ${formatBytes(t.pendingBytes)}`],
     ['Database content held', formatBytes(t.dbBytes)],
-    ['Freeable by finalize', `${formatBytes(t.finalizableBytes)} in ${formatCount(t.finalizableRows)} rows`],
+    ['Freeable by finalize', `${formatBytes(t.finalizableBytes)} in ${plural(t.finalizableRows, 'row')}`],
     ['Database bytes saved', formatBytes(t.dbBytesSaved)],
     ['Stored in R2', formatBytes(t.r2Bytes)],
     ['R2 storage cost', `${formatMoney(report.cost.r2StoragePerMonth)}/month at $${report.prices.storagePerGbMonth}/GB-month`],
@@ -102,13 +102,13 @@ function compressionLines(report: StorageReport): [string, string][] {
   if (measured) {
     lines.push([
       'Saved by compression',
-      `${formatBytes(measured.savedBytes)}: ${formatCount(measured.objects)} objects hold ${formatBytes(measured.contentBytes)} of content in ${formatBytes(measured.storedBytes)} (bucket listing)`,
+      `${formatBytes(measured.savedBytes)}: ${plural(measured.objects, 'object')} ${measured.objects === 1 ? 'holds' : 'hold'} ${formatBytes(measured.contentBytes)} of content in ${formatBytes(measured.storedBytes)} (bucket listing)`,
     ]);
   }
   if (estimate.sampledContents) {
     lines.push([
       'Compression estimate',
-      `gzip would save ${(estimate.savingShare * 100).toFixed(0)}% of ${formatBytes(estimate.eligibleBytes)} still to migrate (≈ ${formatBytes(estimate.estimatedSavedBytes)}; ${formatCount(estimate.sampledContents)} contents sampled; \`migrate --compress gzip\`)`,
+      `gzip would save ${(estimate.savingShare * 100).toFixed(0)}% of ${formatBytes(estimate.eligibleBytes)} still to migrate (≈ ${formatBytes(estimate.estimatedSavedBytes)}; ${plural(estimate.sampledContents, 'content')} sampled; \`migrate --compress gzip\`)`,
     ]);
   }
   return lines;
@@ -118,21 +118,21 @@ function renderText(output: Output, report: StorageReport): void {
   const c = output.color;
   const style = { bold: c.bold, dim: c.dim };
   output.print(c.bold('Storage by table and location'));
-  output.print(renderTable(['table', 'location', 'rows', 'database bytes', 'R2 bytes'], rows(report), style));
+  output.print(output.table(['table', 'location', 'rows', 'database bytes', 'R2 bytes'], rows(report)));
   output.print('');
   for (const [label, value] of summary(report)) output.print(`${c.bold(label.padEnd(28))} ${value}`);
   output.print('');
   output.print(c.bold('On disk (PostgreSQL)'));
-  output.print(renderTable(DISK_HEADER, diskRows(report), style));
+  output.print(output.table(DISK_HEADER, diskRows(report)));
   if (report.space.some((s) => s.method === 'estimate')) output.print(c.dim(SPACE_ESTIMATE_NOTE));
   output.print('');
   output.print(c.bold("The plan's success metrics"));
-  output.print(renderTable(METRIC_HEADER, metricRows(report), style));
+  output.print(output.table(METRIC_HEADER, metricRows(report)));
   for (const line of metricStepLines(report)) output.print(c.dim(`  ${line}`));
   if (report.versionHistory.length) {
     output.print('');
     output.print(c.bold('Version history by age') + c.dim(' (what `prune-versions --keep-within` acts on)'));
-    output.print(renderTable(['age', 'versions', 'database bytes', 'R2 bytes'], report.versionHistory.map((row) => [row.age, formatCount(row.versions), formatBytes(row.db_bytes), formatBytes(row.r2_bytes)]), style));
+    output.print(output.table(['age', 'versions', 'database bytes', 'R2 bytes'], report.versionHistory.map((row) => [row.age, formatCount(row.versions), formatBytes(row.db_bytes), formatBytes(row.r2_bytes)])));
   }
 }
 
@@ -178,20 +178,18 @@ async function runsReport(runtime: Runtime, globals: GlobalOptions, opts: Record
       output.print(c.bold(`Run ${run.id}: ${run.command} ${run.state}, by ${run.operator} on ${run.host}`));
       output.print(`arguments: ${run.arguments.join(' ')}`);
       output.print(
-        renderTable(
+        output.table(
           ['when', 'from', 'to', 'by', 'why'],
-          detail.transitions.map((t) => [t.at.toISOString(), t.from_state, t.to_state, t.actor ?? '', t.reason ?? '']),
-          { bold: c.bold, dim: c.dim },
+          detail.transitions.map((t) => [formatTime(t.at), t.from_state, t.to_state, t.actor ?? '', t.reason ?? '']),
         ),
       );
       output.print('');
-      output.print(detail.items.length ? c.bold(`${formatCount(detail.items.length)} failed or refused item(s); retry them with \`overskill-storage migrate --retry-failed ${run.id}\``) : 'No failed or refused items.');
+      output.print(detail.items.length ? c.bold(`${plural(detail.items.length, 'failed or refused item')}; retry them with \`overskill-storage migrate --retry-failed ${run.id}\``) : 'No failed or refused items.');
       if (detail.items.length) {
         output.print(
-          renderTable(
+          output.table(
             ['table', 'row', 'app', 'path', 'outcome', 'error', 'attempts', 'message'],
             detail.items.map((item) => [tableLabel(item.table_name), item.row_id, item.app_id ?? '', item.path ?? '', item.outcome, item.error_class, item.attempts, item.message]),
-            { bold: c.bold, dim: c.dim },
           ),
         );
       }
@@ -207,7 +205,7 @@ async function runsReport(runtime: Runtime, globals: GlobalOptions, opts: Record
     if (!history.runs.length) output.print('No runs recorded (yet) that match.');
     else
       output.print(
-        renderTable(
+        output.table(
           ['run', 'command', 'state', 'operator', 'host', 'started', 'took', 'workers', 'progress', 'bytes', 'failed', 'refused', 'arguments'],
           history.runs.map((run) => [
             run.id,
@@ -215,7 +213,7 @@ async function runsReport(runtime: Runtime, globals: GlobalOptions, opts: Record
             run.state,
             run.operator,
             run.host,
-            run.started_at.toISOString().replace('T', ' ').slice(0, 19),
+            formatTime(run.started_at),
             run.ended_at ? formatDuration(run.ended_at.getTime() - run.started_at.getTime()) : 'running',
             run.workers,
             progressText(run),
@@ -224,7 +222,6 @@ async function runsReport(runtime: Runtime, globals: GlobalOptions, opts: Record
             formatCount(run.refused),
             run.arguments.join(' '),
           ]),
-          { bold: c.bold, dim: c.dim },
         ),
       );
     output.result(history);

@@ -5,12 +5,12 @@ import { confirmWrite } from './support/input/confirm.ts';
 import { gateStore } from './support/flow/store-gate.ts';
 import { recordFor } from './support/flow/run-record.ts';
 import { TABLES, TABLE_NAMES } from '../src/tables.ts';
-import { formatBytes, formatCount } from './support/render/format.ts';
+import { DEFAULT_WALK } from '../src/ops/options.ts';
+import { formatBytes, formatCount, plural, renderMarkdownTable } from './support/render/format.ts';
 import type { Output } from './support/render/output.ts';
 import * as parse from './support/input/parse.ts';
 import type { CommandResult } from './support/flow/command.ts';
 import { appendStepSummary } from './support/render/step-summary.ts';
-import { renderMarkdownTable } from './support/render/format.ts';
 import { EXIT } from './support/flow/exit.ts';
 
 export function restoreVersionCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
@@ -20,7 +20,7 @@ export function restoreVersionCommand(runtime: Runtime, run: (action: () => Prom
     .option('--dry-run', 'show the diff only; change nothing')
     .addOption(thresholdOptions()[0])
     .addOption(thresholdOptions()[1])
-    .option('--concurrency <n>', 'uploads in flight', parse.integer({ min: 1, max: 256 }), 8)
+    .option('--concurrency <n>', 'uploads in flight', parse.integer({ min: 1, max: 1024 }), DEFAULT_WALK.concurrency)
     .addHelpText('after', '\nExamples:\n  $ overskill-storage restore-version 42 1.4.0 --dry-run\n  $ overskill-storage restore-version 42 1873 --yes')
     .action(async (appId: string, versionSpec: string, opts, cmd: Command) =>
       run(async () => {
@@ -57,7 +57,12 @@ export function restoreVersionCommand(runtime: Runtime, run: (action: () => Prom
             output.result({ dryRun: false, ...summary, result: null });
             return { exitCode: EXIT.ok };
           }
-          await confirmWrite(output, `Restore ${formatCount(changes)} file change(s) for app ${appId}?`, { yes: globals.yes ?? false });
+          output.print(`${c.dim('Database:')} ${context.target.database}\n${c.dim('Bucket:  ')} ${context.target.bucket}`);
+          await confirmWrite(
+            output,
+            `Restore app ${appId} to version ${prepared.version.version_number} (#${prepared.version.id}): ${plural(changes, 'file change')}, recorded as a new version "${prepared.version.version_number}-restored-<its id>" in database ${context.target.database}?`,
+            { yes: globals.yes ?? false },
+          );
           const storeCheck = await gateStore(context, output, globals);
           const { withRecordedRun } = await import('../src/runs/recorded.ts');
           const recorded = await withRecordedRun(
@@ -67,7 +72,7 @@ export function restoreVersionCommand(runtime: Runtime, run: (action: () => Prom
             (done) => ({ rows: changes, bytes: done.uploadedBytes, items: [] }),
           );
           const result = { ...recorded.result, run: recorded.run };
-          output.print(c.green(`Restored. New version ${result.newVersionNumber} (#${result.newVersionId}); ${formatCount(result.uploaded)} content(s) uploaded (${formatBytes(result.uploadedBytes)}).`));
+          output.print(c.green(`Restored. New version ${result.newVersionNumber} (#${result.newVersionId}); ${plural(result.uploaded, 'content')} uploaded (${formatBytes(result.uploadedBytes)}).`));
           for (const kept of result.keptInDatabase) output.print(c.yellow(`  ${kept.path}: kept in the database only (${kept.reason})`));
           output.print(c.dim('Objects the app no longer names are removed by `overskill-storage cleanup` after its grace period.'));
           output.result({ dryRun: false, ...summary, result });

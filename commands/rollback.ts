@@ -1,10 +1,10 @@
 import { Command } from 'commander';
 import type { RollbackOptions } from '../src/ops/rollback.ts';
 import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/input/context.ts';
-import { planConfirmRun } from './support/flow/write-flow.ts';
+import { planConfirmRun, scopedTarget } from './support/flow/write-flow.ts';
 import { gateStore } from './support/flow/store-gate.ts';
 import { addConflictOption, recordFor } from './support/flow/run-record.ts';
-import { formatCount } from './support/render/format.ts';
+import { formatCount, plural } from './support/render/format.ts';
 import type { CommandResult } from './support/flow/command.ts';
 
 export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
@@ -42,13 +42,15 @@ export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<Co
           return await planConfirmRun({
             output,
             plan,
+            target: await scopedTarget(context, options),
             title: 'Rollback plan',
             // --purge deletes objects through tombstones written with If-Match: the store must honour it.
             beforeRun: options.purge && !options.keepHybrid ? async () => void (record.storeCheck = await gateStore(context, output, globals)) : undefined,
             dryRun: opts.dryRun ?? false,
             yes: globals.yes ?? false,
             nothingToDo: 'Nothing to roll back: every content is in the database.',
-            question: (p) => `Roll back ${formatCount(p.rows)} rows to ${options.keepHybrid ? 'hybrid' : 'database'}${options.purge ? ' and delete their objects' : ''}?`,
+            question: (p, target) =>
+              `Roll back ${plural(p.rows, 'row')} of ${target.scope} to ${options.keepHybrid ? 'hybrid' : 'the database'} in database ${target.database}${options.purge && !options.keepHybrid ? `, and delete their objects from bucket ${target.bucket}` : ''}?`,
             stage: 'rollback',
             verb: options.keepHybrid ? 'back in the database (hybrid)' : 'back in the database',
             run: (reporter) =>

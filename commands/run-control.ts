@@ -41,7 +41,8 @@ function controlCommand(verb: ControlVerb) {
               return { exitCode: 0 };
             }
             const moving = planned.filter((result) => result.from !== result.to).length;
-            if (moving || retune) await confirmWrite(output, `${verb[0].toUpperCase()}${verb.slice(1)} ${moving} run(s)?`, { yes: globals.yes ?? false });
+            const names = planned.filter((result) => result.from !== result.to).map((result) => result.runId);
+            if (moving || retune) await confirmWrite(output, `${verb[0].toUpperCase()}${verb.slice(1)} ${names.length === 1 ? `run ${names[0]}` : `runs ${names.join(', ')}`} in database ${context.target.database}?`, { yes: globals.yes ?? false });
             if (retune) await tuneRuns(context.db, target, { concurrency: opts.concurrency, maxRate: opts.maxRate });
             const started = Date.now();
             const results = await controlRuns(context.db, verb, target, actor, { wait: opts.wait });
@@ -84,12 +85,12 @@ export function tuneCommand(runtime: Runtime, run: (action: () => Promise<Comman
           const maxRate = opts.maxRate === false ? null : typeof opts.maxRate === 'number' ? opts.maxRate : undefined;
           const target = { runIds: runIds.map((value) => parse.id(value)), all: opts.all ?? false };
           const planned = await tuneRuns(context.db, target, { concurrency: opts.concurrency, maxRate }, { dryRun: true });
-          for (const result of planned) output.print(`run ${result.runId}: pace ${JSON.stringify(result.pace)}${opts.dryRun ? ' (dry run)' : ''}`);
+          for (const result of planned) output.print(`run ${result.runId}: ${describePace(result.pace)}${opts.dryRun ? ' (dry run)' : ''}`);
           if (opts.dryRun) {
             output.result({ dryRun: true, runs: planned });
             return { exitCode: 0 };
           }
-          await confirmWrite(output, `Change the pace of ${planned.length} run(s)?`, { yes: globals.yes ?? false });
+          await confirmWrite(output, `Change the pace of ${planned.length === 1 ? `run ${planned[0].runId}` : `runs ${planned.map((result) => result.runId).join(', ')}`} in database ${context.target.database}?`, { yes: globals.yes ?? false });
           const results = await tuneRuns(context.db, target, { concurrency: opts.concurrency, maxRate });
           output.print(`Its workers adopt the new pace within a second.`);
           output.result({ runs: results });
@@ -99,4 +100,11 @@ export function tuneCommand(runtime: Runtime, run: (action: () => Promise<Comman
         }
       }),
     );
+}
+
+/** A run's pace as an operator reads it: "concurrency 8, at most 100 objects/s". */
+function describePace(pace: unknown): string {
+  const { concurrency, maxRate } = (pace ?? {}) as { concurrency?: number; maxRate?: number | null };
+  const parts = [concurrency !== undefined ? `concurrency ${concurrency}` : '', maxRate === null ? 'no rate limit' : maxRate !== undefined ? `at most ${maxRate} objects/s` : ''].filter(Boolean);
+  return `pace ${parts.length ? parts.join(', ') : 'unchanged'}`;
 }

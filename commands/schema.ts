@@ -5,6 +5,7 @@ import { confirmWrite } from './support/input/confirm.ts';
 import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/input/context.ts';
 import { recordFor } from './support/flow/run-record.ts';
 import type { CommandResult } from './support/flow/command.ts';
+import { plural } from './support/render/format.ts';
 
 export function schemaCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('schema')
@@ -59,7 +60,8 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
           await assertSchemaApplicable(context.db, state);
           const analyze = analyzeStatements();
           output.print(`Will run ${statements.length} statement${statements.length === 1 ? '' : 's'} (columns with constant defaults, indexes built CONCURRENTLY: the app keeps writing), then ${analyze.length} ANALYZE statement${analyze.length === 1 ? '' : 's'}. \`schema --apply --dry-run\` prints the SQL.`);
-          await confirmWrite(output, `Apply ${statements.length} schema change(s)?`, { yes: globals.yes ?? false });
+          output.print(`${c.dim('Database:')} ${context.target.database}`);
+          await confirmWrite(output, `Apply ${plural(statements.length, 'schema change')} to database ${context.target.database}?`, { yes: globals.yes ?? false });
           const { withRecordedRun } = await import('../src/runs/recorded.ts');
           const spec = recordFor(runtime, globals, opts, { tables: [], filter: {} }, { pausable: false });
           const outcome = (applied: Awaited<ReturnType<typeof applySchema>>) => ({ rows: applied.applied.length, bytes: 0, items: [] });
@@ -68,7 +70,7 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
           const result = recorded.run ? recorded.result : (await withRecordedRun(context, spec, async () => recorded.result, outcome)).result;
           const analyzed = result.applied.filter((statement) => statement.startsWith('ANALYZE')).length;
           output.print(
-            c.green(`Applied ${result.applied.length - analyzed} schema statement(s) and ${analyzed} ANALYZE statement(s); the schema is ${result.after.ok ? 'complete' : 'still incomplete'}.`),
+            c.green(`Applied ${plural(result.applied.length - analyzed, 'schema statement')} and ${plural(analyzed, 'ANALYZE statement')}; the schema is ${result.after.ok ? 'complete' : 'still incomplete'}.`),
           );
           output.result(document(result.applied, result.after));
           return { exitCode: result.after.ok ? 0 : 1 };

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { addWalkOptions, makeOutput, openContext, runOptionsFrom, type GlobalOptions, type Runtime } from './support/input/context.ts';
-import { progressReporter } from './support/render/progress.ts';
-import { formatBytes, formatCount, renderTable } from './support/render/format.ts';
+import { withProgress } from './support/render/progress.ts';
+import { formatBytes, formatCount, plural } from './support/render/format.ts';
 import * as parse from './support/input/parse.ts';
 import type { CommandResult } from './support/flow/command.ts';
 import { EXIT } from './support/flow/exit.ts';
@@ -11,7 +11,7 @@ export function verifyCommand(runtime: Runtime, run: (action: () => Promise<Comm
     .option('--deep', 'download and hash every object (default: listings, ETags and the database)')
     .option('--orphans', 'also list objects under apps/ that no row references')
     .option('--sample <percent>', 'check only this percentage of rows (a stable choice)', parse.percent());
-  addWalkOptions(command, { concurrency: 16 });
+  addWalkOptions(command);
   return command
     .addHelpText('after', '\nExamples:\n  $ overskill-storage verify\n  $ overskill-storage verify --deep --app 42\n  $ overskill-storage verify --orphans --json > verify.json')
     .action(async (opts, cmd: Command) =>
@@ -22,8 +22,7 @@ export function verifyCommand(runtime: Runtime, run: (action: () => Promise<Comm
         const options = runOptionsFrom(opts, runtime.signal, runtime.streams.env);
         const context = await openContext(globals, runtime, { store: true, concurrency: options.concurrency, database: 'read' });
         try {
-          const progress = progressReporter(output);
-          const result = await verify(
+          const result = await withProgress(output, (progress) => verify(
             context,
             {
               tables: options.tables,
@@ -36,18 +35,16 @@ export function verifyCommand(runtime: Runtime, run: (action: () => Promise<Comm
               signal: runtime.signal,
             },
             progress,
-          );
-          progress.stop();
+          ));
           const c = output.color;
           output.print(
-            renderTable(
+            output.table(
               ['table', 'rows checked'],
               Object.entries(result.checked).map(([table, count]) => [table, formatCount(count)]),
-              { bold: c.bold, dim: c.dim },
             ),
           );
           if (result.problemCount) {
-            output.print(c.red(`\n${formatCount(result.problemCount)} problem(s):`));
+            output.print(c.red(`\n${plural(result.problemCount, 'problem')}:`));
             for (const problem of result.problems.slice(0, 200)) {
               output.print(`  ${problem.table} #${problem.id} app ${problem.appId}${problem.path !== null ? ` ${JSON.stringify(problem.path)}` : ''}${problem.key ? ` [${problem.key}]` : ''}: ${problem.problem}`);
             }

@@ -24,6 +24,9 @@ export class UsageError extends StorageError {}
 /** A write was asked for without a TTY and without --yes, or the operator declined. */
 export class WriteRefusedError extends StorageError {}
 
+/** The operator answered no at a prompt: nothing changed, and nothing failed (exit 0, said plainly). */
+export class DeclinedError extends StorageError {}
+
 /** The database schema lacks what the command needs. */
 export class SchemaMissingError extends StorageError {}
 

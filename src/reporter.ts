@@ -7,6 +7,8 @@ export interface Reporter {
   stage?(name: string, totals?: { items?: number; bytes?: number }): void;
   /** Items finished (successfully or not) and their bytes. */
   advance?(items: number, bytes: number): void;
+  /** Items whose object work is done (uploaded and read back, fetched, ...), before their batch is settled: progress between batches. */
+  worked?(items: number, bytes: number): void;
   log?(level: 'info' | 'warn', message: string): void;
   stageDone?(name: string): void;
   /** What a recorded run did, one event at a time (log pipelines and metrics read these). */
@@ -25,6 +27,7 @@ export type RunEvent = EventSource &
     | { type: 'batch.done'; table: string; claimed: number; flipped: number; bytes: number; failed: number; refused: number; abandoned: number; changedMeanwhile: number; ms: number }
     | { type: 'item.failed' | 'item.refused'; table: string; rowId: string; appId: string | null; path: string | null; key: string | null; errorClass: string; message: string }
     | { type: 'wait'; reason: string | null }
+    | { type: 'run.state'; state: string; reason: string | null }
     | { type: 'run.ended'; state: string; rows: number; bytes: number; failed: number; refused: number }
   );
 
@@ -32,7 +35,7 @@ export type RunEvent = EventSource &
 export function tagged(reporter: Reporter, source: () => EventSource): Reporter {
   if (!reporter.event) return reporter;
   const forward = reporter.event.bind(reporter);
-  return { ...reporter, stage: reporter.stage?.bind(reporter), advance: reporter.advance?.bind(reporter), log: reporter.log?.bind(reporter), stageDone: reporter.stageDone?.bind(reporter), event: (event) => forward({ ...source(), ...event }) };
+  return { ...reporter, stage: reporter.stage?.bind(reporter), advance: reporter.advance?.bind(reporter), worked: reporter.worked?.bind(reporter), log: reporter.log?.bind(reporter), stageDone: reporter.stageDone?.bind(reporter), event: (event) => forward({ ...source(), ...event }) };
 }
 
 export const silentReporter: Reporter = {};

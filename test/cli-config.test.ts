@@ -28,7 +28,9 @@ describe('configuration and usage errors', () => {
     expect(help.code).toBe(0);
     const version = await spawnCliAndWait(['--version'], env.cliEnv);
     expect(version.code).toBe(0);
-    expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+    expect(version.stdout.split('\n')[0]).toMatch(/^overskill-storage \d+\.\d+\.\d+$/);
+    expect(version.stdout).toMatch(/^build: +(commit [0-9a-f]+|built )/m);
+    expect(version.stdout).toMatch(/^runtime: node v\d+/m);
     for (const command of ['schema', 'migrate', 'verify', 'finalize', 'rollback', 'report', 'restore-version', 'cleanup', 'export', 'cat', 'demo']) {
       const run = await cli([command, '--help'], env.cliEnv);
       expect(run.code, command).toBe(0);

@@ -28,7 +28,7 @@ describe('the command catalog', () => {
     const top = await cli(['--help'], {});
     expect(top.code).toBe(0);
     for (const entry of CATALOG) {
-      const term = [entry.name, entry.usage].filter(Boolean).join(' ');
+      const term = [entry.name, entry.usage.replace(/^\[options\] ?/, '')].filter(Boolean).join(' ');
       expect(top.stdout, entry.name).toMatch(new RegExp(`^  ${term.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s+${entry.description.slice(0, 30).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`, 'm'));
     }
     const migrate = await cli(['migrate', '--help'], {});

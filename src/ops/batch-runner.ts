@@ -136,7 +136,9 @@ export async function runBatches<Done>(
           if (options.signal?.aborted) return { kind: 'abandoned' };
           activity?.itemStarted();
           try {
-            return await withinBound(operation.work(row), activity?.itemBoundMs(row.bytes));
+            const outcome = await withinBound(operation.work(row), activity?.itemBoundMs(row.bytes));
+            reporter.worked?.(1, row.bytes ?? 0);
+            return outcome;
           } catch (error) {
             // A request cut short by the stop is not a failure of the item: the next run does it.
             if (options.signal?.aborted) return { kind: 'abandoned' };

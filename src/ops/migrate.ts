@@ -45,6 +45,8 @@ export interface MigrateOptions extends CommonRunOptions {
 export interface MigrateResult {
   tables: TableRunResult[];
   interrupted: boolean;
+  /** The run was cancelled from another terminal: why, and by whom. */
+  cancelled?: string;
   sessionLost?: string;
   uploaded: number;
   uploadedBytes: number;

@@ -50,8 +50,8 @@ export function defaultRunOptions(overrides: Partial<CommonRunOptions> = {}): Co
   };
 }
 
-/** R2 reads in flight for `export`: an app's files (85 on average, in the plan) in one wave. */
-export const EXPORT_CONCURRENCY = 128;
+/** R2 reads in flight for `export`: the one --concurrency default every command has (an app's 85 files, the plan's average, in six waves). */
+export const EXPORT_CONCURRENCY = 16;
 
 /** What one worker's walk of a table is given: its session id, its options, the run's shared limits and budget. */
 export interface WorkerRun {

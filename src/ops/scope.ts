@@ -4,6 +4,28 @@ import type { RowFilter } from '../sql/filters.ts';
 import { appsInRollout, rowsInShard, unknownAppIds } from '../sql/scope.ts';
 
 /**
+ * The rows a filter takes, in an operator's words: "all 50 apps", "apps 7, 9", "rollout 10% = 5 of 50 apps",
+ * "shard 0/4 (rows with id mod 4 = 0)". Said by every plan before it asks.
+ */
+export async function describeScope(db: Queryable, filter: RowFilter, extra: { limit?: number } = {}): Promise<string> {
+  const apps = (n: number) => `${n.toLocaleString('en-US')} app${n === 1 ? '' : 's'}`;
+  const parts: string[] = [];
+  const named = filter.appIds?.length ? `${filter.appIds.length === 1 ? 'app' : 'apps'} ${filter.appIds.join(', ')}` : undefined;
+  if (filter.rolloutPercent !== undefined && filter.rolloutPercent < 100) {
+    const { apps: total, selected } = await appsInRollout(db, filter.rolloutPercent, filter.appIds);
+    parts.push(`rollout ${filter.rolloutPercent}% = ${selected.toLocaleString('en-US')} of ${apps(total)}${named ? ` (of ${named})` : ''}`);
+  } else if (named) {
+    parts.push(named);
+  } else {
+    const { apps: total } = await appsInRollout(db, 100);
+    parts.push(`all ${apps(total)}`);
+  }
+  if (filter.shard && filter.shard.count > 1) parts.push(`shard ${filter.shard.index}/${filter.shard.count} (rows with id mod ${filter.shard.count} = ${filter.shard.index})`);
+  if (extra.limit !== undefined) parts.push(`at most ${extra.limit.toLocaleString('en-US')} rows`);
+  return parts.join(' · ');
+}
+
+/**
  * A scope that selects nothing that exists is the operator's mistake, not an empty success: an `--app` id that
  * is no app, a `--rollout` that takes none of the apps there are, a `--shard` that takes none of the rows.
  * Refused (exit 2) before anything is planned, so "nothing to do" and "no problems found" are said only of a

@@ -87,7 +87,13 @@ export async function withWorker(
     if (options.record) {
       const record = await openRun(context.db, options.record, { worker: session.id, concurrency: options.concurrency, maxRate: options.maxRate });
       opened = { id: record.runId, joined: record.joined };
-      recorder = new RunWorker(context.db, record.runId, session.id, { limiter, setRate: (perSecond) => rate.setRate(perSecond), cancel: () => stop.abort() }, options.concurrency, options.maxRate, () =>
+      recorder = new RunWorker(context.db, record.runId, session.id, {
+          limiter,
+          setRate: (perSecond) => rate.setRate(perSecond),
+          cancel: () => stop.abort(),
+          // A pause, resume or cancel from another terminal is told where this run is watched.
+          onState: (state, reason) => reporter.event?.({ type: 'run.state', state, reason }),
+        }, options.concurrency, options.maxRate, () =>
         store ? { activity: activity?.snapshot(), transport: store.transportStats() } : null,
       );
       rate.onWait = (reason) => {

@@ -46,7 +46,7 @@ export class RunWorker implements BatchObserver {
     private readonly db: Db,
     readonly runId: string,
     readonly worker: string,
-    private readonly controls: { limiter: Limiter; rate?: RateLimiter; setRate(perSecond: number | undefined): void; cancel(): void },
+    private readonly controls: { limiter: Limiter; rate?: RateLimiter; setRate(perSecond: number | undefined): void; cancel(): void; onState?(state: RunState, reason: string | null): void },
     private concurrency: number,
     private maxRate: number | undefined,
     private readonly health: () => WorkerHealth | null = () => null,
@@ -74,6 +74,7 @@ export class RunWorker implements BatchObserver {
   }
 
   private apply(state: RunState, pace: RunPace | null, reason: string | null): void {
+    if (state !== this.runState) this.controls.onState?.(state, reason);
     this.runState = state;
     if (pace && pace.version > this.paceVersion) {
       this.paceVersion = pace.version;

@@ -123,9 +123,9 @@ export async function endWorker(db: Queryable, runId: string, worker: string, en
   if (run.state === 'cancelling') [final, reason] = ['cancelled', 'cancelled; every worker finished its batches in flight'];
   else if (end.state === 'interrupted') [final, reason] = ['interrupted', 'stopped by a signal after its batches in flight'];
   else if (anyWorkerFailed[0].n > 0 || end.state === 'failed') [final, reason] = ['failed', run.error ?? 'a worker failed'];
-  else if (run.failed > 0) [final, reason] = ['failed', `${run.failed} item(s) failed${run.refused ? ` and ${run.refused} were refused` : ''}; see \`report --items ${runId}\``];
+  else if (run.failed > 0) [final, reason] = ['failed', `${run.failed} item${run.failed === 1 ? '' : 's'} failed${run.refused ? ` and ${run.refused} ${run.refused === 1 ? 'was' : 'were'} refused` : ''}; see \`report --items ${runId}\``];
   // A refusal is the tool declining on purpose (an object it did not write): the run still did its work.
-  else [final, reason] = ['succeeded', run.refused ? `finished; ${run.refused} item(s) refused on purpose (see \`report --items ${runId}\`)` : 'finished'];
+  else [final, reason] = ['succeeded', run.refused ? `finished; ${run.refused} item${run.refused === 1 ? '' : 's'} refused on purpose (see \`report --items ${runId}\`)` : 'finished'];
   if (run.state === 'paused' && final !== 'interrupted' && final !== 'cancelled') final = 'interrupted';
   const moved = await moveRun(db, runId, final, 'workers', reason);
   await query(

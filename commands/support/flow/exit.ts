@@ -2,6 +2,7 @@ import { CommanderError } from 'commander';
 import {
   ConfigError,
   DataError,
+  DeclinedError,
   InterruptedError,
   SchemaMissingError,
   UsageError,
@@ -17,6 +18,7 @@ export function exitCodeFor(error: unknown): number {
     if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return EXIT.ok;
     return EXIT.usage;
   }
+  if (error instanceof DeclinedError) return EXIT.ok;
   if (error instanceof InterruptedError) return EXIT.interrupted;
   if (error instanceof ConfigError || error instanceof UsageError || error instanceof WriteRefusedError || error instanceof SchemaMissingError) return EXIT.usage;
   if (error instanceof DataError) return EXIT.problems;

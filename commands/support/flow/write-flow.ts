@@ -5,10 +5,19 @@ import { confirmWrite } from '../input/confirm.ts';
 import type { Output } from '../render/output.ts';
 import { progressReporter } from '../render/progress.ts';
 import { expectedStages, renderPlan, renderRunTables } from '../render/plans.ts';
-import { formatCount, formatDuration } from '../render/format.ts';
+import { formatDuration, plural } from '../render/format.ts';
 import { EXIT } from './exit.ts';
 import { appendStepSummary, planMarkdown } from '../render/step-summary.ts';
 import type { CommandResult } from './command.ts';
+import { renderTarget, type Target } from '../render/target.ts';
+import type { OpenedContext } from '../input/context.ts';
+import type { CommonRunOptions } from '../../../src/ops/options.ts';
+
+/** The target of a row walk: the context's database and bucket, and the scope its filter takes. */
+export async function scopedTarget(context: OpenedContext, options: Pick<CommonRunOptions, 'filter' | 'limit'>): Promise<Target> {
+  const { describeScope } = await import('../../../src/ops/scope.ts');
+  return { ...context.target, scope: await describeScope(context.db, options.filter, { limit: options.limit }) };
+}
 
 export interface RowRunSummary {
   tables: TableRunResult[];
@@ -26,11 +35,15 @@ export interface RowRunSummary {
 export async function planConfirmRun<R extends RowRunSummary>(flow: {
   output: Output;
   plan: Plan;
+  /** What the plan acts on, printed first and named in the question. */
+  target: Target;
+  /** Whether the command touches the bucket (named in the plan) */
+  usesBucket?: boolean;
   title: string;
   dryRun: boolean;
   yes: boolean;
   nothingToDo: string;
-  question: (plan: Plan) => string;
+  question: (plan: Plan, target: Target) => string;
   stage: string;
   verb: string;
   run: (reporter: Reporter) => Promise<R>;
@@ -39,7 +52,7 @@ export async function planConfirmRun<R extends RowRunSummary>(flow: {
   beforeRun?: () => Promise<void>;
 }): Promise<CommandResult> {
   const { output, plan } = flow;
-  renderPlan(output, plan, flow.dryRun ? `${flow.title} (dry run: nothing will change)` : flow.title);
+  renderPlan(output, plan, flow.dryRun ? `${flow.title} (dry run: nothing will change)` : flow.title, () => renderTarget(output, flow.target, { bucket: flow.usesBucket ?? true }));
   if (flow.dryRun) {
     appendStepSummary(output.streams.env, planMarkdown(plan, `overskill-storage: ${flow.title} (dry run)`));
     output.result({ dryRun: true, plan });
@@ -50,7 +63,7 @@ export async function planConfirmRun<R extends RowRunSummary>(flow: {
     output.result({ dryRun: false, plan, result: null });
     return { exitCode: EXIT.ok };
   }
-  await confirmWrite(output, flow.question(plan), { yes: flow.yes });
+  await confirmWrite(output, flow.question(plan, flow.target), { yes: flow.yes });
   await flow.beforeRun?.();
   const started = Date.now();
   const progress = progressReporter(output, expectedStages(plan, flow.stage));
@@ -63,15 +76,15 @@ export async function planConfirmRun<R extends RowRunSummary>(flow: {
   renderRunTables(output, result.tables, flow.verb);
   const done = result.tables.reduce((sum, t) => sum + t.flipped, 0);
   const ending = result.cancelled ? output.color.yellow('Cancelled') : result.interrupted ? output.color.yellow('Interrupted') : output.color.green('Done');
-  output.print(`\n${ending}: ${formatCount(done)} rows ${flow.verb} in ${formatDuration(Date.now() - started)}.`);
-  if (result.cancelled) output.print(`Run ${result.run?.id ?? ''} was cancelled (${result.cancelled}); every batch in flight was finished first. Rerun the command to continue.`);
+  output.print(`\n${ending}: ${plural(done, 'row')} ${flow.verb} in ${formatDuration(Date.now() - started)}.`);
+  if (result.cancelled) output.print(`Run ${result.run?.id ?? ''} was cancelled (${result.cancelled}); every batch in flight was finished first.`);
   if (result.run) {
     const state = result.run.state === undefined || ['running', 'pausing', 'paused', 'cancelling'].includes(result.run.state) ? 'its other workers are still at it' : result.run.state;
     output.print(output.color.dim(`Run ${result.run.id}${result.run.joined ? ' (joined)' : ''}: ${state}. History: \`overskill-storage report --runs\`.`));
   }
   for (const line of flow.summary(result)) output.print(line);
   if (result.sessionLost) output.error(`${result.sessionLost}. Run the command again to finish.`);
-  if (result.problems) output.print(output.color.yellow(`${formatCount(result.problems)} problem(s); see above.`));
+  if (result.problems) output.print(output.color.yellow(`${plural(result.problems, 'problem')}; see above.`));
   output.result({ dryRun: false, plan, result });
   return { exitCode: result.interrupted || result.cancelled ? EXIT.interrupted : result.problems ? EXIT.problems : EXIT.ok };
 }

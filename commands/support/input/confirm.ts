@@ -1,4 +1,4 @@
-import { WriteRefusedError } from '../../../src/errors.ts';
+import { DeclinedError, InterruptedError, WriteRefusedError } from '../../../src/errors.ts';
 import type { Output } from '../render/output.ts';
 
 /**
@@ -16,7 +16,8 @@ export async function confirmWrite(output: Output, question: string, options: { 
   try {
     answer = await confirm({ message: question, default: false }, { input: output.streams.stdin as never, output: output.streams.stderr as never });
   } catch {
-    throw new WriteRefusedError('Not confirmed; nothing was changed.');
+    // Ctrl-C (or a closed terminal) at the prompt: a stop, before anything was written.
+    throw new InterruptedError('Stopped at the prompt; nothing was changed.');
   }
-  if (!answer) throw new WriteRefusedError('Not confirmed; nothing was changed.');
+  if (!answer) throw new DeclinedError('Not confirmed; nothing was changed.');
 }

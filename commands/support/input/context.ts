@@ -10,6 +10,7 @@ import { UsageError } from '../../../src/errors.ts';
 import { DEFAULT_PRICES, INFREQUENT_ACCESS_PRICES, STORAGE_CLASSES, type Prices, type StorageClass } from '../../../src/cost.ts';
 import * as parse from './parse.ts';
 import { Output, type EventSink, type LogFormat, type OutputStreams } from '../render/output.ts';
+import { describeBucket, describeDatabase, type Target } from '../render/target.ts';
 
 /** Options every command has (declared once on the program, accepted before or after the subcommand). */
 export interface GlobalOptions {
@@ -64,14 +65,25 @@ export function addGlobalOptions(program: Command): Command {
     .option('-y, --yes', 'do not ask for confirmation before writing')
     .option('--no-color', 'no colour (NO_COLOR is honoured too)')
     .option('-q, --quiet', 'no log lines on stderr, only errors')
-    .option('--verbose', 'show stack traces on errors');
+    .option('-v, --verbose', 'say more: the settings resolved, each step as it starts, stack traces on errors');
 }
 
 export function makeOutput(globals: GlobalOptions, runtime: Runtime): Output {
-  return new Output(runtime.streams, { json: globals.json ?? false, color: globals.color, quiet: globals.quiet, command: runtime.command, logFormat: globals.logFormat, sinks: (runtime.eventSinks ??= new Set()) });
+  return new Output(runtime.streams, {
+    json: globals.json ?? false,
+    color: globals.color,
+    quiet: globals.quiet,
+    verbose: globals.verbose,
+    command: runtime.command,
+    argv: runtime.argv,
+    logFormat: globals.logFormat,
+    sinks: (runtime.eventSinks ??= new Set()),
+  });
 }
 
 export interface OpenedContext extends StorageContext {
+  /** The database and bucket as plans and prompts name them (the bucket even where the command opened no store). */
+  target: Target;
   close(): Promise<void>;
 }
 
@@ -96,6 +108,8 @@ export async function openContext(
   });
   const database = resolver.database();
   const storeConfig = options.store ? resolver.objectStore({ allowInsecureEndpoint: globals.allowInsecureEndpoint }) : undefined;
+  const named = storeConfig ?? namedStore(resolver);
+  const target: Target = { database: describeDatabase(database.url), bucket: named ? describeBucket(named.bucket, named.endpoint) : undefined };
   const concurrency = options.concurrency ?? 8;
   const fromEnv = Number(runtime.streams.env.OVERSKILL_STORAGE_DB_CONNECTIONS);
   const connections = globals.dbConnections ?? (Number.isSafeInteger(fromEnv) && fromEnv >= 1 ? fromEnv : Math.min(concurrency, 8) + 2);
@@ -104,11 +118,19 @@ export async function openContext(
   const db = createDb({ url: database.url, poolSize: connections });
   let store: ObjectStore | undefined;
   let metrics: { close(): Promise<void> } | undefined;
+  const output = makeOutput(globals, runtime);
+  let since = performance.now();
+  const step = (what: string) => {
+    output.detail(`${what} (${Math.round(performance.now() - since)} ms)`);
+    since = performance.now();
+  };
   try {
     await checkConnection(db, database.url);
+    step(`connected to database ${target.database}, at most ${connections} connections`);
     if (options.database) {
       const gate = await import('../../../src/ops/database-gate.ts');
       await (options.database === 'write' ? gate.assertDatabaseAllowsWrites(db) : gate.assertDatabaseReadable(db));
+      step(`the database allows what this command needs (${options.database === 'write' ? 'writes' : 'reads'})`);
     }
     if (storeConfig) {
       store = new ObjectStore(storeConfig, {
@@ -120,8 +142,9 @@ export async function openContext(
         stopping: runtime.signal,
       });
       await store.checkBucket();
+      step(`bucket ${target.bucket} answers as S3, ${concurrency + 8} sockets at most`);
     }
-    if (globals.metricsPort !== undefined) metrics = await startMetrics(globals.metricsPort, makeOutput(globals, runtime), runtime, store);
+    if (globals.metricsPort !== undefined) metrics = await startMetrics(globals.metricsPort, output, runtime, store);
   } catch (error) {
     store?.destroy();
     await db.destroy();
@@ -131,12 +154,22 @@ export async function openContext(
     db,
     store: store as ObjectStore,
     databaseUrl: database.url,
+    target,
     close: async () => {
       await metrics?.close();
       store?.destroy();
       await db.destroy();
     },
   };
+}
+
+/** The bucket a command that opens no store would use, for naming it; none when it is not configured. */
+function namedStore(resolver: ConfigResolver): { bucket: string; endpoint: string } | undefined {
+  try {
+    return resolver.objectStore({ allowInsecureEndpoint: true });
+  } catch {
+    return undefined;
+  }
 }
 
 /** The run's Prometheus metrics on --metrics-port, fed by its events, until the context closes. */
@@ -158,7 +191,7 @@ async function startMetrics(port: number, output: Output, runtime: Runtime, stor
 }
 
 /** Flags of every command that walks rows (migrate, verify, finalize, rollback). */
-export function addWalkOptions(command: Command, defaults: { concurrency?: number } = {}): Command {
+export function addWalkOptions(command: Command): Command {
   return command
     .option('--app <id>', 'only this app (repeatable, or comma-separated)', parse.collectIds)
     .option('--rollout <percent>', 'only this percentage of apps, chosen by a stable hash of app_id (10 → 50 → 100 only widens)', parse.percent())
@@ -167,7 +200,7 @@ export function addWalkOptions(command: Command, defaults: { concurrency?: numbe
     .option('--limit <n>', 'stop after this many rows', parse.integer({ min: 1 }))
     .option('--batch-size <n>', 'rows per batch', parse.integer({ min: 1, max: 100_000 }), DEFAULT_WALK.batchSize)
     .addOption(new Option('--batch-bytes <size>', 'content bytes per batch, e.g. 8MiB').argParser(parse.byteSize({ min: 1 })).default(DEFAULT_WALK.batchBytes, '8MiB'))
-    .option('--concurrency <n>', 'S3 requests in flight', parse.integer({ min: 1, max: 1024 }), defaults.concurrency ?? DEFAULT_WALK.concurrency)
+    .option('--concurrency <n>', 'S3 requests in flight', parse.integer({ min: 1, max: 1024 }), DEFAULT_WALK.concurrency)
     .option('--settle <duration>', "after flipping rows, wait this long for the app's saves in flight, then repair any they left unreadable (default: $OVERSKILL_STORAGE_SETTLE, else 2s)", parse.duration)
     .addOption(thresholdOptions()[0])
     .addOption(thresholdOptions()[1]);

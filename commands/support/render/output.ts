@@ -1,13 +1,14 @@
 import { Chalk, type ChalkInstance } from 'chalk';
 import { redact } from '../../../src/secrets.ts';
 import type { RunEvent } from '../../../src/reporter.ts';
+import { packLines, renderTable, wrapProse } from './format.ts';
 
 export type LogFormat = 'text' | 'json';
 export type EventSink = (event: RunEvent) => void;
 
 export interface OutputStreams {
-  stdout: NodeJS.WritableStream & { isTTY?: boolean };
-  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  stderr: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
   stdin: NodeJS.ReadableStream & { isTTY?: boolean };
   env: NodeJS.ProcessEnv;
 }
@@ -38,16 +39,25 @@ export class Output {
   readonly quiet: boolean;
 
   readonly command?: string;
+  /** The command line as given (secrets masked where it is shown): what a stopped run's last line says to type again. */
+  readonly argv?: string[];
+  /** -v: say more about what is being done (each step's timing, the settings resolved). */
+  readonly verbose: boolean;
   /** `json`: every log line and run event is one JSON object on stderr (--log-format json). */
   readonly logFormat: LogFormat;
   private readonly sinks: Set<EventSink>;
 
-  constructor(readonly streams: OutputStreams, options: { json: boolean; color?: boolean; quiet?: boolean; command?: string; logFormat?: LogFormat; sinks?: Set<EventSink> }) {
+  constructor(
+    readonly streams: OutputStreams,
+    options: { json: boolean; color?: boolean; quiet?: boolean; verbose?: boolean; command?: string; argv?: string[]; logFormat?: LogFormat; sinks?: Set<EventSink> },
+  ) {
     this.json = options.json;
     this.logFormat = options.logFormat ?? 'text';
     this.sinks = options.sinks ?? new Set();
     this.command = options.command;
     this.quiet = options.quiet ?? false;
+    this.verbose = options.verbose ?? false;
+    this.argv = options.argv;
     const noColor = streams.env.NO_COLOR !== undefined && streams.env.NO_COLOR !== '';
     const wantColor = this.logFormat === 'text' && options.color !== false && !noColor && (streams.stderr.isTTY === true || streams.env.FORCE_COLOR !== undefined);
     this.color = new Chalk({ level: wantColor ? 1 : 0 });
@@ -55,6 +65,41 @@ export class Output {
 
   get interactive(): boolean {
     return this.streams.stderr.isTTY === true && this.logFormat === 'text';
+  }
+
+  /** The terminal's width for what goes to stdout; undefined off a terminal, where records stay one line each. */
+  get width(): number | undefined {
+    const { stdout } = this.streams;
+    return stdout.isTTY === true ? stdout.columns || 80 : undefined;
+  }
+
+  /** The terminal's width for stderr (progress, logs); 80 when it cannot be told. */
+  get errorWidth(): number {
+    const { stderr } = this.streams;
+    return stderr.isTTY === true && stderr.columns ? stderr.columns : 80;
+  }
+
+  /** A table for stdout, fitted to the terminal's width (see renderTable). */
+  table(header: string[], rows: (string | number)[][], options: { indent?: number } = {}): string {
+    const indent = options.indent ?? 0;
+    const width = this.width === undefined ? undefined : this.width - indent;
+    const text = renderTable(header, rows, { bold: this.color.bold, dim: this.color.dim }, width);
+    return indent ? text.split('\n').map((line) => `${' '.repeat(indent)}${line}`).join('\n') : text;
+  }
+
+  /**
+   * Parts of one record joined by " · ": one line off a terminal (for pipes), and on a terminal as many
+   * lines as its width needs, continuation lines indented.
+   */
+  joinFitted(parts: string[], indent = '    '): string {
+    const width = this.width;
+    if (width === undefined) return parts.join(' · ');
+    return packLines(parts, width, { separator: ' · ', indent }).join('\n');
+  }
+
+  /** A line only -v asks for. */
+  detail(message: string): void {
+    if (this.verbose) this.log(this.color.dim(message));
   }
 
   /** One JSON log line on stderr: time, level, the command, and what happened. */
@@ -66,7 +111,12 @@ export class Output {
   log(message: string): void {
     if (this.quiet) return;
     if (this.logFormat === 'json') this.line('info', { event: 'log', message });
-    else this.streams.stderr.write(redact(message) + '\n');
+    else this.streams.stderr.write(this.forStderr(redact(message)) + '\n');
+  }
+
+  /** On a terminal, prose breaks at spaces to its width; elsewhere every line is left whole (for pipes and logs). */
+  private forStderr(text: string): string {
+    return this.streams.stderr.isTTY === true ? wrapProse(text, this.errorWidth) : text;
   }
 
   /** A run's event: one JSON line with --log-format json (the text form shows progress instead), and to every sink (metrics). */
@@ -84,18 +134,19 @@ export class Output {
 
   warn(message: string): void {
     if (this.logFormat === 'json') this.line('warn', { event: 'log', message });
-    else this.streams.stderr.write(redact(this.color.yellow(`warning: ${message}`)) + '\n');
+    else this.streams.stderr.write(this.forStderr(redact(this.color.yellow(`warning: ${message}`))) + '\n');
   }
 
   error(message: string): void {
     if (this.logFormat === 'json') this.line('error', { event: 'log', message });
-    else this.streams.stderr.write(redact(this.color.red(`error: ${message}`)) + '\n');
+    else this.streams.stderr.write(this.forStderr(redact(this.color.red(`error: ${message}`))) + '\n');
   }
 
   /** The human result, on stdout. Suppressed with --json, where `result` carries the data instead. */
   print(text: string): void {
     if (this.json) return;
-    this.streams.stdout.write(redact(text) + '\n');
+    const width = this.width;
+    this.streams.stdout.write((width === undefined ? redact(text) : wrapProse(redact(text), width)) + '\n');
   }
 
   /** The machine result: with --json, one JSON document on stdout, with its shape's version and the command. */

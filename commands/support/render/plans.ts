@@ -1,17 +1,17 @@
 import type { Plan } from '../../../src/ops/plan.ts';
 import type { ItemProblem, TableRunResult } from '../../../src/ops/batch-runner.ts';
 import type { Output } from './output.ts';
-import { formatBytes, formatCount, formatMoney, renderTable } from './format.ts';
+import { formatBytes, formatCount, formatMoney } from './format.ts';
 
-export function renderPlan(output: Output, plan: Plan, title: string): void {
+export function renderPlan(output: Output, plan: Plan, title: string, target?: () => void): void {
   const c = output.color;
   output.print(c.bold(title));
+  target?.();
   const lines = plan.lines.filter((line) => line.rows > 0 || /^(upload|read back|download)/.test(line.action));
   output.print(
-    renderTable(
+    output.table(
       ['table', 'action', 'rows', 'bytes'],
       lines.map((line) => [line.table, line.action, formatCount(line.rows), formatBytes(line.bytes)]),
-      { bold: c.bold, dim: c.dim },
     ),
   );
   const requests = [
@@ -43,10 +43,9 @@ export function renderProblems(output: Output, title: string, problems: ItemProb
 export function renderRunTables(output: Output, tables: TableRunResult[], verb: string): void {
   const c = output.color;
   output.print(
-    renderTable(
+    output.table(
       ['table', 'rows taken', verb, 'bytes', 'changed meanwhile', 'refused', 'failed'],
       tables.map((t) => [t.table, formatCount(t.attempted), formatCount(t.flipped), formatBytes(t.bytes), formatCount(t.changedMeanwhile.length), formatCount(t.skipped.length), formatCount(t.failed.length)]),
-      { bold: c.bold, dim: c.dim },
     ),
   );
   renderProblems(output, 'Refused', tables.flatMap((t) => t.skipped));

@@ -92,7 +92,7 @@ ${
       ? section(
           'runs',
           'Runs',
-          `The last ${r.runs.runs.length} recorded run(s): who ran what, and each run's rows done over time (per minute, its workers summed; the time axis starts at each run's start). Details: <code>overskill-storage report --runs</code>.`,
+          `The last ${r.runs.runs.length === 1 ? 'recorded run' : `${r.runs.runs.length} recorded runs`}: who ran what, and each run's rows done over time (per minute, its workers summed; the time axis starts at each run's start). Details: <code>overskill-storage report --runs</code>.`,
           r.runs.progress.length ? canvas('runs', 'Lines of rows done per minute since each run started') : '',
           table(
             ['run', 'command', 'state', 'operator', 'host', 'started', 'workers', 'rows', 'bytes', 'failed', 'refused'],

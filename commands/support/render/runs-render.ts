@@ -1,6 +1,6 @@
 import type { RunStatus, StatusResult } from '../../../src/ops/runs.ts';
 import type { RunRow } from '../../../src/sql/runs.ts';
-import { formatBytes, formatCount, formatDuration, renderTable } from './format.ts';
+import { formatBytes, formatCount, formatDuration, formatTime } from './format.ts';
 import type { Output } from './output.ts';
 
 const rate = (value: number | null, unit: (n: number) => string) => (value === null ? '-' : `${unit(value)}/s`);
@@ -23,7 +23,15 @@ function runLine(output: Output, status: RunStatus): string {
   const c = output.color;
   const colour = run.state === 'running' || run.state === 'succeeded' ? c.green : run.state === 'failed' || run.state === 'interrupted' ? c.red : c.yellow;
   const since = formatDuration((run.ended_at ?? new Date()).getTime() - run.started_at.getTime());
-  return `${c.bold(`run ${run.id}`)} ${run.command} ${colour(run.state)} · ${run.operator}@${run.host} · ${since}${run.ended_at ? '' : ' so far'} · ${progressText(run)}, ${formatBytes(run.bytes_done)}${run.failed ? c.red(` · ${count(run.failed)} failed`) : ''}${run.refused ? c.yellow(` · ${count(run.refused)} refused`) : ''}`;
+  return output.joinFitted([
+    `${c.bold(`run ${run.id}`)} ${run.command} ${colour(run.state)}`,
+    `${run.operator}@${run.host}`,
+    `started ${formatTime(run.started_at)}`,
+    `${since}${run.ended_at ? '' : ' so far'}`,
+    `${progressText(run)}, ${formatBytes(run.bytes_done)}`,
+    ...(run.failed ? [c.red(`${count(run.failed)} failed`)] : []),
+    ...(run.refused ? [c.yellow(`${count(run.refused)} refused`)] : []),
+  ]);
 }
 
 export function renderStatus(output: Output, result: StatusResult): void {
@@ -38,7 +46,7 @@ export function renderStatus(output: Output, result: StatusResult): void {
     const live = status.workers.filter((w) => w.live);
     if (live.length) {
       output.print(
-        renderTable(
+        output.table(
           ['worker', 'state', 'rows/s', 'bytes/s', 'rows', 'bytes', 'concurrency', 'max-rate', 'waiting for', 'heartbeat'],
           live.map((w) => [
             `${w.host}:${w.pid}`,
@@ -52,11 +60,8 @@ export function renderStatus(output: Output, result: StatusResult): void {
             w.wait_reason ?? '',
             `${((Date.now() - w.heartbeat_at.getTime()) / 1000).toFixed(1)}s ago`,
           ]),
-          { bold: c.bold, dim: c.dim },
-        )
-          .split('\n')
-          .map((line) => `  ${line}`)
-          .join('\n'),
+          { indent: 2 },
+        ),
       );
       // A slow store shows as latency, a starved pool as requests waiting for a socket.
       for (const w of live) if (w.pool) output.print(c.dim(`  ${w.host}:${w.pid} HTTP pool: ${w.pool}`));
