@@ -6,10 +6,9 @@ import type { LocalS3Server } from '../src/local/s3-server.ts';
 import { makeOutput, type GlobalOptions, type Runtime } from './support/input/context.ts';
 import { formatBytes, formatCount, formatDuration } from './support/render/format.ts';
 import * as parse from './support/input/parse.ts';
-import type { CommandResult } from './support/flow/command.ts';
+import type { CommandResult, ProgramServices } from './support/flow/command.ts';
 import { EXIT } from './support/flow/exit.ts';
 import type { Output } from './support/render/output.ts';
-import { renderTable } from './support/render/format.ts';
 import { METRIC_HEADER, metricRows, metricStepLines } from './support/render/report-rows.ts';
 import type { SuccessMetric } from '../src/ops/report.ts';
 
@@ -35,19 +34,21 @@ async function contentFingerprint(url: string): Promise<string> {
   }
 }
 
-export function demoCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
+export function demoCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>, program?: ProgramServices): Command {
   return new Command('demo')
     .option('--apps <n>', 'apps to seed', parse.integer({ min: 1, max: 10_000 }), 100)
     .option('--files <n>', 'files per app', parse.integer({ min: 1, max: 10_000 }), 85)
     .option('--large-files <n>', 'files of several MB', parse.integer({ min: 0, max: 1000 }), 4)
     .option('--report <file>', 'where to write the HTML report (taken after finalize)', 'overskill-storage-demo-report.html')
+    .option('--sql', "also print the SQL of the plan's Phase 1 schema (`schema --apply --dry-run`)")
     .addHelpText('after', '\nExamples:\n  $ overskill-storage demo\n  $ overskill-storage demo --apps 10 --files 20')
     .action(async (opts, cmd: Command) =>
       run(async () => {
         const [{ startEmbeddedPostgres }, { startLocalS3 }, { OVERSKILL_TABLES_SQL }, { seedDataset }] = await Promise.all([import('../src/local/embedded-postgres.ts'), import('../src/local/s3-server.ts'), import('../src/local/overskill-schema.ts'), import('../src/local/dataset.ts')]);
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
-        const { runCli } = await import('./program.ts');
+        if (!program) throw new Error('internal: the demo needs the program to run its steps');
+        const { runCli } = program;
         let postgres: EmbeddedPostgres | undefined;
         let seeded: Awaited<ReturnType<typeof seedDataset>> | undefined;
         let s3: LocalS3Server | undefined;
@@ -79,66 +80,98 @@ export function demoCommand(runtime: Runtime, run: (action: () => Promise<Comman
           // With --json each step's JSON document is collected and the demo prints one document at the end;
           // the steps' human output then goes to stderr.
           const steps: { command: string; exitCode: number; result?: unknown }[] = [];
-          const step = async (args: string[], expected: number[] = [0]) => {
+          // `background`: the command runs as if in another terminal, its lines kept and shown when it ends.
+          const step = async (args: string[], expected: number[] = [0], background = false) => {
             const shown = `$ overskill-storage ${args.join(' ')}`;
             if (output.json) output.log(`\n${c.bold.cyan(shown)}`);
-            else output.print(`\n${c.bold.cyan(shown)}`);
+            else output.print(`\n${c.bold.cyan(shown)}${background ? c.dim('   (in the first terminal)') : ''}`);
             let captured = '';
-            const stdout = output.json ? new Writable({ write: (chunk, _encoding, done) => ((captured += chunk), done()) }) : runtime.streams.stdout;
+            let held = '';
+            const capture = new Writable({ write: (chunk, _encoding, done) => ((captured += chunk), done()) });
+            const hold = () => new Writable({ write: (chunk, _encoding, done) => ((held += chunk), done()) });
+            // Held results are drawn for this terminal's width; held logs as off a terminal (no progress line to replay).
+            const heldStdout = Object.assign(hold(), { isTTY: runtime.streams.stdout.isTTY, columns: runtime.streams.stdout.columns });
+            const stdout = output.json ? capture : background ? heldStdout : runtime.streams.stdout;
+            const stderr = background ? hold() : runtime.streams.stderr;
             // PGlite serves every connection from one session and interleaves their protocol messages, so the
             // demo's tool talks to it over a single connection.
             const flags = ['--db-connections', '1', ...(globals.color === false ? ['--no-color'] : []), ...(output.json ? ['--json'] : [])];
-            const code = await runCli([...args, ...flags], { ...runtime, streams: { ...runtime.streams, stdout, env } });
+            const code = await runCli([...args, ...flags], { ...runtime, streams: { ...runtime.streams, stdout, stderr, env } });
+            if (held) (output.json ? runtime.streams.stderr : runtime.streams.stdout).write(`${held.trimEnd()}\n`);
             if (output.json) steps.push({ command: shown.slice(2), exitCode: code, result: captured.trim() ? JSON.parse(captured) : undefined });
             if (!expected.includes(code)) throw new Error(`demo step "${args.join(' ')}" exited ${code}`);
             return code;
           };
           const before = await contentFingerprint(postgres.url);
-          await step(['schema'], [1]);
+          const total = 12;
+          let chapter = 0;
+          // One chapter a step: what it is for in a line, then the commands exactly as an operator types them.
+          const title = (what: string, why: string) => {
+            chapter++;
+            const heading = `\n${c.bold(`━━ Step ${chapter}/${total}: ${what}`)}\n${c.dim(why)}`;
+            if (output.json) output.log(heading);
+            else output.print(heading);
+          };
+          const verdict = (holds: boolean, line: string) => {
+            const text = `${holds ? c.green('✓') : c.red('✗')} ${c.bold(line)}`;
+            if (output.json) output.log(text);
+            else output.print(text);
+          };
+          title("add the plan's Phase 1 columns", 'Columns with constant defaults and indexes built CONCURRENTLY: the app keeps writing meanwhile.');
+          if (opts.sql) await step(['schema', '--apply', '--dry-run']);
           await step(['schema', '--apply', '--yes']);
-          // The local S3 server honours R2's conditional writes: doctor proves it before anything is written.
+          title('is this database and bucket fit for the tool?', 'doctor checks the database (access, encoding, columns) and proves the store honours the conditional writes R2 honours.');
           await step(['doctor']);
+          title('the plan, before anything changes', 'A dry run reads only: rows, bytes, requests and their cost.');
           await step(['migrate', '--dry-run']);
-          await step(['migrate', '--yes', '--concurrency', '16']);
-          await step(['verify', '--orphans']);
-          await step(['report']);
-          await step(['finalize', '--dry-run']);
+          title('migrate, watched and paused from a second terminal', 'The run is recorded in PostgreSQL: status, pause and resume work from anywhere, between batches.');
+          await watchedMigration(output, postgres.url, seeded, step);
+          title('verify every object', 'Listings and metadata: every stored row has its object, of its size and SHA-256; no object is unnamed.');
+          verdict((await step(['verify', '--orphans'], [0, 1])) === 0, 'verify: every object present and matching');
+          title('Phase 3: finalize', 'Above 10 KiB the database copy is cleared, each only after its R2 copy was read back and matched.');
           await step(['finalize', '--yes']);
-          // Phase 3 to the end: the hybrid band (the plan's transition safety) once verify is clean, then the
-          // space back to the operating system. The embedded PostgreSQL has no pg_repack, so the demo rewrites
-          // offline (VACUUM FULL); against a real server with the app live, `reclaim --yes` uses pg_repack.
-          await step(['verify']);
+          title('the hybrid band, then the space back to the operating system', 'Once verify is clean, the hybrid band loses its database copy too; reclaim rewrites the tables (pg_repack on a live server; VACUUM FULL here).');
           await step(['finalize', '--hybrid-band', '--yes']);
-          await step(['reclaim', '--dry-run']);
           await step(['reclaim', '--offline', '--yes']);
-          // The nightly job: verify, a deep sample (all of it here), orphans, and the day's figures (reads included).
-          await step(['maintain', '--yes', '--deep-sample', '100%']);
           const shrunk = await filesAgainstBaseline(postgres.url);
-          const shrunkLine = `\n${c.bold(`app_files is ${shrunk.reductionPercent.toFixed(1)}% smaller than before anything moved`)} (${formatBytes(shrunk.baselineBytes)} → ${formatBytes(shrunk.afterBytes)}; the plan's target: 70-80%).`;
-          if (output.json) output.log(shrunkLine);
-          else output.print(shrunkLine);
+          verdict(shrunk.reductionPercent > 0, `app_files is ${shrunk.reductionPercent.toFixed(1)}% smaller than before anything moved (${formatBytes(shrunk.baselineBytes)} → ${formatBytes(shrunk.afterBytes)}; the plan's target: 70-80%)`);
+          title('the nightly job', "The plan's R2CleanupJob as one recorded run: verify, a deep sample (all of it here), our orphans, the day's figures.");
+          await step(['maintain', '--yes', '--deep-sample', '100%']);
+          title('the report', 'Bytes and counts per location, on-disk sizes against the baseline, R2 cost at list prices, the success metrics.');
           await step(['report']);
           // Where Phase 3 ended, kept to end the demo on: the plan's metrics as measured here.
-          const metrics = await metricsNow(runtime, env);
+          const metrics = await metricsNow(runCli, runtime, env);
           const reportFile = resolve(runtime.cwd, opts.report);
           await step(['report', '--format', 'html', '--out', reportFile]);
-          await step(['verify', '--deep', '--app', '1']);
+          title('roll everything back', 'Every R2-only content comes back into the database, verified against its content_hash.');
           await step(['rollback', '--yes']);
-          await step(['report']);
           await step(['verify']);
           const after = await contentFingerprint(postgres.url);
           const identical = before === after;
-          output.print(`\n${identical ? c.green('✓') : c.red('✗')} After migrate → finalize → the hybrid band → reclaim → rollback every content is ${identical ? '' : 'NOT '}byte-identical to where it started.`);
+          verdict(identical, `After migrate → finalize → the hybrid band → reclaim → rollback every content is ${identical ? '' : 'NOT '}byte-identical to where it started.`);
           if (!identical) {
             output.result({ ok: false, byteIdentical: false, steps });
             return { exitCode: EXIT.problems };
           }
+          title('a one-off restore after a bad deploy', 'A diff against the version first, then one transaction.');
           await demoRestore(output, postgres.url, step);
-          output.print(c.bold("\nThe plan's success metrics where Phase 3 ended (after the hybrid band and reclaim):"));
-          output.print(renderTable(METRIC_HEADER, metricRows({ metrics }), c));
+          verdict(true, 'app 1 is back at version 1.0.0, its objects verified by download');
+          title('where Phase 3 ended', "The plan's success metrics as measured after the hybrid band and reclaim.");
+          output.print(output.table(METRIC_HEADER, metricRows({ metrics })));
           for (const line of metricStepLines({ metrics })) output.print(c.dim(`  ${line}`));
-          output.print(c.green(`\nDemo finished in ${formatDuration(Date.now() - started)}.`));
-          output.print(`The HTML report (after finalize): ${reportFile}`);
+          output.print(c.green(`\nDemo finished in ${formatDuration(Date.now() - started)}.`) + ` The HTML report (taken after finalize): ${reportFile}`);
+          output.print(
+            [
+              '',
+              c.bold('Now point it at your database:'),
+              '  export DATABASE_URL=postgres://user@host:5432/overskill',
+              '  export R2_ACCOUNT_ID=… R2_ACCESS_KEY_ID=… R2_SECRET_ACCESS_KEY=… R2_BUCKET=…',
+              '  overskill-storage doctor            # is everything this tool relies on there?',
+              '  overskill-storage schema --apply    # the Phase 1 columns, app live',
+              '  overskill-storage migrate --dry-run # the plan; then --rollout 10%, 50%, 100%',
+              'Settings may also live in a .env file in the working directory. README: "Running it on your database".',
+            ].join('\n'),
+          );
           output.result({ ok: true, byteIdentical: true, seeded, seconds: (Date.now() - started) / 1000, report: reportFile, filesOnDisk: shrunk, steps });
           return { exitCode: EXIT.ok };
         } finally {
@@ -150,8 +183,7 @@ export function demoCommand(runtime: Runtime, run: (action: () => Promise<Comman
 }
 
 /** The report's success metrics now, read from `report --json` as a script would. */
-async function metricsNow(runtime: Runtime, env: NodeJS.ProcessEnv): Promise<SuccessMetric[]> {
-  const { runCli } = await import('./program.ts');
+async function metricsNow(runCli: ProgramServices['runCli'], runtime: Runtime, env: NodeJS.ProcessEnv): Promise<SuccessMetric[]> {
   let captured = '';
   const stdout = new Writable({ write: (chunk, _encoding, done) => ((captured += chunk), done()) });
   const code = await runCli(['report', '--json', '--db-connections', '1', '--probe-reads', '50'], { ...runtime, streams: { ...runtime.streams, stdout, env } });
@@ -182,7 +214,36 @@ async function demoRestore(output: Output, url: string, step: (args: string[], e
   } finally {
     await client.end();
   }
-  await step(['restore-version', '1', '1.0.0', '--dry-run']);
   await step(['restore-version', '1', '1.0.0', '--yes']);
   await step(['verify', '--deep', '--app', '1']);
+}
+
+/**
+ * The migration as an operator watches it: migrate runs (in the background, its lines kept for after), while a
+ * second terminal asks `status`, pauses the run, looks again, and resumes it. The run is paced to last a few
+ * seconds whatever the dataset, so there is a run to pause.
+ */
+async function watchedMigration(output: Output, url: string, seeded: { files: number; versions: number; versionFiles: number }, step: (args: string[], expected?: number[], quiet?: boolean) => Promise<number>): Promise<void> {
+  const rate = Math.max(2, Math.ceil((seeded.files + seeded.versions + seeded.versionFiles) / 20));
+  const migration = step(['migrate', '--yes', '--max-rate', String(rate)], [0], true);
+  const client = await connect(url);
+  try {
+    for (let waited = 0; ; waited += 100) {
+      const { rows } = await client.query(
+        "SELECT r.id FROM overskill_storage_runs r WHERE r.command = 'migrate' AND r.state = 'running' AND (SELECT coalesce(sum(w.rows_done), 0) FROM overskill_storage_run_workers w WHERE w.run_id = r.id) > 0",
+      );
+      if (rows.length) break;
+      if (waited > 60_000) throw new Error('demo: the migration never started');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  } finally {
+    await client.end();
+  }
+  output.print(output.color.dim('(meanwhile, in a second terminal:)'));
+  await step(['status']);
+  await step(['pause', '--all', '--yes']);
+  await step(['status']);
+  await step(['resume', '--all', '--yes']);
+  output.print(output.color.dim('(back in the first terminal, when it is done:)'));
+  await migration;
 }

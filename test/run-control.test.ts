@@ -88,5 +88,16 @@ describe.skipIf(ON_PGLITE)('run control: Ctrl-C, pacing, the demo', () => {
     expect(run.stdout).toMatch(/byte-identical to where it started/);
     expect(run.stdout).toMatch(/\$ overskill-storage restore-version 1 1\.0\.0 --yes/);
     expect(run.stdout).toMatch(/Demo finished/);
+    // A story in titled steps, each ending on a verdict, with the run watched and paused from a second terminal.
+    expect(run.stdout.match(/^━━ Step \d+\/12: /gm)).toHaveLength(12);
+    expect(run.stdout).toMatch(/^\$ overskill-storage status$/m);
+    expect(run.stdout).toMatch(/^\$ overskill-storage pause --all --yes\nrun \d+: running → pausing\nrun \d+: paused/m);
+    expect(run.stdout).toMatch(/^run \d+ migrate paused · /m);
+    expect(run.stdout).toMatch(/^\$ overskill-storage resume --all --yes$/m);
+    expect(run.stdout).toMatch(/^Run \d+ resumed at \d\d:\d\d:\d\d UTC \(resumed by /m);
+    expect(run.stdout).toMatch(/^✓ After migrate → finalize → the hybrid band → reclaim → rollback every content is byte-identical/m);
+    expect(run.stdout).toMatch(/^Now point it at your database:$/m);
+    // The schema's SQL only on request (--sql), and printed once then.
+    expect(run.stdout).not.toMatch(/ALTER TABLE/);
   }, 180_000);
 });
