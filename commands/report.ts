@@ -57,7 +57,7 @@ export function reportCommand(runtime: Runtime, run: (action: () => Promise<Comm
               writeFileSync(file, page);
               output.log(`Wrote the HTML report to ${file}`);
             } else runtime.streams.stdout.write(page);
-          } else if (opts.format === 'markdown') output.print(reportMarkdown(report));
+          } else if (opts.format === 'markdown') output.printVerbatim(reportMarkdown(report));
           else renderText(output, report);
           appendStepSummary(runtime.streams.env, reportMarkdown(report));
           output.result(report);

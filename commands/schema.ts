@@ -42,7 +42,7 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
             // A page of SQL is for `--apply --dry-run`; `schema` alone says what is missing and what adds it.
             if (statements.length && opts.apply) {
               output.print('\nSQL that --apply would run:');
-              for (const statement of statements) output.print(`  ${statement.replace(/\s+/g, ' ')};`);
+              for (const statement of statements) output.printVerbatim(`  ${statement.replace(/\s+/g, ' ')};`);
             } else if (statements.length) {
               output.print(`\n${statements.length} statement${statements.length === 1 ? '' : 's'} would add them: \`overskill-storage schema --apply --dry-run\` prints the SQL, \`schema --apply\` runs it.`);
             } else {

@@ -55,6 +55,11 @@ describe.skipIf(!TMUX || ON_PGLITE)("the operator's terminal", () => {
         await terminal.close();
       }
     }
+    // Text meant to be pasted or parsed is never re-broken, even on a terminal: markdown rows stay whole.
+    const markdown = await open(['report', '--format', 'markdown'], 80);
+    const rows = (await markdown.exit()).lines.filter((line) => line.startsWith('|'));
+    expect(rows.length).toBeGreaterThan(5);
+    for (const row of rows) expect(row, row).toMatch(/\|$/);
     // A pipe gets whole records: doctor's row for the database is one line, with every cell.
     const piped = await spawnCliAndWait(['doctor'], env.cliEnv);
     expect(piped.stdout).toMatch(/^✓ +the database and the bucket are reachable with these settings +required +bucket "/m);

@@ -149,6 +149,12 @@ export class Output {
     this.streams.stdout.write((width === undefined ? redact(text) : wrapProse(redact(text), width)) + '\n');
   }
 
+  /** Text for stdout exactly as given, never re-broken (SQL to paste, markdown): suppressed with --json, as print is. */
+  printVerbatim(text: string): void {
+    if (this.json) return;
+    this.streams.stdout.write(redact(text) + '\n');
+  }
+
   /** The machine result: with --json, one JSON document on stdout, with its shape's version and the command. */
   result(document: object): void {
     if (!this.json) return;
