@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { FILES } from '../src/tables.ts';
-import { EXPORT_CONCURRENCY } from '../src/ops/options.ts';
+import { DEFAULT_WALK } from '../src/ops/options.ts';
 import { DataError } from '../src/errors.ts';
 import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/input/context.ts';
 import { formatBytes, formatCount, plural } from './support/render/format.ts';
@@ -14,7 +14,7 @@ export function exportCommand(runtime: Runtime, run: (action: () => Promise<Comm
     .argument('<app_id>', 'the app', parse.id)
     .requiredOption('--out <dir>', 'directory to write into (created if missing); nothing is written outside it')
     .option('--version <version>', 'a version id or version_number instead of the current files')
-    .option('--concurrency <n>', 'R2 reads in flight', parse.integer({ min: 1, max: 1024 }), EXPORT_CONCURRENCY)
+    .option('--concurrency <n>', 'R2 reads in flight', parse.integer({ min: 1, max: 1024 }), DEFAULT_WALK.concurrency)
     .addHelpText('after', '\nExamples:\n  $ overskill-storage export 42 --out ./app-42\n  $ overskill-storage export 42 --version 1.4.0 --out ./app-42-v1.4.0 --json')
     .action(async (appId: string, opts, cmd: Command) =>
       run(async () => {

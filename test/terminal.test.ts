@@ -201,7 +201,7 @@ describe('CLI conventions', () => {
     expect(help.stdout).not.toMatch(/--database-url <url>/);
     expect(help.stdout).toMatch(/Global options \(any command\): --database-url/);
     // --concurrency: 16 wherever a command takes it.
-    for (const command of ['migrate', 'verify', 'finalize', 'rollback', 'restore-version']) {
+    for (const command of ['migrate', 'verify', 'finalize', 'rollback', 'restore-version', 'export', 'cleanup', 'maintain', 'prune-versions']) {
       expect((await cli([command, '--help'], {})).stdout.replace(/\s+/g, ' '), command).toMatch(/--concurrency <n> [^-]*\(default: 16\)/);
     }
   });

@@ -50,8 +50,11 @@ export function defaultRunOptions(overrides: Partial<CommonRunOptions> = {}): Co
   };
 }
 
-/** R2 reads in flight for `export`: the one --concurrency default every command has (an app's 85 files, the plan's average, in six waves). */
-export const EXPORT_CONCURRENCY = 16;
+/**
+ * R2 reads in flight for the library's `exportApp` when the caller names none: an app's files (85 on average, in
+ * the plan) in one wave. The CLI passes its own `--concurrency`, whose default is the same in every command.
+ */
+export const EXPORT_CONCURRENCY = 128;
 
 /** What one worker's walk of a table is given: its session id, its options, the run's shared limits and budget. */
 export interface WorkerRun {
