@@ -247,10 +247,8 @@ export function progressReporter(output: Output, expected: Record<string, { item
       bytes += byteCount;
       stageItems += count;
       stageBytes += byteCount;
-      if (bar) {
-        sample();
-        draw();
-      }
+      // Sampled by the ticker only (once a second): the rate window holds a minute of samples, not every row.
+      if (bar) draw();
     },
     worked(count, byteCount) {
       worked += count;
