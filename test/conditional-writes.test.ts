@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { createTestEnv, type TestEnv } from './support/env.ts';
-import { S3Proxy } from './support/http-proxy.ts';
-import { R2Emulation } from '../src/local/r2-emulation.ts';
-import { storeAt } from './support/stores.ts';
+import type { TestEnv } from './support/env.ts';
+import type { S3Proxy } from './support/http-proxy.ts';
+import type { R2Emulation } from '../src/local/r2-emulation.ts';
+import { sharedBucket, storeAt } from './support/stores.ts';
 import { insertApp, insertFile, objectText, text } from './support/seed.ts';
 import { deleteUnnamed, emptyTally } from '../src/ops/guarded-deletes.ts';
 import { query } from '../src/db.ts';
@@ -33,20 +33,13 @@ describe('R2 emulation and conditional writes', () => {
     tool.putVerified(k, Buffer.from(body), sha256Hex(body), 'text/plain', { kind: 'create', mayReplaceOurs: async () => mayReplace });
   const statusOf = (promise: Promise<unknown>) => promise.then(() => 200, (error) => error.$metadata?.httpStatusCode ?? error.name);
 
+  let close: (() => Promise<void>) | undefined;
   beforeAll(async () => {
-    env = await createTestEnv();
-    r2 = new R2Emulation(env.s3.barePort);
-    toolProxy = await new S3Proxy(env.s3.barePort, env.s3.bucket, r2).start();
-    appProxy = await new S3Proxy(env.s3.barePort, env.s3.bucket, r2).start();
-    tool = storeAt(env.s3, toolProxy.endpoint, { requestTimeoutMs: 1_500, maxAttempts: 4, partSize: 5 * 1024 * 1024 });
-    app = storeAt(env.s3, appProxy.endpoint, { maxAttempts: 6 });
+    // One emulation straight in front of s3rver, shared by the tool's and the app's proxies (one bucket, two clients).
+    ({ env, r2, toolProxy, appProxy, tool, app, close } = await sharedBucket({ tool: { requestTimeoutMs: 1_500, maxAttempts: 4, partSize: 5 * 1024 * 1024 }, app: { maxAttempts: 6 } }));
   });
   afterAll(async () => {
-    tool?.destroy();
-    app?.destroy();
-    await toolProxy?.stop();
-    await appProxy?.stop();
-    await env?.close();
+    await close?.();
   });
   beforeEach(() => {
     // Off unless a test turns it on: these tests write one key several times in a row to reach a condition,

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { CompleteMultipartUploadCommand, CreateMultipartUploadCommand, PutObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3';
-import { createTestEnv, type TestEnv } from './support/env.ts';
-import { S3Proxy } from './support/http-proxy.ts';
-import { storeAt } from './support/stores.ts';
+import type { TestEnv } from './support/env.ts';
+import type { S3Proxy } from './support/http-proxy.ts';
+import { sharedBucket, storeAt } from './support/stores.ts';
 import { R2Emulation } from '../src/local/r2-emulation.ts';
 import { ObjectStore } from '../src/object-store.ts';
 import { probeStore } from '../src/store/preflight.ts';
@@ -32,21 +32,13 @@ describe('the R2 emulation, and the delete guard each store allows', () => {
   const statusOf = (promise: Promise<unknown>) => promise.then(() => 200, (error) => error.$metadata?.httpStatusCode ?? error.name);
   const appPut = (k: string, body: Buffer | string) => app.client.send(new PutObjectCommand({ Bucket: env.s3.bucket, Key: k, Body: Buffer.from(body), ContentLength: Buffer.byteLength(body) }));
 
+  let close: (() => Promise<void>) | undefined;
   beforeAll(async () => {
-    env = await createTestEnv({ schema: true });
     // One emulation straight in front of s3rver, shared by the tool's and the app's proxies (one bucket, two clients).
-    r2 = new R2Emulation(env.s3.barePort);
-    toolProxy = await new S3Proxy(env.s3.barePort, env.s3.bucket, r2).start();
-    appProxy = await new S3Proxy(env.s3.barePort, env.s3.bucket, r2).start();
-    tool = storeAt(env.s3, toolProxy.endpoint, { maxAttempts: 4 });
-    app = storeAt(env.s3, appProxy.endpoint, { maxAttempts: 1 });
+    ({ env, r2, toolProxy, appProxy, tool, app, close } = await sharedBucket({ schema: true, tool: { maxAttempts: 4 }, app: { maxAttempts: 1 } }));
   });
   afterAll(async () => {
-    tool?.destroy();
-    app?.destroy();
-    await toolProxy?.stop();
-    await appProxy?.stop();
-    await env?.close();
+    await close?.();
   });
   beforeEach(() => {
     toolProxy.clearFaults();

@@ -28,3 +28,34 @@ export function hookedStore(s3: LocalS3Server): StoreWithHook {
     { requestTimeoutMs: 5_000, maxAttempts: 3 },
   );
 }
+
+/**
+ * One bucket that two clients write, as the tool and the app do: a fresh database and S3 server, one R2
+ * emulation straight in front of the server, and a proxy (for faults and latency) per client in front of it.
+ */
+export async function sharedBucket(options: { schema?: boolean; tool: ObjectStoreOptions; app: ObjectStoreOptions }) {
+  const { createTestEnv } = await import('./env.ts');
+  const { S3Proxy } = await import('./http-proxy.ts');
+  const { R2Emulation } = await import('../../src/local/r2-emulation.ts');
+  const env = await createTestEnv(options.schema === undefined ? {} : { schema: options.schema });
+  const r2 = new R2Emulation(env.s3.barePort);
+  const toolProxy = await new S3Proxy(env.s3.barePort, env.s3.bucket, r2).start();
+  const appProxy = await new S3Proxy(env.s3.barePort, env.s3.bucket, r2).start();
+  const tool = storeAt(env.s3, toolProxy.endpoint, options.tool);
+  const app = storeAt(env.s3, appProxy.endpoint, options.app);
+  return {
+    env,
+    r2,
+    toolProxy,
+    appProxy,
+    tool,
+    app,
+    close: async () => {
+      tool.destroy();
+      app.destroy();
+      await toolProxy.stop();
+      await appProxy.stop();
+      await env.close();
+    },
+  };
+}
