@@ -26,7 +26,8 @@ const MiB = 1024 * 1024;
  *   EntityTooSmall / InvalidPart otherwise), and the object's ETag R2's: the MD5 of the parts' binary MD5s,
  *   then `-N` (R2's "Multipart upload" page; s3rver gives the whole object's MD5);
  * - conditional deletes: If-Match on DeleteObject, answered 412 on another ETag and 404 where the key is not
- *   there (S3's conditional deletes), only where `honour.deleteIfMatch` is on. R2's documentation does not list it, so it is off by default; S3 honours it since 2025-09.
+ *   there (S3's conditional deletes), only where `honour.deleteIfMatch` is on. R2's documentation does not
+ *   list it, so it is off by default; S3 honours it since 2025-09.
  * Every write and delete of a key runs under that key's lock, from the condition check until the server has
  * answered, so a check and its write are atomic against every other client of the emulation. Reads (GET,
  * HEAD) of a key share it, and a write waits for them: R2 serves a whole object, old or new, while s3rver

@@ -3,12 +3,14 @@ import { UsageError } from '../errors.ts';
 import type { RowFilter } from '../sql/filters.ts';
 import { appsInRollout, rowsInShard, unknownAppIds } from '../sql/scope.ts';
 
+/** "1 app", "50 apps". */
+const apps = (n: number) => `${n.toLocaleString('en-US')} app${n === 1 ? '' : 's'}`;
+
 /**
  * The rows a filter takes, in an operator's words: "all 50 apps", "apps 7, 9", "rollout 10% = 5 of 50 apps",
  * "shard 0/4 (rows with id mod 4 = 0)". Said by every plan before it asks.
  */
 export async function describeScope(db: Queryable, filter: RowFilter, extra: { limit?: number } = {}): Promise<string> {
-  const apps = (n: number) => `${n.toLocaleString('en-US')} app${n === 1 ? '' : 's'}`;
   const parts: string[] = [];
   const named = filter.appIds?.length ? `${filter.appIds.length === 1 ? 'app' : 'apps'} ${filter.appIds.join(', ')}` : undefined;
   if (filter.rolloutPercent !== undefined && filter.rolloutPercent < 100) {
@@ -39,9 +41,9 @@ export async function assertScopeSelects(db: Queryable, filter: RowFilter): Prom
     }
   }
   if (filter.rolloutPercent !== undefined && filter.rolloutPercent < 100) {
-    const { apps, selected } = await appsInRollout(db, filter.rolloutPercent, filter.appIds);
-    if (apps > 0 && selected === 0) {
-      throw new UsageError(`--rollout ${filter.rolloutPercent}% takes none of the ${apps} app${apps === 1 ? '' : 's'} in scope (each app's place is a stable hash of its id): nothing was done. Use a larger percentage.`);
+    const { apps: total, selected } = await appsInRollout(db, filter.rolloutPercent, filter.appIds);
+    if (total > 0 && selected === 0) {
+      throw new UsageError(`--rollout ${filter.rolloutPercent}% takes none of the ${apps(total)} in scope (each app's place is a stable hash of its id): nothing was done. Use a larger percentage.`);
     }
   }
   if (filter.shard && filter.shard.count > 1) {

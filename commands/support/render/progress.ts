@@ -69,7 +69,8 @@ export function progressLine(line: ProgressLine, width: number, paint: { cyan(s:
   const percent = known ? `${Math.min(100, Math.floor((line.done / line.total) * 100))}%` : '';
   const count = known ? `${formatCount(line.done)}/${formatCount(line.total)} rows` : `${formatCount(line.done)} rows`;
   const remaining = Math.max(0, line.total - line.done);
-  const eta = !known || remaining === 0 ? '' : line.rate ? `ETA ${formatDuration((remaining / line.rate) * 1000)}` : 'ETA -';
+  // etaText divides by the time the rows so far took; at the recent rate that is done / rate.
+  const eta = !known || remaining === 0 ? '' : `ETA ${etaText(line.total, line.done, line.rate ? line.done / line.rate : 0)}`;
   const rate = line.rate === null ? '' : `${formatCount(line.rate)} rows/s`;
   const bytes = formatBytes(line.bytes);
   const said = line.holding ?? line.note;
