@@ -75,7 +75,6 @@ export function makeOutput(globals: GlobalOptions, runtime: Runtime): Output {
     quiet: globals.quiet,
     verbose: globals.verbose,
     command: runtime.command,
-    argv: runtime.argv,
     logFormat: globals.logFormat,
     sinks: (runtime.eventSinks ??= new Set()),
   });

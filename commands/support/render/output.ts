@@ -39,8 +39,6 @@ export class Output {
   readonly quiet: boolean;
 
   readonly command?: string;
-  /** The command line as given (secrets masked where it is shown): what a stopped run's last line says to type again. */
-  readonly argv?: string[];
   /** -v: say more about what is being done (each step's timing, the settings resolved). */
   readonly verbose: boolean;
   /** `json`: every log line and run event is one JSON object on stderr (--log-format json). */
@@ -49,7 +47,7 @@ export class Output {
 
   constructor(
     readonly streams: OutputStreams,
-    options: { json: boolean; color?: boolean; quiet?: boolean; verbose?: boolean; command?: string; argv?: string[]; logFormat?: LogFormat; sinks?: Set<EventSink> },
+    options: { json: boolean; color?: boolean; quiet?: boolean; verbose?: boolean; command?: string; logFormat?: LogFormat; sinks?: Set<EventSink> },
   ) {
     this.json = options.json;
     this.logFormat = options.logFormat ?? 'text';
@@ -57,7 +55,6 @@ export class Output {
     this.command = options.command;
     this.quiet = options.quiet ?? false;
     this.verbose = options.verbose ?? false;
-    this.argv = options.argv;
     const noColor = streams.env.NO_COLOR !== undefined && streams.env.NO_COLOR !== '';
     const wantColor = this.logFormat === 'text' && options.color !== false && !noColor && (streams.stderr.isTTY === true || streams.env.FORCE_COLOR !== undefined);
     this.color = new Chalk({ level: wantColor ? 1 : 0 });
