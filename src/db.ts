@@ -25,9 +25,21 @@ export function createDb(options: DbOptions): Db {
       connectionTimeoutMillis: 10_000,
       ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
     },
-    pool: { min: 0, max: Math.max(1, options.poolSize ?? 4), acquireTimeoutMillis: 60_000 },
+    pool: { min: 0, max: Math.max(1, options.poolSize ?? 4), acquireTimeoutMillis: 60_000, afterCreate: sendTextAsStored },
     acquireConnectionTimeout: 60_000,
   });
+}
+
+/**
+ * In a SQL_ASCII database text is bytes in no declared encoding, and PostgreSQL refuses to send a UTF8 client
+ * a value that is not valid UTF-8: one such path or content would fail a whole statement. There the session
+ * asks for the bytes as stored; the rows that are not UTF-8 are recognised in SQL (sqlIsUtf8) and refused by
+ * name, never moved or handed out. Any other encoding is converted to UTF-8 by PostgreSQL, as before.
+ */
+function sendTextAsStored(connection: pg.PoolClient, done: (error: Error | null, connection: pg.PoolClient) => void): void {
+  connection
+    .query("SELECT set_config('client_encoding', 'SQL_ASCII', false) FROM (SELECT 1) one WHERE current_setting('server_encoding') = 'SQL_ASCII'")
+    .then(() => done(null, connection), (error: Error) => done(error, connection));
 }
 
 /**

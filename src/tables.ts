@@ -36,6 +36,11 @@ export interface StoredTable {
    * version, by either rule (each row then gets a row-qualified key).
    */
   collisionExpr: string;
+  /**
+   * The rows among which collisionExpr looks (alias o, path and group as SQL, and a claimed row's group), so
+   * that the client can compare paths under keyIdentity where PostgreSQL cannot (unicode-siblings.ts).
+   */
+  pathSiblings?: { source: string; groupExpr: string; pathExpr: string; groupOf(row: KeySource): string | null };
   /** The row's object key; `collision` names another row that would derive the same one (see collisionExpr). */
   keyFor(row: KeySource, collision: Collision | null): KeyResult;
   contentTypeFor(row: KeySource): string;
@@ -47,11 +52,16 @@ export interface Collision {
   path: string | null;
 }
 
+/** SQL: true in a UTF8 database, the only encoding PostgreSQL's normalize() works in. */
+export const SQL_DATABASE_IS_UTF8 = `getdatabaseencoding() = 'UTF8'`;
+
 const ALIAS_OF = (path: string) => `(CASE WHEN left(${path}, 1) = '/' THEN substr(${path}, 2) ELSE '/' || ${path} END)`;
 
 /** SQL: `other` names the same object as `path` or its leading-slash alias, under the store's key identity. */
+// PostgreSQL's normalize() works only in a UTF8 database (and would fail the whole statement elsewhere): the
+// CASE keeps it from running there, and unicode-siblings.ts finds those collisions from the client instead.
 const SAME_OBJECT_PATH = (other: string, path: string) =>
-  `(${other} IN (${path}, ${ALIAS_OF(path)}) OR ((${sqlHasNonAscii(other)} OR ${sqlHasNonAscii(path)}) AND ${sqlKeyIdentity(other)} IN (${sqlKeyIdentity(path)}, ${sqlKeyIdentity(ALIAS_OF(path))})))`;
+  `(${other} IN (${path}, ${ALIAS_OF(path)}) OR CASE WHEN ${SQL_DATABASE_IS_UTF8} THEN (${sqlHasNonAscii(other)} OR ${sqlHasNonAscii(path)}) AND ${sqlKeyIdentity(other)} IN (${sqlKeyIdentity(path)}, ${sqlKeyIdentity(ALIAS_OF(path))}) ELSE false END)`;
 
 export const FILES: StoredTable = {
   name: 'files',
@@ -68,6 +78,7 @@ export const FILES: StoredTable = {
   fileTypeExpr: 't.file_type',
   collisionExpr: `(SELECT json_build_object('id', o.id::text, 'path', o.path) FROM app_files o
       WHERE o.app_id = t.app_id AND o.id <> t.id AND ${SAME_OBJECT_PATH('o.path', 't.path')} ORDER BY o.id LIMIT 1)`,
+  pathSiblings: { source: 'app_files o', groupExpr: 'o.app_id', pathExpr: 'o.path', groupOf: (row) => row.app_id },
   keyFor: (row, collision) =>
     collision
       ? {
@@ -111,6 +122,7 @@ export const VERSION_FILES: StoredTable = {
   fileTypeExpr: 'af.file_type',
   collisionExpr: `(SELECT json_build_object('id', o.id::text, 'path', oaf.path) FROM app_version_files o JOIN app_files oaf ON oaf.id = o.app_file_id
       WHERE o.app_version_id = t.app_version_id AND o.id <> t.id AND ${SAME_OBJECT_PATH('oaf.path', 'af.path')} ORDER BY o.id LIMIT 1)`,
+  pathSiblings: { source: 'app_version_files o JOIN app_files oaf ON oaf.id = o.app_file_id', groupExpr: 'o.app_version_id', pathExpr: 'oaf.path', groupOf: (row) => row.version_id },
   keyFor: (row, collision) => {
     // The app deleted the file and kept this row as history: keyed by the row itself.
     if (row.path === null) return versionOrphanKey(row.app_id, row.version_id ?? '', row.id);
@@ -143,12 +155,43 @@ export function sqlKeyIdentity(expression: string): string {
   return `normalize(${expression}, NFC)`;
 }
 
+/** SQL: the text has a character outside ASCII, in any database encoding (a byte above 0x7f in SQL_ASCII). */
+export function sqlHasNonAsciiInAnyEncoding(expression: string): string {
+  return `${expression} ~ '[^\x01-\x7f]'`;
+}
+
 /** SQL: the text has a character outside ASCII (only such text can have another spelling under NFC). */
 export function sqlHasNonAscii(expression: string): string {
   return `octet_length(${expression}) <> char_length(${expression})`;
 }
 
+/**
+ * SQL: a text's bytes as content_hash covers them. Its UTF-8 bytes; in a SQL_ASCII database, where text is
+ * bytes in no declared encoding, the bytes as stored (the same bytes for valid UTF-8, and what the app's own
+ * hash covers for the rest), so that one row that is not UTF-8 cannot fail a statement over many rows.
+ */
+export function sqlContentBytes(column: string): string {
+  return `convert_to(${column}, CASE WHEN getdatabaseencoding() = 'SQL_ASCII' THEN 'SQL_ASCII' ELSE 'UTF8' END)`;
+}
+
 /** SQL for the UTF-8 SHA-256 of a text column, as lowercase hex: the content_hash definition. */
 export function sqlSha256(column: string): string {
-  return `encode(sha256(convert_to(${column}, 'UTF8')), 'hex')`;
+  return `encode(sha256(${sqlContentBytes(column)}), 'hex')`;
+}
+
+/** Well-formed UTF-8, byte by byte (RFC 3629 section 4): no overlong forms, no surrogates, nothing above U+10FFFF. */
+const UTF8_SEQUENCE = String.raw`^([\x01-\x7f]|[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2})*$`;
+
+/**
+ * SQL: the text can be given as UTF-8. Always so in a database with a real encoding (PostgreSQL checks text
+ * as it enters); a SQL_ASCII database stores whatever bytes it is sent, so there the bytes are matched
+ * against UTF-8's grammar (a regular expression over bytes, since SQL_ASCII text is one character per byte).
+ */
+export function sqlIsUtf8(expression: string): string {
+  return `CASE WHEN getdatabaseencoding() <> 'SQL_ASCII' OR ${expression} IS NULL THEN true ELSE ${expression} ~ '${UTF8_SEQUENCE}' END`;
+}
+
+/** SQL: the row's content and path can be given as UTF-8 (see sqlIsUtf8); a row that cannot is refused by name. */
+export function sqlRowIsUtf8(table: StoredTable): string {
+  return `((${sqlIsUtf8(`t.${table.contentColumn}`)}) AND (${sqlIsUtf8(table.pathExpr)}))`;
 }

@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestEnv, type TestEnv } from './support/env.ts';
+import { createTestEnv, ON_PGLITE, type TestEnv } from './support/env.ts';
 import { cli } from './support/cli.ts';
 import { insertApp, insertFile, insertVersion, insertVersionFile, text } from './support/seed.ts';
 import { PlanApp, RUBY_APP } from './support/plan-app.ts';
 import { query } from '../src/db.ts';
 import { sha256Hex } from '../src/hashing.ts';
 import { readStoredContent } from '../src/ops/read-content.ts';
+import { keysStillReferenced, rowsNamingKeys } from '../src/sql/references.ts';
 import { ourMetadata } from '../src/store/ownership.ts';
 import type { TableName } from '../src/tables.ts';
 
@@ -17,7 +18,13 @@ import type { TableName } from '../src/tables.ts';
 const COMPOSED = 'src/caf\u00e9.tsx';
 const DECOMPOSED = 'src/cafe\u0301.tsx';
 
-describe('key identity: Unicode-equivalent paths on a store that normalises keys', () => {
+/**
+ * Also in a SQL_ASCII database, where PostgreSQL refuses to normalise: there the tool compares the spellings
+ * itself (src/sql/unicode-siblings.ts, src/sql/references.ts), and every case below must come out the same.
+ */
+const ENCODINGS = ON_PGLITE ? ['UTF8'] : ['UTF8', 'SQL_ASCII'];
+
+describe.each(ENCODINGS)('key identity: Unicode-equivalent paths on a store that normalises keys (%s database)', (encoding) => {
   let env: TestEnv;
   let app: PlanApp | undefined;
   const run = (args: string[]) => cli([...args, '--json'], env.cliEnv);
@@ -43,8 +50,11 @@ describe('key identity: Unicode-equivalent paths on a store that normalises keys
   }
 
   beforeAll(async () => {
-    env = await createTestEnv();
-    if (RUBY_APP.available) {
+    env = await createTestEnv({ encoding });
+    const [{ actual }] = await query<{ actual: string }>(env.db, 'SELECT getdatabaseencoding() AS actual');
+    expect(actual).toBe(encoding);
+    // The plan's Ruby model is run against the UTF8 database: ActiveRecord reads SQL_ASCII text as binary.
+    if (RUBY_APP.available && encoding === 'UTF8') {
       app = new PlanApp({ databaseUrl: env.databaseUrl, endpoint: env.s3.endpoint, bucket: env.s3.bucket, accessKeyId: env.s3.accessKeyId, secretAccessKey: env.s3.secretAccessKey });
     }
   });
@@ -146,6 +156,33 @@ describe('key identity: Unicode-equivalent paths on a store that normalises keys
     expect(pruned.code, pruned.stderr).toBe(0);
     for (const row of keys) expect(await env.store.head(row.r2_content_key)).toBeUndefined();
     await expectEachReadsItsOwn([{ table: 'version-files', id: vc, content: text(17_000, 'c') }]);
+  });
+
+  it('a row is found by any spelling of the key it names, and only by those (the guard before every delete)', async () => {
+    const appId = await insertApp(env.db, 'spellings');
+    const other = await insertApp(env.db, 'elsewhere');
+    const named = async (id: string, key: string) =>
+      query(env.db, "UPDATE app_files SET storage_location = 'hybrid', r2_object_key = $2 WHERE id = $1", [id, key]);
+    const cafe = await insertFile(env.db, appId, DECOMPOSED, 'cafe');
+    await named(cafe, `apps/${appId}/files/${DECOMPOSED}`);
+    // U+212A KELVIN SIGN is K under NFC: an ASCII key and a key outside ASCII can be one object.
+    const kelvin = await insertFile(env.db, appId, 'src/\u212A.ts', 'kelvin');
+    await named(kelvin, `apps/${appId}/files/src/\u212A.ts`);
+    const plain = await insertFile(env.db, other, 'src/K.ts', 'plain');
+    await named(plain, `apps/${other}/files/src/K.ts`);
+
+    const asked = [
+      `apps/${appId}/files/${COMPOSED}`,
+      `apps/${appId}/files/src/K.ts`,
+      `apps/${other}/files/src/\u212A.ts`,
+      `apps/${other}/files/${COMPOSED}`,
+      `apps/${appId}/files/src/cafe.tsx`,
+    ];
+    expect([...(await keysStillReferenced(env.db, asked))].sort()).toEqual(asked.slice(0, 3).sort());
+    const rows = await rowsNamingKeys(env.db, asked);
+    expect(rows.map((row) => row.id).sort()).toEqual([cafe, kelvin, plain].sort());
+    expect(rows.find((row) => row.id === cafe)?.key).toBe(`apps/${appId}/files/${DECOMPOSED}`);
+    expect(await keysStillReferenced(env.db, [`apps/${other}/files/${DECOMPOSED}`])).toEqual(new Set());
   });
 
   it('verify names rows whose keys are spellings of one object, and which row the bytes belong to', async () => {

@@ -10,6 +10,7 @@ import { ADMIN_URL, createTestEnv, databaseUrlFor, ON_PGLITE, type TestEnv } fro
 import { createDb } from '../src/db.ts';
 import { OVERSKILL_TABLES_SQL } from '../src/local/overskill-schema.ts';
 import { applySchema } from '../src/ops/schema.ts';
+import { readSchemaState } from '../src/sql/schema.ts';
 import { cli } from './support/cli.ts';
 import { S3Proxy } from './support/http-proxy.ts';
 import { databaseFingerprint, fileRow, insertApp, insertFile, text } from './support/seed.ts';
@@ -271,7 +272,7 @@ describe('telling the truth', () => {
     }
   });
 
-  it.skipIf(ON_PGLITE)('a bytea content column and a SQL_ASCII database are named by doctor and refused before any work', async () => {
+  it.skipIf(ON_PGLITE)('a bytea content column is named by doctor and refused before any work', async () => {
     await withDatabase('bytea', { schema: false, after: ['ALTER TABLE app_files ALTER COLUMN content TYPE bytea USING convert_to(content, \'UTF8\')'] }, async (url) => {
       const doctor = await run(['doctor', '--json'], { DATABASE_URL: url });
       expect(doctor.code).toBe(1);
@@ -281,15 +282,111 @@ describe('telling the truth', () => {
       expect(refused.stderr).toMatch(/app_files.content is bytea, not text/);
       expect(refused.stderr).not.toMatch(/convert_to/);
     });
-    await withDatabase('ascii', { encoding: 'SQL_ASCII', schema: false }, async (url) => {
-      const doctor = await run(['doctor', '--json'], { DATABASE_URL: url });
-      expect(doctor.json().checks.find((c: { id: string }) => c.id === 'databaseEncoding')).toMatchObject({ holds: false, seen: 'SQL_ASCII' });
-      const refused = await run(['migrate', '--yes'], { DATABASE_URL: url });
-      expect(refused.code).toBe(2);
-      expect(refused.stderr).toMatch(/encoding is SQL_ASCII, not UTF8/);
-      const applied = await run(['schema', '--apply', '--yes'], { DATABASE_URL: url });
-      expect(applied.code).toBe(2);
-      expect(applied.stderr).toMatch(/schema --apply cannot finish here, so nothing was changed: the database encoding is SQL_ASCII/);
+  });
+
+  it.skipIf(ON_PGLITE)('a LATIN1 database is named by doctor and refused before any work: its byte counts are not UTF-8\'s', async () => {
+    const inserts = ["INSERT INTO app_files (app_id, path, content, size_bytes) VALUES (1, 'src/caf\u00e9.ts', repeat('d\u00e9j\u00e0 ', 3000), 21000)"];
+    await withDatabase('latin1', { encoding: 'LATIN1', schema: false, after: inserts }, async (url) => {
+      const db = createDb({ url, poolSize: 1 });
+      try {
+        const doctor = await run(['doctor', '--json'], { DATABASE_URL: url });
+        expect(doctor.code).toBe(1);
+        expect(doctor.json().checks.find((c: { id: string }) => c.id === 'databaseEncoding')).toMatchObject({ holds: false, required: true, seen: 'LATIN1: neither UTF8 nor SQL_ASCII' });
+        const columns = () => query(db, "SELECT count(*)::int AS n FROM pg_attribute WHERE attrelid = 'app_files'::regclass AND attnum > 0 AND NOT attisdropped");
+        const columnsBefore = await columns();
+        const applied = await run(['schema', '--apply', '--yes'], { DATABASE_URL: url });
+        expect(applied.code).toBe(2);
+        expect(applied.stderr).toMatch(/schema --apply cannot finish here, so nothing was changed: the database encoding is LATIN1/);
+        expect(await columns()).toEqual(columnsBefore);
+
+        // The tool's schema made by hand, as another tool might have: every command still refuses, changing nothing.
+        for (const item of (await readSchemaState(db)).missing) for (const statement of item.statements) await db.raw(statement);
+        const before = await databaseFingerprint(db);
+        for (const args of [['migrate', '--yes'], ['verify'], ['cat', '1', 'src/caf\u00e9.ts']]) {
+          const refused = await run(args, { DATABASE_URL: url });
+          expect(refused.code, args.join(' ')).toBe(2);
+          expect(refused.stderr, args.join(' ')).toMatch(/the database encoding is LATIN1; the tool works in UTF8 databases, and row by row in SQL_ASCII ones/);
+        }
+        expect(await databaseFingerprint(db)).toBe(before);
+      } finally {
+        await db.destroy();
+      }
+    });
+  });
+
+  it.skipIf(ON_PGLITE)('a SQL_ASCII database: each row that is not UTF-8 is refused by name and left as it is, the rest move, verify and read', async () => {
+    // Bytes as a SQL_ASCII database keeps them: Latin-1 text (é is 0xe9), which is not UTF-8.
+    const latin1 = (hexExpression: string) => `convert_from(decode(${hexExpression}, 'hex'), 'SQL_ASCII')`;
+    const inserts = [
+      // #2: small content in Latin-1; #3: a path in Latin-1; #4: 2 MiB of Latin-1 (streamed, not inline); #5: valid UTF-8 outside ASCII.
+      `INSERT INTO app_files (app_id, path, content, size_bytes) VALUES (1, 'src/latin1.txt', ${latin1("repeat('63616ce920', 800)")}, 4000)`,
+      `INSERT INTO app_files (app_id, path, content, size_bytes) VALUES (1, ${latin1("'7372632f66e92e7473'")}, repeat('p', 3000), 3000)`,
+      `INSERT INTO app_files (app_id, path, content, size_bytes) VALUES (1, 'src/big.bin', ${latin1("repeat('e9', 2097152)")}, 2097152)`,
+      "INSERT INTO app_files (app_id, path, content, size_bytes) VALUES (1, 'src/caf\u00e9.ts', repeat('\u00e9', 3000), 6000)",
+      // A snapshot whose JSON holds Latin-1 "calé " 400 times.
+      `INSERT INTO app_versions (app_id, version_number, files_snapshot) VALUES (1, '1.0.0', ${latin1("'7b22612e7473223a22' || repeat('63616ce920', 400) || '227d'")})`,
+    ];
+    await withDatabase('ascii', { encoding: 'SQL_ASCII', after: inserts }, async (url) => {
+      const db = createDb({ url, poolSize: 1 });
+      try {
+        const bytesOf = () => query<{ id: string; location: string; digest: string }>(db, "SELECT id::text, storage_location AS location, md5(convert_to(content, 'SQL_ASCII')) AS digest FROM app_files ORDER BY id");
+        const before = await bytesOf();
+        expect(before.map((row) => row.id)).toEqual(['1', '2', '3', '4', '5']);
+
+        const doctor = await run(['doctor', '--json'], { DATABASE_URL: url });
+        const encoding = doctor.json().checks.find((c: { id: string }) => c.id === 'databaseEncoding');
+        expect(encoding).toMatchObject({ holds: true, required: true, seen: 'SQL_ASCII: a row that is not valid UTF-8 is refused by name' });
+        expect(doctor.json().failing ?? []).not.toContain('databaseEncoding');
+
+        const planned = await run(['migrate', '--dry-run', '--json'], { DATABASE_URL: url });
+        expect(planned.code, planned.stderr).toBe(0);
+        const refusedLines = planned.json().plan.lines.filter((line: { action: string }) => /not valid UTF-8/.test(line.action));
+        expect(refusedLines.map((line: { table: string; rows: number }) => [line.table, line.rows])).toEqual([['files', 3], ['snapshots', 1]]);
+        expect(planned.json().plan.rows).toBe(2);
+
+        const migrated = await run(['migrate', '--yes'], { DATABASE_URL: url });
+        expect(migrated.code, migrated.stderr).toBe(1);
+        const said = migrated.stdout + migrated.stderr;
+        for (const refused of ['app_files #2', 'app_files #3', 'app_files #4', 'app_versions #1']) expect(said).toMatch(new RegExp(`${refused}\\b[^\\n]*not valid UTF-8`));
+        expect(said).not.toMatch(/invalid byte sequence/);
+        const after = await bytesOf();
+        expect(after.map((row) => row.location)).toEqual(['hybrid', 'database', 'database', 'database', 'hybrid']);
+        // Nothing of a refused row changed, and the moved rows' contents are the same bytes.
+        expect(after.map((row) => row.digest)).toEqual(before.map((row) => row.digest));
+        const [cafe] = await query<{ key: string; hash: string }>(db, 'SELECT r2_object_key AS key, content_hash AS hash FROM app_files WHERE id = 5');
+        const expected = Buffer.from('\u00e9'.repeat(3000), 'utf8');
+        expect(cafe.hash).toBe(sha256Hex(expected));
+        expect(cafe.key).toBe('apps/1/files/src/caf\u00e9.ts');
+        const [{ items }] = await query<{ items: number }>(db, "SELECT count(*)::int AS items FROM overskill_storage_run_items WHERE error_class = 'NotUtf8'");
+        expect(items).toBe(4);
+
+        const verified = await run(['verify', '--deep', '--json'], { DATABASE_URL: url });
+        expect(verified.code, verified.stdout).toBe(0);
+        const catted = await cli(['cat', '1', 'src/caf\u00e9.ts'], { ...env.cliEnv, DATABASE_URL: url });
+        expect(catted.code).toBe(0);
+        expect(catted.stdout).toBe(expected.toString('utf8'));
+        const refusedCat = await run(['cat', '1', 'src/latin1.txt'], { DATABASE_URL: url });
+        expect(refusedCat.code).not.toBe(0);
+        expect(refusedCat.stdout).toBe('');
+        expect(refusedCat.stderr).toMatch(/app_files #2 is not valid UTF-8/);
+        const out = mkdtempSync(join(tmpdir(), 'ascii-export-'));
+        try {
+          const exported = await run(['export', '1', '--out', out, '--json'], { DATABASE_URL: url });
+          expect(exported.code).toBe(1);
+          expect(exported.json().written.map((file: { path: string }) => file.path).sort()).toEqual(['src/a.ts', 'src/caf\u00e9.ts']);
+          expect(exported.json().refused.map((file: { reason: string }) => /^app_files #(\d+) is not valid UTF-8/.exec(file.reason)?.[1]).sort()).toEqual(['2', '3', '4']);
+          expect(exported.json().failed).toEqual([]);
+          expect(readFileSync(join(out, 'src/caf\u00e9.ts'))).toEqual(expected);
+        } finally {
+          rmSync(out, { recursive: true, force: true });
+        }
+        // The moved rows go back, byte for byte.
+        expect((await run(['rollback', '--yes'], { DATABASE_URL: url })).code).toBe(0);
+        expect((await bytesOf()).map((row) => row.location)).toEqual(['database', 'database', 'database', 'database', 'database']);
+        expect((await bytesOf()).map((row) => row.digest)).toEqual(before.map((row) => row.digest));
+      } finally {
+        await db.destroy();
+      }
     });
   });
 });

@@ -17,16 +17,25 @@ export function readProblems(access: DatabaseAccess): string[] {
   for (const column of access.contentColumns) {
     if (!TEXT_TYPES.includes(column.type)) problems.push(`${column.table}.${column.column} is ${column.type}, not text (the plan's contents are TEXT; the tool hashes and stores them as UTF-8 text)`);
   }
-  if (access.encoding !== 'UTF8') {
-    problems.push(`the database encoding is ${access.encoding}, not UTF8 (content_hash is the SHA-256 of a content's UTF-8 bytes, which such a database cannot promise)`);
-  }
+  const encoding = encodingProblem(access.encoding);
+  if (encoding) problems.push(encoding);
   return problems;
 }
 
 /**
+ * UTF8 is what the plan assumes; SQL_ASCII is taken row by row (a row that is not UTF-8 is refused by name).
+ * In any other encoding octet_length() counts the server's bytes, not UTF-8's, so every size the tool
+ * records and compares would be wrong; such a database is refused whole, before any work.
+ */
+export function encodingProblem(encoding: string): string | undefined {
+  if (encoding === 'UTF8' || encoding === 'SQL_ASCII') return undefined;
+  return `the database encoding is ${encoding}; the tool works in UTF8 databases, and row by row in SQL_ASCII ones (in ${encoding} the byte counts it records and compares would not be UTF-8's)`;
+}
+
+/**
  * Every command that changes rows asks this first, before it plans, probes the store or writes anything: a
- * read-only database, missing grants, a content column that is not text, or an encoding that is not UTF-8
- * is refused with exit 2 and one sentence naming it, instead of failing halfway with PostgreSQL's words.
+ * read-only database, missing grants, a content column that is not text, or an encoding other than UTF8 and
+ * SQL_ASCII is refused with exit 2 and one sentence naming it, instead of failing halfway with PostgreSQL's words.
  */
 export async function assertDatabaseAllowsWrites(db: Queryable): Promise<void> {
   const problems = writeProblems(await inspectDatabaseAccess(db));
@@ -69,11 +78,20 @@ export function databaseProperties(access: DatabaseAccess): StoreProperty[] {
     },
     {
       id: 'databaseEncoding',
-      property: 'the database encoding is UTF8',
+      property: 'the database encoding is UTF8 (SQL_ASCII is taken row by row)',
       required: true,
-      holds: access.encoding === 'UTF8',
-      seen: access.encoding,
-      risk: "a content that is not valid UTF-8 could not be stored and read back as the same text",
+      holds: encodingProblem(access.encoding) === undefined,
+      seen: encodingSeen(access.encoding),
+      risk:
+        access.encoding === 'SQL_ASCII'
+          ? 'a row whose content or path is not valid UTF-8 is refused by name and stays in the database; the rest move'
+          : 'every command refuses: sizes and hashes are defined over UTF-8 bytes',
     },
   ];
+}
+
+function encodingSeen(encoding: string): string {
+  if (encoding === 'UTF8') return 'UTF8';
+  if (encoding === 'SQL_ASCII') return 'SQL_ASCII: a row that is not valid UTF-8 is refused by name';
+  return `${encoding}: neither UTF8 nor SQL_ASCII`;
 }

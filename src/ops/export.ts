@@ -5,7 +5,7 @@ import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { StorageContext } from '../context.ts';
 import { FILES } from '../tables.ts';
 import { normalizePath } from '../keys.ts';
-import { contentRefs, streamStoredContent, type ContentSource } from './read-content.ts';
+import { contentRefs, notUtf8Refusal, streamStoredContent, type ContentSource } from './read-content.ts';
 import { prepareRestore } from './restore-version.ts';
 import { UsageError, errorMessage } from '../errors.ts';
 import { appExists } from '../sql/versions.ts';
@@ -121,6 +121,7 @@ export async function exportApp(context: StorageContext, options: { appId: strin
     const outcomes = await mapLimit(refs, options.concurrency ?? EXPORT_CONCURRENCY, async (ref): Promise<Outcome> => {
       const path = String(ref.path);
       const info: Partial<ContentSource> = {};
+      if (ref.utf8 === false) return { refused: { path, reason: notUtf8Refusal(ref) } };
       try {
         const outcome = await writeFileSafely(root, path, streamStoredContent(context, ref, info));
         if ('refused' in outcome) return { refused: { path, reason: outcome.refused } };

@@ -133,6 +133,7 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
     const intentFor = (keep?: string | null): WriteIntent =>
       keep && !addressed ? { kind: 'replace-ours' } : { kind: 'create', mayReplaceOurs: async (key) => !(await keysStillReferenced(context.db, [key])).has(key) };
     const upload = async (row: ClaimedRow, keep?: string | null): Promise<ItemOutcome<UploadedRow>> => {
+      if (row.utf8 === false) return { kind: 'skipped', reason: notUtf8Reason(table, row), errorClass: 'NotUtf8' };
       if (addressed && row.path !== null) {
         const path = normalizePath(row.path);
         if (!path.ok) return { kind: 'skipped', reason: `unsafe path: ${path.reason}`, errorClass: 'UnsafePath' };
@@ -265,4 +266,10 @@ class BlobUploads {
     this.recent.set(key, upload);
     return upload;
   }
+}
+
+/** Why a row of a SQL_ASCII database stays where it is: its bytes are not UTF-8, which the plan's content_hash and R2's keys are defined over. */
+function notUtf8Reason(table: StoredTable, row: ClaimedRow): string {
+  const where = `${table.table} #${row.id}${row.path === null ? '' : ` (${JSON.stringify(row.path)})`} of app ${row.app_id}`;
+  return `${where} is not valid UTF-8 (a SQL_ASCII database stores whatever bytes it is sent): it stays in the database, where the app reads it as before, until its content and path are valid UTF-8`;
 }

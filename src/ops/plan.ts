@@ -105,7 +105,7 @@ export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, 
       streamAbove: scope.inlineMaxBytes,
       partSize: DEFAULT_PART_SIZE,
     });
-    remaining -= moving.rows;
+    remaining -= moving.rows + moving.rows_not_utf8;
     const staying = await selectionTotals(
       db,
       table,
@@ -119,6 +119,7 @@ export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, 
       { table: table.name, action: 'stays in database (too small)', rows: staying.rows, bytes: staying.bytes },
       { table: table.name, action: 'already in R2 (skipped)', rows: already.rows, bytes: already.bytes },
     );
+    const refused = { rows: moving.rows_not_utf8, bytes: moving.bytes_not_utf8 };
     plan.rows += moving.rows;
     plan.bytes += moving.bytes;
     plan.requests.classA += uploadRequestsFor(moving);
@@ -131,12 +132,16 @@ export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, 
         streamAbove: scope.inlineMaxBytes,
         partSize: DEFAULT_PART_SIZE,
       });
-      remaining -= stale.rows;
+      remaining -= stale.rows + stale.rows_not_utf8;
       plan.lines.push({ table: table.name, action: 're-upload: content changed after upload (stale)', rows: stale.rows, bytes: stale.bytes });
       plan.rows += stale.rows;
       plan.bytes += stale.bytes;
       plan.requests.classA += uploadRequestsFor(stale);
+      refused.rows += stale.rows_not_utf8;
+      refused.bytes += stale.bytes_not_utf8;
     }
+    // Only a SQL_ASCII database holds such rows; elsewhere the line would always read 0.
+    if (refused.rows) plan.lines.push({ table: table.name, action: 'refused: not valid UTF-8 (stays in database)', ...refused });
   }
   plan.notes.push('migrate never clears database content; finalize does, after reading every copy back');
   return finishCost(plan, prices, plan.bytes);

@@ -4,7 +4,7 @@ import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StorageContext } from '../context.ts';
-import { FILES, TABLES, type StoredTable, type TableName } from '../tables.ts';
+import { FILES, sqlRowIsUtf8, TABLES, type StoredTable, type TableName } from '../tables.ts';
 import { readContentChunks } from '../sql/content-chunks.ts';
 import { query, type Queryable } from '../db.ts';
 import { DataError, IntegrityError } from '../errors.ts';
@@ -21,6 +21,8 @@ export interface StoredContentRef {
   content?: string | null;
   hasContent: boolean;
   bytes: number | null;
+  /** False when the database content or the path is not valid UTF-8 (only a SQL_ASCII database holds such text). */
+  utf8?: boolean;
 }
 
 export interface ContentSource {
@@ -40,6 +42,7 @@ export async function* streamStoredContent(context: StorageContext, ref: StoredC
   const table = TABLES[ref.table];
   if (ref.hasContent) {
     info.source = 'database';
+    if (ref.utf8 === false) throw new DataError(notUtf8Refusal(ref));
     if (ref.content !== undefined && ref.content !== null) {
       info.verified = ref.hash ? sha256Hex(ref.content) === ref.hash : false;
       yield Buffer.from(ref.content, 'utf8');
@@ -63,6 +66,11 @@ export async function* streamStoredContent(context: StorageContext, ref: StoredC
     if (actual !== hash) throw new IntegrityError(`object ${key} does not match content_hash of ${table.table} #${ref.id} (${size} bytes hash to ${actual.slice(0, 12)}…)`, key);
     info.verified = true;
   });
+}
+
+/** Why a row of a SQL_ASCII database is not read out: its bytes are in no encoding the tool can vouch for as text. */
+export function notUtf8Refusal(ref: Pick<StoredContentRef, 'table' | 'id'>): string {
+  return `${TABLES[ref.table].table} #${ref.id} is not valid UTF-8 in its content or path (a SQL_ASCII database stores whatever bytes it is sent), so it is not handed out as text; the app reads it from the database as before`;
 }
 
 /** Bytes held in memory before a download is proven; past this they wait in a private temporary file. */
@@ -125,6 +133,7 @@ interface RefRow {
   content: string | null;
   has_content: boolean;
   bytes: number | null;
+  utf8: boolean;
 }
 
 /**
@@ -144,11 +153,12 @@ export async function contentRefs(
     `SELECT t.id, ${table.pathExpr} AS path, t.${table.locationColumn} AS location, t.${table.keyColumn} AS key, t.${table.hashColumn} AS hash,
             CASE WHEN octet_length(t.${table.contentColumn}) <= ${Number(inlineMax)} THEN t.${table.contentColumn} END AS content,
             (t.${table.contentColumn} IS NOT NULL) AS has_content,
-            coalesce(octet_length(t.${table.contentColumn}), t.${table.sizeColumn})::float8 AS bytes
+            coalesce(octet_length(t.${table.contentColumn}), t.${table.sizeColumn})::float8 AS bytes,
+            ${sqlRowIsUtf8(table)} AS utf8
        FROM ${table.source} WHERE ${where} ORDER BY t.id ${limit ? `LIMIT ${Math.floor(limit)}` : ''}`,
     params,
   );
-  return rows.map((row) => ({ table: table.name, id: row.id, path: row.path, location: row.location, key: row.key, hash: row.hash, content: row.content, hasContent: row.has_content, bytes: row.bytes }));
+  return rows.map((row) => ({ table: table.name, id: row.id, path: row.path, location: row.location, key: row.key, hash: row.hash, content: row.content, hasContent: row.has_content, bytes: row.bytes, utf8: row.utf8 }));
 }
 
 /**

@@ -4,6 +4,7 @@ import { query } from '../db.ts';
 import { readSchemaState, SHAREABLE_KEY_COLUMNS, type KeyLayout, type SchemaItem, type SchemaState } from '../sql/schema.ts';
 import { ConfigError, SchemaMissingError } from '../errors.ts';
 import { existingTables, inspectDatabaseAccess, tablesNotOwned } from '../sql/database-access.ts';
+import { encodingProblem } from './database-gate.ts';
 import { TABLE_NAMES, TABLES, type StoredTable } from '../tables.ts';
 
 const STORED_TABLES = TABLE_NAMES.map((name) => TABLES[name]);
@@ -44,8 +45,8 @@ export async function assertSchemaApplicable(db: Db, state: SchemaState): Promis
   const access = await inspectDatabaseAccess(db);
   const problems: string[] = [];
   if (access.readOnly) problems.push(access.inRecovery ? 'the database is a standby in recovery (read-only)' : 'transactions are read-only here');
-  // The key-identity indexes normalise keys to NFC, which PostgreSQL does only in a UTF8 database.
-  if (access.encoding !== 'UTF8') problems.push(`the database encoding is ${access.encoding}, not UTF8`);
+  const encoding = encodingProblem(access.encoding);
+  if (encoding) problems.push(encoding);
   const altered = await existingTables(db, [...new Set(state.missing.filter((item) => item.kind !== 'table').map((item) => item.table))]);
   for (const { table, owner } of await tablesNotOwned(db, altered)) problems.push(`role "${access.user}" does not own ${table} (its owner is "${owner}"), which ALTER TABLE and CREATE INDEX need`);
   const created = state.missing.filter((item) => item.kind === 'table').map((item) => item.table);

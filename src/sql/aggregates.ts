@@ -1,5 +1,5 @@
 import { query, type Queryable } from '../db.ts';
-import type { StoredTable } from '../tables.ts';
+import { sqlRowIsUtf8, type StoredTable } from '../tables.ts';
 import type { PlacementPolicy } from '../placement.ts';
 import { filterSql, type RowFilter } from './filters.ts';
 import { Params } from './params.ts';
@@ -53,11 +53,15 @@ export interface SelectionTotals {
   /** Rows (and bytes) larger than `streamAbove` (these are streamed in parts). */
   rows_streamed: number;
   parts_streamed: number;
+  /** Rows (and bytes) of the selection that are not valid UTF-8 (SQL_ASCII only): refused, not counted above. */
+  rows_not_utf8: number;
+  bytes_not_utf8: number;
 }
 
 /**
  * Counts and bytes of the rows an operation would take (same eligibility, filters, order and limit as the
- * run itself), so a dry-run plan shows exactly what would change.
+ * run itself), so a dry-run plan shows exactly what would change; rows it would refuse for not being UTF-8
+ * are counted apart.
  */
 export async function selectionTotals(
   db: Queryable,
@@ -80,12 +84,13 @@ export async function selectionTotals(
   const partSize = params.add(options.partSize ?? 1, 'bigint');
   const rows = await query<SelectionTotals>(
     db,
-    `SELECT count(*)::float8 AS rows, coalesce(sum(bytes), 0)::float8 AS bytes,
-            count(*) FILTER (WHERE bytes > ${above})::float8 AS rows_above,
-            coalesce(sum(bytes) FILTER (WHERE bytes > ${above}), 0)::float8 AS bytes_above,
-            count(*) FILTER (WHERE bytes > ${streamAbove})::float8 AS rows_streamed,
-            coalesce(sum(ceil(bytes::numeric / ${partSize})) FILTER (WHERE bytes > ${streamAbove}), 0)::float8 AS parts_streamed
-       FROM (SELECT ${bytesExpr} AS bytes FROM ${table.source} WHERE ${where} ${limited ? `ORDER BY ${order} ${limit}` : ''}) e`,
+    `SELECT count(*) FILTER (WHERE utf8)::float8 AS rows, coalesce(sum(bytes) FILTER (WHERE utf8), 0)::float8 AS bytes,
+            count(*) FILTER (WHERE utf8 AND bytes > ${above})::float8 AS rows_above,
+            coalesce(sum(bytes) FILTER (WHERE utf8 AND bytes > ${above}), 0)::float8 AS bytes_above,
+            count(*) FILTER (WHERE utf8 AND bytes > ${streamAbove})::float8 AS rows_streamed,
+            coalesce(sum(ceil(bytes::numeric / ${partSize})) FILTER (WHERE utf8 AND bytes > ${streamAbove}), 0)::float8 AS parts_streamed,
+            count(*) FILTER (WHERE NOT utf8)::float8 AS rows_not_utf8, coalesce(sum(bytes) FILTER (WHERE NOT utf8), 0)::float8 AS bytes_not_utf8
+       FROM (SELECT ${bytesExpr} AS bytes, ${sqlRowIsUtf8(table)} AS utf8 FROM ${table.source} WHERE ${where} ${limited ? `ORDER BY ${order} ${limit}` : ''}) e`,
     params.values,
   );
   return rows[0];

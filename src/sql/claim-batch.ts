@@ -1,6 +1,7 @@
 import { query, type Queryable } from '../db.ts';
 import type { StoredTable } from '../tables.ts';
-import { sqlSha256, type Collision } from '../tables.ts';
+import { sqlRowIsUtf8, sqlSha256, type Collision } from '../tables.ts';
+import { addUnicodeCollisions } from './unicode-siblings.ts';
 import { CLAIMS_TABLE } from './schema.ts';
 import { filterSql, type RowFilter } from './filters.ts';
 import { Params } from './params.ts';
@@ -65,6 +66,8 @@ export interface ClaimedRow {
   db_hash: string | null;
   /** Another row whose key would name the same object (StoredTable.collisionExpr), or null. */
   collision: Collision | null;
+  /** False when the content or the path is not valid UTF-8 (only a SQL_ASCII database holds such text). */
+  utf8: boolean | null;
   /** False when another worker claimed the row first: skip it, it is theirs. */
   won: boolean;
 }
@@ -126,12 +129,14 @@ SELECT t.id,
        (t.${d.contentColumn} IS NOT NULL) AS has_content,
        ${dbHashSql(request, `t.${d.contentColumn}`, inlineMax)} AS db_hash,
        ${d.collisionExpr} AS collision,
+       CASE WHEN cl.row_id IS NOT NULL THEN ${sqlRowIsUtf8(d)} END AS utf8,
        (cl.row_id IS NOT NULL) AS won
   FROM chosen ch
   JOIN ${d.source} ON t.id = ch.id
   LEFT JOIN claimed cl ON cl.row_id = ch.id
  ORDER BY t.id`;
   const rows = await query<ClaimedRow>(db, sql, params.values);
+  await addUnicodeCollisions(db, d, rows.filter((row) => row.won));
   const last = rows[rows.length - 1];
   return { rows, cursor: last ? { id: last.id } : undefined };
 }

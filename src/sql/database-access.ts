@@ -102,3 +102,20 @@ export async function existingTables(db: Queryable, tables: string[]): Promise<s
   const rows = await query<{ name: string }>(db, 'SELECT t AS name FROM unnest($1::text[]) AS t WHERE to_regclass(quote_ident(t)) IS NOT NULL', [tables]);
   return rows.map((row) => row.name);
 }
+
+const utf8ByDatabase = new WeakMap<object, Promise<boolean>>();
+
+/**
+ * Whether the database's encoding is UTF8, asked once per database (a transaction shares its pool's
+ * answer). Only there can PostgreSQL compare keys under Unicode normalisation; elsewhere the client does.
+ */
+export function databaseIsUtf8(db: Queryable): Promise<boolean> {
+  const cacheKey = (db as unknown as { client?: { config?: object } }).client?.config ?? db;
+  let answer = utf8ByDatabase.get(cacheKey);
+  if (!answer) {
+    answer = query<{ utf8: boolean }>(db, "SELECT getdatabaseencoding() = 'UTF8' AS utf8").then(([row]) => row.utf8);
+    answer.catch(() => utf8ByDatabase.delete(cacheKey));
+    utf8ByDatabase.set(cacheKey, answer);
+  }
+  return answer;
+}

@@ -1,10 +1,26 @@
 import { query, type Queryable } from '../db.ts';
-import { sqlKeyIdentity, sqlSha256, TABLES, TABLE_NAMES, type TableName } from '../tables.ts';
-import { keyIdentity } from '../keys.ts';
+import { sqlHasNonAsciiInAnyEncoding, sqlKeyIdentity, sqlSha256, TABLES, TABLE_NAMES, type TableName } from '../tables.ts';
+import { appIdOfKey, keyIdentity } from '../keys.ts';
+import { databaseIsUtf8 } from './database-access.ts';
+import { Params } from './params.ts';
 
-/** SQL condition: the row's key names one of the objects whose key identities are $1 (an index on the identity serves it). */
-function namesOneOf(keyColumn: string): string {
-  return `${sqlKeyIdentity(`t.${keyColumn}`)} = ANY($1::text[])`;
+/**
+ * SQL condition on alias t: the row's key may name one of the objects `keys` name. In a UTF8 database it is
+ * exact: the key's identity is one of theirs (an index on the identity serves it). Elsewhere PostgreSQL
+ * cannot normalise, so it is a superset the caller narrows under keyIdentity: the keys and their NFC forms
+ * byte for byte, and every key outside ASCII in the same app's part of the bucket (NFC leaves the ASCII
+ * `apps/<id>/` prefix as it is), each range served by the key column's byte-ordered index.
+ */
+function mayNameOneOf(keyColumn: string, keys: string[], utf8: boolean, params: Params): string {
+  const column = `t.${keyColumn}`;
+  const identities = [...new Set(keys.map(keyIdentity))];
+  if (utf8) return `${sqlKeyIdentity(column)} = ANY(${params.add(identities, 'text[]')})`;
+  const spellings = params.add([...new Set([...keys, ...identities])], 'text[]');
+  const prefixes = [...new Set(keys.map((key) => { const app = appIdOfKey(key); return app === undefined ? '' : `apps/${app}/`; }))];
+  const ranges = prefixes.map((prefix) =>
+    prefix === '' ? 'true' : `(${column} COLLATE "C" >= ${params.add(prefix)} AND ${column} COLLATE "C" < ${params.add(`${prefix.slice(0, -1)}0`)})`,
+  );
+  return `(${column} = ANY(${spellings}) OR (${sqlHasNonAsciiInAnyEncoding(column)} AND (${ranges.join(' OR ')})))`;
 }
 
 /**
@@ -14,10 +30,14 @@ function namesOneOf(keyColumn: string): string {
  */
 export async function keysStillReferenced(db: Queryable, keys: string[]): Promise<Set<string>> {
   if (!keys.length) return new Set();
-  const identities = [...new Set(keys.map(keyIdentity))];
-  const parts = TABLE_NAMES.map((name) => `SELECT ${sqlKeyIdentity(`t.${TABLES[name].keyColumn}`)} AS identity FROM ${TABLES[name].table} t WHERE ${namesOneOf(TABLES[name].keyColumn)}`);
-  const rows = await query<{ identity: string }>(db, parts.join(' UNION '), [identities]);
-  const named = new Set(rows.map((row) => row.identity));
+  const utf8 = await databaseIsUtf8(db);
+  const params = new Params();
+  const parts = TABLE_NAMES.map((name) => {
+    const column = TABLES[name].keyColumn;
+    return `SELECT t.${column} AS key FROM ${TABLES[name].table} t WHERE ${mayNameOneOf(column, keys, utf8, params)}`;
+  });
+  const rows = await query<{ key: string }>(db, parts.join(' UNION '), params.values);
+  const named = new Set(rows.map((row) => keyIdentity(row.key)));
   return new Set(keys.filter((key) => named.has(keyIdentity(key))));
 }
 
@@ -39,12 +59,15 @@ export interface RowNamingKey {
  */
 export async function rowsNamingKeys(db: Queryable, keys: string[]): Promise<RowNamingKey[]> {
   if (!keys.length) return [];
-  const identities = [...new Set(keys.map(keyIdentity))];
+  const utf8 = await databaseIsUtf8(db);
+  const params = new Params();
   const parts = TABLE_NAMES.map((name) => {
     const t = TABLES[name];
     return `SELECT '${name}'::text AS table, t.id, t.${t.keyColumn} AS key, t.${t.locationColumn} AS location, (t.${t.contentColumn} IS NOT NULL) AS has_content,
                    ${sqlSha256(`t.${t.contentColumn}`)} AS db_hash, t.${t.hashColumn} AS hash, octet_length(t.${t.contentColumn})::float8 AS bytes
-              FROM ${t.table} t WHERE ${namesOneOf(t.keyColumn)}`;
+              FROM ${t.table} t WHERE ${mayNameOneOf(t.keyColumn, keys, utf8, params)}`;
   });
-  return query<RowNamingKey>(db, parts.join(' UNION ALL '), [identities]);
+  const identities = new Set(keys.map(keyIdentity));
+  const rows = await query<RowNamingKey>(db, parts.join(' UNION ALL '), params.values);
+  return rows.filter((row) => identities.has(keyIdentity(row.key)));
 }

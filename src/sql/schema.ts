@@ -1,5 +1,6 @@
 import { query, type Queryable } from '../db.ts';
 import { sqlKeyIdentity } from '../tables.ts';
+import { databaseIsUtf8 } from './database-access.ts';
 
 /** One piece of the Phase 1 schema (plus what this tool needs to verify versions and coordinate workers). */
 export interface SchemaItem {
@@ -237,7 +238,10 @@ export async function readSchemaState(db: Queryable, layout?: KeyLayout): Promis
   const tables = new Set(columns.map((row) => row.table_name));
   const hasColumn = (table: string, name: string) => columns.some((row) => row.table_name === table && row.column_name === name);
   const state: SchemaState = { missingTables: BASE_TABLES.filter((table) => !tables.has(table)), missing: [], present: [], indexesToDrop: [], sharedKeys: [] };
-  for (const item of schemaItems(layout)) {
+  // The identity indexes normalise keys, which PostgreSQL does only in a UTF8 database; elsewhere the
+  // client compares keys under their identity (references.ts), through the byte-ordered key indexes.
+  const utf8 = await databaseIsUtf8(db);
+  for (const item of schemaItems(layout).filter((item) => utf8 || !item.expression)) {
     let ok: boolean;
     if (item.kind === 'table') ok = tables.has(item.table);
     else if (item.kind === 'column') ok = hasColumn(item.table, item.name);

@@ -1,4 +1,5 @@
 import { query, type Queryable } from '../db.ts';
+import { sqlSha256 } from '../tables.ts';
 
 export interface VersionRow {
   id: string;
@@ -63,7 +64,7 @@ export async function currentFiles(db: Queryable, appId: string, lock = false): 
   return query<CurrentFileRow>(
     db,
     `SELECT id, path, storage_location AS location, r2_object_key AS key,
-            CASE WHEN content IS NOT NULL THEN encode(sha256(convert_to(content, 'UTF8')), 'hex') ELSE content_hash END AS current_hash,
+            CASE WHEN content IS NOT NULL THEN ${sqlSha256('content')} ELSE content_hash END AS current_hash,
             coalesce(octet_length(content), size_bytes)::float8 AS bytes
        FROM app_files WHERE app_id = $1::bigint ORDER BY id ${lock ? 'FOR UPDATE' : ''}`,
     [appId],

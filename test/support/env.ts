@@ -35,9 +35,10 @@ export interface TestEnv {
 
 /**
  * A fresh database (OverSkill's tables, optionally the tool's schema) and a fresh S3 server, both dropped
- * by close(). Each test file gets its own, so files run in parallel without sharing state.
+ * by close(). Each test file gets its own, so files run in parallel without sharing state. `encoding` makes a
+ * database of another encoding (SQL_ASCII, LATIN1) on PostgreSQL; PGlite's is always UTF8.
  */
-export async function createTestEnv(options: { schema?: boolean; s3?: LocalS3Server } = {}): Promise<TestEnv> {
+export async function createTestEnv(options: { schema?: boolean; s3?: LocalS3Server; encoding?: string } = {}): Promise<TestEnv> {
   const name = `oss_test_${randomBytes(6).toString('hex')}`;
   let embedded: EmbeddedPostgres | undefined;
   let databaseUrl: string;
@@ -46,7 +47,7 @@ export async function createTestEnv(options: { schema?: boolean; s3?: LocalS3Ser
     databaseUrl = embedded.url;
   } else {
     const admin = createDb({ url: ADMIN_URL, poolSize: 2 });
-    await query(admin, `CREATE DATABASE ${name}`);
+    await query(admin, `CREATE DATABASE ${name}${options.encoding ? ` ENCODING '${options.encoding}' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'` : ''}`);
     await admin.destroy();
     databaseUrl = databaseUrlFor(name);
   }
