@@ -8,6 +8,10 @@ import { spawn } from 'node:child_process';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { scratchDatabase, settle, startBenchStore } from './fixture.ts';
+import { UNCONDITIONAL } from './options.ts';
+import { cliEnvFor, timeNode } from './processes.ts';
+import { seedFiles } from './seed.ts';
 
 export interface SavePhase {
   phase: string;
@@ -111,4 +115,27 @@ export function describeAppSide(result: AppSideResult): string[] {
     ...result.phases.map((p) => `  ${p.phase.padEnd(24)} ${String(p.saves).padStart(5)} saves in ${p.seconds.toFixed(1)} s, ${p.errors} errors: p50 ${p.p50Ms} ms, p99 ${p.p99Ms} ms, worst ${p.maxMs} ms; longest lock wait seen ${p.longestLockWaitMs} ms`),
     ...(result.reclaimSkipped ? [`  reclaim not measured: ${result.reclaimSkipped}`] : []),
   ];
+}
+
+/**
+ * The app's saves alone, during finalize --hybrid-band and during reclaim, on a database and store of their
+ * own: 6,000 files around 8 KB, migrated first.
+ */
+export async function appSideBench(): Promise<AppSideResult> {
+  const scratch = await scratchDatabase();
+  const s3 = await startBenchStore('app-side');
+  try {
+    await seedFiles(scratch.db, { count: 6000, meanBytes: 8000, largePercent: 0 });
+    await settle(scratch.db);
+    const cliEnv = cliEnvFor(scratch.url, s3);
+    const migrated = await timeNode(['bin/overskill-storage.js', 'migrate', '--yes', ...UNCONDITIONAL, '--json', '--concurrency', '16'], cliEnv);
+    if (migrated.code !== 0) throw new Error('migrate failed before the app-side bench');
+    await settle(scratch.db);
+    const result = await measureAppSide(scratch.url, cliEnv);
+    for (const line of describeAppSide(result)) console.log(line);
+    return result;
+  } finally {
+    await scratch.drop();
+    await s3.stop();
+  }
 }
