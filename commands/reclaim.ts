@@ -2,13 +2,14 @@ import { Command, Option } from 'commander';
 import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/input/context.ts';
 import { confirmWrite } from './support/input/confirm.ts';
 import { withProgress } from './support/render/progress.ts';
-import { formatBytes } from './support/render/format.ts';
+import { formatBytes, formatDuration, formatTime } from './support/render/format.ts';
 import * as parse from './support/input/parse.ts';
 import type { CommandResult } from './support/flow/command.ts';
 import { EXIT } from './support/flow/exit.ts';
 import { recordFor } from './support/flow/run-record.ts';
 import { parseTables } from '../src/tables.ts';
 import { UsageError } from '../src/errors.ts';
+import type { OpenTransaction } from '../src/sql/open-transactions.ts';
 
 export function reclaimCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('reclaim')
@@ -17,6 +18,7 @@ export function reclaimCommand(runtime: Runtime, run: (action: () => Promise<Com
     .option('--offline', 'rewrite with VACUUM FULL instead of pg_repack: each table is locked for its whole rewrite (a maintenance window only)')
     .addOption(new Option('--lock-timeout <duration>', '--offline: give up on a table whose lock is not had within this').argParser(parse.duration).default(5000, '5s'))
     .addOption(new Option('--wait-timeout <duration>', "pg_repack: how long to wait for its short locks before skipping a table (it never kills the app's sessions)").argParser(parse.duration).default(60_000, '60s'))
+    .addOption(new Option('--wait-for-transactions <duration>', 'first wait this long for the transactions open when reclaim begins to end (rows deleted after one began stay on disk until it ends)').argParser(parse.duration).default(60_000, '60s'))
     .option('--no-superuser-check', "pg_repack's flag for managed databases whose admin role is not a superuser")
     .addHelpText('after', '\nExamples:\n  $ overskill-storage reclaim --dry-run\n  $ overskill-storage reclaim --yes\n  $ overskill-storage reclaim --tables files --yes\n  $ overskill-storage reclaim --offline --lock-timeout 10s --yes   # a maintenance window')
     .action(async (opts, cmd: Command) =>
@@ -37,6 +39,7 @@ export function reclaimCommand(runtime: Runtime, run: (action: () => Promise<Com
           waitTimeoutS: Math.max(1, Math.round((opts.waitTimeout as number) / 1000)),
           noSuperuserCheck: opts.superuserCheck === false,
           client: runtime.streams.env.OVERSKILL_STORAGE_PG_REPACK,
+          transactionWaitMs: opts.waitForTransactions as number,
           signal: runtime.signal,
         };
         const context = await openContext(globals, runtime, { store: false, database: opts.dryRun ? 'read' : 'write' });
@@ -56,6 +59,7 @@ export function reclaimCommand(runtime: Runtime, run: (action: () => Promise<Com
           if (plan.mode === 'pg_repack') {
             output.print(plan.tool.usable ? `pg_repack:           usable (client ${plan.tool.clientVersion}, extension ${plan.tool.extensionVersion})` : c.red(`pg_repack:           not usable: ${plan.tool.problem}`));
           }
+          for (const transaction of plan.openTransactions) output.print(c.yellow(`Open transaction: ${describeTransaction(transaction)}`));
           for (const note of plan.notes) output.print(c.dim(`note: ${note}`));
           if (opts.dryRun) {
             output.result({ dryRun: true, plan });
@@ -83,6 +87,9 @@ export function reclaimCommand(runtime: Runtime, run: (action: () => Promise<Com
             ),
           );
           output.print(c.bold(`Given back to the operating system: ${formatBytes(Math.max(0, result.beforeBytes - result.afterBytes))} (${formatBytes(result.beforeBytes)} → ${formatBytes(result.afterBytes)}).`));
+          for (const transaction of result.heldBack) {
+            output.print(c.yellow(`Still open when the rewrite began: ${describeTransaction(transaction)}. Rows deleted after it began were kept; run reclaim again once it has ended.`));
+          }
           if (recorded.run) output.print(c.dim(`Run ${recorded.run.id}: ${recorded.run.state ?? ''}.`));
           output.result({ dryRun: false, plan, result, run: recorded.run });
           const failed = result.tables.some((t) => !t.ok);
@@ -92,4 +99,10 @@ export function reclaimCommand(runtime: Runtime, run: (action: () => Promise<Com
         }
       }),
     );
+}
+
+/** One open transaction, as an operator finds it in pg_stat_activity. */
+function describeTransaction(transaction: OpenTransaction): string {
+  const who = [transaction.database && `database "${transaction.database}"`, transaction.user && `role "${transaction.user}"`, transaction.application && `application "${transaction.application}"`].filter(Boolean).join(', ');
+  return `pid ${transaction.pid} (${who || 'details hidden from this role'}), open for ${formatDuration(transaction.openSeconds * 1000)} since ${formatTime(new Date(transaction.started))}`;
 }

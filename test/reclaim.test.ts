@@ -95,7 +95,7 @@ describe.skipIf(ON_PGLITE)('reclaim', () => {
           errors.push((error as Error).message);
         }
         saves.push(performance.now() - started);
-        await new Promise((resolve) => setTimeout(resolve, 5));
+        await new Promise((resolve) => setTimeout(resolve, 1));
       }
     })();
     const reclaimed = await run(['reclaim', '--yes', '--tables', 'files']);
@@ -121,7 +121,7 @@ describe.skipIf(ON_PGLITE)('reclaim', () => {
       await holder.query('BEGIN');
       await holder.query('SELECT count(*) FROM app_files');
       const started = Date.now();
-      const held = await run(['reclaim', '--offline', '--tables', 'files', '--lock-timeout', '1s', '--yes']);
+      const held = await run(['reclaim', '--offline', '--tables', 'files', '--lock-timeout', '1s', '--wait-for-transactions', '2s', '--yes']);
       expect(Date.now() - started).toBeLessThan(30_000);
       expect(held.code).toBe(1);
       expect(held.json().result.tables[0]).toMatchObject({ table: 'app_files', ok: false });
@@ -133,5 +133,50 @@ describe.skipIf(ON_PGLITE)('reclaim', () => {
     const free = await run(['reclaim', '--offline', '--tables', 'files', '--yes']);
     expect(free.code).toBe(0);
     expect((await run(['verify'])).code).toBe(0);
+  });
+
+  it('waits for transactions open since before it began, in any database of the cluster, and names one that outlasts the wait', async () => {
+    // A transaction with an id, in another database: ids are cluster-wide, so rows deleted here after it began
+    // stay on disk through VACUUM FULL (and pg_repack) until it ends.
+    const otherDatabase = `oss_reclaim_other_${Math.random().toString(36).slice(2, 8)}`;
+    await query(env.db, `CREATE DATABASE ${otherDatabase}`);
+    const other = new pg.Client({ connectionString: env.databaseUrl.replace(/\/[^/]+$/, `/${otherDatabase}`) });
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      const [{ pid }] = (await other.query('SELECT pg_backend_pid() AS pid, txid_current()')).rows;
+      const dead = await insertApp(env.db, 'deleted later');
+      // Random hex, which TOAST cannot squeeze to nothing: about 2 MB on disk once stored.
+      await query(env.db, `INSERT INTO app_files (app_id, path, content, size_bytes)
+                           SELECT $1::bigint, 'src/d' || i || '.ts', c, octet_length(c)
+                             FROM generate_series(1, 200) i, LATERAL (SELECT string_agg(md5(random()::text || i || j), '') AS c FROM generate_series(1, 625) j) r`, [dead]);
+      await query(env.db, 'DELETE FROM app_files WHERE app_id = $1', [dead]);
+
+      const planned = await run(['reclaim', '--offline', '--tables', 'files', '--dry-run']);
+      expect(planned.json().plan.openTransactions).toEqual(expect.arrayContaining([expect.objectContaining({ pid, database: otherDatabase })]));
+      const said = await cli(['reclaim', '--offline', '--tables', 'files', '--dry-run'], env.cliEnv);
+      expect(said.stdout).toMatch(new RegExp(`Open transaction: pid ${pid} \\(database "${otherDatabase}"`));
+
+      const before = (await tableDiskSizes(env.db, [FILES]))[0].totalBytes;
+      const outlasted = await cli(['reclaim', '--offline', '--tables', 'files', '--wait-for-transactions', '1s', '--yes'], env.cliEnv);
+      expect(outlasted.code, outlasted.stderr).toBe(0);
+      expect(outlasted.stdout).toMatch(new RegExp(`Still open when the rewrite began: pid ${pid} \\(database "${otherDatabase}".*run reclaim again once it has ended`));
+      const kept = (await tableDiskSizes(env.db, [FILES]))[0].totalBytes;
+      expect(kept, 'the deleted rows are still on disk').toBeGreaterThan(before * 0.8);
+
+      // The same transaction ends while reclaim waits for it: then every deleted row goes.
+      setTimeout(() => void other.query('COMMIT'), 1500);
+      const started = Date.now();
+      const waited = await run(['reclaim', '--offline', '--tables', 'files', '--yes']);
+      expect(waited.code, waited.stderr).toBe(0);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1500);
+      expect(waited.json().result.heldBack.filter((t: { pid: number }) => t.pid === pid)).toEqual([]);
+      const after = (await tableDiskSizes(env.db, [FILES]))[0].totalBytes;
+      expect(after, 'the deleted rows (about 2 MB on disk) are gone').toBeLessThan(kept - 1_500_000);
+      expect((await run(['verify'])).code).toBe(0);
+    } finally {
+      await other.end().catch(() => undefined);
+      await query(env.db, `DROP DATABASE IF EXISTS ${otherDatabase} WITH (FORCE)`);
+    }
   });
 });

@@ -6,6 +6,7 @@ import { ConfigError, errorMessage } from '../errors.ts';
 import type { Reporter } from '../reporter.ts';
 import type { StoredTable } from '../tables.ts';
 import { reclaimableSpace, tableDiskSizes } from '../sql/table-sizes.ts';
+import { openTransactions, type OpenTransaction } from '../sql/open-transactions.ts';
 import { assertSchemaReady } from './schema.ts';
 
 /**
@@ -27,6 +28,8 @@ export interface ReclaimOptions {
   noSuperuserCheck: boolean;
   /** The pg_repack client to run (default: `pg_repack` on the PATH). */
   client?: string;
+  /** How long to wait first for the transactions open when reclaim begins to end (see waitForOlderTransactions). */
+  transactionWaitMs?: number;
   signal?: AbortSignal;
 }
 
@@ -55,6 +58,8 @@ export interface ReclaimPlan {
   locks: string;
   tool: RepackTool;
   notes: string[];
+  /** Transactions open now, anywhere in the cluster: what was deleted after they began cannot be given back until they end. */
+  openTransactions: OpenTransaction[];
 }
 
 export interface ReclaimTableResult {
@@ -72,6 +77,8 @@ export interface ReclaimResult {
   beforeBytes: number;
   afterBytes: number;
   interrupted: boolean;
+  /** Transactions open since before the rewrite that had not ended when it began: they kept rows it could not drop. */
+  heldBack: OpenTransaction[];
 }
 
 /** The pg_repack client's version (`pg_repack 1.4.8`), or undefined when there is none. */
@@ -128,6 +135,8 @@ export async function planReclaim(db: Db, options: ReclaimOptions): Promise<Recl
       : 'pg_repack never kills the app\'s sessions here (--no-kill-backend): a table whose short lock it cannot get within --wait-timeout is skipped and named',
   ];
   if (!options.offline && options.noSuperuserCheck) notes.push('--no-superuser-check: for managed databases whose admin role is not a superuser (pg_repack\'s own flag)');
+  const open = await openTransactions(db);
+  if (open.length) notes.push(`reclaim first waits up to ${Math.round((options.transactionWaitMs ?? DEFAULT_TRANSACTION_WAIT_MS) / 1000)} s for the ${open.length === 1 ? 'transaction' : `${open.length} transactions`} open now to end: rows deleted after one began stay on disk until it ends`);
   return {
     mode: options.offline ? 'offline' : 'pg_repack',
     tables,
@@ -137,6 +146,7 @@ export async function planReclaim(db: Db, options: ReclaimOptions): Promise<Recl
       : `ACCESS EXCLUSIVE for a moment at the start and the end of each table (waiting at most ${options.waitTimeoutS} s, never killing a session); SHARE UPDATE EXCLUSIVE in between (blocks VACUUM and DDL, not the app's reads and writes)`,
     tool,
     notes,
+    openTransactions: open,
   };
 }
 
@@ -183,6 +193,30 @@ async function vacuumFull(context: StorageContext, table: string, lockTimeoutMs:
   }
 }
 
+export const DEFAULT_TRANSACTION_WAIT_MS = 60_000;
+
+/**
+ * Waits, up to `waitMs`, until every transaction open now has ended (a session that began a new one since
+ * does not count: its snapshot already sees the deletes). A rewrite started while one of them is open copies
+ * every row that transaction can still see, so the space finalize freed would stay on disk; returns those
+ * still open when the wait ran out, so the result can name them.
+ */
+async function waitForOlderTransactions(db: Db, waitMs: number, signal: AbortSignal | undefined, reporter: Reporter): Promise<OpenTransaction[]> {
+  const sameTransaction = (a: OpenTransaction, b: OpenTransaction) => a.pid === b.pid && a.started === b.started;
+  let older = await openTransactions(db);
+  if (!older.length) return [];
+  const deadline = Date.now() + waitMs;
+  const stage = 'waiting for the transactions open since before reclaim to end';
+  reporter.stage?.(stage, { items: older.length });
+  while (older.length && Date.now() < deadline && !signal?.aborted) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const now = await openTransactions(db);
+    older = older.filter((transaction) => now.some((current) => sameTransaction(current, transaction)));
+  }
+  reporter.stageDone?.(stage);
+  return older;
+}
+
 /** Rewrites each table, one at a time, measuring it before and after. Refuses (exit 2) when pg_repack is not usable. */
 export async function reclaim(context: StorageContext, options: ReclaimOptions, reporter: Reporter = {}): Promise<ReclaimResult> {
   await assertSchemaReady(context.db);
@@ -190,7 +224,8 @@ export async function reclaim(context: StorageContext, options: ReclaimOptions, 
     const tool = await repackTool(context.db, options.client);
     if (!tool.usable) throw new ConfigError(`reclaim needs pg_repack, and ${tool.problem}. Nothing was rewritten. (--offline rewrites with VACUUM FULL instead, locking each table for the whole rewrite.)`);
   }
-  const result: ReclaimResult = { mode: options.offline ? 'offline' : 'pg_repack', tables: [], beforeBytes: 0, afterBytes: 0, interrupted: false };
+  const heldBack = await waitForOlderTransactions(context.db, options.transactionWaitMs ?? DEFAULT_TRANSACTION_WAIT_MS, options.signal, reporter);
+  const result: ReclaimResult = { mode: options.offline ? 'offline' : 'pg_repack', tables: [], beforeBytes: 0, afterBytes: 0, interrupted: false, heldBack };
   for (const table of options.tables) {
     if (options.signal?.aborted) {
       result.interrupted = true;
