@@ -23,6 +23,8 @@ export function doctorCommand(runtime: Runtime, run: (action: () => Promise<Comm
         }
         try {
           const { doctor } = await import('../src/ops/doctor.ts');
+          // On a terminal the screen starts with what was checked; a pipe gets only the records.
+          if (output.width !== undefined) output.print(`${output.color.dim('Database:')} ${context.target.database}\n${output.color.dim('Bucket:')}   ${context.target.bucket ?? ''}\n`);
           return finish(output, await doctor(context, [{ ...reach, seen: `bucket "${context.store.bucket}"` }]));
         } finally {
           await context.close();
@@ -31,12 +33,49 @@ export function doctorCommand(runtime: Runtime, run: (action: () => Promise<Comm
     );
 }
 
+/** Each check's name in the terminal's short form; the full sentence stays in pipes, `-v` and `--json`. */
+const SHORT_NAMES: Record<string, string> = {
+  connect: 'reachable',
+  database: 'login',
+  schema: 'schema',
+  schemaOwner: 'table owner',
+  databaseWritable: 'writable',
+  databasePrivileges: 'grants',
+  contentColumnTypes: 'content columns',
+  databaseEncoding: 'encoding',
+  createIfNoneMatch: 'PUT If-None-Match: *',
+  replaceIfMatch: 'PUT If-Match, other ETag',
+  replaceIfMatchSame: 'PUT If-Match, same ETag',
+  completeIfNoneMatch: 'multipart If-None-Match',
+  completeIfMatch: 'multipart If-Match',
+  etagIsMd5: 'ETag is the MD5',
+  metadataRoundTrip: 'metadata round trip',
+  sameKeyWriteLimited: 'one write per key/s',
+  getDecompresses: 'gzip on GET',
+  deleteIfMatch: 'DELETE If-Match',
+  keysNormalized: 'keys NFC-normalised',
+  storageClass: 'storage class',
+};
+const DATABASE_CHECKS = new Set(['connect', 'database', 'schema', 'schemaOwner', 'databaseWritable', 'databasePrivileges', 'contentColumnTypes', 'databaseEncoding']);
+
 function finish(output: ReturnType<typeof makeOutput>, result: DoctorResult): CommandResult {
   const c = output.color;
   const mark = (check: StoreProperty) => (check.holds ? c.green('✓') : check.required ? c.red('✗') : c.yellow('–'));
-  output.print(output.table(['', 'property', 'needed', 'seen'], result.checks.map((check) => [mark(check), check.property, check.required ? 'required' : 'info', check.seen])));
+  if (output.width === undefined || output.verbose) {
+    // Off a terminal (and with -v) each check is one whole record: the property in full, required or not.
+    output.print(output.table(['', 'property', 'needed', 'seen'], result.checks.map((check) => [mark(check), check.property, check.required ? 'required' : 'info', check.seen])));
+  } else {
+    // On a terminal, one screen: a short name per check, the database's and the store's apart; a required
+    // check that fails is said again in full below, with what it risks. `–` marks what only informs.
+    const section = (title: string, checks: StoreProperty[]) =>
+      checks.length ? output.print(output.table(['', title, 'seen'], checks.map((check) => [mark(check), SHORT_NAMES[check.id] ?? check.property, check.seen]))) : undefined;
+    section('database', result.checks.filter((check) => DATABASE_CHECKS.has(check.id)));
+    output.print('');
+    section('store', result.checks.filter((check) => !DATABASE_CHECKS.has(check.id)));
+  }
   const failing = result.checks.filter((check) => check.required && !check.holds);
-  if (result.store) {
+  // What the probes cost is for the record (pipes, -v), not for the one screen a terminal gets.
+  if (result.store && (output.width === undefined || output.verbose)) {
     const { classA, classB, free } = result.store.requests;
     output.print(c.dim(`Store probes: ${classA} class A, ${classB} class B and ${free} free requests, under _overskill-storage/probes/, deleted again${result.store.leftBehind.length ? ` except ${result.store.leftBehind.join(', ')}` : ''}.`));
   }

@@ -181,6 +181,26 @@ describe.skipIf(!TMUX || ON_PGLITE)("the operator's terminal", () => {
     expect(lines.at(-1)).toBe(`  overskill-storage migrate --yes --app ${apps[6]} --app ${apps[7]} --max-rate 3 --batch-size 5`);
   });
 
+  it('doctor is one screen at 80 columns: what was checked, the database and the store apart, a short name per check; what fails is said in full', async () => {
+    const healthy = await open(['doctor'], 80);
+    const { lines, code } = await healthy.exit();
+    expect(code).toBe(0);
+    expect(lines.length, text(lines)).toBeLessThanOrEqual(40);
+    expect(text(lines)).toMatch(/^Database: ".+" on 127\.0\.0\.1:\d+ as \w+$/m);
+    expect(text(lines)).toMatch(/^ +database +seen$/m);
+    expect(text(lines)).toMatch(/^✓ +encoding +UTF8$/m);
+    expect(text(lines)).toMatch(/^ +store +seen$/m);
+    expect(text(lines)).toMatch(/^✓ +PUT If-None-Match: \* +refused: 412 PreconditionFailed$/m);
+    expect(text(lines)).toMatch(/^Everything this tool relies on holds here\.$/m);
+    // The same database, every transaction read-only: the short row is marked, and the sentence below says it all.
+    const readOnly = await open(['doctor'], 80, { PGOPTIONS: '-c default_transaction_read_only=on' });
+    const failing = await readOnly.exit();
+    expect(failing.code).toBe(1);
+    expect(text(failing.lines)).toMatch(/^✗ +writable +transaction_read_only is on$/m);
+    expect(text(failing.lines)).toMatch(/Not safe for this tool: 1 required property does not hold\./);
+    expect(text(failing.lines).replace(/\s+/g, ' ')).toMatch(/the database accepts writes \(not a standby, transactions not read-only\): without it, every command that moves rows refuses/);
+  });
+
   it('off a terminal the output is what scripts read: start and finish lines, no bar, no colour, one line per record', async () => {
     const run = await spawnCliAndWait(['migrate', '--yes', '--app', apps[8]], { ...env.cliEnv, NO_COLOR: undefined });
     expect(run.code).toBe(0);

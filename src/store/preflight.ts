@@ -165,7 +165,7 @@ export async function probeStore(store: Pick<StoreCore, 'client' | 'objects' | '
     const seen = `a conditional create on a new key ${described(created)}`;
     for (const id of Object.keys(REQUIRED) as (keyof typeof REQUIRED)[]) record(id, false, seen);
   } else {
-    record('etagIsMd5', etag === md5Hex(body), `ETag ${etag || '(none)'}, MD5 ${md5Hex(body)}`);
+    record('etagIsMd5', etag === md5Hex(body), etag === md5Hex(body) ? `the MD5 of the bytes (${etag.slice(0, 12)}…)` : `ETag ${etag || '(none)'}, MD5 ${md5Hex(body)}`);
     const meta = await answer(async () => {
       const seen = await head(key);
       storageClass = seen.storageClass;
