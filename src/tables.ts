@@ -33,9 +33,12 @@ export interface StoredTable {
    * Another row of the table whose key would name the same object, as JSON {id, path}, or NULL: for files the
    * "/a" versus "a" alias the plan's leading-slash rule creates, and paths that are Unicode-equivalent (R2
    * stores them as one object; see keyIdentity), both refused; for version files the same path twice in one
-   * version, by either rule (each row then gets a row-qualified key).
+   * version, by either rule (each row then gets a row-qualified key). `utf8`: whether the database can
+   * normalise (only a UTF8 one can); elsewhere the SQL compares spellings byte for byte, and
+   * unicode-siblings.ts does the rest. Two texts, not one with a CASE: a CASE there changes the planner's
+   * estimate, and with it the plan (a walk of the whole table per claimed row instead of its app's rows).
    */
-  collisionExpr: string;
+  collisionExpr(utf8: boolean): string;
   /**
    * The rows among which collisionExpr looks (alias o, path and group as SQL, and a claimed row's group), so
    * that the client can compare paths under keyIdentity where PostgreSQL cannot (unicode-siblings.ts).
@@ -52,16 +55,17 @@ export interface Collision {
   path: string | null;
 }
 
-/** SQL: true in a UTF8 database, the only encoding PostgreSQL's normalize() works in. */
-export const SQL_DATABASE_IS_UTF8 = `getdatabaseencoding() = 'UTF8'`;
-
 const ALIAS_OF = (path: string) => `(CASE WHEN left(${path}, 1) = '/' THEN substr(${path}, 2) ELSE '/' || ${path} END)`;
 
-/** SQL: `other` names the same object as `path` or its leading-slash alias, under the store's key identity. */
-// PostgreSQL's normalize() works only in a UTF8 database (and would fail the whole statement elsewhere): the
-// CASE keeps it from running there, and unicode-siblings.ts finds those collisions from the client instead.
-const SAME_OBJECT_PATH = (other: string, path: string) =>
-  `(${other} IN (${path}, ${ALIAS_OF(path)}) OR CASE WHEN ${SQL_DATABASE_IS_UTF8} THEN (${sqlHasNonAscii(other)} OR ${sqlHasNonAscii(path)}) AND ${sqlKeyIdentity(other)} IN (${sqlKeyIdentity(path)}, ${sqlKeyIdentity(ALIAS_OF(path))}) ELSE false END)`;
+/**
+ * SQL: `other` names the same object as `path` or its leading-slash alias, under the store's key identity
+ * where the database can normalise (`utf8`); elsewhere byte for byte (PostgreSQL's normalize() would fail
+ * the whole statement outside UTF8, and unicode-siblings.ts finds those collisions from the client instead).
+ */
+const SAME_OBJECT_PATH = (other: string, path: string, utf8: boolean) =>
+  utf8
+    ? `(${other} IN (${path}, ${ALIAS_OF(path)}) OR ((${sqlHasNonAscii(other)} OR ${sqlHasNonAscii(path)}) AND ${sqlKeyIdentity(other)} IN (${sqlKeyIdentity(path)}, ${sqlKeyIdentity(ALIAS_OF(path))})))`
+    : `(${other} IN (${path}, ${ALIAS_OF(path)}))`;
 
 export const FILES: StoredTable = {
   name: 'files',
@@ -76,8 +80,8 @@ export const FILES: StoredTable = {
   pathExpr: 't.path',
   versionIdExpr: 'NULL::bigint',
   fileTypeExpr: 't.file_type',
-  collisionExpr: `(SELECT json_build_object('id', o.id::text, 'path', o.path) FROM app_files o
-      WHERE o.app_id = t.app_id AND o.id <> t.id AND ${SAME_OBJECT_PATH('o.path', 't.path')} ORDER BY o.id LIMIT 1)`,
+  collisionExpr: (utf8) => `(SELECT json_build_object('id', o.id::text, 'path', o.path) FROM app_files o
+      WHERE o.app_id = t.app_id AND o.id <> t.id AND ${SAME_OBJECT_PATH('o.path', 't.path', utf8)} ORDER BY o.id LIMIT 1)`,
   pathSiblings: { source: 'app_files o', groupExpr: 'o.app_id', pathExpr: 'o.path', groupOf: (row) => row.app_id },
   keyFor: (row, collision) =>
     collision
@@ -102,7 +106,7 @@ export const SNAPSHOTS: StoredTable = {
   pathExpr: 'NULL::text',
   versionIdExpr: 't.id',
   fileTypeExpr: 'NULL::text',
-  collisionExpr: 'false',
+  collisionExpr: () => 'false',
   keyFor: (row) => snapshotKey(row.app_id, row.version_id ?? ''),
   contentTypeFor: () => SNAPSHOT_CONTENT_TYPE,
 };
@@ -120,8 +124,8 @@ export const VERSION_FILES: StoredTable = {
   pathExpr: 'af.path',
   versionIdExpr: 't.app_version_id',
   fileTypeExpr: 'af.file_type',
-  collisionExpr: `(SELECT json_build_object('id', o.id::text, 'path', oaf.path) FROM app_version_files o JOIN app_files oaf ON oaf.id = o.app_file_id
-      WHERE o.app_version_id = t.app_version_id AND o.id <> t.id AND ${SAME_OBJECT_PATH('oaf.path', 'af.path')} ORDER BY o.id LIMIT 1)`,
+  collisionExpr: (utf8) => `(SELECT json_build_object('id', o.id::text, 'path', oaf.path) FROM app_version_files o JOIN app_files oaf ON oaf.id = o.app_file_id
+      WHERE o.app_version_id = t.app_version_id AND o.id <> t.id AND ${SAME_OBJECT_PATH('oaf.path', 'af.path', utf8)} ORDER BY o.id LIMIT 1)`,
   pathSiblings: { source: 'app_version_files o JOIN app_files oaf ON oaf.id = o.app_file_id', groupExpr: 'o.app_version_id', pathExpr: 'oaf.path', groupOf: (row) => row.version_id },
   keyFor: (row, collision) => {
     // The app deleted the file and kept this row as history: keyed by the row itself.

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestEnv, type TestEnv } from './support/env.ts';
 import { insertApp } from './support/seed.ts';
 import { query } from '../src/db.ts';
-import { FILES } from '../src/tables.ts';
+import { FILES, VERSION_FILES } from '../src/tables.ts';
 import { Params } from '../src/sql/params.ts';
 import { migrateEligibleSql } from '../src/ops/migrate.ts';
 import { RESTORES_TABLE } from '../src/sql/stranded-writes.ts';
@@ -56,4 +56,49 @@ describe('SQL plans over a whole table', () => {
     const [{ count }] = await query<{ count: string }>(env.db, sql, params.values);
     expect(Number(count)).toBe(20_000);
   });
+});
+
+/**
+ * The claim's collision check runs once per claimed row: it must look only at that row's app (or version)
+ * through its index, never walk the table in id order for its `ORDER BY o.id LIMIT 1`. A planner estimate
+ * that tips the other way (one CASE in the condition did) turns each batch of 500 into 500 table scans.
+ */
+describe('SQL plans of the collision check, over many apps', () => {
+  let env: TestEnv;
+  beforeAll(async () => {
+    env = await createTestEnv();
+    await query(env.db, `INSERT INTO apps (name) SELECT 'app ' || n FROM generate_series(1, 200) n`);
+    await query(
+      env.db,
+      `INSERT INTO app_files (app_id, path, content, size_bytes)
+       SELECT a.id, 'src/f' || n || '.js', repeat(md5(n::text), 40), 1280 FROM apps a, generate_series(1, 100) n`,
+    );
+    await query(env.db, `INSERT INTO app_versions (app_id, version_number) SELECT id, '1' FROM apps`);
+    await query(
+      env.db,
+      `INSERT INTO app_version_files (app_version_id, app_file_id, action, content)
+       SELECT v.id, f.id, 'created', f.content FROM app_versions v JOIN app_files f ON f.app_id = v.app_id`,
+    );
+    await query(env.db, 'ANALYZE app_files');
+    await query(env.db, 'ANALYZE app_version_files');
+  });
+  afterAll(async () => env?.close());
+
+  for (const [table, index] of [[FILES, 'index_app_files_on_app_id_and_path'], [VERSION_FILES, 'index_app_version_files_on_app_version_id']] as const) {
+    it(`${table.table}: each claimed row's check scans its ${table === FILES ? 'app' : 'version'} by index, in both kinds of database`, async () => {
+      for (const utf8 of [true, false]) {
+        const sql = `SELECT t.id, ${table.collisionExpr(utf8)} AS collision FROM ${table.source} WHERE t.id = ANY($1::bigint[])`;
+        const ids = (await query<{ id: string }>(env.db, `SELECT id FROM ${table.table} ORDER BY id LIMIT 500`)).map((row) => row.id);
+        const [{ 'QUERY PLAN': [plan] }] = await query<{ 'QUERY PLAN': { Plan: PlanNode & { 'Index Name'?: string; 'Parent Relationship'?: string } }[] }>(env.db, `EXPLAIN (FORMAT JSON) ${sql}`, [ids]);
+        const subplan = nodesOf(plan.Plan).find((node) => node['Subplan Name']);
+        expect(subplan, JSON.stringify(plan.Plan)).toBeDefined();
+        const scans = nodesOf(subplan!) as (PlanNode & { 'Index Name'?: string; 'Relation Name'?: string })[];
+        const overTable = scans.filter((node) => node['Relation Name'] === table.table);
+        // One scan of the table, by the group's index: no sequential scan, no walk of the primary key.
+        expect(overTable.map((node) => node['Node Type']), `utf8=${utf8}: ${JSON.stringify(subplan)}`).toEqual([expect.stringMatching(/^(Index Scan|Index Only Scan|Bitmap Heap Scan)$/)]);
+        expect(overTable[0]['Index Name'], `utf8=${utf8}`).not.toBe(`${table.table}_pkey`);
+        expect(JSON.stringify(subplan), `utf8=${utf8}`).toContain(`"Index Name":"${index}"`);
+      }
+    });
+  }
 });

@@ -2,6 +2,7 @@ import { query, type Queryable } from '../db.ts';
 import type { StoredTable } from '../tables.ts';
 import { sqlRowIsUtf8, sqlSha256, type Collision } from '../tables.ts';
 import { addUnicodeCollisions } from './unicode-siblings.ts';
+import { databaseIsUtf8 } from './database-access.ts';
 import { CLAIMS_TABLE } from './schema.ts';
 import { filterSql, type RowFilter } from './filters.ts';
 import { Params } from './params.ts';
@@ -128,7 +129,7 @@ SELECT t.id,
        ${request.withContent ? `CASE WHEN cl.row_id IS NOT NULL AND ch.bytes <= ${inlineMax} THEN t.${d.contentColumn} END` : 'NULL::text'} AS content,
        (t.${d.contentColumn} IS NOT NULL) AS has_content,
        ${dbHashSql(request, `t.${d.contentColumn}`, inlineMax)} AS db_hash,
-       ${d.collisionExpr} AS collision,
+       ${d.collisionExpr(await databaseIsUtf8(db))} AS collision,
        CASE WHEN cl.row_id IS NOT NULL THEN ${sqlRowIsUtf8(d)} END AS utf8,
        (cl.row_id IS NOT NULL) AS won
   FROM chosen ch
