@@ -32,12 +32,14 @@ export async function keysStillReferenced(db: Queryable, keys: string[]): Promis
   if (!keys.length) return new Set();
   const utf8 = await databaseIsUtf8(db);
   const params = new Params();
+  // In a UTF8 database every row the SQL finds names one of the keys by PostgreSQL's own normalisation, and
+  // its identity is taken as PostgreSQL gives it: a row found is never dropped by a second opinion.
   const parts = TABLE_NAMES.map((name) => {
-    const column = TABLES[name].keyColumn;
-    return `SELECT t.${column} AS key FROM ${TABLES[name].table} t WHERE ${mayNameOneOf(column, keys, utf8, params)}`;
+    const column = `t.${TABLES[name].keyColumn}`;
+    return `SELECT ${utf8 ? sqlKeyIdentity(column) : column} AS identity FROM ${TABLES[name].table} t WHERE ${mayNameOneOf(TABLES[name].keyColumn, keys, utf8, params)}`;
   });
-  const rows = await query<{ key: string }>(db, parts.join(' UNION '), params.values);
-  const named = new Set(rows.map((row) => keyIdentity(row.key)));
+  const rows = await query<{ identity: string }>(db, parts.join(' UNION '), params.values);
+  const named = new Set(rows.map((row) => (utf8 ? row.identity : keyIdentity(row.identity))));
   return new Set(keys.filter((key) => named.has(keyIdentity(key))));
 }
 
@@ -67,7 +69,8 @@ export async function rowsNamingKeys(db: Queryable, keys: string[]): Promise<Row
                    ${sqlSha256(`t.${t.contentColumn}`)} AS db_hash, t.${t.hashColumn} AS hash, octet_length(t.${t.contentColumn})::float8 AS bytes
               FROM ${t.table} t WHERE ${mayNameOneOf(t.keyColumn, keys, utf8, params)}`;
   });
-  const identities = new Set(keys.map(keyIdentity));
   const rows = await query<RowNamingKey>(db, parts.join(' UNION ALL '), params.values);
+  if (utf8) return rows;
+  const identities = new Set(keys.map(keyIdentity));
   return rows.filter((row) => identities.has(keyIdentity(row.key)));
 }
