@@ -37,13 +37,17 @@ export async function addUnicodeCollisions<Row extends KeySource & { collision: 
         AND ${sqlIsUtf8(siblings.pathExpr)}`,
     [groups, forms],
   );
-  const byGroup = new Map<string, Sibling[]>();
-  for (const sibling of found) byGroup.set(sibling.group_id, [...(byGroup.get(sibling.group_id) ?? []), sibling]);
+  // Each sibling's identity once: per group, the lowest row id (then the next, for a row that is itself the lowest) by identity.
+  const byGroup = new Map<string, Map<string, Sibling[]>>();
+  for (const sibling of found) {
+    const identities = byGroup.get(sibling.group_id) ?? new Map<string, Sibling[]>();
+    byGroup.set(sibling.group_id, identities);
+    const identity = withoutLeadingSlash(keyIdentity(sibling.path));
+    identities.set(identity, [...(identities.get(identity) ?? []), sibling].sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1)).slice(0, 2));
+  }
   for (const row of keyed) {
-    const identity = withoutLeadingSlash(keyIdentity(row.path!));
-    for (const sibling of byGroup.get(siblings.groupOf(row)!) ?? []) {
-      if (sibling.id === row.id || withoutLeadingSlash(keyIdentity(sibling.path)) !== identity) continue;
-      if (!row.collision || BigInt(sibling.id) < BigInt(row.collision.id)) row.collision = { id: sibling.id, path: sibling.path };
-    }
+    const same = byGroup.get(siblings.groupOf(row)!)?.get(withoutLeadingSlash(keyIdentity(row.path!))) ?? [];
+    const other = same.find((sibling) => sibling.id !== row.id);
+    if (other && (!row.collision || BigInt(other.id) < BigInt(row.collision.id))) row.collision = { id: other.id, path: other.path };
   }
 }
