@@ -104,6 +104,7 @@ export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, 
       above: scope.policy.r2Above,
       streamAbove: scope.inlineMaxBytes,
       partSize: DEFAULT_PART_SIZE,
+      notUtf8Apart: true,
     });
     remaining -= moving.rows + moving.rows_not_utf8;
     const staying = await selectionTotals(
@@ -131,6 +132,7 @@ export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, 
         above: 0,
         streamAbove: scope.inlineMaxBytes,
         partSize: DEFAULT_PART_SIZE,
+        notUtf8Apart: true,
       });
       remaining -= stale.rows + stale.rows_not_utf8;
       plan.lines.push({ table: table.name, action: 're-upload: content changed after upload (stale)', rows: stale.rows, bytes: stale.bytes });

@@ -53,22 +53,22 @@ export interface SelectionTotals {
   /** Rows (and bytes) larger than `streamAbove` (these are streamed in parts). */
   rows_streamed: number;
   parts_streamed: number;
-  /** Rows (and bytes) of the selection that are not valid UTF-8 (SQL_ASCII only): refused, not counted above. */
+  /** With `notUtf8Apart`: rows (and bytes) that are not valid UTF-8 (SQL_ASCII only), which migrate refuses; not counted above. */
   rows_not_utf8: number;
   bytes_not_utf8: number;
 }
 
 /**
  * Counts and bytes of the rows an operation would take (same eligibility, filters, order and limit as the
- * run itself), so a dry-run plan shows exactly what would change; rows it would refuse for not being UTF-8
- * are counted apart.
+ * run itself), so a dry-run plan shows exactly what would change; with `notUtf8Apart`, the rows migrate
+ * refuses for not being UTF-8 are counted apart.
  */
 export async function selectionTotals(
   db: Queryable,
   table: StoredTable,
   eligible: (params: Params) => string,
   filter: RowFilter,
-  options: { limit?: number; order?: 'id' | 'size-desc'; above?: number; streamAbove?: number; partSize?: number } = {},
+  options: { limit?: number; order?: 'id' | 'size-desc'; above?: number; streamAbove?: number; partSize?: number; notUtf8Apart?: boolean } = {},
 ): Promise<SelectionTotals> {
   const params = new Params();
   const bytesExpr = `coalesce(octet_length(t.${table.contentColumn})::bigint, t.${table.sizeColumn}::bigint, 0)`;
@@ -90,7 +90,7 @@ export async function selectionTotals(
             count(*) FILTER (WHERE utf8 AND bytes > ${streamAbove})::float8 AS rows_streamed,
             coalesce(sum(ceil(bytes::numeric / ${partSize})) FILTER (WHERE utf8 AND bytes > ${streamAbove}), 0)::float8 AS parts_streamed,
             count(*) FILTER (WHERE NOT utf8)::float8 AS rows_not_utf8, coalesce(sum(bytes) FILTER (WHERE NOT utf8), 0)::float8 AS bytes_not_utf8
-       FROM (SELECT ${bytesExpr} AS bytes, ${sqlRowIsUtf8(table)} AS utf8 FROM ${table.source} WHERE ${where} ${limited ? `ORDER BY ${order} ${limit}` : ''}) e`,
+       FROM (SELECT ${bytesExpr} AS bytes, ${options.notUtf8Apart ? sqlRowIsUtf8(table) : 'true'} AS utf8 FROM ${table.source} WHERE ${where} ${limited ? `ORDER BY ${order} ${limit}` : ''}) e`,
     params.values,
   );
   return rows[0];
