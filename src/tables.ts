@@ -161,7 +161,7 @@ export function sqlKeyIdentity(expression: string): string {
 
 /** SQL: the text has a character outside ASCII, in any database encoding (a byte above 0x7f in SQL_ASCII). */
 export function sqlHasNonAsciiInAnyEncoding(expression: string): string {
-  return `${expression} ~ '[^\x01-\x7f]'`;
+  return `${expression} ~ '${String.raw`[^\x01-\x7f]`}'`;
 }
 
 /** SQL: the text has a character outside ASCII (only such text can have another spelling under NFC). */

@@ -1,6 +1,6 @@
 import { StringDecoder } from 'node:string_decoder';
 import { acquireSession, query, type Queryable } from '../db.ts';
-import type { StoredTable } from '../tables.ts';
+import { sqlContentBytes, type StoredTable } from '../tables.ts';
 import { STAGING_TABLE } from './schema.ts';
 import { sqlWorkerIsLive } from '../workers.ts';
 
@@ -38,7 +38,7 @@ export async function* readContentChunks(db: Queryable, table: StoredTable, id: 
     await session.connection.query(
       `DECLARE ${cursor} NO SCROLL CURSOR FOR
        SELECT encode(substring(c.bytes FROM s.at FOR ${Number(sliceBytes)}), 'base64') AS slice
-         FROM (SELECT convert_to(t.${table.contentColumn}, 'UTF8') AS bytes FROM ${table.table} t WHERE t.id = $1::bigint OFFSET 0) c
+         FROM (SELECT ${sqlContentBytes(`t.${table.contentColumn}`)} AS bytes FROM ${table.table} t WHERE t.id = $1::bigint OFFSET 0) c
         CROSS JOIN LATERAL generate_series(1, octet_length(c.bytes), ${Number(sliceBytes)}) AS s(at)`,
       [id],
     );
