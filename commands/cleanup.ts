@@ -4,7 +4,7 @@ import { makeOutput, openContext, type GlobalOptions, type Runtime } from './sup
 import { confirmWrite } from './support/input/confirm.ts';
 import { gateStore } from './support/flow/store-gate.ts';
 import { withProgress } from './support/render/progress.ts';
-import { formatBytes, formatCount, plural } from './support/render/format.ts';
+import { formatBytes, formatCount, formatDuration, plural } from './support/render/format.ts';
 import * as parse from './support/input/parse.ts';
 import type { CommandResult } from './support/flow/command.ts';
 import { EXIT } from './support/flow/exit.ts';
@@ -30,23 +30,26 @@ export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<Com
           const base = { appIds: opts.app, graceMs: opts.grace, quarantinePrefix: opts.quarantine, concurrency: opts.concurrency, signal: runtime.signal };
           const listing = await withProgress(output, (progress) => cleanup(context, { ...base, apply: false }, progress));
           const c = output.color;
-          output.print(c.bold(`Orphaned objects older than ${opts.grace / 3_600_000} h: ${formatCount(listing.orphans)} (${formatBytes(listing.orphanBytes)})`));
+          output.print(c.bold(`Orphaned objects older than ${formatDuration(opts.grace)}: ${formatCount(listing.orphans)} (${formatBytes(listing.orphanBytes)})`));
           for (const item of listing.sample) output.print(`  ${item.key}  ${formatBytes(item.size)}  ${item.lastModified ?? ''}`);
           if (listing.orphans > listing.sample.length) output.print(`  … and ${formatCount(listing.orphans - listing.sample.length)} more`);
           if (listing.tooYoung) output.print(c.dim(`${plural(listing.tooYoung, 'unreferenced object')} ${listing.tooYoung === 1 ? 'is' : 'are'} inside the grace period and are left alone.`));
-          const wantsWrite = !opts.dryRun && listing.orphans > 0 && (globals.yes || runtime.streams.stdin.isTTY);
+          const staleUploads = listing.uploads.found - listing.uploads.tooYoung;
+          if (listing.uploads.unknown) output.print(c.dim(`Incomplete multipart uploads: not listed (${listing.uploads.unknown}).`));
+          else if (listing.uploads.found) output.print(`Incomplete multipart uploads under apps/: ${formatCount(listing.uploads.found)}, ${formatCount(staleUploads)} older than ${formatDuration(opts.grace)} (billed until aborted; R2 aborts them itself only after 7 days).`);
+          const wantsWrite = !opts.dryRun && (listing.orphans > 0 || staleUploads > 0) && (globals.yes || runtime.streams.stdin.isTTY);
           if (!wantsWrite) {
             appendStepSummary(
               runtime.streams.env,
               `### overskill-storage: cleanup (dry run)\n\n${plural(listing.orphans, 'orphaned object')} older than the grace period (${formatBytes(listing.orphanBytes)}); ${formatCount(listing.tooYoung)} inside it.`,
             );
-            if (listing.orphans > 0 && !opts.dryRun) output.print(c.dim('Nothing deleted: pass --yes to delete them.'));
+            if ((listing.orphans > 0 || staleUploads > 0) && !opts.dryRun) output.print(c.dim('Nothing deleted: pass --yes to delete them.'));
             if (listing.orphans > 0) output.print(c.dim((await import('../src/ops/store-gate.ts')).storeCheckNote(true)));
             output.result({ dryRun: true, listing });
             return { exitCode: listing.interrupted ? EXIT.interrupted : EXIT.ok };
           }
           output.print(`${c.dim('Database:')} ${context.target.database}\n${c.dim('Bucket:  ')} ${context.target.bucket}`);
-          await confirmWrite(output, `${opts.quarantine ? `Move ${plural(listing.orphans, 'orphaned object')} under ${opts.quarantine}/` : `Delete ${plural(listing.orphans, 'orphaned object')}`} (${formatBytes(listing.orphanBytes)}${opts.app ? `, apps ${opts.app.join(', ')}` : ''}) in bucket ${context.target.bucket}?`, {
+          await confirmWrite(output, `${opts.quarantine ? `Move ${plural(listing.orphans, 'orphaned object')} under ${opts.quarantine}/` : `Delete ${plural(listing.orphans, 'orphaned object')}`} (${formatBytes(listing.orphanBytes)}${opts.app ? `, apps ${opts.app.join(', ')}` : ''})${staleUploads ? ` and abort ${plural(staleUploads, 'incomplete upload')}` : ''} in bucket ${context.target.bucket}?`, {
             yes: globals.yes ?? false,
           });
           const storeCheck = await gateStore(context, output, globals);
@@ -70,11 +73,13 @@ export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<Com
           if (result.refused.length) output.print(c.dim(`${plural(result.refused.length, 'object')} left in place on purpose (not written by this tool, or rewritten since they were listed):`));
           if (result.failed.length) output.print(c.red(`${plural(result.failed.length, 'object')} could not be deleted: the store failed the request (run cleanup again):`));
           for (const refusal of result.refused.slice(0, 20)) output.print(c.dim(`  ${refusal.key}: ${refusal.reason}`));
+          if (result.uploads.aborted) output.print(c.green(`Aborted ${plural(result.uploads.aborted, 'incomplete multipart upload')}.`));
+          for (const failure of result.uploads.failed.slice(0, 20)) output.print(c.yellow(`  upload of ${failure.key}: ${failure.reason}`));
           if (result.restored) output.print(c.yellow(`${plural(result.restored, 'object')} put back from database content: a row started naming them while they were deleted.`));
           if (result.deleteWindow.count) output.print(c.dim(`Tombstone-to-delete time per object: p50 ${result.deleteWindow.p50Ms} ms, max ${result.deleteWindow.maxMs} ms (R2 refuses other writes to a key for a second after ours).`));
           for (const failure of result.failed.slice(0, 50)) output.print(c.yellow(`  ${failure.key}: ${failure.reason}`));
           output.result({ dryRun: false, listing, result });
-          return { exitCode: result.interrupted ? EXIT.interrupted : result.failed.length ? EXIT.problems : EXIT.ok };
+          return { exitCode: result.interrupted ? EXIT.interrupted : result.failed.length || result.uploads.failed.length ? EXIT.problems : EXIT.ok };
         } finally {
           await context.close();
         }

@@ -4,6 +4,7 @@ import type { StoreProperty } from '../src/store/preflight.ts';
 import type { DoctorResult } from '../src/ops/doctor.ts';
 import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/input/context.ts';
 import { EXIT } from './support/flow/exit.ts';
+import { DEFAULT_PRICES, INFREQUENT_ACCESS_PRICES } from '../src/cost.ts';
 import type { CommandResult } from './support/flow/command.ts';
 
 export function doctorCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
@@ -53,6 +54,8 @@ const SHORT_NAMES: Record<string, string> = {
   sameKeyWriteLimited: 'one write per key/s',
   getDecompresses: 'gzip on GET',
   deleteIfMatch: 'DELETE If-Match',
+  deleteIfLastModified: 'DELETE Last-Modified',
+  lifecycleKeepsObjects: 'lifecycle rules',
   keysNormalized: 'keys NFC-normalised',
   storageClass: 'storage class',
 };
@@ -84,13 +87,25 @@ function finish(output: ReturnType<typeof makeOutput>, result: DoctorResult): Co
     output.print(
       g.deletes === 'if-match'
         ? 'Deletes: guarded by If-Match on DeleteObject (an object rewritten since it was checked is refused, 412).'
-        : `Deletes: guarded by a conditional 0-byte tombstone, then the delete${g.deleteGapCovered ? " (the store's one write per key per second covers the moment between them)" : c.yellow(' (this store does not refuse a second write within a second: an app write landing between the tombstone and the delete could be lost; keep the app from writing during cleanup, rollback --purge and prune-versions)')}.`,
+        : g.deletes === 'last-modified'
+          ? "Deletes: guarded by R2's conditional delete, x-amz-if-match-last-modified-time on DeleteObject (an object rewritten since it was checked has another Last-Modified and is refused, 412)."
+          : `Deletes: guarded by a conditional 0-byte tombstone, then the delete${g.deleteGapCovered ? " (the store's one write per key per second covers the moment between them)" : c.yellow(' (this store does not refuse a second write within a second: an app write landing between the tombstone and the delete could be lost; keep the app from writing during cleanup, rollback --purge and prune-versions)')}.`,
     );
     output.print(
       g.keysNormalized
         ? 'Keys: Unicode-equivalent spellings are one object here, as on R2; rows whose paths are such spellings never share one.'
         : 'Keys: this store keeps Unicode-equivalent spellings apart; the tool still gives such rows keys that R2 would keep apart too.',
     );
+    const transitions = result.store?.lifecycle?.transitions ?? [];
+    if (transitions.length) {
+      const ia = INFREQUENT_ACCESS_PRICES;
+      const rules = transitions.map((r) => `"${r.id}" moves ${r.prefix ? `${r.prefix}*` : 'every key'} to ${r.storageClass} ${r.when}`).join('; ');
+      output.print(
+        c.yellow(
+          `Lifecycle: ${rules}. There storage costs $${ia.storagePerGbMonth}/GB-month instead of $${DEFAULT_PRICES.storagePerGbMonth}, but every byte read back (finalize's read-back, verify --deep, the app's reads) pays $${ia.retrievalPerGb}/GB, reads $${ia.classBPerMillion}/M instead of $${DEFAULT_PRICES.classBPerMillion}/M, writes $${ia.classAPerMillion}/M instead of $${DEFAULT_PRICES.classAPerMillion}/M, each transition a write, and ${ia.minimumDays} days of storage at least: price plans and the report with --storage-class infrequent-access.`,
+        ),
+      );
+    }
     if (g.storageClass && g.storageClass !== 'STANDARD') output.print(c.yellow(`Storage class: ${g.storageClass}. Reads and read-backs pay retrieval fees and objects are charged 30 days at least: pass --storage-class infrequent-access to plans and report.`));
   }
   if (failing.length) {

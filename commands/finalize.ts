@@ -31,6 +31,8 @@ export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<Co
           await (await import('../src/ops/scope.ts')).assertScopeSelects(context.db, options.filter);
           const record = recordFor(runtime, globals, opts, options);
           if (!opts.dryRun) await (await import('../src/runs/open-run.ts')).refuseConflicts(context.db, record);
+          // Before the plan and its question: a lifecycle rule that expires the tool's keys refuses finalize.
+          if (!opts.dryRun) await (await import('../src/ops/store-gate.ts')).assertLifecycleKeepsObjects(context.store);
           const plan = await planFinalize(
             context.db,
             { tables: options.tables, filter: options.filter, limit: options.limit, policy: options.policy, inlineMaxBytes: options.inlineMaxBytes, prices: pricesFrom(opts) },

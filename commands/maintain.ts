@@ -10,6 +10,7 @@ import type { CommandResult } from './support/flow/command.ts';
 import { EXIT } from './support/flow/exit.ts';
 import { recordFor } from './support/flow/run-record.ts';
 import { TABLE_NAMES, TABLES } from '../src/tables.ts';
+import { describeLifecycle } from '../src/store/lifecycle.ts';
 
 export function maintainCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   const command = new Command('maintain')
@@ -67,6 +68,7 @@ export function maintainCommand(runtime: Runtime, run: (action: () => Promise<Co
           output.print(
             `Orphans past the grace period: ${formatCount(result.cleanup.orphans)} (${formatBytes(result.cleanup.orphanBytes)})${result.applied ? `, ${formatCount(result.cleanup.deleted + result.cleanup.quarantined)} removed` : ', listed only'}; ${formatCount(result.cleanup.tooYoung)} inside it.`,
           );
+          if (result.lifecycle.state !== 'none') output.print((result.lifecycle.expiring.length ? c.red : c.dim)(`Bucket lifecycle: ${describeLifecycle(result.lifecycle)}.`));
           const s = result.snapshot;
           output.print(`Content: ${formatBytes(s.bytesByLocation.database)} database only, ${formatBytes(s.bytesByLocation.hybrid)} hybrid, ${formatBytes(s.bytesByLocation.r2)} in R2 only; tables on disk ${formatBytes(s.databaseDiskBytes)}; $${s.monthlyCost.total.toFixed(2)}/month.`);
           if (result.run) output.print(c.dim(`Run ${result.run.id}: ${result.run.state ?? ''}. The report draws this day in its history.`));

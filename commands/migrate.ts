@@ -65,7 +65,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
             target: await scopedTarget(context, prepared.options),
             title: 'Migration plan',
             beforeRun: async () => {
-              record.storeCheck = await gateStore(context, output, globals);
+              record.storeCheck = await gateStore(context, output, globals, { keepsObjects: true });
             },
             dryRun: opts.dryRun ?? false,
             yes: globals.yes ?? false,

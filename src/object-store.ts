@@ -3,13 +3,16 @@ import {
   S3Client,
   HeadBucketCommand,
   ListObjectsV2Command,
+  ListMultipartUploadsCommand,
+  AbortMultipartUploadCommand,
   CopyObjectCommand,
   type ListObjectsV2CommandOutput,
 } from '@aws-sdk/client-s3';
 import type { ObjectStoreConfig } from './config.ts';
 import { ConfigError, IntegrityError, ObjectStoreError } from './errors.ts';
 import { cleanEtag, sha256Hex } from './hashing.ts';
-import { createS3Client, describeS3Error, isNotFound, retryDelayMs, requestBoundMs, StoppableRetryStrategy, DEFAULT_CONNECTION_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_REQUEST_TIMEOUT_MS, type ClientOptions } from './store/client.ts';
+import { BucketPace, type PaceSnapshot } from './store/bucket-pace.ts';
+import { createS3Client, paceClient, describeS3Error, isNotFound, retryDelayMs, requestBoundMs, StoppableRetryStrategy, DEFAULT_CONNECTION_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_REQUEST_TIMEOUT_MS, type ClientOptions } from './store/client.ts';
 import { Meter, type TransportStats } from './store/meter.ts';
 import { ObjectRequests, headerText, metadataOf } from './store/object-requests.ts';
 import { headFromMetadata, type ObjectHead } from './store/ownership.ts';
@@ -70,11 +73,14 @@ export class ObjectStore implements StoreCore {
   readonly partSize: number;
   /** Proven by the store gate's probe (store/preflight.ts); see StoreCore. */
   conditionalDeletes?: boolean;
+  lastModifiedDeletes?: boolean;
   /** Attempts per request, and the longest one request can take with all of them (stall bounds derive from it). */
   readonly maxAttempts: number;
   readonly requestBoundMs: number;
   private readonly meter = new Meter();
   private readonly stopping?: AbortSignal;
+  /** The process's share of the bucket's request budget (store/bucket-pace.ts), over both request paths. */
+  readonly pace = new BucketPace();
 
   constructor(config: ObjectStoreConfig, options: ObjectStoreOptions = {}) {
     this.bucket = config.bucket;
@@ -83,9 +89,12 @@ export class ObjectStore implements StoreCore {
     this.requestBoundMs = requestBoundMs(options.requestTimeoutMs, this.maxAttempts);
     this.stopping = options.stopping;
     // One retry strategy (one retry quota) and one meter for both ways requests go out.
-    const retryStrategy = new StoppableRetryStrategy(this.maxAttempts, retryDelayMs, this.stopping);
+    // A store told to send each request once (maxAttempts 1) does not resend a throttled one either.
+    const throttleBoundMs = this.maxAttempts > 1 ? this.requestBoundMs : 0;
+    const retryStrategy = new StoppableRetryStrategy(this.maxAttempts, retryDelayMs, this.stopping, throttleBoundMs ? { pace: this.pace, boundMs: throttleBoundMs } : undefined);
     const maxSockets = Math.max(8, options.maxSockets ?? 32);
     this.client = createS3Client(config, { ...options, maxSockets }, { meter: this.meter, retryStrategy }).client;
+    paceClient(this.client, this.pace);
     this.objects = new ObjectRequests(config, {
       maxSockets,
       requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
@@ -93,6 +102,9 @@ export class ObjectStore implements StoreCore {
       meter: this.meter,
       retryStrategy,
       onRequest: options.onRequest,
+      pace: this.pace,
+      throttleBoundMs,
+      stopping: this.stopping,
     });
     if (options.onRequest) {
       const count = options.onRequest;
@@ -109,6 +121,11 @@ export class ObjectStore implements StoreCore {
   /** Requests, socket-pool queue wait, deadlines hit and latency so far. */
   transportStats(): TransportStats {
     return this.meter.snapshot();
+  }
+
+  /** The pace the bucket's budget holds this process to, and how often the bucket refused it. */
+  paceSnapshot(): PaceSnapshot {
+    return this.pace.snapshot();
   }
 
   /** Told each finished request's latency (metrics). */
@@ -271,6 +288,37 @@ export class ObjectStore implements StoreCore {
         if (!item.Key) continue;
         yield { key: item.Key, size: item.Size ?? 0, etag: cleanEtag(item.ETag), lastModified: item.LastModified };
       }
+    }
+  }
+
+  /**
+   * Incomplete multipart uploads under a prefix (ListMultipartUploads, 1,000 a page). They are billed until
+   * completed or aborted; R2 aborts them itself only seven days after they began ("Object lifecycles").
+   */
+  async *listUploads(prefix: string): AsyncGenerator<{ key: string; uploadId: string; initiated?: Date }> {
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    for (;;) {
+      let page;
+      try {
+        page = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker, MaxUploads: 1000 }));
+      } catch (error) {
+        throw new ObjectStoreError(`listing the incomplete uploads under ${prefix} failed: ${describeS3Error(error)}`, prefix, { cause: error });
+      }
+      for (const upload of page.Uploads ?? []) if (upload.Key && upload.UploadId) yield { key: upload.Key, uploadId: upload.UploadId, initiated: upload.Initiated };
+      if (!page.IsTruncated || (!page.NextKeyMarker && !page.NextUploadIdMarker)) return;
+      keyMarker = page.NextKeyMarker;
+      uploadIdMarker = page.NextUploadIdMarker;
+    }
+  }
+
+  /** Aborts an incomplete multipart upload; one already gone (404 NoSuchUpload) counts as aborted. */
+  async abortUpload(key: string, uploadId: string): Promise<void> {
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }));
+    } catch (error) {
+      if (isNotFound(error) || (error as { name?: string }).name === 'NoSuchUpload') return;
+      throw new ObjectStoreError(`aborting the upload of ${key} failed: ${describeS3Error(error)}`, key, { cause: error });
     }
   }
 

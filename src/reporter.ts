@@ -1,3 +1,5 @@
+import type { LaneSnapshot } from './store/bucket-pace.ts';
+
 /**
  * How the core tells the outside world what it is doing. The CLI turns these events into progress bars
  * and log lines; tests and library users may pass nothing at all.
@@ -29,6 +31,8 @@ export type RunEvent = EventSource &
     | { type: 'wait'; reason: string | null }
     | { type: 'run.state'; state: string; reason: string | null }
     | { type: 'run.ended'; state: string; rows: number; bytes: number; failed: number; refused: number }
+    /** The bucket refused requests as over its budget since the last such event: the pace this process keeps now. */
+    | { type: 'bucket.pace'; limited: boolean; summary: string; write: LaneSnapshot; read: LaneSnapshot }
   );
 
 /** The same reporter, with every event it passes on tagged with its run and worker. */

@@ -8,6 +8,7 @@ import { R2Emulation } from '../src/local/r2-emulation.ts';
 import { ObjectStore } from '../src/object-store.ts';
 import { probeStore } from '../src/store/preflight.ts';
 import { proveStore } from '../src/ops/store-gate.ts';
+import { storeGuards } from '../src/ops/doctor.ts';
 import { deleteUnnamed, emptyTally } from '../src/ops/guarded-deletes.ts';
 import { sha256Hex } from '../src/hashing.ts';
 import { objectText } from './support/seed.ts';
@@ -45,6 +46,7 @@ describe('the R2 emulation, and the delete guard each store allows', () => {
     appProxy.clearFaults();
     r2.writeIntervalMs = 1000;
     r2.honour.deleteIfMatch = false;
+    r2.honour.deleteIfLastModified = true;
   });
 
   it('takes one write per key per second by default, as R2 does', async () => {
@@ -100,23 +102,29 @@ describe('the R2 emulation, and the delete guard each store allows', () => {
     expect((await multipart(key(), [1000])).status).toBe(200);
   });
 
-  for (const honoured of [true, false]) {
-    it(`deletes with If-Match on DeleteObject ${honoured ? 'honoured' : 'ignored'}: doctor names the guard, and an app write between the check and the delete survives`, async () => {
-      r2.honour.deleteIfMatch = honoured;
+  // S3's If-Match, R2's Last-Modified condition, and neither (the tombstone guard).
+  for (const mode of ['if-match', 'last-modified', 'tombstone'] as const) {
+    it(`deletes where the store honours ${mode === 'tombstone' ? 'no delete condition' : mode === 'if-match' ? "If-Match on DeleteObject (S3's)" : "x-amz-if-match-last-modified-time (R2's)"}: doctor names the guard, and an app write between the check and the delete survives`, async () => {
+      r2.honour.deleteIfMatch = mode === 'if-match';
+      r2.honour.deleteIfLastModified = mode === 'last-modified';
       const gate = await proveStore(tool, { allowUnconditional: false });
-      expect(gate.check.properties.find((p) => p.id === 'deleteIfMatch')?.holds).toBe(honoured);
-      expect(tool.conditionalDeletes).toBe(honoured);
+      expect(gate.check.properties.find((p) => p.id === 'deleteIfMatch')?.holds).toBe(mode === 'if-match');
+      expect(gate.check.properties.find((p) => p.id === 'deleteIfLastModified')?.holds).toBe(mode === 'last-modified');
+      expect(tool.conditionalDeletes).toBe(mode === 'if-match');
+      expect(tool.lastModifiedDeletes).toBe(mode === 'last-modified');
+      expect(storeGuards(gate.check).deletes).toBe(mode);
 
       const k = key();
       await tool.putVerified(k, Buffer.from('ours'), sha256Hex('ours'), 'text/plain', { kind: 'create' });
       const listedEtag = (await tool.head(k))!.etag;
       await new Promise((resolve) => setTimeout(resolve, 1050));
       // The app's write lands after the tool's check (its HEAD) and before the request that acts on it: the
-      // conditional DELETE where the store honours it, else the conditional tombstone.
+      // conditional DELETE where the store honours a condition, else the conditional tombstone.
       let release!: () => void;
       const opened = new Promise<void>((resolve) => (release = resolve));
       let appStatus: number | string = 0;
-      toolProxy.inject((request) => request.key === k && (honoured ? request.method === 'DELETE' : request.method === 'PUT'), {
+      const journalFrom = r2.journal.length;
+      toolProxy.inject((request) => request.key === k && (mode !== 'tombstone' ? request.method === 'DELETE' : request.method === 'PUT'), {
         kind: 'gate',
         arrived: () => void statusOf(appPut(k, "the app's newer content")).then((status) => ((appStatus = status), release())),
         opened,
@@ -128,7 +136,14 @@ describe('the R2 emulation, and the delete guard each store allows', () => {
       expect(tally.refused.map((r) => r.key)).toEqual([k]);
       expect(await objectText(tool, k)).toBe("the app's newer content");
       const seenDeletes = toolProxy.seen.filter((request) => request.key === k && request.method === 'DELETE');
-      if (!honoured) expect(seenDeletes).toEqual([]); // the tombstone's condition failed first
+      if (mode === 'tombstone') expect(seenDeletes).toEqual([]); // the tombstone's condition failed first
+      else {
+        // The delete carried the condition the store proved, and the store refused it.
+        const deletes = r2.journal.slice(journalFrom).filter((entry) => entry.key === k && entry.kind === 'delete' && entry.lane !== 'app');
+        expect(deletes.length).toBeGreaterThan(0);
+        for (const entry of deletes) expect(entry.condition).toMatch(mode === 'if-match' ? /if-match: / : /x-amz-if-match-last-modified-time: /);
+        expect(deletes.map((entry) => entry.status)).toContain(412);
+      }
     });
   }
 

@@ -10,6 +10,7 @@ import { query } from '../src/db.ts';
 import { ObjectStore } from '../src/object-store.ts';
 import { sha256Hex } from '../src/hashing.ts';
 import { probeStore } from '../src/store/preflight.ts';
+import { DeleteBucketLifecycleCommand, PutBucketLifecycleConfigurationCommand } from '@aws-sdk/client-s3';
 
 /**
  * The whole flow against Ceph's RADOS Gateway (RGW 16), a real S3 server: its own SigV4 checks, error codes and
@@ -80,6 +81,28 @@ describe.skipIf(!RGW.available || ON_PGLITE)(`Ceph RGW ${RGW.version ?? ''}`, ()
     expect(replace).toMatchObject({ holds: true });
     expect(replace.seen).toMatch(/unquoted/);
     expect(document.guards).toMatchObject({ deletes: 'tombstone', deleteGapCovered: false, keysNormalized: false });
+  });
+
+  it('reads the bucket lifecycle rules RGW keeps: an expiration on apps/ fails doctor and refuses finalize, and nothing changes', async () => {
+    await store.client.send(
+      new PutBucketLifecycleConfigurationCommand({
+        Bucket: rgw.bucket,
+        LifecycleConfiguration: { Rules: [{ ID: 'expire-apps', Status: 'Enabled', Filter: { Prefix: 'apps/' }, Expiration: { Days: 30 } }] },
+      }),
+    );
+    try {
+      const doctor = await run(['doctor']);
+      expect(doctor.json().failing).toContain('lifecycleKeepsObjects');
+      expect(doctor.json().checks.find((c: { id: string }) => c.id === 'lifecycleKeepsObjects').seen).toMatch(/"expire-apps" on apps\/\* after 30 days/);
+      const before = await databaseFingerprint(env.db);
+      const finalize = await flow(['finalize']);
+      expect(finalize.code, finalize.stderr).toBe(2);
+      expect(finalize.stderr).toMatch(/expire-apps/);
+      expect(await databaseFingerprint(env.db)).toBe(before);
+    } finally {
+      await store.client.send(new DeleteBucketLifecycleCommand({ Bucket: rgw.bucket }));
+    }
+    expect((await run(['doctor'])).json().failing).not.toContain('lifecycleKeepsObjects');
   });
 
   it('every command that writes objects refuses it, and changes nothing', async () => {

@@ -25,9 +25,18 @@ const MiB = 1024 * 1024;
  * - multipart: every part but the last at least 5 MiB and all of one size, the last no larger (400
  *   EntityTooSmall / InvalidPart otherwise), and the object's ETag R2's: the MD5 of the parts' binary MD5s,
  *   then `-N` (R2's "Multipart upload" page; s3rver gives the whole object's MD5);
- * - conditional deletes: If-Match on DeleteObject, answered 412 on another ETag and 404 where the key is not
- *   there (S3's conditional deletes), only where `honour.deleteIfMatch` is on. R2's documentation does not
- *   list it, so it is off by default; S3 honours it since 2025-09.
+ * - conditional deletes as R2 documents them: `x-amz-if-match-last-modified-time` on DeleteObject, answered
+ *   412 where the object's Last-Modified is another time and deleting as usual where the key is not there
+ *   (R2's S3 API compatibility, DeleteObject; S3's DeleteObject reference for the header). If-Match on
+ *   DeleteObject is S3's (since 2025-09: 412 on another ETag, 404 where the key is not there) and no condition
+ *   on R2: `honour.deleteIfMatch` plays S3, off by default;
+ * - the bucket's request budget: about 4,000 writes (PUT, POST, COPY, DELETE) and 20,000 reads a second (R2's
+ *   "Optimizing performance"), beyond which a request is refused with 429 (`budgetAnswer` 503 plays S3's
+ *   SlowDown) before anything is done; tests scale it down;
+ * - lifecycle rules: GetBucketLifecycleConfiguration and PutBucketLifecycleConfiguration store and return the
+ *   bucket's rules (404 NoSuchLifecycleConfiguration while there are none), as R2 implements them ("Object
+ *   lifecycles"); nothing expires here, the rules are what a tool can read. `lifecycleImplemented` false plays
+ *   a store that does not implement the call (501).
  * Every write and delete of a key runs under that key's lock, from the condition check until the server has
  * answered, so a check and its write are atomic against every other client of the emulation. Reads (GET,
  * HEAD) of a key share it, and a write waits for them: R2 serves a whole object, old or new, while s3rver
@@ -44,6 +53,16 @@ export class R2Emulation {
   minPartBytes = 5 * MiB;
   /** Whether deletes count as writes under that rule (R2's documentation does not say). */
   limitDeletes = false;
+  /** The bucket's budget per second (R2's figures); Infinity turns a lane's limit off. */
+  budget = { writesPerSecond: 4000, readsPerSecond: 20_000 };
+  /** How a request over the budget is answered: R2's 429, or 503 SlowDown as S3 answers. */
+  budgetAnswer: 429 | 503 = 429;
+  /** Requests let through and refused as over the budget, by lane. */
+  readonly budgetStats = { writes: 0, reads: 0, writesRefused: 0, readsRefused: 0, firstWriteAt: 0, lastWriteAt: 0 };
+  private readonly budgetTokens = { write: { tokens: 0, at: 0 }, read: { tokens: 0, at: 0 } };
+  /** The bucket's lifecycle configuration as it was put (XML), if any. */
+  lifecycle: string | undefined;
+  lifecycleImplemented = true;
   readonly stats = { preconditionFailed: 0, throttled: 0, writes: 0, deletes: 0, signatureRefused: 0, clockRefused: 0, digestRefused: 0, refusedKeys: 0, refusedParts: 0 };
   /** The server's clock minus this machine's (a store whose clock differs from the client's). */
   clockOffsetMs = 0;
@@ -55,6 +74,8 @@ export class R2Emulation {
   private readonly spellings = new Map<string, string>();
   /** By key identity: the R2 ETag of an object completed from parts. */
   private readonly compositeEtags = new Map<string, string>();
+  /** By upload id: the key and start of every multipart upload not yet completed or aborted (ListMultipartUploads). */
+  readonly openUploads = new Map<string, { key: string; initiated: Date }>();
   /** By upload id: each part's size and MD5, as the parts arrived. */
   private readonly uploads = new Map<string, Map<number, { size: number; md5: string }>>();
 
@@ -63,7 +84,7 @@ export class R2Emulation {
    * accepts the header and ignores it (the faults S3-compatible servers have shipped). If-Match on DeleteObject
    * is S3's (since 2025-09) and undocumented for R2: a switch, off unless a test turns it on.
    */
-  honour = { ifNoneMatch: true, ifMatch: true, deleteIfMatch: false };
+  honour = { ifNoneMatch: true, ifMatch: true, deleteIfMatch: false, deleteIfLastModified: true };
 
   constructor(
     private readonly targetPort: number,
@@ -100,6 +121,29 @@ export class R2Emulation {
     }
     const kind = classify(request, key);
     const query = new URL(request.url ?? '/', 'http://emulation').searchParams;
+    if (!this.withinBudget(request.method === 'GET' || request.method === 'HEAD' ? 'read' : 'write')) {
+      await reply(request, response, this.budgetAnswer, this.budgetAnswer === 429 ? 'TooManyRequests' : 'SlowDown', 'Please reduce your request rate.');
+      return;
+    }
+    if (!key && query.has('lifecycle')) {
+      await this.answerLifecycle(request, response, body);
+      return;
+    }
+    if (!key && request.method === 'GET' && query.has('uploads')) {
+      await this.answerUploads(request, response, query.get('prefix') ?? '');
+      return;
+    }
+    if (key && request.method === 'POST' && query.has('uploads')) this.noteUploadStarted(response, key);
+    if (key && request.method === 'DELETE' && query.has('uploadId')) {
+      // AbortMultipartUpload, answered here (s3rver refuses the method); its parts are simply forgotten.
+      const uploadId = query.get('uploadId')!;
+      const known = this.openUploads.delete(uploadId) || this.uploads.delete(uploadId);
+      request.resume();
+      if (!known) return reply(request, response, 404, 'NoSuchUpload', 'The specified multipart upload does not exist.');
+      response.writeHead(204);
+      response.end();
+      return;
+    }
     if (key && (kind || query.has('uploadId') || query.has('uploads')) && Buffer.byteLength(key, 'utf8') > this.maxKeyBytes) {
       this.stats.refusedKeys++;
       await reply(request, response, 400, 'KeyTooLongError', 'Your key is too long');
@@ -116,7 +160,7 @@ export class R2Emulation {
       else send(() => undefined);
       return;
     }
-    const condition = ['if-none-match', 'if-match', 'x-amz-copy-source-if-match'].map((name) => (header(request, name) ? `${name}: ${header(request, name)}` : '')).filter(Boolean).join(', ') || undefined;
+    const condition = ['if-none-match', 'if-match', 'x-amz-copy-source-if-match', 'x-amz-if-match-last-modified-time'].map((name) => (header(request, name) ? `${name}: ${header(request, name)}` : '')).filter(Boolean).join(', ') || undefined;
     const note = (status: number) => this.journal.push({ at: Date.now(), key, kind, lane, status, condition });
     await this.exclusive(key, async () => {
       const limited = kind !== 'delete' || this.limitDeletes;
@@ -160,7 +204,10 @@ export class R2Emulation {
         if (limited) this.lastWrite.set(key, Date.now());
         this.compositeEtags.delete(key);
         if (composite) this.compositeEtags.set(key, composite);
-        if (kind === 'complete') this.uploads.delete(query.get('uploadId')!);
+        if (kind === 'complete') {
+          this.uploads.delete(query.get('uploadId')!);
+          this.openUploads.delete(query.get('uploadId')!);
+        }
         if (kind === 'delete') this.spellings.delete(key);
         else if (this.normalizeKeys) this.spellings.set(key, spelling);
       }
@@ -171,8 +218,16 @@ export class R2Emulation {
     const ifNoneMatch = header(request, 'if-none-match');
     const ifMatch = request.method === 'DELETE' && !this.honour.deleteIfMatch ? undefined : header(request, 'if-match');
     const copyIfMatch = header(request, 'x-amz-copy-source-if-match');
-    if (ifNoneMatch === undefined && ifMatch === undefined && copyIfMatch === undefined) return false;
+    const lastModified = request.method === 'DELETE' && this.honour.deleteIfLastModified ? header(request, 'x-amz-if-match-last-modified-time') : undefined;
+    if (ifNoneMatch === undefined && ifMatch === undefined && copyIfMatch === undefined && lastModified === undefined) return false;
     const path = (request.url ?? '/').split('?')[0];
+    if (lastModified !== undefined) {
+      // Deleted only while the object's Last-Modified is that time (to the second, as HTTP dates go); a key
+      // that is not there is deleted as usual (204).
+      const current = await this.lastModifiedAt(path);
+      const asked = Date.parse(lastModified);
+      if (current !== undefined && (Number.isNaN(asked) || Math.floor(asked / 1000) !== Math.floor(current / 1000))) return true;
+    }
     if ((ifNoneMatch !== undefined || ifMatch !== undefined) && (this.honour.ifNoneMatch || this.honour.ifMatch)) {
       const current = this.compositeEtags.get(key) ?? (await this.etagAt(path));
       if (this.honour.ifNoneMatch && ifNoneMatch !== undefined && ifNoneMatch.trim() === '*' && current !== undefined) return true;
@@ -185,6 +240,67 @@ export class R2Emulation {
       if (current === undefined || clean(copyIfMatch) !== current) return true;
     }
     return false;
+  }
+
+  /** Takes one request of the lane from the bucket's budget (a token bucket a fifth of a second deep), or says it is spent. */
+  private withinBudget(lane: 'write' | 'read'): boolean {
+    const perSecond = lane === 'write' ? this.budget.writesPerSecond : this.budget.readsPerSecond;
+    const counted = lane === 'write' ? 'writes' : 'reads';
+    if (!Number.isFinite(perSecond)) {
+      this.budgetStats[counted]++;
+      return true;
+    }
+    const bucket = this.budgetTokens[lane];
+    const now = Date.now();
+    const depth = Math.max(1, perSecond / 5);
+    bucket.tokens = bucket.at === 0 ? depth : Math.min(depth, bucket.tokens + ((now - bucket.at) / 1000) * perSecond);
+    bucket.at = now;
+    if (bucket.tokens < 1) {
+      this.budgetStats[`${counted}Refused`]++;
+      return false;
+    }
+    bucket.tokens -= 1;
+    this.budgetStats[counted]++;
+    if (lane === 'write') {
+      this.budgetStats.firstWriteAt ||= now;
+      this.budgetStats.lastWriteAt = now;
+    }
+    return true;
+  }
+
+  /** GetBucketLifecycleConfiguration, PutBucketLifecycleConfiguration and DeleteBucketLifecycle, answered here. */
+  private async answerLifecycle(request: http.IncomingMessage, response: http.ServerResponse, read?: Buffer): Promise<void> {
+    if (!this.lifecycleImplemented) return reply(request, response, 501, 'NotImplemented', 'A header you provided implies functionality that is not implemented');
+    if (request.method === 'PUT') {
+      this.lifecycle = (read ?? (await readBody(request))).toString('utf8');
+      response.writeHead(200, { 'content-length': 0 });
+      response.end();
+      return;
+    }
+    if (request.method === 'DELETE') {
+      request.resume();
+      this.lifecycle = undefined;
+      response.writeHead(204);
+      response.end();
+      return;
+    }
+    if (this.lifecycle === undefined) return reply(request, response, 404, 'NoSuchLifecycleConfiguration', 'The lifecycle configuration does not exist');
+    request.resume();
+    const body = Buffer.from(this.lifecycle, 'utf8');
+    response.writeHead(200, { 'content-type': 'application/xml', 'content-length': body.length });
+    response.end(body);
+  }
+
+  /** The Last-Modified time of the object at a request path, or undefined when there is none. */
+  private lastModifiedAt(path: string): Promise<number | undefined> {
+    return new Promise((resolve, reject) => {
+      const head = http.request({ host: '127.0.0.1', port: this.targetPort, method: 'HEAD', path }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode === 200 && res.headers['last-modified'] ? Date.parse(String(res.headers['last-modified'])) : undefined));
+      });
+      head.on('error', reject);
+      head.end();
+    });
   }
 
   /** The current ETag of the object at a request path (as the server stores it), or undefined when there is none. */
@@ -244,6 +360,30 @@ export class R2Emulation {
     const etag = this.compositeEtags.get(key);
     if (etag === undefined) return;
     rewriteAnswerHeaders(response, (headers) => ({ ...headers, etag: `"${etag}"` }));
+  }
+
+  /** Keeps the upload id a CreateMultipartUpload answers, with its key and time (s3rver lists no uploads). */
+  private noteUploadStarted(response: http.ServerResponse, key: string): void {
+    rewriteAnswerBody(response, (text) => {
+      const uploadId = /<UploadId>([^<]*)<\/UploadId>/.exec(text)?.[1];
+      if (uploadId) this.openUploads.set(unescapeXml(uploadId), { key, initiated: new Date() });
+      return text;
+    });
+  }
+
+  /** ListMultipartUploads, answered from the uploads seen starting (one page: the emulation holds few). */
+  private async answerUploads(request: http.IncomingMessage, response: http.ServerResponse, prefix: string): Promise<void> {
+    request.resume();
+    const bucket = new URL(request.url ?? '/', 'http://emulation').pathname.split('/')[1];
+    const uploads = [...this.openUploads.entries()].filter(([, u]) => u.key.startsWith(prefix)).sort(([, a], [, b]) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const body = Buffer.from(
+      `<?xml version="1.0" encoding="UTF-8"?><ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>${escapeXml(bucket)}</Bucket><Prefix>${escapeXml(prefix)}</Prefix><MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated>${uploads
+        .map(([id, u]) => `<Upload><Key>${escapeXml(u.key)}</Key><UploadId>${escapeXml(id)}</UploadId><Initiated>${u.initiated.toISOString()}</Initiated><StorageClass>STANDARD</StorageClass></Upload>`)
+        .join('')}</ListMultipartUploadsResult>`,
+      'utf8',
+    );
+    response.writeHead(200, { 'content-type': 'application/xml', 'content-length': body.length });
+    response.end(body);
   }
 
   /** Records a part's size and MD5 as it is stored, for the part rules and the composite ETag. */

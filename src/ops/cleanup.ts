@@ -11,6 +11,9 @@ import { keyIdentity } from '../keys.ts';
 import type { Reporter } from '../reporter.ts';
 import { assertSchemaReady } from './schema.ts';
 import { assertScopeSelects } from './scope.ts';
+import { TOOL_KEY_PREFIX } from '../store/lifecycle.ts';
+import { mapLimit } from '../pool.ts';
+import { errorMessage } from '../errors.ts';
 
 export interface CleanupOptions {
   appIds?: string[];
@@ -43,11 +46,46 @@ export interface CleanupResult {
   failed: { key: string; reason: string }[];
   /** From each delete's tombstone to its answer: the time R2's per-key write limit must cover. */
   deleteWindow: DeleteWindowStats;
+  /**
+   * Incomplete multipart uploads under apps/: billed until aborted, and R2 aborts them itself only after seven
+   * days. Those older than the grace period are aborted (an upload of the tool's that old is long dead: a run
+   * completes or aborts its own). `unknown` when the store does not list them.
+   */
+  uploads: { found: number; tooYoung: number; aborted: number; failed: { key: string; reason: string }[]; unknown?: string };
   applied: boolean;
   interrupted: boolean;
 }
 
 const DELETE_BATCH = 1000;
+
+/** Lists the incomplete uploads under apps/, and aborts those begun before `cutoff` when applying. */
+async function sweepUploads(context: StorageContext, result: CleanupResult, cutoff: number, options: CleanupOptions): Promise<void> {
+  const old: { key: string; uploadId: string }[] = [];
+  try {
+    const prefixes = options.appIds?.length ? options.appIds.map((id) => `${TOOL_KEY_PREFIX}${id}/`) : [TOOL_KEY_PREFIX];
+    for (const prefix of prefixes) {
+      for await (const upload of context.store.listUploads(prefix)) {
+        if (options.signal?.aborted) break;
+        result.uploads.found++;
+        if (!upload.initiated || upload.initiated.getTime() > cutoff) result.uploads.tooYoung++;
+        else old.push(upload);
+      }
+    }
+  } catch (error) {
+    result.uploads.unknown = errorMessage(error);
+    return;
+  }
+  if (!options.apply) return;
+  await mapLimit(old, options.concurrency, async (upload) => {
+    if (options.signal?.aborted) return;
+    try {
+      await context.store.abortUpload(upload.key, upload.uploadId);
+      result.uploads.aborted++;
+    } catch (error) {
+      result.uploads.failed.push({ key: upload.key, reason: errorMessage(error) });
+    }
+  });
+}
 
 export function validateQuarantinePrefix(prefix: string): string {
   const clean = prefix.replace(/^\/+|\/+$/g, '');
@@ -80,6 +118,7 @@ export async function cleanup(context: StorageContext, options: CleanupOptions, 
     restored: 0,
     failed: [],
     deleteWindow: windowStats([]),
+    uploads: { found: 0, tooYoung: 0, aborted: 0, failed: [] },
     applied: options.apply,
     interrupted: false,
   };
@@ -95,7 +134,8 @@ export async function cleanup(context: StorageContext, options: CleanupOptions, 
     if (quarantine) {
       result.quarantined += await quarantineUnnamed(context, batch, quarantine, options.concurrency, tally);
     } else {
-      await deleteUnnamed(context, batch.map((object) => ({ key: object.key, expect: { etag: object.etag } })), options.concurrency, tally);
+      // Told object by object: a batch of a thousand takes a while at R2's distance.
+      await deleteUnnamed(context, batch.map((object) => ({ key: object.key, expect: { etag: object.etag } })), options.concurrency, tally, () => reporter.worked?.(1, 0));
     }
     reporter.advance?.(batch.length, batch.reduce((sum, object) => sum + object.size, 0));
   };
@@ -121,6 +161,7 @@ export async function cleanup(context: StorageContext, options: CleanupOptions, 
     }
   }
   if (options.apply) await removePending();
+  await sweepUploads(context, result, cutoff, options);
   if (!quarantine) result.deleted = tally.deleted.length;
   result.refused = tally.refused;
   result.restored = tally.restored.length;

@@ -14,8 +14,11 @@ export interface DoctorResult {
 }
 
 export interface StoreGuards {
-  /** 'if-match': DeleteObject's If-Match; 'tombstone': a conditional 0-byte write, then the delete (store/deletes.ts). */
-  deletes: 'if-match' | 'tombstone';
+  /**
+   * 'if-match': DeleteObject's If-Match (S3); 'last-modified': x-amz-if-match-last-modified-time (R2's conditional
+   * delete); 'tombstone': a conditional 0-byte write, then the delete (store/deletes.ts).
+   */
+  deletes: 'if-match' | 'last-modified' | 'tombstone';
   /** Whether the tombstone's gap is covered by the store refusing a second write to a key within a second. */
   deleteGapCovered: boolean;
   /** The store treats Unicode-equivalent keys as one object (R2); the tool keeps rows' keys apart under that rule either way. */
@@ -27,7 +30,7 @@ export interface StoreGuards {
 export function storeGuards(check: StoreCheck): StoreGuards {
   const holds = (id: string) => check.properties.some((p) => p.id === id && p.holds);
   return {
-    deletes: holds('deleteIfMatch') ? 'if-match' : 'tombstone',
+    deletes: holds('deleteIfMatch') ? 'if-match' : holds('deleteIfLastModified') ? 'last-modified' : 'tombstone',
     deleteGapCovered: holds('sameKeyWriteLimited'),
     keysNormalized: holds('keysNormalized'),
     storageClass: check.storageClass,

@@ -8,6 +8,7 @@ import { errorMessage } from '../errors.ts';
 import type { Reporter } from '../reporter.ts';
 import type { CommonRunOptions } from './options.ts';
 import { countProblems, runTotals, withWorker } from './worker-run.ts';
+import { assertLifecycleKeepsObjects } from './store-gate.ts';
 
 export interface FinalizeResult {
   tables: TableRunResult[];
@@ -32,6 +33,8 @@ export function finalizeEligibleSql(table: StoredTable, r2Above: number, params:
  * content in a compare-and-set batch. A row whose copy is missing or different is reported and untouched.
  */
 export async function finalize(context: StorageContext, options: CommonRunOptions, reporter: Reporter = {}): Promise<FinalizeResult> {
+  // A lifecycle rule that expires the tool's keys would delete the only copy of what this clears.
+  await assertLifecycleKeepsObjects(context.store);
   const outcome = await withWorker(context, options, reporter, 'finalize', (run, table) => {
     const check = async (row: ClaimedRow): Promise<ItemOutcome<VerifiedCopy>> => {
       if (!row.key || !row.hash) return { kind: 'skipped', reason: 'row has no key or hash' };

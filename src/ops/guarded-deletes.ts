@@ -32,7 +32,7 @@ export function emptyTally(): DeletionTally {
  * one of the keys meanwhile (a migrate adopting an object it had uploaded before) gets the object back from
  * its database content, so no row is left pointing at a deleted object.
  */
-export async function deleteUnnamed(context: StorageContext, candidates: DeleteCandidate[], concurrency: number, tally: DeletionTally): Promise<void> {
+export async function deleteUnnamed(context: StorageContext, candidates: DeleteCandidate[], concurrency: number, tally: DeletionTally, onEach?: () => void): Promise<void> {
   if (!candidates.length) return;
   const named = await keysStillReferenced(context.db, candidates.map((candidate) => candidate.key));
   const deletedNow: string[] = [];
@@ -54,6 +54,7 @@ export async function deleteUnnamed(context: StorageContext, candidates: DeleteC
     } catch (error) {
       tally.failed.push({ key, reason: errorMessage(error) });
     }
+    onEach?.();
   });
   tally.deleted.push(...deletedNow);
   // A key left holding our 0-byte tombstone is as good as deleted for a row that started naming it.

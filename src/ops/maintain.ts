@@ -15,6 +15,7 @@ import { withWorker } from './worker-run.ts';
 import { settleDatabaseHashes } from '../sql/settle-database-hashes.ts';
 import { defaultRunOptions } from './options.ts';
 import type { ItemProblem } from './batch-runner.ts';
+import { describeLifecycle, readLifecycle, TOOL_KEY_PREFIX, type LifecycleCheck } from '../store/lifecycle.ts';
 
 export interface MaintainOptions {
   tables: StoredTable[];
@@ -49,6 +50,8 @@ export interface MaintainResult {
   repairedAppWrites: number;
   /** Database-only rows whose content_hash was recorded anew from their content (settle-database-hashes.ts; not in a dry run). */
   hashesSettled: number;
+  /** The bucket's lifecycle rules as read tonight, judged against the tool's keys. */
+  lifecycle: LifecycleCheck;
 }
 
 const DAY_MS = 86_400_000;
@@ -86,6 +89,9 @@ export async function maintain(context: StorageContext, options: MaintainOptions
     }
     for (const failure of swept.failed) problems.push(`orphan ${failure.key} could not be removed: ${failure.reason}`);
     for (const failure of repaired.failed) problems.push(`${failure.table} #${failure.id}: ${failure.reason}`);
+    // Each night the bucket's lifecycle rules are read again: one added since would delete what finalize cleared.
+    const lifecycle = await readLifecycle(context.store.client, context.store.bucket);
+    if (lifecycle.expiring.length) problems.push(`bucket lifecycle: ${describeLifecycle(lifecycle)}; remove the rule or narrow its prefix away from ${TOOL_KEY_PREFIX} (finalize refuses while it stands)`);
     const report = await buildReport(context.db, options.tables, options.policy, options.prices, {});
     return {
       verify: listed,
@@ -96,6 +102,7 @@ export async function maintain(context: StorageContext, options: MaintainOptions
       interrupted: listed.interrupted || deep.interrupted || swept.interrupted,
       repairedAppWrites: repaired.count,
       hashesSettled,
+      lifecycle,
     };
   };
   if (!options.record) return { ...(await body()), applied: false };

@@ -17,7 +17,7 @@ async function assertRunTables(db: Db): Promise<void> {
 /** A run's state for `status`: its workers, its recent rate, and the time left at that rate. */
 export interface RunStatus {
   run: RunRow;
-  workers: (WorkerRow & { waiting?: string; stalledForMs?: number; pool?: string })[];
+  workers: (WorkerRow & { waiting?: string; stalledForMs?: number; pool?: string; pace?: string; bucketLimited?: boolean })[];
   /** Rows and bytes per second over the workers' recent working time (paused time excluded). */
   rate: { rowsPerSecond: number | null; bytesPerSecond: number | null };
   /** Rows still to do against the eligible total at the start, and the time that takes at the recent rate. */
@@ -71,6 +71,8 @@ function describeRun(run: RunRow, rows: WorkerRow[]): RunStatus {
   if (paused) waiting.push(`${run.state} (${run.state_reason ?? 'paused'})`);
   if (run.state === 'cancelling') waiting.push(`cancelling (${run.state_reason ?? ''}): finishing the batches in flight`);
   for (const w of live) if (w.wait_reason && w.wait_reason !== 'paused') waiting.push(`worker ${w.host}:${w.pid} waits: ${w.wait_reason}`);
+  // The bucket's request budget, shared by every process writing to it, is what holds these workers back.
+  for (const w of live) if (w.bucketLimited) waiting.push(`worker ${w.host}:${w.pid} is held to the bucket's request budget: ${w.pace}`);
   const stalled = live
     .filter((w) => w.stalledForMs !== undefined)
     .map((w) => `worker ${w.host}:${w.pid} has ${w.health?.activity?.inFlightItems} item(s) in flight and no progress for ${Math.round(w.stalledForMs! / 1000)}s, longer than one request can take (${Math.round((w.health?.activity?.requestBoundMs ?? 0) / 1000)}s); its items fail as stalled when their bound passes`);

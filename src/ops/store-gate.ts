@@ -1,6 +1,28 @@
 import type { ObjectStore } from '../object-store.ts';
 import { StoreUnsafeError } from '../errors.ts';
 import { missingProperties, probeStore, PROBE_PREFIX, PROBE_REQUESTS, type StoreCheck } from '../store/preflight.ts';
+import { describeLifecycle, readLifecycle, TOOL_KEY_PREFIX, type LifecycleCheck } from '../store/lifecycle.ts';
+
+/** The refusal of a command whose objects a lifecycle rule would delete. */
+function lifecycleRefusal(bucket: string, lifecycle: LifecycleCheck, what: string): StoreUnsafeError {
+  return new StoreUnsafeError(
+    [
+      `A lifecycle rule of bucket "${bucket}" expires objects under ${TOOL_KEY_PREFIX}: the store would delete them within about a day of their time, behind every client's back. ${what}; nothing was changed.`,
+      `  ${describeLifecycle(lifecycle)}.`,
+      `Remove the rule, or narrow its prefix away from ${TOOL_KEY_PREFIX} (the dashboard's Object lifecycle rules, \`wrangler r2 bucket lifecycle remove\`, or PutBucketLifecycleConfiguration), then run again; \`overskill-storage doctor\` reads the rules.`,
+    ].join('\n'),
+  );
+}
+
+/**
+ * Before the database lets go of its copies (finalize): the bucket's lifecycle rules must not expire the tool's
+ * keys. A store that does not say what its rules are is let through with the answer kept for the record.
+ */
+export async function assertLifecycleKeepsObjects(store: ObjectStore): Promise<LifecycleCheck> {
+  const lifecycle = await readLifecycle(store.client, store.bucket);
+  if (lifecycle.expiring.length) throw lifecycleRefusal(store.bucket, lifecycle, 'Finalize would clear the database copy of contents whose object is then deleted: the only copy lost');
+  return lifecycle;
+}
 
 export interface StoreGate {
   check: StoreCheck;
@@ -15,6 +37,7 @@ export function storeGateRecord(gate: StoreGate): Record<string, unknown> {
     overridden: gate.overridden,
     checkedAt: gate.check.checkedAt,
     properties: gate.check.properties.map(({ id, holds, required, seen }) => ({ id, holds, required, seen })),
+    ...(gate.check.lifecycle ? { lifecycle: gate.check.lifecycle } : {}),
   };
 }
 
@@ -24,13 +47,16 @@ export function storeGateRecord(gate: StoreGate): Record<string, unknown> {
  * 2) with what it lacks and what that risks, unless the operator allows it, knowing the app does not write
  * to this bucket while the tool runs.
  */
-export async function proveStore(store: ObjectStore, options: { allowUnconditional: boolean }): Promise<StoreGate> {
+export async function proveStore(store: ObjectStore, options: { allowUnconditional: boolean; keepsObjects?: boolean }): Promise<StoreGate> {
   const check = await probeStore(store);
-  // Every delete of a row's object is guarded by If-Match where the store honours it (store/deletes.ts).
+  // Every delete of a row's object is guarded by the strongest condition the store honours (store/deletes.ts).
   store.conditionalDeletes = check.properties.some((p) => p.id === 'deleteIfMatch' && p.holds);
-  if (check.ok) return { check, overridden: false };
+  store.lastModifiedDeletes = check.properties.some((p) => p.id === 'deleteIfLastModified' && p.holds);
+  // The lifecycle refuses the commands whose objects must stay (migrate, maintain); no flag overrides it.
+  if (options.keepsObjects && check.lifecycle?.expiring.length) throw lifecycleRefusal(store.bucket, check.lifecycle, 'The objects this command writes would be deleted, and finalize could never clear their database copies');
+  const missing = missingProperties(check).filter((p) => p.id !== 'lifecycleKeepsObjects');
+  if (!missing.length) return { check, overridden: false };
   if (options.allowUnconditional) return { check, overridden: true };
-  const missing = missingProperties(check);
   throw new StoreUnsafeError(
     [
       `The store behind bucket "${store.bucket}" does not hold what this tool's safety rests on; nothing was uploaded, changed or deleted.`,

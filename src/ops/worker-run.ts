@@ -16,6 +16,7 @@ import { repairStrandedWrites } from './repair-stranded.ts';
 import { WorkerActivity } from '../runs/activity.ts';
 import { assertDbLoadProbe } from '../db-load.ts';
 import type { TransportStats } from '../store/transport.ts';
+import { describePace, type PaceSnapshot } from '../store/bucket-pace.ts';
 
 
 export interface WorkerRunOutcome {
@@ -32,6 +33,8 @@ export interface WorkerRunOutcome {
   repairedAppWrites: number;
   /** The HTTP pool over the run: requests, queue wait for a socket, deadlines hit, latency. */
   transport?: TransportStats;
+  /** The pace the bucket's budget held the run to, and the share of requests it refused. */
+  pace?: PaceSnapshot;
 }
 
 /**
@@ -80,6 +83,7 @@ export async function withWorker(
   };
   let recorder: RunWorker | undefined;
   const tables: TableRunResult[] = [];
+  const paceTold = store ? tellPace(store, reporter) : undefined;
   const large = new Limiter(Math.min(LARGE_ITEM_CONCURRENCY, options.concurrency));
   let repairedAppWrites = 0;
   let failure: unknown;
@@ -94,7 +98,7 @@ export async function withWorker(
           // A pause, resume or cancel from another terminal is told where this run is watched.
           onState: (state, reason) => reporter.event?.({ type: 'run.state', state, reason }),
         }, options.concurrency, options.maxRate, () =>
-        store ? { activity: activity?.snapshot(), transport: store.transportStats() } : null,
+        store ? { activity: activity?.snapshot(), transport: store.transportStats(), pace: store.paceSnapshot() } : null,
       );
       rate.onWait = (reason) => {
         recorder!.waiting(reason);
@@ -142,6 +146,7 @@ export async function withWorker(
     failure = error;
     throw error;
   } finally {
+    if (paceTold) clearInterval(paceTold);
     unlisten?.();
     options.signal?.removeEventListener('abort', forward);
     if (recorder && opened) {
@@ -154,7 +159,23 @@ export async function withWorker(
     await session.close().catch(() => undefined);
   }
   const cancelled = recorder?.cancelledBy && !options.signal?.aborted ? recorder.cancelledBy : undefined;
-  return { tables, interrupted: (options.signal?.aborted ?? false) && !sessionLost, cancelled, sessionLost, run: opened, repairedAppWrites, transport: store?.transportStats() };
+  return { tables, interrupted: (options.signal?.aborted ?? false) && !sessionLost, cancelled, sessionLost, run: opened, repairedAppWrites, transport: store?.transportStats(), pace: store?.paceSnapshot() };
+}
+
+const PACE_EVENT_EVERY_MS = 5000;
+
+/** While the bucket throttles this process, an event every few seconds says the pace it keeps (logs, progress). */
+function tellPace(store: NonNullable<StorageContext['store']>, reporter: Reporter): NodeJS.Timeout {
+  let told = 0;
+  const timer = setInterval(() => {
+    const pace = store.paceSnapshot();
+    const throttled = pace.write.throttled + pace.read.throttled;
+    if (throttled === told) return;
+    told = throttled;
+    reporter.event?.({ type: 'bucket.pace', limited: pace.write.bucketLimited || pace.read.bucketLimited, summary: describePace(pace) ?? '', write: pace.write, read: pace.read });
+  }, PACE_EVENT_EVERY_MS);
+  timer.unref();
+  return timer;
 }
 
 export function countProblems(outcome: WorkerRunOutcome, extra = 0): number {

@@ -6,6 +6,7 @@ import { errorMessage } from '../errors.ts';
 import { redact } from '../secrets.ts';
 import { DeadlineHttpHandler } from './transport.ts';
 import type { Meter } from './meter.ts';
+import { isBucketThrottle, type BucketPace, type PaceLane } from './bucket-pace.ts';
 
 export interface ClientOptions {
   /** Sockets kept open to the endpoint; at least the upload concurrency. */
@@ -71,13 +72,34 @@ function refusedForSigningTime(error: ClassifiedError): boolean {
  * refused as damaged on the way is retried too (the SDK takes it for the caller's mistake, a 400).
  */
 export class StoppableRetryStrategy extends ConfiguredRetryStrategy {
-  constructor(maxAttempts: number, delay: (attempt: number) => number, private readonly stopping?: AbortSignal) {
+  /** When each request's throttling began: it is sent again outside the retry quota until `throttleBoundMs` passes. */
+  private readonly throttledSince = new WeakMap<StandardRetryToken, { at: number; times: number }>();
+
+  constructor(
+    maxAttempts: number,
+    delay: (attempt: number) => number,
+    private readonly stopping?: AbortSignal,
+    private readonly throttling?: { pace: BucketPace; boundMs: number },
+  ) {
     super(maxAttempts, delay);
   }
 
   override async refreshRetryTokenForRetry(token: StandardRetryToken, errorInfo: RetryErrorInfo): Promise<StandardRetryToken> {
     if (this.stopping?.aborted) throw new Error('stopping: no further attempts');
     const error = errorInfo.error as ClassifiedError | undefined;
+    if (error && this.throttling && isBucketThrottle(error)) {
+      // Refused as over the bucket's budget (the pacing middleware slowed the process down already): the same
+      // request goes again after a short wait, at no cost to the retry quota meant for errors. At least a
+      // second after a 429, which may also be R2's per-key rule.
+      const since = this.throttledSince.get(token) ?? { at: Date.now(), times: 0 };
+      since.times++;
+      this.throttledSince.set(token, since);
+      if (Date.now() - since.at <= this.throttling.boundMs) {
+        const wait = Math.max(this.throttling.pace.backoffMs(since.times), httpStatusOf(error) === 429 ? KEY_WRITE_INTERVAL_MS : 0);
+        await new Promise((resolve) => setTimeout(resolve, wait));
+        return token;
+      }
+    }
     if (error) {
       if (error.$metadata?.clockSkewCorrected && !refusedForSigningTime(error)) delete error.$metadata.clockSkewCorrected;
       errorInfo = { ...errorInfo, errorType: retryErrorType(error) };
@@ -95,6 +117,33 @@ export const KEY_WRITE_INTERVAL_MS = 1100;
 /** Delay before retry `attempt` (1-based): 300 ms, 600 ms, 1.2 s, … with ±50% jitter (at least a second after a 429, above). */
 export function retryDelayMs(attempt: number): number {
   return Math.min(MAX_RETRY_DELAY_MS, 300 * 2 ** (attempt - 1) * (0.5 + Math.random()));
+}
+
+/** The pace lane of an SDK command: R2 counts PUT, POST, COPY and DELETE against a bucket's writes, the rest as reads. */
+export function laneOfCommand(command: string): PaceLane {
+  return /^(Put|Delete|Copy|Create|Complete|Abort|Upload)/.test(command) ? 'write' : 'read';
+}
+
+/**
+ * Every attempt of an SDK command takes its turn in the bucket's pace, and tells it how the bucket answered.
+ * Added inside the retry middleware, as the request counter is: each attempt is paced.
+ */
+export function paceClient(client: S3Client, pace: BucketPace): void {
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const lane = laneOfCommand(String(context.commandName ?? ''));
+      const sentAt = await pace.take(lane);
+      try {
+        const result = await next(args);
+        pace.succeeded(lane);
+        return result;
+      } catch (error) {
+        if (isBucketThrottle(error)) pace.throttled(lane, sentAt);
+        throw error;
+      }
+    },
+    { step: 'finalizeRequest', name: 'overskillBucketPace', priority: 'low' },
+  );
 }
 
 /** The one S3 client configuration: path-style, our own checksums, the SDK's retry strategy, pooled sockets, one deadline per attempt. */

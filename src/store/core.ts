@@ -15,6 +15,11 @@ export interface StoreCore {
    * probe). Unknown (undefined) counts as no: deletes then bridge the check with a conditional tombstone.
    */
   conditionalDeletes?: boolean;
+  /**
+   * Whether the store was proven to refuse a DeleteObject whose `x-amz-if-match-last-modified-time` names
+   * another time (R2's conditional delete): the guard where If-Match on DeleteObject is not honoured.
+   */
+  lastModifiedDeletes?: boolean;
   head(key: string): Promise<ObjectHead | undefined>;
   readAndHash(key: string): Promise<{ sha256: string; size: number }>;
 }

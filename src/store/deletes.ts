@@ -36,8 +36,11 @@ const ROUNDS = 3;
  * gate probes it), that is the guard: HEAD, then DELETE with If-Match on the ETag the HEAD saw, so a write by
  * anyone since makes the delete fail with 412 and nothing is deleted.
  *
- * Elsewhere (R2 does not document conditional deletes), the check and the delete are bridged by a conditional
- * write, and the DELETE still carries If-Match on our tombstone's ETag for a store that honours it unproven:
+ * On a store proven to honour R2's conditional delete (`x-amz-if-match-last-modified-time`), the DELETE carries
+ * the Last-Modified the HEAD saw instead (deleteIfUnmodified).
+ *
+ * Elsewhere (a store that proved neither), the check and the delete are bridged by a conditional write, and
+ * the DELETE still carries If-Match on our tombstone's ETag for a store that honours it unproven:
  * 1. HEAD: the object must carry our marker and match `expect`.
  * 2. PUT a 0-byte tombstone of ours with `If-Match` on that ETag: atomic, so a write by anyone since the HEAD
  *    fails the condition (412) and nothing is deleted.
@@ -55,6 +58,7 @@ export async function deleteIfOurs(core: StoreCore, key: string, expect: DeleteE
     if (expect.sha256 !== undefined && head.sha256 !== expect.sha256) return { status: 'refused', reason: 'holds other content than the row it was checked against; not deleted' };
   }
   if (core.conditionalDeletes) return deleteIfMatch(core, key, head.etag);
+  if (core.lastModifiedDeletes && head.lastModified) return deleteIfUnmodified(core, key, head.lastModified);
   let etag = head.etag;
   let tombstoned = false;
   for (let round = 1; round <= ROUNDS; round++) {
@@ -127,6 +131,24 @@ async function deleteIfMatch(core: StoreCore, key: string, etag: string): Promis
     // The object was there when checked: a 404 now is most likely our own first attempt, whose answer was
     // lost before the retry. Counted as deleted, so the caller's re-check (a row that started naming the key
     // meanwhile gets its content put back) still runs.
+    if (isNotFound(error)) return { status: 'deleted', windowMs: performance.now() - sentAt, guarded: true };
+    return { status: 'failed', reason: `delete failed: ${describeS3Error(error)}` };
+  }
+}
+
+/**
+ * The guard on a store that honours R2's conditional delete: the object goes only while its Last-Modified is
+ * the one the HEAD saw. HTTP dates carry whole seconds; R2 takes one write per key per second, so every
+ * version of a key has its own second and a write by anyone since the HEAD fails the condition (412).
+ */
+async function deleteIfUnmodified(core: StoreCore, key: string, lastModified: Date): Promise<GuardedDelete> {
+  const sentAt = performance.now();
+  try {
+    // Safe to retry: a repeat after a delete that landed finds no object (deleted as usual), after a rewrite 412.
+    await core.objects.delete(key, true, undefined, lastModified);
+    return { status: 'deleted', windowMs: performance.now() - sentAt, guarded: true };
+  } catch (error) {
+    if (isPreconditionFailed(error)) return { status: 'refused', reason: 'rewritten since it was checked (the conditional delete failed: another Last-Modified); not deleted' };
     if (isNotFound(error)) return { status: 'deleted', windowMs: performance.now() - sentAt, guarded: true };
     return { status: 'failed', reason: `delete failed: ${describeS3Error(error)}` };
   }

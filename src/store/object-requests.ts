@@ -8,6 +8,7 @@ import type { RetryErrorInfo, SourceData, StandardRetryToken } from '@smithy/typ
 import { retryErrorType } from './client.ts';
 import type { ObjectStoreConfig } from '../config.ts';
 import { deadlineError, type Meter } from './meter.ts';
+import { isBucketThrottle, type BucketPace, type PaceLane } from './bucket-pace.ts';
 
 /**
  * The per-object requests (PutObject, HeadObject, GetObject, DeleteObject) on undici's pool, signed by the
@@ -32,6 +33,12 @@ export interface ObjectRequestOptions {
   retryStrategy: StandardRetryStrategy;
   /** Counts every attempt sent, by the SDK command name it stands for (benchmarks and tests read it). */
   onRequest?: (command: string) => void;
+  /** The process's pace towards the bucket (bucket-pace.ts): every attempt takes its turn there. */
+  pace: BucketPace;
+  /** How long one request may go on being refused as over the bucket's budget before it fails. */
+  throttleBoundMs: number;
+  /** Once this aborts (the operator asked to stop), a throttled request is not sent again. */
+  stopping?: AbortSignal;
 }
 
 export interface Answer {
@@ -56,6 +63,7 @@ export interface PutHeaders {
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 const COMMANDS = { PUT: 'PutObjectCommand', HEAD: 'HeadObjectCommand', GET: 'GetObjectCommand', DELETE: 'DeleteObjectCommand' } as const;
 type Method = keyof typeof COMMANDS;
+const LANES: Record<Method, PaceLane> = { PUT: 'write', DELETE: 'write', HEAD: 'read', GET: 'read' };
 interface Signed {
   path: string;
   headers: Record<string, string>;
@@ -234,11 +242,15 @@ export class ObjectRequests {
 
   /**
    * DeleteObject. With `ifMatch`, only while the object still has that ETag: S3 answers 412 otherwise and keeps
-   * it (conditional deletes, S3 since 2025-09); a store that ignores the header deletes regardless, which is
-   * why the guarded delete relies on it only where the store was proven to honour it (store/deletes.ts).
+   * it (conditional deletes, S3 since 2025-09); with `ifLastModified`, only while its Last-Modified is that
+   * time (R2's conditional delete). A store that ignores a header deletes regardless, which is why the guarded
+   * delete relies on one only where the store was proven to honour it (store/deletes.ts).
    */
-  async delete(key: string, retries = true, ifMatch?: string): Promise<void> {
+  async delete(key: string, retries = true, ifMatch?: string, ifLastModified?: Date): Promise<void> {
     const headers: Record<string, string> = ifMatch ? { 'if-match': this.ifMatchValue(ifMatch) } : {};
+    // R2's conditional delete (and S3's, in directory buckets): only while the object's Last-Modified is this
+    // time. An HTTP date, as headers carry S3's timestamps (S3's DeleteObject reference).
+    if (ifLastModified) headers['x-amz-if-match-last-modified-time'] = ifLastModified.toUTCString();
     await this.send('DELETE', key, headers, undefined, retries);
   }
 
@@ -247,8 +259,37 @@ export class ObjectRequests {
    * whole download. The attempt's deadline runs until the body's last byte; past it the body fails.
    */
   async get(key: string): Promise<Answer & { body: Readable }> {
-    const answer = await this.resignedOnClockSkew(() => this.attempt('GET', key, this.sign('GET', key, {}), undefined, true));
+    // A GET refused as over the bucket's budget has no body yet: it is asked again at the pace, here.
+    const answer = await this.paced('GET', key, true, () => this.resignedOnClockSkew(() => this.attempt('GET', key, this.sign('GET', key, {}), undefined, true)));
     return answer as Answer & { body: Readable };
+  }
+
+  /**
+   * One exchange in its turn of the bucket's pace. An answer refusing it as over the bucket's budget (not R2's
+   * per-key rule: a 429 on a key this process wrote within the second) slows the whole process, and, where
+   * `resend`, the request waits its turn again and is sent again: R2 and S3 refuse such a request before
+   * acting on it. That is outside the retry quota meant for errors, for as long as `throttleBoundMs` allows.
+   */
+  private async paced<T>(method: Method, key: string, resend: boolean, exchange: () => Promise<T>): Promise<T> {
+    const { pace, throttleBoundMs } = this.options;
+    const lane = LANES[method];
+    const first = Date.now();
+    for (let throttles = 0; ; ) {
+      const sentAt = await pace.take(lane);
+      try {
+        const answer = await exchange();
+        pace.succeeded(lane, lane === 'write' ? key : undefined);
+        return answer;
+      } catch (error) {
+        const status = (error as S3ResponseError).$metadata?.httpStatusCode;
+        const keyRule = status === 429 && lane === 'write' && pace.wroteRecently(key);
+        if (!isBucketThrottle(error) || keyRule) throw error;
+        pace.throttled(lane, sentAt);
+        throttles++;
+        if (!resend || Date.now() - first >= throttleBoundMs || this.options.stopping?.aborted) throw error;
+        await new Promise((resolve) => setTimeout(resolve, pace.backoffMs(throttles)));
+      }
+    }
   }
 
   private async send(method: Method, key: string, headers: Record<string, string>, body: Buffer | undefined, retries: boolean): Promise<Answer> {
@@ -259,7 +300,8 @@ export class ObjectRequests {
         // A request sent once (its replay could undo another writer's) is still signed again after a clock-skew
         // refusal: the server refused it before acting on it.
         const exchange = () => this.attempt(method, key, this.sign(method, key, headers), body, false);
-        const answer = await (token ? exchange() : this.resignedOnClockSkew(exchange));
+        // A request sent once (retries off) is told of a throttle, not sent again: its caller decides.
+        const answer = await this.paced(method, key, token !== undefined, () => (token ? exchange() : this.resignedOnClockSkew(exchange)));
         if (token) strategy.recordSuccess(token);
         return answer;
       } catch (failure) {

@@ -6,6 +6,7 @@ import { cleanEtag, hexToBase64, md5Hex, sha256Hex } from '../hashing.ts';
 import { headerText, metadataOf, type PutHeaders } from './object-requests.ts';
 import type { StoreCore } from './core.ts';
 import { describeS3Error, httpStatusOf } from './client.ts';
+import { describeLifecycle, readLifecycle, TOOL_KEY_PREFIX, type LifecycleCheck } from './lifecycle.ts';
 
 /**
  * Where the store probes write: outside apps/, so no walk of the tool's (verify, --orphans, cleanup) lists
@@ -36,6 +37,8 @@ export interface StoreCheck {
   leftBehind: string[];
   /** The storage class a new object lands in (x-amz-storage-class; S3 omits it for STANDARD), when a probe object was stored. */
   storageClass?: string;
+  /** The bucket's lifecycle rules, judged against the tool's keys (store/lifecycle.ts). */
+  lifecycle?: LifecycleCheck;
   durationMs: number;
   checkedAt: string;
 }
@@ -70,6 +73,10 @@ const REQUIRED = {
     property: 'user metadata (x-amz-meta-*) comes back as written',
     risk: "the tool could not tell its own objects from the app's, nor check a content's SHA-256",
   },
+  lifecycleKeepsObjects: {
+    property: `no lifecycle rule expires (deletes) objects under ${TOOL_KEY_PREFIX}`,
+    risk: 'the store would delete the only copy of every content finalize clears from the database; finalize and maintain refuse while such a rule stands',
+  },
 } as const;
 
 /** What the store does that the tool adapts to, without refusing a store that does otherwise. */
@@ -77,6 +84,7 @@ const INFORMATIONAL = {
   sameKeyWriteLimited: 'a second write to a key within a second is refused (429), as R2 does',
   getDecompresses: 'GetObject returns gzip-encoded objects decompressed',
   deleteIfMatch: 'DeleteObject with If-Match is refused (412) on a different ETag, and the object kept',
+  deleteIfLastModified: "DeleteObject with x-amz-if-match-last-modified-time is refused (412) on another time, and deletes on the object's own (R2's conditional delete)",
   keysNormalized: 'Unicode-equivalent keys are one object (NFC), as on R2',
   storageClass: 'new objects land in the Standard storage class',
 } as const;
@@ -101,12 +109,16 @@ function described(result: { status: number; error?: unknown }): string {
 /**
  * Proves, with a few probe objects under PROBE_PREFIX, what this tool relies on the store for (rclone's
  * `test info` for S3 semantics): conditional creates and replaces on PutObject and on
- * CompleteMultipartUpload, ETags that are MD5s, metadata that round-trips; and, for information, whether a
- * second write to a key within a second is refused (R2's 429) and whether GETs come back decompressed.
+ * CompleteMultipartUpload, ETags that are MD5s, metadata that round-trips, and no lifecycle rule that
+ * expires the tool's keys; and, for information, whether a second write to a key within a second is refused
+ * (R2's 429), whether GETs come back decompressed, which delete conditions hold (If-Match, S3's; the
+ * Last-Modified time, R2's), whether Unicode-equivalent keys are one object, and the storage class.
  * The single-object probes go the way the tool's own writes and reads go (`store.objects`), the multipart
  * ones through the SDK client that uploads large rows: a property is proven on the path that relies on it.
- * Writes retry (R2 may answer 429 to the probes' own writes to one key), except the two of the same-key
- * rule, which are sent once. Never throws for what the store answers: every answer is a result.
+ * Each probe has its own key, so the probes run side by side: through a 50 ms link the check takes a few
+ * round trips (and, on a store with R2's per-key rule, the second one key's conditions must wait), not
+ * thirty. Writes retry (R2 may answer 429 to the probes' own writes to one key), except the two of the
+ * same-key rule, which are sent once. Never throws for what the store answers: every answer is a result.
  */
 export async function probeStore(store: Pick<StoreCore, 'client' | 'objects' | 'bucket'>): Promise<StoreCheck> {
   const { client, objects, bucket } = store;
@@ -144,159 +156,209 @@ export async function probeStore(store: Pick<StoreCore, 'client' | 'objects' | '
     requests.classB++;
     const answer = await objects.head(key);
     if (!answer) throw Object.assign(new Error('the probe object is not there'), { $metadata: { httpStatusCode: 404 } });
-    return { etag: headerText(answer.headers.etag) ?? '', metadata: metadataOf(answer.headers), storageClass: headerText(answer.headers['x-amz-storage-class']) ?? 'STANDARD' };
+    const lastModified = headerText(answer.headers['last-modified']);
+    return {
+      etag: headerText(answer.headers.etag) ?? '',
+      metadata: metadataOf(answer.headers),
+      storageClass: headerText(answer.headers['x-amz-storage-class']) ?? 'STANDARD',
+      lastModified: lastModified ? new Date(lastModified) : undefined,
+    };
   };
   let storageClass: string | undefined;
-  let createdAt = Date.now();
 
+  // Informational, and asked first: R2 takes one write per key per second. The conditions probe waits on it.
+  const sameKeyLimited = (async () => {
+    const limitedKey = `${run}same-key`;
+    const first = await answer(() => put(limitedKey, Buffer.from('first'), {}, false));
+    const second = first.error ? first : await answer(() => put(limitedKey, Buffer.from('second'), {}, false));
+    record('sameKeyWriteLimited', second.status === 429, first.error ? `the first write ${described(first)}` : `a second write at once was ${second.status === 429 ? 'refused: 429' : described(second)}`);
+    return second.status === 429;
+  })();
+
+  // Multipart uploads the probes opened: aborted at the end.
+  const uploads: string[] = [];
   // A fresh key: a conditional create must be accepted there, or nothing else can be probed.
-  const key = `${run}conditions`;
-  const body = Buffer.from(`overskill-storage probe ${run}`);
-  const sha256 = sha256Hex(body);
-  let etag: string | undefined;
-  // Probed last: a store that takes one write per key per second (R2) refuses it within the second of the create.
-  let replaceSame: (() => Promise<void>) | undefined;
-  const created = await answer(async () => {
-    createdAt = Date.now();
-    const out = await put(key, body, { ifNoneMatch: '*', metadata: { writer: 'overskill-storage', sha256, probe: 'yes' } });
-    etag = cleanEtag(out.etag);
-  });
-  if (created.error) {
-    const seen = `a conditional create on a new key ${described(created)}`;
-    for (const id of Object.keys(REQUIRED) as (keyof typeof REQUIRED)[]) record(id, false, seen);
-  } else {
-    record('etagIsMd5', etag === md5Hex(body), etag === md5Hex(body) ? `the MD5 of the bytes (${etag.slice(0, 12)}…)` : `ETag ${etag || '(none)'}, MD5 ${md5Hex(body)}`);
-    const meta = await answer(async () => {
-      const seen = await head(key);
-      storageClass = seen.storageClass;
-      const back = seen.metadata;
-      if (back.sha256 !== sha256 || back.writer !== 'overskill-storage') throw Object.assign(new Error(`metadata came back as ${JSON.stringify(back)}`), { $metadata: { httpStatusCode: 200 } });
+  const conditions = (async () => {
+    const key = `${run}conditions`;
+    const body = Buffer.from(`overskill-storage probe ${run}`);
+    const sha256 = sha256Hex(body);
+    const ours = { writer: 'overskill-storage', sha256, probe: 'yes' };
+    let etag = '';
+    const createdAt = Date.now();
+    const created = await answer(async () => {
+      const out = await put(key, body, { ifNoneMatch: '*', metadata: ours });
+      etag = cleanEtag(out.etag);
     });
+    if (created.error) {
+      const seen = `a conditional create on a new key ${described(created)}`;
+      for (const id of Object.keys(REQUIRED) as (keyof typeof REQUIRED)[]) if (id !== 'lifecycleKeepsObjects') record(id, false, seen);
+      return;
+    }
+    record('etagIsMd5', etag === md5Hex(body), etag === md5Hex(body) ? `the MD5 of the bytes (${etag.slice(0, 12)}…)` : `ETag ${etag || '(none)'}, MD5 ${md5Hex(body)}`);
+    const [meta, again] = await Promise.all([
+      answer(async () => {
+        const seen = await head(key);
+        storageClass = seen.storageClass;
+        const back = seen.metadata;
+        if (back.sha256 !== sha256 || back.writer !== 'overskill-storage') throw Object.assign(new Error(`metadata came back as ${JSON.stringify(back)}`), { $metadata: { httpStatusCode: 200 } });
+      }),
+      answer(() => put(key, Buffer.from('must not land'), { ifNoneMatch: '*' })),
+    ]);
     record('metadataRoundTrip', !meta.error, meta.error ? described(meta) : 'sha256 and writer came back');
-
-    const again = await answer(() => put(key, Buffer.from('must not land'), { ifNoneMatch: '*' }));
     record('createIfNoneMatch', again.status === 412, described(again));
+    // Only a write that landed changed the ETag: asked again then.
     const current = async () => cleanEtag((await head(key)).etag);
-    etag = await current().catch(() => etag);
+    if (!again.error) etag = await current().catch(() => etag);
     const wrong = await answer(() => put(key, Buffer.from('must not land either'), { ifMatch: `"${md5Hex(Buffer.from('another etag'))}"` }));
     record('replaceIfMatch', wrong.status === 412, described(wrong));
-    replaceSame = async () => {
-      etag = await current().catch(() => etag);
-      const same = await answer(() => put(key, body, { ifMatch: etag, metadata: { writer: 'overskill-storage', sha256, probe: 'yes' } }));
-      if (same.status !== 412 || !objects.ifMatchQuoted) {
-        record('replaceIfMatchSame', !same.error, described(same));
-        return;
-      }
-      // Refused on its own ETag: a server that compares If-Match to the bare ETag (Ceph RGW 16). Asked again
-      // unquoted, and kept so only if a wrong ETag unquoted is still refused.
-      objects.ifMatchQuoted = false;
-      const bare = await answer(() => put(key, body, { ifMatch: etag, metadata: { writer: 'overskill-storage', sha256, probe: 'yes' } }));
-      etag = await current().catch(() => etag);
-      const bareWrong = bare.error ? bare : await answer(() => put(key, Buffer.from('must not land either'), { ifMatch: md5Hex(Buffer.from('another etag')) }));
-      const works = !bare.error && bareWrong.status === 412;
-      if (!works) objects.ifMatchQuoted = true;
-      record(
-        'replaceIfMatchSame',
-        works,
-        works
-          ? 'refused quoted ("etag", as HTTP writes it), accepted unquoted, which a wrong ETag still fails: this store gets If-Match unquoted'
-          : `${described(same)}; unquoted: ${described(bare)}`,
-      );
-    };
+    if (!wrong.error) etag = await current().catch(() => etag);
 
-    for (const [id, condition] of [
-      ['completeIfNoneMatch', { IfNoneMatch: '*' }],
-      ['completeIfMatch', { IfMatch: `"${md5Hex(Buffer.from('another etag'))}-1"` }],
-    ] as const) {
-      const result = await answer(async () => {
-        requests.classA++;
-        const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: 'application/octet-stream' }));
-        try {
+    // The two multipart conditions, side by side: uploads of their own, completed under a condition that must fail.
+    const completes = await Promise.all(
+      ([
+        ['completeIfNoneMatch', { IfNoneMatch: '*' }],
+        ['completeIfMatch', { IfMatch: `"${md5Hex(Buffer.from('another etag'))}-1"` }],
+      ] as const).map(async ([id, condition]) => {
+        let uploadId: string | undefined;
+        const result = await answer(async () => {
+          requests.classA++;
+          const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: 'application/octet-stream' }));
+          uploadId = UploadId;
           requests.classA++;
           const part = await client.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: 1, Body: Buffer.from('part that must not land'), ContentLength: 23 }));
           requests.classA++;
           await client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId, MultipartUpload: { Parts: [{ ETag: part.ETag, PartNumber: 1 }] }, ...condition }));
-        } finally {
-          requests.free++;
-          await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId })).catch(() => undefined);
-        }
-      });
-      record(id, result.status === 412, described(result));
-    }
-  }
+        });
+        record(id, result.status === 412, described(result));
+        return { uploadId, landed: !result.error };
+      }),
+    );
+    uploads.push(...completes.map((c) => c.uploadId).filter((id): id is string => id !== undefined));
+    if (completes.some((c) => c.landed)) etag = await current().catch(() => etag);
 
-  // Informational: R2 takes one write per key per second; the guarded deletes lean on it where it holds.
-  const limitedKey = `${run}same-key`;
-  const first = await answer(() => put(limitedKey, Buffer.from('first'), {}, false));
-  const second = first.error ? first : await answer(() => put(limitedKey, Buffer.from('second'), {}, false));
-  record('sameKeyWriteLimited', second.status === 429, first.error ? `the first write ${described(first)}` : `a second write at once was ${second.status === 429 ? 'refused: 429' : described(second)}`);
+    // Last: on a store that takes one write per key per second (R2), this is refused within the second of the
+    // create, which is waited out.
+    if (await sameKeyLimited) await sleep(Math.max(0, 1100 - (Date.now() - createdAt)));
+    const same = await answer(() => put(key, body, { ifMatch: etag, metadata: ours }));
+    if (same.status !== 412 || !objects.ifMatchQuoted) {
+      record('replaceIfMatchSame', !same.error, described(same));
+      return;
+    }
+    // Refused on its own ETag: a server that compares If-Match to the bare ETag (Ceph RGW 16). Asked again
+    // unquoted, and kept so only if a wrong ETag unquoted is still refused.
+    objects.ifMatchQuoted = false;
+    const bare = await answer(() => put(key, body, { ifMatch: etag, metadata: ours }));
+    etag = await current().catch(() => etag);
+    const bareWrong = bare.error ? bare : await answer(() => put(key, Buffer.from('must not land either'), { ifMatch: md5Hex(Buffer.from('another etag')) }));
+    const works = !bare.error && bareWrong.status === 412;
+    if (!works) objects.ifMatchQuoted = true;
+    record(
+      'replaceIfMatchSame',
+      works,
+      works
+        ? 'refused quoted ("etag", as HTTP writes it), accepted unquoted, which a wrong ETag still fails: this store gets If-Match unquoted'
+        : `${described(same)}; unquoted: ${described(bare)}`,
+    );
+  })();
 
   // Informational: an object stored with Content-Encoding: gzip, read by a client that did not ask for gzip.
-  const gzipKey = `${run}encoded`;
-  const plain = Buffer.from('overskill-storage probe: decompressed?'.repeat(8));
-  const gzipped = gzipSync(plain);
-  let decompressed = false as boolean;
-  const decoded = await answer(async () => {
-    await put(gzipKey, gzipped, { contentEncoding: 'gzip', contentType: 'text/plain' });
-    requests.classB++;
-    const out = await objects.get(gzipKey);
-    const bytes = Buffer.concat(await out.body.toArray());
-    if (!bytes.equals(plain) && !bytes.equals(gzipped)) throw Object.assign(new Error('came back as neither the stored nor the decoded bytes'), { $metadata: { httpStatusCode: 200 } });
-    decompressed = bytes.equals(plain);
-  });
-  record('getDecompresses', decompressed, decoded.error ? described(decoded) : decompressed ? 'came back decompressed (every read of the tool decodes either way)' : 'came back as stored');
+  const gzip = (async () => {
+    const gzipKey = `${run}encoded`;
+    const plain = Buffer.from('overskill-storage probe: decompressed?'.repeat(8));
+    const gzipped = gzipSync(plain);
+    let decompressed = false as boolean;
+    const decoded = await answer(async () => {
+      await put(gzipKey, gzipped, { contentEncoding: 'gzip', contentType: 'text/plain' });
+      requests.classB++;
+      const out = await objects.get(gzipKey);
+      const bytes = Buffer.concat(await out.body.toArray());
+      if (!bytes.equals(plain) && !bytes.equals(gzipped)) throw Object.assign(new Error('came back as neither the stored nor the decoded bytes'), { $metadata: { httpStatusCode: 200 } });
+      decompressed = bytes.equals(plain);
+    });
+    record('getDecompresses', decompressed, decoded.error ? described(decoded) : decompressed ? 'came back decompressed (every read of the tool decodes either way)' : 'came back as stored');
+  })();
 
   // Informational: whether a DeleteObject's If-Match is honoured (S3's conditional deletes). Where it is, that
-  // is the guard of every delete of ours; elsewhere a conditional tombstone bridges the check (store/deletes.ts).
-  const deleteKey = `${run}conditional-delete`;
-  const deleteBody = Buffer.from('conditional delete probe');
-  const stored = await answer(() => put(deleteKey, deleteBody));
-  if (stored.error) record('deleteIfMatch', false, `the probe object could not be stored: ${described(stored)}`);
-  else {
+  // is the guard of every delete of ours (store/deletes.ts).
+  const deleteIfMatch = (async () => {
+    const deleteKey = `${run}conditional-delete`;
+    const stored = await answer(() => put(deleteKey, Buffer.from('conditional delete probe')));
+    if (stored.error) return record('deleteIfMatch', false, `the probe object could not be stored: ${described(stored)}`);
     requests.free++;
     const refused = await answer(() => objects.delete(deleteKey, true, md5Hex(Buffer.from('another etag'))));
     const kept = await answer(() => head(deleteKey));
     const holds = refused.status === 412 && !kept.error;
     record('deleteIfMatch', holds, refused.status === 412 ? (kept.error ? 'refused: 412, but the object is gone' : 'refused: 412, the object kept') : `${described(refused)}${kept.error ? ', and the object was deleted' : ''}`);
-  }
+  })();
+
+  // Informational: R2's conditional delete, `x-amz-if-match-last-modified-time`: a wrong time must be refused
+  // (412) with the object kept, and the right one must delete it. Where If-Match is not honoured, it is the
+  // guard of every delete of ours.
+  const deleteIfLastModified = (async () => {
+    const key = `${run}last-modified-delete`;
+    const stored = await answer(() => put(key, Buffer.from('conditional delete probe')));
+    const seen = stored.error ? undefined : await head(key).catch(() => undefined);
+    if (!seen?.lastModified) return record('deleteIfLastModified', false, stored.error ? `the probe object could not be stored: ${described(stored)}` : 'the probe object came back without a Last-Modified time');
+    requests.free++;
+    const refused = await answer(() => objects.delete(key, true, undefined, new Date(seen.lastModified!.getTime() - 86_400_000)));
+    const kept = await answer(() => head(key));
+    if (refused.status !== 412 || kept.error) {
+      return record('deleteIfLastModified', false, refused.status === 412 ? 'a wrong time was refused: 412, but the object is gone' : `a wrong time was ${described(refused)}${kept.error ? ', and the object was deleted' : ''}`);
+    }
+    requests.free++;
+    const accepted = await answer(() => objects.delete(key, true, undefined, seen.lastModified));
+    const gone = await answer(() => head(key));
+    const holds = !accepted.error && gone.status === 404;
+    record('deleteIfLastModified', holds, holds ? 'a wrong time refused (412, the object kept), the right one deleted' : `a wrong time refused (412), the right one ${described(accepted)}${gone.error ? '' : ', and the object is still there'}`);
+  })();
 
   // Informational: which spellings of a key are one object. R2 NFC-normalises key names ("Unicode
   // interoperability"); the tool treats keys so everywhere (keys.ts), and says what this store does.
-  const decomposed = `${run}unicode-cafe\u0301`;
-  const composed = decomposed.normalize('NFC');
-  const spelled = await answer(() => put(decomposed, Buffer.from('unicode probe')));
-  if (spelled.error) record('keysNormalized', false, `the probe object could not be stored: ${described(spelled)}`);
-  else {
+  const unicode = (async () => {
+    const decomposed = `${run}unicode-cafe\u0301`;
+    const composed = decomposed.normalize('NFC');
+    const spelled = await answer(() => put(decomposed, Buffer.from('unicode probe')));
+    if (spelled.error) return record('keysNormalized', false, `the probe object could not be stored: ${described(spelled)}`);
     requests.classB++;
     const other = await answer(async () => {
       if (!(await objects.head(composed))) throw Object.assign(new Error('not found under the other spelling'), { $metadata: { httpStatusCode: 404 } });
     });
     record('keysNormalized', !other.error, other.error ? (other.status === 404 ? 'written as "e" + U+0301, not found as "é": two objects' : described(other)) : 'written as "e" + U+0301, found as "é": one object');
     if (!other.error) written.add(composed);
-  }
+  })();
 
+  // Required: no lifecycle rule expires the tool's keys (R2 applies them within about a day, unasked).
+  const lifecycleRead = (async () => {
+    requests.classB++;
+    const lifecycle = await readLifecycle(client, bucket);
+    record('lifecycleKeepsObjects', lifecycle.expiring.length === 0, describeLifecycle(lifecycle));
+    return lifecycle;
+  })();
+
+  const [lifecycle] = await Promise.all([lifecycleRead, sameKeyLimited, conditions, gzip, deleteIfMatch, deleteIfLastModified, unicode]);
   if (storageClass !== undefined) {
     const standard = storageClass === 'STANDARD';
     record('storageClass', standard, standard ? 'STANDARD' : `${storageClass}: reads, read-backs and early deletes cost more (report --storage-class)`);
   }
 
-  if (replaceSame) {
-    // On a store with R2's per-key write limit, the second since the probe key was written is waited out.
-    if (properties.some((p) => p.id === 'sameKeyWriteLimited' && p.holds)) await sleep(Math.max(0, 1100 - (Date.now() - createdAt)));
-    await replaceSame();
-  }
-
   const leftBehind: string[] = [];
-  for (const probe of written) {
-    requests.free++;
-    const removed = await answer(() => objects.delete(probe));
-    if (removed.error && removed.status !== 404) leftBehind.push(probe);
-  }
+  await Promise.all([
+    ...[...written].map(async (probe) => {
+      requests.free++;
+      const removed = await answer(() => objects.delete(probe));
+      if (removed.error && removed.status !== 404) leftBehind.push(probe);
+    }),
+    // A refused completion leaves its upload open (and billed until aborted).
+    ...uploads.map(async (uploadId) => {
+      requests.free++;
+      await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: `${run}conditions`, UploadId: uploadId })).catch(() => undefined);
+    }),
+  ]);
   // Shown in one order whatever order they were probed in: the required ones first, as REQUIRED lists them.
   const order = [...Object.keys(REQUIRED), ...Object.keys(INFORMATIONAL)];
   properties.sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id));
   const ok = properties.filter((p) => p.required).every((p) => p.holds);
-  return { bucket, ok, properties, requests, leftBehind, storageClass, durationMs: Date.now() - started, checkedAt: new Date(started).toISOString() };
+  return { bucket, ok, properties, requests, leftBehind, storageClass, lifecycle, durationMs: Date.now() - started, checkedAt: new Date(started).toISOString() };
 }
 
 /** The required properties a check found missing, as one sentence for a refusal. */
@@ -305,4 +367,4 @@ export function missingProperties(check: StoreCheck): StoreProperty[] {
 }
 
 /** Requests one check sends at most, for plans and dry runs. */
-export const PROBE_REQUESTS = { classA: 15, classB: 6, free: 9 };
+export const PROBE_REQUESTS = { classA: 16, classB: 8, free: 12 };

@@ -37,6 +37,12 @@ export class RunMetrics {
     new Gauge({ name: 'overskill_storage_http_pool_queued_total', help: 'S3 requests that waited for a socket of the pool', registers: [this.registry], collect() { this.set(transport()?.queued ?? 0); } });
     new Gauge({ name: 'overskill_storage_http_pool_queue_wait_seconds_total', help: 'Time S3 requests waited for a socket of the pool', registers: [this.registry], collect() { this.set((transport()?.queueWaitMs.total ?? 0) / 1000); } });
     new Gauge({ name: 'overskill_storage_http_pool_queue_wait_seconds_max', help: 'Longest wait of one S3 request for a socket of the pool', registers: [this.registry], collect() { this.set((transport()?.queueWaitMs.max ?? 0) / 1000); } });
+    const pace = () => store?.paceSnapshot();
+    const lanes = ['write', 'read'] as const;
+    new Gauge({ name: 'overskill_storage_bucket_pace_per_second', help: "Requests per second this process allows itself towards the bucket, by lane; 0 while the bucket has not throttled it (unpaced)", labelNames: ['lane'], registers: [this.registry], collect() { for (const lane of lanes) this.set({ lane }, pace()?.[lane].ratePerSecond ?? 0); } });
+    new Gauge({ name: 'overskill_storage_bucket_throttled_total', help: "S3 requests the bucket refused as over its budget (429 not of the per-key rule, 503 SlowDown), by lane", labelNames: ['lane'], registers: [this.registry], collect() { for (const lane of lanes) this.set({ lane }, pace()?.[lane].throttled ?? 0); } });
+    new Gauge({ name: 'overskill_storage_bucket_throttled_ratio', help: 'Share of the S3 requests sent that the bucket refused as over its budget, by lane', labelNames: ['lane'], registers: [this.registry], collect() { for (const lane of lanes) this.set({ lane }, pace()?.[lane].throttledShare ?? 0); } });
+    new Gauge({ name: 'overskill_storage_bucket_is_limit', help: "1 while the bucket's request budget is what limits this process (it throttled within the last minute)", registers: [this.registry], collect() { const p = pace(); this.set(p && (p.write.bucketLimited || p.read.bucketLimited) ? 1 : 0); } });
     this.unlisten = store?.onLatency((ms) => this.latency.observe(ms / 1000));
     this.setState('starting');
   }

@@ -203,6 +203,12 @@ export function progressReporter(output: Output, expected: Record<string, { item
     if (event.type === 'wait') {
       note = event.reason ? `waits: ${event.reason}` : undefined;
       draw();
+    } else if (event.type === 'bucket.pace') {
+      const rate = event.write.ratePerSecond ?? event.read.ratePerSecond;
+      if (event.limited && rate !== null) {
+        note = `the bucket is the limit: ${event.write.ratePerSecond !== null ? `writes at ${Math.round(event.write.ratePerSecond)}/s` : `reads at ${Math.round(rate)}/s`}`;
+        draw();
+      }
     } else if (event.type === 'run.state') {
       const who = event.reason ?? event.state;
       const run = runId ? `Run ${runId}` : 'The run';

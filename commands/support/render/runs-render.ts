@@ -65,6 +65,7 @@ export function renderStatus(output: Output, result: StatusResult): void {
       );
       // A slow store shows as latency, a starved pool as requests waiting for a socket.
       for (const w of live) if (w.pool) output.print(c.dim(`  ${w.host}:${w.pid} HTTP pool: ${w.pool}`));
+      for (const w of live) if (w.pace) output.print((w.bucketLimited ? c.yellow : c.dim)(`  ${w.host}:${w.pid} bucket: ${w.pace}`));
     }
   }
   if (result.recent.length) {
