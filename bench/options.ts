@@ -2,7 +2,7 @@
  * The bench's command line, read once:
  *   npm run bench -- [--files 20000] [--out bench-results.json] [--latency-files 2000] [--c64-files 6000] [--naive-files 200]
  *                    [--scale-rows 200000] [--report-rows 0] [--skip-latency] [--profile]
- *                    [--only read-path|pause|large-rows|rclone|latency|app-side]
+ *                    [--only read-path|pause|large-rows|rclone|latency|app-side|r2-rules]
  */
 const args = process.argv.slice(2);
 const option = (name: string, fallback: number) => {

@@ -1,12 +1,13 @@
 /**
  * npm run bench -- [--files 20000] [--out bench-results.json] [--latency-files 2000] [--c64-files 6000] [--naive-files 200]
  *                  [--scale-rows 200000] [--report-rows 0] [--skip-latency] [--profile]
- *                  [--only read-path|pause|large-rows|rclone|latency|app-side]
+ *                  [--only read-path|pause|large-rows|rclone|latency|app-side|r2-rules]
  *
  * Measures, side by side in one run (absolute times drift on shared machines; the ratios are the point):
  *   raw vs migrate throughput, the same through a 50 ms proxy at concurrency 8/32/64 (c=64: three pairs,
  *   the median pair), the plan's naive
- *   one-row-at-a-time job, verify (listings vs deep vs one HEAD per row), report, and peak RSS.
+ *   one-row-at-a-time job, verify (listings vs deep vs one HEAD per row), report, peak RSS, and R2's rules at
+ *   scale (three processes against a bucket budget, cleanup through 50 ms, the store check through 50 ms).
  * The store is two s3rver processes on one directory (bench/fixture.ts); the proxies spread requests over both.
  * Each step is a module of bench/steps/; this file runs them in order and writes the figures and the targets.
  */
@@ -26,6 +27,7 @@ import { measureLargeReport } from './steps/report-large.ts';
 import { measureStartup } from './steps/startup.ts';
 import { measureThroughput } from './steps/throughput.ts';
 import { measureVerify } from './steps/verify.ts';
+import { measureR2Rules } from './steps/r2-rules.ts';
 import { targetSummary } from './targets.ts';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -59,6 +61,8 @@ async function only(step: string): Promise<void> {
       const compared = await pairedThroughProxy(scratch.db, scratch.url, s3, proxy, 64, objects, options.c64Pairs);
       console.log(`c=64 through 50 ms, ${objects} objects a run: migrate ÷ raw ${compared.pairs.map((pair) => pair.ratio.toFixed(2)).join(', ')} → median ${compared.median.ratio.toFixed(2)}x (target >= 1.2)`);
       await proxy.stop();
+    } else if (step === 'r2-rules') {
+      console.log(JSON.stringify(await measureR2Rules(scratch.db, scratch.url, s3)));
     } else if (step === 'pause') {
       await seedFiles(scratch.db, { count: Math.min(options.files, 8000), meanBytes: 5000, largePercent: 0 });
       console.log(JSON.stringify(await measurePauseLatency(scratch.db, scratch.url, s3)));
@@ -93,6 +97,8 @@ async function main() {
       results.readPath = await measureReadPath(scratch.db, scratch.url, s3);
     }
     Object.assign(results, await measureMemory(scratch.db, scratch.url, s3, throughput.migrate));
+    // Last on this database: it replaces the rows with its own.
+    if (!options.skipLatency) results.r2Rules = await measureR2Rules(scratch.db, scratch.url, s3);
     if (options.reportRows > 0) Object.assign(results, await measureLargeReport(scratch.db, scratch.url, s3, options.reportRows));
   } finally {
     await scratch.drop();
