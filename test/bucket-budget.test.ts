@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createTestEnv, ON_PGLITE, type TestEnv } from './support/env.ts';
-import { spawnCliAndWait } from './support/cli.ts';
+import { cli, spawnCli, spawnCliAndWait } from './support/cli.ts';
 import { insertApp } from './support/seed.ts';
 import { S3Proxy } from './support/http-proxy.ts';
 import { storeAt } from './support/stores.ts';
@@ -74,6 +74,45 @@ describe.skipIf(ON_PGLITE)('the bucket budget, shared by several processes', () 
       expect(runs.some((run) => run.json().result.pace?.write?.bucketLimited)).toBe(true);
     }, 120_000);
   }
+
+  it('status, --log-format json and /metrics show the pace, the refused share and that the bucket is the limit; the run goes on to the end', async () => {
+    r2.budget = { writesPerSecond: 25, readsPerSecond: 1000 };
+    const app = await insertApp(env.db);
+    await query(env.db, `INSERT INTO app_files (app_id, path, content) SELECT $1::bigint, 'src/' || i || '.ts', repeat(md5(i::text), 50) FROM generate_series(1, 400) i`, [app]);
+    const child = spawnCli(['migrate', '--yes', '--tables', 'files', '--concurrency', '32', '--log-format', 'json', '--metrics-port', '0'], { ...env.cliEnv, R2_ENDPOINT: proxy.endpoint });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const exited = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)));
+    let port: number | undefined;
+    for (let waited = 0; waited < 30_000 && !port; waited += 50) {
+      port = Number(/metrics at http:\/\/0\.0\.0\.0:(\d+)\/metrics/.exec(stderr)?.[1]) || undefined;
+      if (!port) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(port, stderr).toBeDefined();
+    // Until the bucket has refused this run and its heartbeat says so.
+    let status: { waiting: string[]; workers: { pace?: string; bucketLimited?: boolean }[] } | undefined;
+    for (let waited = 0; waited < 30_000; waited += 500) {
+      const active = ((await cli(['status', '--json'], env.cliEnv)).json().active ?? []) as (typeof status)[];
+      status = active.find((run) => run!.workers.some((w) => w.bucketLimited));
+      if (status) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(status, 'status names the bucket as the limit').toBeDefined();
+    expect(status!.waiting.join('\n')).toMatch(/held to the bucket's request budget: writes paced at [0-9.]+\/s, [0-9]+ of [0-9]+ refused as over the bucket's budget/);
+    const text = (await cli(['status'], env.cliEnv)).stdout;
+    expect(text).toMatch(/bucket: writes paced at/);
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).toMatch(/overskill_storage_bucket_is_limit 1/);
+    expect(metrics).toMatch(/overskill_storage_bucket_pace_per_second\{lane="write"\} [1-9]/);
+    expect(metrics).toMatch(/overskill_storage_bucket_throttled_total\{lane="write"\} [1-9]/);
+    expect(metrics).toMatch(/overskill_storage_bucket_throttled_ratio\{lane="write"\} 0\.[0-9]+/);
+    expect(await exited, stderr.slice(-2000)).toBe(0);
+    const events = stderr.trim().split('\n').map((line) => JSON.parse(line) as Record<string, any>);
+    const pace = events.filter((event) => event.event === 'bucket.pace');
+    expect(pace.length).toBeGreaterThan(0);
+    expect(pace[0]).toMatchObject({ limited: true, write: { throttled: expect.any(Number), ratePerSecond: expect.any(Number) } });
+    expect(events.at(-1)).toMatchObject({ event: 'run.ended', state: 'done', rows: 400, failed: 0 });
+  });
 
   it("a 429 on a key this process wrote a moment ago is R2's per-key rule: that write waits out the key's second, and the pace is left alone", async () => {
     r2.budget = { writesPerSecond: Infinity, readsPerSecond: Infinity };
