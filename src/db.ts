@@ -23,23 +23,34 @@ export function createDb(options: DbOptions): Db {
       connectionString: options.url,
       application_name: options.applicationName ?? 'overskill-storage',
       connectionTimeoutMillis: 10_000,
-      ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
     },
-    pool: { min: 0, max: Math.max(1, options.poolSize ?? 4), acquireTimeoutMillis: 60_000, afterCreate: sendTextAsStored },
+    pool: { min: 0, max: Math.max(1, options.poolSize ?? 4), acquireTimeoutMillis: 60_000, afterCreate: prepareSession(options.statementTimeoutMs) },
     acquireConnectionTimeout: 60_000,
   });
 }
 
 /**
- * In a SQL_ASCII database text is bytes in no declared encoding, and PostgreSQL refuses to send a UTF8 client
- * a value that is not valid UTF-8: one such path or content would fail a whole statement. There the session
- * asks for the bytes as stored; the rows that are not UTF-8 are recognised in SQL (sqlIsUtf8) and refused by
- * name, never moved or handed out. Any other encoding is converted to UTF-8 by PostgreSQL, as before.
+ * Every session of the tool's is set up as pg_dump and pg_repack set up theirs, by SET and not by startup
+ * parameters (a pooler such as PgBouncer refuses unknown ones: its "ignore_startup_parameters"):
+ * - timeouts: a role's `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout` (Rails
+ *   deployments set them for the app's requests) would cut the tool's whole-table statements and its waits
+ *   for the app's row locks. The tool's own bounds apply instead: `statementTimeoutMs` where a caller asked for
+ *   one, a bounded `lock_timeout` around DDL (ops/schema.ts), and no transaction of the tool's idles
+ *   (PostgreSQL's "Client Connection Defaults": each is a session setting SET may change).
+ * - text: in a SQL_ASCII database text is bytes in no declared encoding, and PostgreSQL refuses to send a UTF8
+ *   client a value that is not valid UTF-8: one such path or content would fail a whole statement. There the
+ *   session asks for the bytes as stored; the rows that are not UTF-8 are recognised in SQL (sqlIsUtf8) and
+ *   refused by name, never moved or handed out. Any other encoding is converted to UTF-8 by PostgreSQL.
  */
-function sendTextAsStored(connection: pg.PoolClient, done: (error: Error | null, connection: pg.PoolClient) => void): void {
-  connection
-    .query("SELECT set_config('client_encoding', 'SQL_ASCII', false) FROM (SELECT 1) one WHERE current_setting('server_encoding') = 'SQL_ASCII'")
-    .then(() => done(null, connection), (error: Error) => done(error, connection));
+function prepareSession(statementTimeoutMs?: number) {
+  const sql = `SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', '0', false), set_config('idle_in_transaction_session_timeout', '0', false),
+                      CASE WHEN current_setting('server_encoding') = 'SQL_ASCII' THEN set_config('client_encoding', 'SQL_ASCII', false) END`;
+  return (connection: pg.PoolClient, done: (error: Error | null, connection: pg.PoolClient) => void): void => {
+    connection.query(sql, [String(Math.max(0, Math.floor(statementTimeoutMs ?? 0)))]).then(
+      () => done(null, connection),
+      (error: Error) => done(error, connection),
+    );
+  };
 }
 
 /**

@@ -181,12 +181,16 @@ function runRepack(databaseUrl: string, table: string, options: ReclaimOptions):
   });
 }
 
-/** VACUUM FULL on a session of its own, whose lock_timeout is set when it connects (VACUUM runs outside any transaction). */
+/**
+ * VACUUM FULL on a session of its own (VACUUM runs outside any transaction), whose lock_timeout is SET before it:
+ * not a startup option, which a pooler refuses. The role's statement_timeout does not cut the rewrite.
+ */
 async function vacuumFull(context: StorageContext, table: string, lockTimeoutMs: number): Promise<void> {
   const { default: pg } = await import('pg');
-  const client = new pg.Client({ connectionString: context.databaseUrl, options: `-c lock_timeout=${Math.max(1, Math.round(lockTimeoutMs))}` });
+  const client = new pg.Client({ connectionString: context.databaseUrl, application_name: 'overskill-storage reclaim' });
   await client.connect();
   try {
+    await client.query("SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', '0', false), set_config('idle_in_transaction_session_timeout', '0', false)", [String(Math.max(1, Math.round(lockTimeoutMs)))]);
     await client.query(`VACUUM (FULL, ANALYZE) ${table}`);
   } finally {
     await client.end().catch(() => undefined);

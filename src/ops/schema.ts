@@ -1,6 +1,6 @@
 import type { Db } from '../db.ts';
 import { recordBaseline } from '../sql/baseline.ts';
-import { query } from '../db.ts';
+import { acquireSession, query } from '../db.ts';
 import { readSchemaState, SHAREABLE_KEY_COLUMNS, type KeyLayout, type SchemaItem, type SchemaState } from '../sql/schema.ts';
 import { ConfigError, SchemaMissingError } from '../errors.ts';
 import { existingTables, inspectDatabaseAccess, tablesNotOwned } from '../sql/database-access.ts';
@@ -71,7 +71,7 @@ export async function applySchema(db: Db, layout: KeyLayout = 'path'): Promise<A
   const applied: string[] = [];
   for (const statement of statementsFor(before)) {
     try {
-      await query(db, statement);
+      await runDdl(db, statement);
     } catch (error) {
       // Embedded or restricted servers may not build indexes concurrently; a plain build is still correct.
       if (/CONCURRENTLY/.test(statement) && /concurrent|cannot run inside a transaction block/i.test(String((error as Error).message))) {
@@ -92,6 +92,39 @@ export async function applySchema(db: Db, layout: KeyLayout = 'path'): Promise<A
     }
   }
   return { applied, before, after: await inspectSchema(db, layout) };
+}
+
+/** How long one DDL statement that locks a table out (ALTER TABLE) may wait for the lock before it tries again. */
+const DDL_LOCK_TIMEOUT_MS = 3000;
+const DDL_ATTEMPTS = 20;
+
+/**
+ * One DDL statement. ALTER TABLE takes an ACCESS EXCLUSIVE lock, and while it waits for one every query of the
+ * app's on that table queues behind it (PostgreSQL's "Explicit Locking"): it waits at most a bounded
+ * lock_timeout, then gives the app its table back and tries again after a pause, as long as a few minutes
+ * allow. Index builds are CONCURRENTLY: they never block the app's writes and wait as long as they must.
+ */
+async function runDdl(db: Db, statement: string): Promise<void> {
+  if (!/^ALTER TABLE/i.test(statement)) {
+    await query(db, statement);
+    return;
+  }
+  const session = await acquireSession(db);
+  try {
+    await session.connection.query("SELECT set_config('lock_timeout', $1, false)", [String(DDL_LOCK_TIMEOUT_MS)]);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await session.connection.query(statement);
+        return;
+      } catch (error) {
+        if ((error as { code?: string }).code !== '55P03' || attempt >= DDL_ATTEMPTS) throw error;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 250 * 2 ** attempt)));
+      }
+    }
+  } finally {
+    await session.connection.query("SELECT set_config('lock_timeout', '0', false)").catch(() => undefined);
+    await session.release();
+  }
 }
 
 /** ANALYZE of the columns this tool filters on, table by table. */
