@@ -1,8 +1,9 @@
 import { parseEnv } from 'node:util';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { ConfigError } from './errors.ts';
 import { registerSecret } from './secrets.ts';
+import { proxyFromEnv, type NetworkOptions } from './store/network.ts';
 
 /** Where the tool reads from: flags win over the environment, which wins over `.env` in the working directory. */
 export interface ConfigSources {
@@ -41,6 +42,8 @@ export interface ObjectStoreConfig {
   bucket: string;
   region: string;
   allowInsecureEndpoint: boolean;
+  /** An egress proxy and a private certificate authority, where the network has them (store/network.ts). */
+  network?: NetworkOptions;
 }
 
 /**
@@ -108,7 +111,27 @@ export class ConfigResolver {
     return { url };
   }
 
-  objectStore(options: { allowInsecureEndpoint?: boolean } = {}): ObjectStoreConfig {
+  /**
+   * The network between this machine and the store: the certificate authority to trust besides the public
+   * ones (`--ca-bundle`, else AWS_CA_BUNDLE, as the AWS CLI reads them) and the egress proxy (HTTPS_PROXY,
+   * HTTP_PROXY, NO_PROXY, either case).
+   */
+  network(caBundleFlag?: string): NetworkOptions {
+    const file = caBundleFlag ?? (this.sources.env.AWS_CA_BUNDLE || undefined);
+    let caBundle: string | undefined;
+    if (file) {
+      const path = isAbsolute(file) ? file : join(this.sources.cwd, file);
+      try {
+        caBundle = readFileSync(path, 'utf8');
+      } catch (error) {
+        throw new ConfigError(`Cannot read the certificate bundle ${file} (${caBundleFlag ? '--ca-bundle' : 'AWS_CA_BUNDLE'}): ${(error as Error).message}`);
+      }
+      if (!/-----BEGIN CERTIFICATE-----/.test(caBundle)) throw new ConfigError(`${file} (${caBundleFlag ? '--ca-bundle' : 'AWS_CA_BUNDLE'}) holds no PEM certificate (-----BEGIN CERTIFICATE-----).`);
+    }
+    return { ...(caBundle ? { caBundle, caBundleSource: `${caBundleFlag ? '--ca-bundle' : 'AWS_CA_BUNDLE'} ${file}` } : {}), ...(proxyFromEnv(this.sources.env) ? { proxy: proxyFromEnv(this.sources.env) } : {}) };
+  }
+
+  objectStore(options: { allowInsecureEndpoint?: boolean; caBundle?: string } = {}): ObjectStoreConfig {
     const accountId = this.get('accountId');
     let endpoint = this.get('endpoint');
     if (!endpoint && accountId) {
@@ -143,6 +166,7 @@ export class ConfigResolver {
       bucket,
       region: this.get('region') ?? 'auto',
       allowInsecureEndpoint,
+      network: this.network(options.caBundle),
     };
   }
 }

@@ -12,6 +12,7 @@ import type { ObjectStoreConfig } from './config.ts';
 import { ConfigError, IntegrityError, ObjectStoreError } from './errors.ts';
 import { cleanEtag, sha256Hex } from './hashing.ts';
 import { BucketPace, type PaceSnapshot } from './store/bucket-pace.ts';
+import { certificateErrorCode, certificateSentence } from './store/network.ts';
 import { createS3Client, paceClient, describeS3Error, isNotFound, retryDelayMs, requestBoundMs, StoppableRetryStrategy, DEFAULT_CONNECTION_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_REQUEST_TIMEOUT_MS, type ClientOptions } from './store/client.ts';
 import { Meter, type TransportStats } from './store/meter.ts';
 import { ObjectRequests, headerText, metadataOf } from './store/object-requests.ts';
@@ -79,10 +80,12 @@ export class ObjectStore implements StoreCore {
   readonly requestBoundMs: number;
   private readonly meter = new Meter();
   private readonly stopping?: AbortSignal;
+  private readonly config: ObjectStoreConfig;
   /** The process's share of the bucket's request budget (store/bucket-pace.ts), over both request paths. */
   readonly pace = new BucketPace();
 
   constructor(config: ObjectStoreConfig, options: ObjectStoreOptions = {}) {
+    this.config = config;
     this.bucket = config.bucket;
     this.partSize = options.partSize ?? DEFAULT_PART_SIZE;
     this.maxAttempts = Math.max(1, options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
@@ -148,6 +151,8 @@ export class ObjectStore implements StoreCore {
       const name = (error as { name?: string }).name;
       if (status === 404 || name === 'NotFound' || name === 'NoSuchBucket') throw new ConfigError(`Bucket "${this.bucket}" does not exist at the configured endpoint.`);
       if (status === 403 || status === 401) throw new ConfigError(`The object store refused the credentials for bucket "${this.bucket}": check R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY.`);
+      const certificate = certificateErrorCode(error);
+      if (certificate) throw new ConfigError(certificateSentence(this.config.endpoint, certificate, this.config.network ?? {}));
       throw new ConfigError(`Cannot reach the object store: ${describeS3Error(error)}`);
     }
     await this.checkSpeaksS3();

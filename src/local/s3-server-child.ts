@@ -16,6 +16,9 @@ const server = new S3rver({
   port: Number(process.env.S3RVER_PORT || 0),
   directory,
   silent: true,
+  // Path-style only, as the tool sends: a request whose Host is a name (a store reached through a proxy or a
+  // gateway) is not taken to name a bucket.
+  vhostBuckets: false,
   configureBuckets: buckets.map((name: string) => ({ name })),
 });
 

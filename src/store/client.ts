@@ -159,6 +159,8 @@ export function createS3Client(
       connectionTimeoutMs: options.connectionTimeoutMs ?? DEFAULT_CONNECTION_TIMEOUT_MS,
       requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
       meter: shared.meter,
+      endpoint: config.endpoint,
+      network: config.network,
     });
   const client = new S3Client({
     endpoint: config.endpoint,

@@ -1,6 +1,7 @@
 import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { objectDispatcher } from './network.ts';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { HttpRequest } from '@smithy/core/protocols';
 import type { StandardRetryStrategy } from '@smithy/core/retry';
@@ -169,7 +170,8 @@ function errorFrom(answer: Answer, body: Buffer, method: Method): S3ResponseErro
 }
 
 export class ObjectRequests {
-  private readonly pool: Pool;
+  private readonly pool: Dispatcher;
+  private readonly origin: string;
   private readonly signer: SignatureV4;
   private readonly host: string;
   private readonly basePath: string;
@@ -193,15 +195,14 @@ export class ObjectRequests {
     const url = new URL(config.endpoint);
     this.host = url.host;
     this.basePath = `${url.pathname.replace(/\/+$/, '')}/${encodeKeyPath(config.bucket)}/`;
-    this.pool = new Pool(url.origin, {
+    this.origin = url.origin;
+    // A pool to the endpoint, or the egress proxy's tunnel to it; the private CA trusted either way.
+    this.pool = objectDispatcher(config.endpoint, config.network ?? {}, {
       connections: options.maxSockets,
-      // One request per connection at a time: a PUT is not idempotent enough to be replayed behind another
-      // that broke the connection, and R2's round trip is spent waiting, not in the socket.
-      pipelining: 1,
-      connect: { timeout: options.connectionTimeoutMs },
+      connectTimeoutMs: options.connectionTimeoutMs,
       // Our deadline ends every attempt; undici's own timers are a second line behind it.
-      headersTimeout: options.requestTimeoutMs + 1000,
-      bodyTimeout: options.requestTimeoutMs + 1000,
+      headersTimeoutMs: options.requestTimeoutMs + 1000,
+      bodyTimeoutMs: options.requestTimeoutMs + 1000,
     });
     this.signer = new SignatureV4({
       service: 's3',
@@ -445,7 +446,7 @@ export class ObjectRequests {
         },
       };
       try {
-        this.pool.dispatch({ path, method, headers, body }, handler);
+        this.pool.dispatch({ origin: this.origin, path, method, headers, body }, handler);
       } catch (error) {
         fail(error as Error);
       }

@@ -5,27 +5,27 @@ import { NodeHttpHandler, type NodeHttpHandlerOptions } from '@smithy/node-http-
 import type { HttpHandlerOptions } from '@smithy/types';
 import type { HttpRequest, HttpResponse } from '@smithy/core/protocols';
 import { Meter, deadlineError } from './meter.ts';
+import { sdkAgents, type NetworkOptions } from './network.ts';
 
 export type { TransportStats } from './meter.ts';
 
-/** Node's own agents, which also time how long each request waits for a socket of the pool. */
-function meteredAgent<A extends typeof http.Agent | typeof https.Agent>(Base: A, meter: Meter, options: http.AgentOptions): InstanceType<A> {
-  const Metered = class extends (Base as typeof http.Agent) {
-    addRequest(request: http.ClientRequest, requestOptions: unknown): void {
-      const asked = performance.now();
-      let counted = false;
-      const count = () => {
-        if (counted) return;
-        counted = true;
-        meter.recordWait(performance.now() - asked);
-      };
-      // A request whose deadline passed while it queued never gets a socket: its wait counts all the same.
-      request.once('socket', count);
-      request.once('close', count);
-      (http.Agent.prototype as unknown as { addRequest(r: unknown, o: unknown): void }).addRequest.call(this, request, requestOptions);
-    }
+/** Times how long each request waits for a socket of the agent's pool (Node's own agents, or a proxy's tunnel). */
+function metered<A extends http.Agent>(agent: A, meter: Meter): A {
+  const addRequest = (agent as unknown as { addRequest(r: unknown, o: unknown): void }).addRequest.bind(agent);
+  (agent as unknown as { addRequest(r: http.ClientRequest, o: unknown): void }).addRequest = (request: http.ClientRequest, requestOptions: unknown) => {
+    const asked = performance.now();
+    let counted = false;
+    const count = () => {
+      if (counted) return;
+      counted = true;
+      meter.recordWait(performance.now() - asked);
+    };
+    // A request whose deadline passed while it queued never gets a socket: its wait counts all the same.
+    request.once('socket', count);
+    request.once('close', count);
+    addRequest(request, requestOptions);
   };
-  return new Metered(options) as InstanceType<A>;
+  return agent;
 }
 
 export interface TransportOptions {
@@ -35,6 +35,9 @@ export interface TransportOptions {
   connectionTimeoutMs: number;
   /** Shared with the per-object requests, so one meter sees every request. */
   meter?: Meter;
+  /** The endpoint and the network's proxy and certificate authority (store/network.ts). */
+  endpoint?: string;
+  network?: NetworkOptions;
 }
 
 /**
@@ -50,9 +53,10 @@ export class DeadlineHttpHandler extends NodeHttpHandler {
   constructor(options: TransportOptions) {
     const meter = options.meter ?? new Meter();
     const agentOptions: http.AgentOptions = { keepAlive: true, maxSockets: options.maxSockets, keepAliveMsecs: 1000 };
+    const agents = sdkAgents(options.endpoint ?? 'https://store.invalid', options.network ?? {}, agentOptions);
     const handlerOptions: NodeHttpHandlerOptions = {
-      httpAgent: meteredAgent(http.Agent, meter, agentOptions),
-      httpsAgent: meteredAgent(https.Agent, meter, agentOptions),
+      httpAgent: metered(agents.httpAgent, meter),
+      httpsAgent: metered(agents.httpsAgent, meter),
       connectionTimeout: options.connectionTimeoutMs,
       // The handler's own timer (headers only) stays as a second line; ours is the one that ends attempts.
       requestTimeout: options.requestTimeoutMs + 1000,

@@ -21,6 +21,7 @@ export interface GlobalOptions {
   region?: string;
   allowInsecureEndpoint?: boolean;
   allowUnconditionalStore?: boolean;
+  caBundle?: string;
   json?: boolean;
   yes?: boolean;
   color?: boolean;
@@ -54,6 +55,7 @@ export function addGlobalOptions(program: Command): Command {
     .option('--bucket <name>', 'bucket (default: $R2_BUCKET or $CLOUDFLARE_R2_BUCKET_DB_FILES)')
     .option('--region <name>', 'S3 region (R2 uses "auto")')
     .option('--allow-insecure-endpoint', 'allow a plain http:// endpoint on a non-loopback host')
+    .option('--ca-bundle <file>', 'PEM certificates to trust for the store besides the public ones, e.g. a private CA (default: $AWS_CA_BUNDLE)')
     .option('--allow-unconditional-store', 'write to a store that ignores If-None-Match/If-Match (only if the app does not write to the bucket meanwhile; see `doctor`)')
     .option('--request-timeout <duration>', 'limit for one S3 request, e.g. 60s', parse.duration)
     .option('--max-attempts <n>', 'attempts per S3 request, with exponential backoff and jitter', parse.integer({ min: 1, max: 20 }))
@@ -106,7 +108,7 @@ export async function openContext(
     cwd: runtime.cwd,
   });
   const database = resolver.database();
-  const storeConfig = options.store ? resolver.objectStore({ allowInsecureEndpoint: globals.allowInsecureEndpoint }) : undefined;
+  const storeConfig = options.store ? resolver.objectStore({ allowInsecureEndpoint: globals.allowInsecureEndpoint, caBundle: globals.caBundle }) : undefined;
   const named = storeConfig ?? namedStore(resolver);
   const target: Target = { database: describeDatabase(database.url), bucket: named ? describeBucket(named.bucket, named.endpoint) : undefined };
   const concurrency = options.concurrency ?? 8;
@@ -141,7 +143,7 @@ export async function openContext(
         stopping: runtime.signal,
       });
       await store.checkBucket();
-      step(`bucket ${target.bucket} answers as S3, ${concurrency + 8} sockets at most`);
+      step(`bucket ${target.bucket} answers as S3, ${concurrency + 8} sockets at most, reached ${(await import('../../../src/store/network.ts')).describeRoute(storeConfig.endpoint, storeConfig.network ?? {})}`);
     }
     if (globals.metricsPort !== undefined) metrics = await startMetrics(globals.metricsPort, output, runtime, store);
   } catch (error) {
