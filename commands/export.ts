@@ -27,7 +27,8 @@ export function exportCommand(runtime: Runtime, run: (action: () => Promise<Comm
           const c = output.color;
           const bytes = result.written.reduce((sum, file) => sum + file.bytes, 0);
           output.print(c.green(`Wrote ${plural(result.written.length, 'file')}, ${formatBytes(bytes)}, to ${result.directory}`));
-          const unverified = result.written.filter((file) => !file.verified);
+          // A row with no content_hash (never migrated) has nothing to disagree with: only a mismatch is said.
+          const unverified = result.written.filter((file) => file.verified === false);
           if (unverified.length) output.print(c.yellow(`${plural(unverified.length, 'file')} came from database content that no longer matches content_hash (written as the database holds them).`));
           for (const refused of result.refused) output.print(c.red(`  refused ${JSON.stringify(refused.path)}: ${refused.reason}`));
           for (const failed of result.failed) output.print(c.red(`  failed ${JSON.stringify(failed.path)}: ${failed.reason}`));

@@ -193,4 +193,24 @@ describe('version history, restore-version and export', () => {
       rmSync(outside, { recursive: true, force: true });
     }
   });
+
+  it('export of a never-migrated app says nothing of content_hash (there is none to disagree with); a changed row is still named', async () => {
+    const fresh = await insertApp(env.db, 'never-migrated');
+    for (let i = 0; i < 3; i++) await insertFile(env.db, fresh, `src/fresh${i}.ts`, `export const fresh = ${i};\n`);
+    const out = mkdtempSync(join(tmpdir(), 'oss-export-'));
+    try {
+      const run = await cli(['export', fresh, '--out', out], env.cliEnv);
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stdout).toMatch(/Wrote 3 files/);
+      expect(run.stdout).not.toMatch(/no longer matches content_hash/);
+      const json = await cli(['export', fresh, '--out', out, '--json'], env.cliEnv);
+      expect(json.json().written.map((w: { verified: boolean | null }) => w.verified)).toEqual([null, null, null]);
+      // A row whose recorded hash is not its content's is still named.
+      await query(env.db, "UPDATE app_files SET content_hash = repeat('0', 64) WHERE app_id = $1 AND path = 'src/fresh1.ts'", [fresh]);
+      const changed = await cli(['export', fresh, '--out', out], env.cliEnv);
+      expect(changed.stdout).toMatch(/1 file came from database content that no longer matches content_hash/);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
 });

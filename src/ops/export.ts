@@ -22,8 +22,11 @@ export interface ExportedFile {
   bytes: number;
   sha256: string;
   source: 'database' | 'r2' | 'snapshot';
-  /** False when the database content no longer matches content_hash (the content written is the database's). */
-  verified: boolean;
+  /**
+   * False when the database content no longer matches content_hash (the content written is the database's);
+   * null when the row has no content_hash to check it against (never migrated: the database is its only copy).
+   */
+  verified: boolean | null;
 }
 
 export interface ExportResult {
@@ -125,7 +128,7 @@ export async function exportApp(context: StorageContext, options: { appId: strin
       try {
         const outcome = await writeFileSafely(root, path, streamStoredContent(context, ref, info));
         if ('refused' in outcome) return { refused: { path, reason: outcome.refused } };
-        return { written: { path, bytes: outcome.bytes, sha256: outcome.sha256, source: info.source ?? 'database', verified: info.verified ?? (ref.hash ? outcome.sha256 === ref.hash : false) } };
+        return { written: { path, bytes: outcome.bytes, sha256: outcome.sha256, source: info.source ?? 'database', verified: ref.hash ? (info.verified ?? outcome.sha256 === ref.hash) : null } };
       } catch (error) {
         return { failed: { path, reason: errorMessage(error) } };
       }
