@@ -44,6 +44,7 @@ const SHORT_NAMES: Record<string, string> = {
   databasePrivileges: 'grants',
   contentColumnTypes: 'content columns',
   databaseEncoding: 'encoding',
+  databaseConnections: 'connections',
   createIfNoneMatch: 'PUT If-None-Match: *',
   replaceIfMatch: 'PUT If-Match, other ETag',
   replaceIfMatchSame: 'PUT If-Match, same ETag',
@@ -59,7 +60,7 @@ const SHORT_NAMES: Record<string, string> = {
   keysNormalized: 'keys NFC-normalised',
   storageClass: 'storage class',
 };
-const DATABASE_CHECKS = new Set(['connect', 'database', 'schema', 'schemaOwner', 'databaseWritable', 'databasePrivileges', 'contentColumnTypes', 'databaseEncoding']);
+const DATABASE_CHECKS = new Set(['connect', 'database', 'schema', 'schemaOwner', 'databaseWritable', 'databasePrivileges', 'contentColumnTypes', 'databaseEncoding', 'databaseConnections']);
 
 function finish(output: ReturnType<typeof makeOutput>, result: DoctorResult): CommandResult {
   const c = output.color;

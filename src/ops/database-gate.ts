@@ -2,6 +2,43 @@ import type { Queryable } from '../db.ts';
 import { ConfigError } from '../errors.ts';
 import { inspectDatabaseAccess, TEXT_TYPES, type DatabaseAccess } from '../sql/database-access.ts';
 import type { StoreProperty } from '../store/preflight.ts';
+import { connectionLimits, describeBindingLimit, type ConnectionLimits } from '../sql/connection-limits.ts';
+
+/**
+ * A command that changes rows needs its pool (`pool`, one of them open already) and a worker session of its own.
+ * Where the role's or the database's CONNECTION LIMIT leaves less room than that, it is refused before anything
+ * changes (it would fail mid-run, some rows flipped, with "too many connections for role"). Where only the
+ * server's max_connections is short, the pool may still do with fewer (it opens connections as work needs
+ * them): said as a warning, and refused only when not even two more can be had.
+ */
+export async function assertConnectionsAvailable(db: Queryable, pool: number, why: string): Promise<{ limits: ConnectionLimits; warning?: string }> {
+  const limits = await connectionLimits(db);
+  const needed = pool; // pool - 1 more for the pool, + 1 for the worker's session
+  const short = limits.headroom < needed;
+  if (short && (limits.binding !== 'server' || limits.headroom < 2)) {
+    throw new ConfigError(
+      `This command needs up to ${needed} more database connections (${why}, and a session for the run's worker), and ${describeBindingLimit(limits)}: room for ${limits.headroom}. Nothing was changed. Run it with a lower --concurrency (or --db-connections), or when fewer sessions are open.`,
+    );
+  }
+  return { limits, ...(short ? { warning: `The server has room for ${limits.headroom} more connections (${describeBindingLimit(limits)}); this command may open up to ${needed}: if it cannot, it stops with one sentence, and a lower --concurrency is the way on.` } : {}) };
+}
+
+/** doctor's view of the connection limits against a pool of `pool`. */
+export function connectionProperty(limits: ConnectionLimits, pool: number): StoreProperty {
+  const binding =
+    limits.binding === 'role'
+      ? `role limit ${limits.role.limit}, ${limits.role.open} open`
+      : limits.binding === 'database'
+        ? `database limit ${limits.database.limit}, ${limits.database.open} open`
+        : `max_connections ${limits.server.maxConnections}, ${limits.server.open} open`;
+  return {
+    id: 'databaseConnections',
+    property: `the role may open the connections a run takes (a pool of ${pool} at the default --concurrency, and a worker's session)`,
+    required: false,
+    holds: limits.headroom >= pool,
+    seen: `${Number.isFinite(limits.headroom) ? limits.headroom : 'any number'} more (${binding})`,
+  };
+}
 
 /** What in `access` stops the tool from changing rows, one phrase each (empty when nothing does). */
 export function writeProblems(access: DatabaseAccess): string[] {

@@ -2,7 +2,9 @@ import type { StorageContext } from '../context.ts';
 import { query } from '../db.ts';
 import { describeItem, inspectSchema } from './schema.ts';
 import { existingTables, inspectDatabaseAccess, tablesNotOwned } from '../sql/database-access.ts';
-import { databaseProperties } from './database-gate.ts';
+import { connectionProperty, databaseProperties } from './database-gate.ts';
+import { connectionLimits } from '../sql/connection-limits.ts';
+import { DEFAULT_WALK } from './options.ts';
 import { probeStore, type StoreCheck, type StoreProperty } from '../store/preflight.ts';
 
 export interface DoctorResult {
@@ -69,6 +71,8 @@ export async function checkDatabase(context: Pick<StorageContext, 'db'>): Promis
         ]
       : []),
     ...databaseProperties(access),
+    // The pool a run opens at the default concurrency (context.ts: min(concurrency, 8) + 2).
+    connectionProperty(await connectionLimits(context.db), Math.min(DEFAULT_WALK.concurrency, 8) + 2),
   ];
 }
 

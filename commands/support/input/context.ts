@@ -132,6 +132,11 @@ export async function openContext(
       const gate = await import('../../../src/ops/database-gate.ts');
       await (options.database === 'write' ? gate.assertDatabaseAllowsWrites(db) : gate.assertDatabaseReadable(db));
       step(`the database allows what this command needs (${options.database === 'write' ? 'writes' : 'reads'})`);
+      if (options.database === 'write') {
+        const room = await gate.assertConnectionsAvailable(db, connections, `a pool of ${connections} for --concurrency ${concurrency}`);
+        if (room.warning) output.warn(room.warning);
+        step(`connections: room for ${Number.isFinite(room.limits.headroom) ? room.limits.headroom : 'any number'} more, this command takes up to ${connections}`);
+      }
     }
     if (storeConfig) {
       store = new ObjectStore(storeConfig, {
