@@ -19,11 +19,15 @@ export async function runCli(argv: string[], runtime: Runtime): Promise<number> 
   const run = async (action: () => Promise<CommandResult>) => {
     exitCode = (await action()).exitCode;
   };
+  // `--version` after a command is that command's (export's `--version 1.1.0`); before any, the tool's own.
+  const firstCommand = argv.findIndex((word) => CATALOG.some((entry) => entry.name === word));
+  const versionFlag = argv.findIndex((word) => word === '--version' || word === '-V');
+  const commandsVersion = versionFlag >= 0 && firstCommand >= 0 && firstCommand < versionFlag;
+  const root = new Command('overskill-storage').description("Move OverSkill's app file contents from PostgreSQL TEXT columns into Cloudflare R2, safely.");
+  // The full report (build, runtime) only when asked: every other start skips reading the build record.
+  if (!commandsVersion) root.version(versionFlag >= 0 ? versionReport() : version, '-V, --version', 'the version, the build and the runtime');
   const program = addGlobalOptions(
-    new Command('overskill-storage')
-      .description("Move OverSkill's app file contents from PostgreSQL TEXT columns into Cloudflare R2, safely.")
-      // The full report (build, runtime) only when asked: every other start skips reading the build record.
-      .version(argv.includes('--version') || argv.includes('-V') ? versionReport() : version, '-V, --version', 'the version, the build and the runtime')
+    root
       .showHelpAfterError('(add --help for usage)')
       .configureHelp({ sortSubcommands: false, subcommandTerm: catalogTerm })
       .exitOverride()

@@ -48,6 +48,8 @@ export function reclaimCommand(runtime: Runtime, run: (action: () => Promise<Com
           const c = output.color;
           output.print(c.bold(`Reclaim plan (${plan.mode === 'offline' ? 'VACUUM FULL, offline' : 'pg_repack, with the app live'})`));
           output.print(`${c.dim('Database:')} ${context.target.database}`);
+          const [session] = await (await import('../src/db.ts')).query<{ database: string; role: string }>(context.db, 'SELECT current_database() AS database, current_user AS role');
+          const own = { ...session, verbose: output.verbose };
           output.print(
             output.table(
               ['table', 'on disk now', 'should give back', 'should leave', 'measured by'],
@@ -59,7 +61,7 @@ export function reclaimCommand(runtime: Runtime, run: (action: () => Promise<Com
           if (plan.mode === 'pg_repack') {
             output.print(plan.tool.usable ? `pg_repack:           usable (client ${plan.tool.clientVersion}, extension ${plan.tool.extensionVersion})` : c.red(`pg_repack:           not usable: ${plan.tool.problem}`));
           }
-          for (const transaction of plan.openTransactions) output.print(c.yellow(`Open transaction: ${describeTransaction(transaction)}`));
+          for (const line of transactionLines(plan.openTransactions, own, (t) => `Open transaction: ${describeTransaction(t)}`, (n, oldest) => `${n} open transaction${n === 1 ? '' : 's'} of other databases or roles, the oldest open for ${formatDuration(oldest * 1000)} (reclaim waits for them; -v names them)`)) output.print(c.yellow(line));
           for (const note of plan.notes) output.print(c.dim(`note: ${note}`));
           if (opts.dryRun) {
             output.result({ dryRun: true, plan });
@@ -87,9 +89,12 @@ export function reclaimCommand(runtime: Runtime, run: (action: () => Promise<Com
             ),
           );
           output.print(c.bold(`Given back to the operating system: ${formatBytes(Math.max(0, result.beforeBytes - result.afterBytes))} (${formatBytes(result.beforeBytes)} → ${formatBytes(result.afterBytes)}).`));
-          for (const transaction of result.heldBack) {
-            output.print(c.yellow(`Still open when the rewrite began: ${describeTransaction(transaction)}. Rows deleted after it began were kept; run reclaim again once it has ended.`));
-          }
+          for (const line of transactionLines(
+            result.heldBack,
+            own,
+            (t) => `Still open when the rewrite began: ${describeTransaction(t)}. Rows deleted after it began were kept; run reclaim again once it has ended.`,
+            (n) => `${n} transaction${n === 1 ? '' : 's'} of other databases or roles ${n === 1 ? 'was' : 'were'} still open when the rewrite began: rows deleted after ${n === 1 ? 'it' : 'they'} began were kept; run reclaim again once they have ended (-v names them).`,
+          )) output.print(c.yellow(line));
           if (recorded.run) output.print(c.dim(`Run ${recorded.run.id}: ${recorded.run.state ?? ''}.`));
           output.result({ dryRun: false, plan, result, run: recorded.run });
           const failed = result.tables.some((t) => !t.ok);
@@ -99,6 +104,16 @@ export function reclaimCommand(runtime: Runtime, run: (action: () => Promise<Com
         }
       }),
     );
+}
+
+/**
+ * Open transactions as lines: this database's own role's in full; on a shared server the other tenants'
+ * sessions (other databases, other roles) only as a count, unless -v asks for them by name.
+ */
+function transactionLines(transactions: OpenTransaction[], own: { database: string; role: string; verbose: boolean }, named: (t: OpenTransaction) => string, counted: (n: number, oldestSeconds: number) => string): string[] {
+  const mine = (t: OpenTransaction) => own.verbose || (t.database === own.database && t.user === own.role);
+  const others = transactions.filter((t) => !mine(t));
+  return [...transactions.filter(mine).map(named), ...(others.length ? [counted(others.length, Math.max(...others.map((t) => t.openSeconds)))] : [])];
 }
 
 /** One open transaction, as an operator finds it in pg_stat_activity. */

@@ -35,7 +35,9 @@ function controlCommand(verb: ControlVerb) {
             const retune = verb === 'resume' && (opts.concurrency !== undefined || opts.maxRate !== undefined);
             // The plan first: which runs move and how (refused here if the state machine forbids it).
             const planned = await controlRuns(context.db, verb, target, actor, { dryRun: true });
-            for (const result of planned) output.print(`run ${result.runId}: ${result.from === result.to ? `already ${result.from}` : `${result.from} → ${result.to}`}${opts.dryRun ? ' (dry run)' : ''}`);
+            // Said as what would happen where a question comes first: nothing has changed until it is answered.
+            const pending = !opts.dryRun && !globals.yes ? ', if confirmed' : '';
+            for (const result of planned) output.print(`run ${result.runId}: ${result.from === result.to ? `already ${result.from}` : `${result.from} → ${result.to}${pending}`}${opts.dryRun ? ' (dry run)' : ''}`);
             if (opts.dryRun) {
               output.result({ dryRun: true, runs: planned });
               return { exitCode: 0 };
@@ -49,6 +51,7 @@ function controlCommand(verb: ControlVerb) {
             const seconds = ((Date.now() - started) / 1000).toFixed(1);
             for (const result of results) {
               if (result.from !== result.to && result.settled) output.print(`run ${result.runId}: ${result.settled} (after ${seconds}s)`);
+              else if (result.from !== result.to && pending) output.print(`run ${result.runId}: ${result.from} → ${result.to}`);
             }
             output.result({ runs: results });
             return { exitCode: 0 };

@@ -5,14 +5,15 @@ import type { LaneSnapshot } from './store/bucket-pace.ts';
  * and log lines; tests and library users may pass nothing at all.
  */
 export interface Reporter {
-  /** A stage begins; totals, when known, size the progress bar. */
-  stage?(name: string, totals?: { items?: number; bytes?: number }): void;
+  /** A stage begins; totals, when known, size the progress bar. `unit` names what an item is (a row, unless said). */
+  stage?(name: string, totals?: { items?: number; bytes?: number; unit?: string }): void;
   /** Items finished (successfully or not) and their bytes. */
   advance?(items: number, bytes: number): void;
   /** Items whose object work is done (uploaded and read back, fetched, ...), before their batch is settled: progress between batches. */
   worked?(items: number, bytes: number): void;
   log?(level: 'info' | 'warn', message: string): void;
-  stageDone?(name: string): void;
+  /** A stage ended; `summary` says what it did where the count of items would not (a sample of them hashed). */
+  stageDone?(name: string, summary?: string): void;
   /** What a recorded run did, one event at a time (log pipelines and metrics read these). */
   event?(event: RunEvent): void;
 }

@@ -154,11 +154,15 @@ describe.skipIf(ON_PGLITE)('reclaim', () => {
 
       const planned = await run(['reclaim', '--offline', '--tables', 'files', '--dry-run']);
       expect(planned.json().plan.openTransactions).toEqual(expect.arrayContaining([expect.objectContaining({ pid, database: otherDatabase })]));
-      const said = await cli(['reclaim', '--offline', '--tables', 'files', '--dry-run'], env.cliEnv);
+      // Another tenant's session on a shared server is counted; -v names it.
+      const counted = await cli(['reclaim', '--offline', '--tables', 'files', '--dry-run'], env.cliEnv);
+      expect(counted.stdout).toMatch(/[0-9]+ open transactions? of other databases or roles, the oldest open for .*-v names them/);
+      expect(counted.stdout).not.toContain(otherDatabase);
+      const said = await cli(['reclaim', '--offline', '--tables', 'files', '--dry-run', '-v'], env.cliEnv);
       expect(said.stdout).toMatch(new RegExp(`Open transaction: pid ${pid} \\(database "${otherDatabase}"`));
 
       const before = (await tableDiskSizes(env.db, [FILES]))[0].totalBytes;
-      const outlasted = await cli(['reclaim', '--offline', '--tables', 'files', '--wait-for-transactions', '1s', '--yes'], env.cliEnv);
+      const outlasted = await cli(['reclaim', '--offline', '--tables', 'files', '--wait-for-transactions', '1s', '--yes', '-v'], env.cliEnv);
       expect(outlasted.code, outlasted.stderr).toBe(0);
       expect(outlasted.stdout).toMatch(new RegExp(`Still open when the rewrite began: pid ${pid} \\(database "${otherDatabase}".*run reclaim again once it has ended`));
       const kept = (await tableDiskSizes(env.db, [FILES]))[0].totalBytes;

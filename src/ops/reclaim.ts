@@ -237,7 +237,7 @@ export async function reclaim(context: StorageContext, options: ReclaimOptions, 
     }
     const stage = `reclaim ${table.table}`;
     const [before] = await tableDiskSizes(context.db, [table]);
-    reporter.stage?.(stage, { items: 1, bytes: before.totalBytes });
+    reporter.stage?.(stage, { items: 1, bytes: before.totalBytes, unit: 'table' });
     const started = Date.now();
     let error: string | undefined;
     try {

@@ -158,7 +158,9 @@ export async function verify(context: StorageContext, options: VerifyOptions, re
     if (budget <= 0) break;
   }
   result.interrupted = options.signal?.aborted ?? false;
-  reporter.stageDone?.(stage);
+  // A sampled deep verify lists every stored row but hashes only its sample: said as such.
+  const listed = Object.values(result.checked).reduce((sum, n) => sum + n, 0);
+  reporter.stageDone?.(stage, result.sampled ? `${listed} stored row${listed === 1 ? '' : 's'} in today's sample, ${result.reads.attempted} downloaded and hashed` : undefined);
   return result;
 }
 

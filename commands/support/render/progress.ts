@@ -124,6 +124,8 @@ export function progressReporter(output: Output, expected: Record<string, { item
   let pausedMs = 0;
   let runId: string | undefined;
   const started = Date.now();
+  /** What the current stage counts (rows, unless it said otherwise). */
+  let stageUnit = 'row';
   const samples: { at: number; done: number; bytes: number }[] = [];
   const showBar = output.interactive && !output.quiet;
 
@@ -246,7 +248,8 @@ export function progressReporter(output: Output, expected: Record<string, { item
         draw();
       } else {
         const items = known?.items ?? 0;
-        output.log(`${name}: started${items ? ` (${plural(items, 'row')}${known?.bytes ? `, ${formatBytes(known.bytes)}` : ''})` : ''}`);
+        stageUnit = stageTotals?.unit ?? 'row';
+        output.log(`${name}: started${items ? ` (${plural(items, stageUnit)}${known?.bytes ? `, ${formatBytes(known.bytes)}` : ''})` : ''}`);
       }
     },
     advance(count, byteCount) {
@@ -268,9 +271,9 @@ export function progressReporter(output: Output, expected: Record<string, { item
       onEvent(event);
       output.event(event);
     },
-    stageDone(name) {
+    stageDone(name, summary) {
       if (!showBar && (stageName === name || name.startsWith(stageName.split(' ')[0]))) {
-        output.log(`${name}: done, ${plural(stageItems, 'row')}, ${formatBytes(stageBytes)} in ${formatDuration(Date.now() - stageStarted)}`);
+        output.log(`${name}: done, ${summary ?? `${plural(stageItems, stageUnit)}, ${formatBytes(stageBytes)}`} in ${formatDuration(Date.now() - stageStarted)}`);
       }
     },
     stop: display.stop,
