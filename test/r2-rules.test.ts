@@ -87,8 +87,13 @@ describe("R2's rules: its conditional delete, lifecycle rules, incomplete upload
       expect(cleanup.json().result.deleted).toBe(4);
       // HEAD and the conditional DELETE: no tombstone.
       const perOrphan = proxy.seen.slice(seenFrom).filter((request) => orphanKeys.includes(request.key));
-      expect(perOrphan.length).toBe(orphanKeys.length * 2);
-      expect(perOrphan.filter((request) => request.method === 'PUT')).toEqual([]);
+      // One HEAD and one DELETE each (a DELETE the store failed may be sent again: an attempt, not a step).
+      for (const key of orphanKeys) {
+        const mine = perOrphan.filter((request) => request.key === key);
+        expect(mine.filter((request) => request.method === 'HEAD'), key).toHaveLength(1);
+        expect(mine.filter((request) => request.method === 'DELETE').length, key).toBeGreaterThanOrEqual(1);
+        expect(mine.filter((request) => request.method !== 'HEAD' && request.method !== 'DELETE'), key).toEqual([]);
+      }
 
       const appKeys = (await query<{ key: string }>(env.db, 'SELECT r2_object_key AS key FROM app_files WHERE app_id = $1', [app])).map((row) => row.key);
       const purge = await cli(['rollback', '--yes', '--json', '--app', app, '--purge'], cliEnv);
