@@ -87,10 +87,10 @@ describe("R2's rules: its conditional delete, lifecycle rules, incomplete upload
       expect(cleanup.json().result.deleted).toBe(4);
       // HEAD and the conditional DELETE: no tombstone.
       const perOrphan = proxy.seen.slice(seenFrom).filter((request) => orphanKeys.includes(request.key));
-      // One HEAD and one DELETE each (a DELETE the store failed may be sent again: an attempt, not a step).
+      // A HEAD and a DELETE each, nothing else (a request the store failed may be sent again: an attempt, not a step).
       for (const key of orphanKeys) {
         const mine = perOrphan.filter((request) => request.key === key);
-        expect(mine.filter((request) => request.method === 'HEAD'), key).toHaveLength(1);
+        expect(mine.filter((request) => request.method === 'HEAD').length, key).toBeGreaterThanOrEqual(1);
         expect(mine.filter((request) => request.method === 'DELETE').length, key).toBeGreaterThanOrEqual(1);
         expect(mine.filter((request) => request.method !== 'HEAD' && request.method !== 'DELETE'), key).toEqual([]);
       }
