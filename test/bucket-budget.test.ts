@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createTestEnv, ON_PGLITE, type TestEnv } from './support/env.ts';
-import { cli, spawnCli, spawnCliAndWait } from './support/cli.ts';
+import { cli, spawnCliAndWait, spawnWithMetrics } from './support/cli.ts';
 import { insertApp } from './support/seed.ts';
 import { S3Proxy } from './support/http-proxy.ts';
 import { storeAt } from './support/stores.ts';
@@ -79,16 +79,8 @@ describe.skipIf(ON_PGLITE)('the bucket budget, shared by several processes', () 
     r2.budget = { writesPerSecond: 25, readsPerSecond: 1000 };
     const app = await insertApp(env.db);
     await query(env.db, `INSERT INTO app_files (app_id, path, content) SELECT $1::bigint, 'src/' || i || '.ts', repeat(md5(i::text), 50) FROM generate_series(1, 400) i`, [app]);
-    const child = spawnCli(['migrate', '--yes', '--tables', 'files', '--concurrency', '32', '--log-format', 'json', '--metrics-port', '0'], { ...env.cliEnv, R2_ENDPOINT: proxy.endpoint });
-    let stderr = '';
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    const exited = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)));
-    let port: number | undefined;
-    for (let waited = 0; waited < 30_000 && !port; waited += 50) {
-      port = Number(/metrics at http:\/\/0\.0\.0\.0:(\d+)\/metrics/.exec(stderr)?.[1]) || undefined;
-      if (!port) await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(port, stderr).toBeDefined();
+    const { stderr, exited, port } = await spawnWithMetrics(['migrate', '--yes', '--tables', 'files', '--concurrency', '32', '--log-format', 'json', '--metrics-port', '0'], { ...env.cliEnv, R2_ENDPOINT: proxy.endpoint });
+    expect(port, stderr()).toBeDefined();
     // Until the bucket has refused this run and its heartbeat says so.
     let status: { waiting: string[]; workers: { pace?: string; bucketLimited?: boolean }[] } | undefined;
     for (let waited = 0; waited < 30_000; waited += 500) {
@@ -106,8 +98,8 @@ describe.skipIf(ON_PGLITE)('the bucket budget, shared by several processes', () 
     expect(metrics).toMatch(/overskill_storage_bucket_pace_per_second\{lane="write"\} [1-9]/);
     expect(metrics).toMatch(/overskill_storage_bucket_throttled_total\{lane="write"\} [1-9]/);
     expect(metrics).toMatch(/overskill_storage_bucket_throttled_ratio\{lane="write"\} 0\.[0-9]+/);
-    expect(await exited, stderr.slice(-2000)).toBe(0);
-    const events = stderr.trim().split('\n').map((line) => JSON.parse(line) as Record<string, any>);
+    expect(await exited, stderr().slice(-2000)).toBe(0);
+    const events = stderr().trim().split('\n').map((line) => JSON.parse(line) as Record<string, any>);
     const pace = events.filter((event) => event.event === 'bucket.pace');
     expect(pace.length).toBeGreaterThan(0);
     expect(pace[0]).toMatchObject({ limited: true, write: { throttled: expect.any(Number), ratePerSecond: expect.any(Number) } });

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestEnv, ON_PGLITE, type TestEnv } from './support/env.ts';
-import { spawnCli } from './support/cli.ts';
+import { spawnWithMetrics } from './support/cli.ts';
 import { insertApp, insertFile, text } from './support/seed.ts';
 import { S3Proxy } from './support/http-proxy.ts';
 
@@ -38,19 +38,12 @@ describe.skipIf(ON_PGLITE)('monitoring: --log-format json and --metrics-port', (
     proxy.inject((r) => r.method === 'PUT' && r.key.endsWith('/src/m7.ts'), { kind: 'status', status: 500 }, 1000);
     const url = new URL(env.cliEnv.DATABASE_URL!);
     url.password = SECRET;
-    const child = spawnCli(
+    const started = await spawnWithMetrics(
       ['migrate', '--yes', '--app', app, '--tables', 'files', '--batch-size', '5', '--concurrency', '4', '--max-rate', '15', '--max-attempts', '2', '--log-format', 'json', '--metrics-port', '0'],
       { ...env.cliEnv, R2_ENDPOINT: proxy.endpoint, DATABASE_URL: url.toString() },
     );
-    let stderr = '';
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    const exited = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)));
-    let port: number | undefined;
-    for (let waited = 0; waited < 30_000 && !port; waited += 50) {
-      port = Number(/metrics at http:\/\/0\.0\.0\.0:(\d+)\/metrics/.exec(stderr)?.[1]) || undefined;
-      if (!port) await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(port, stderr).toBeDefined();
+    const { exited, port } = started;
+    expect(port, started.stderr()).toBeDefined();
     // scrape while the run goes on, until it has moved rows
     let scraped: ReturnType<typeof parseMetrics> = [];
     let raw = '';
@@ -73,6 +66,7 @@ describe.skipIf(ON_PGLITE)('monitoring: --log-format json and --metrics-port', (
     expect(raw).not.toContain(env.s3.secretAccessKey);
 
     expect(await exited).toBe(1);
+    const stderr = started.stderr();
     const lines = stderr.trim().split('\n');
     const events = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
     for (const event of events) {

@@ -51,3 +51,20 @@ export async function spawnCliAndWait(args: string[], env: NodeJS.ProcessEnv): P
   const code: number = await new Promise((resolve) => child.on('exit', (exitCode, signal) => resolve(exitCode ?? (signal ? 128 : 1))));
   return { code, stdout, stderr, json: () => JSON.parse(stdout) };
 }
+
+/**
+ * A CLI process started with `--metrics-port 0`: its stderr as it arrives, its exit code, and the port it
+ * logged it serves its metrics on (undefined when none was logged within 30 s).
+ */
+export async function spawnWithMetrics(args: string[], env: NodeJS.ProcessEnv): Promise<{ stderr: () => string; exited: Promise<number>; port: number | undefined }> {
+  const child = spawnCli(args, env);
+  let stderr = '';
+  child.stderr.on('data', (chunk) => (stderr += chunk));
+  const exited = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)));
+  let port: number | undefined;
+  for (let waited = 0; waited < 30_000 && !port; waited += 50) {
+    port = Number(/metrics at http:\/\/0\.0\.0\.0:(\d+)\/metrics/.exec(stderr)?.[1]) || undefined;
+    if (!port) await new Promise((r) => setTimeout(r, 50));
+  }
+  return { stderr: () => stderr, exited, port };
+}
