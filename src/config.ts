@@ -3,7 +3,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { ConfigError } from './errors.ts';
 import { registerSecret } from './secrets.ts';
-import { proxyFromEnv, type NetworkOptions } from './store/network.ts';
 
 /** Where the tool reads from: flags win over the environment, which wins over `.env` in the working directory. */
 export interface ConfigSources {
@@ -33,6 +32,32 @@ const ENV_NAMES: Record<ConfigKey, string[]> = {
 
 export interface DatabaseConfig {
   url: string;
+}
+
+/**
+ * The network between this machine and the store (store/network.ts acts on it): an egress proxy (`HTTPS_PROXY`,
+ * `HTTP_PROXY`, `NO_PROXY`, either case, as the AWS CLI, curl and rclone read them) and a private certificate
+ * authority (`--ca-bundle` or `AWS_CA_BUNDLE`, the AWS CLI's and SDKs' names).
+ */
+export interface NetworkOptions {
+  /** PEM certificates trusted besides the usual public ones. */
+  caBundle?: string;
+  /** Where the bundle came from, for messages. */
+  caBundleSource?: string;
+  proxy?: ProxySettings;
+}
+
+export interface ProxySettings {
+  httpsProxy?: string;
+  httpProxy?: string;
+  noProxy?: string;
+}
+
+/** The proxy settings of an environment: the lower-case name first, as curl reads them. */
+export function proxyFromEnv(env: NodeJS.ProcessEnv): ProxySettings | undefined {
+  const read = (name: string) => env[name.toLowerCase()] || env[name.toUpperCase()] || undefined;
+  const settings = { httpsProxy: read('https_proxy'), httpProxy: read('http_proxy'), noProxy: read('no_proxy') };
+  return settings.httpsProxy || settings.httpProxy ? settings : undefined;
 }
 
 export interface ObjectStoreConfig {

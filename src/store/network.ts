@@ -3,34 +3,15 @@ import https from 'node:https';
 import { rootCertificates } from 'node:tls';
 import { HttpsProxyAgent } from 'https-proxy-agent';
 import { Pool, ProxyAgent, type Dispatcher } from 'undici';
+import type { NetworkOptions, ProxySettings } from '../config.ts';
+
+export type { NetworkOptions, ProxySettings } from '../config.ts';
 
 /**
- * How the tool's requests reach the store through the network a production cluster has: an egress proxy
- * (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`, either case, as the AWS CLI, curl and rclone read them) and a
- * private certificate authority (`--ca-bundle` or `AWS_CA_BUNDLE`, the AWS CLI's and SDKs' names). Both request
- * paths take both: the per-object requests (undici) and the SDK's (Node's agents).
+ * How the tool's requests reach the store through the network a production cluster has: an egress proxy and
+ * a private certificate authority (config.ts reads both). Both request paths take both: the per-object
+ * requests (undici) and the SDK's (Node's agents).
  */
-export interface NetworkOptions {
-  /** PEM certificates trusted besides the usual public ones. */
-  caBundle?: string;
-  /** Where the bundle came from, for messages. */
-  caBundleSource?: string;
-  proxy?: ProxySettings;
-}
-
-export interface ProxySettings {
-  httpsProxy?: string;
-  httpProxy?: string;
-  noProxy?: string;
-}
-
-/** The proxy settings of an environment: the lower-case name first, as curl reads them. */
-export function proxyFromEnv(env: NodeJS.ProcessEnv): ProxySettings | undefined {
-  const read = (name: string) => env[name.toLowerCase()] || env[name.toUpperCase()] || undefined;
-  const settings = { httpsProxy: read('https_proxy'), httpProxy: read('http_proxy'), noProxy: read('no_proxy') };
-  return settings.httpsProxy || settings.httpProxy ? settings : undefined;
-}
-
 /** Whether NO_PROXY exempts a host: `*`, a host, `.domain` or `domain` (and its subdomains), an optional `:port`. */
 function exempt(url: URL, noProxy: string | undefined): boolean {
   if (!noProxy) return false;
