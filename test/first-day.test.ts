@@ -87,6 +87,31 @@ describe("a new operator's first day", () => {
     expect(reclaim.stderr).not.toMatch(/\(1 row, /);
   });
 
+  it('`rollback --purge` after a plain rollback deletes the objects that rollback left, after a question; a dry run says it will', async () => {
+    const app = await insertApp(env.db, 'purge-later');
+    for (let i = 0; i < 5; i++) await insertFile(env.db, app, `src/r${i}.ts`, text(3000 + i, `r${i} `));
+    expect((await cli(['migrate', '--yes', '--app', app], env.cliEnv)).code).toBe(0);
+    expect((await cli(['rollback', '--yes', '--app', app], env.cliEnv)).code).toBe(0);
+    const objects = async () => {
+      const keys: string[] = [];
+      for await (const object of env.store.list(`apps/${app}/`)) keys.push(object.key);
+      return keys;
+    };
+    expect(await objects()).toHaveLength(5);
+    const dry = await cli(['rollback', '--purge', '--dry-run', '--app', app], env.cliEnv);
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toMatch(/A real run deletes the objects of ours that no row names under this scope/);
+    const refused = await cli(['rollback', '--purge', '--app', app], env.cliEnv);
+    expect(refused.code).toBe(2);
+    expect(await objects()).toHaveLength(5);
+    const purge = await cli(['rollback', '--purge', '--yes', '--app', app], env.cliEnv);
+    expect(purge.code, purge.stderr).toBe(0);
+    expect(purge.stdout).toMatch(/Nothing to roll back[\s\S]*5 objects \([^)]*\) no row names any more[\s\S]*Objects deleted: 5\./);
+    expect(await objects()).toEqual([]);
+    const [{ rows }] = await query<{ rows: number }>(env.db, "SELECT count(*)::int AS rows FROM app_files WHERE app_id = $1 AND storage_location = 'database' AND content IS NOT NULL", [app]);
+    expect(rows).toBe(5);
+  });
+
   it('durations are said as people say them: `cleanup --grace 1m` is older than 1 min', () => {
     expect(formatDuration(60_000)).toBe('1 min');
     expect(formatDuration(90_000)).toBe('1 min 30 s');
