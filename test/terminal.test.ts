@@ -105,7 +105,12 @@ describe.skipIf(!TMUX || ON_PGLITE)("the operator's terminal", () => {
     expect((await cli(['migrate', '--yes', '--app', apps[9]], env.cliEnv)).code).toBe(0);
     const database = new URL(env.databaseUrl).pathname.slice(1);
     const rollback = await open(['rollback', '--app', apps[9], '--purge'], 80);
-    const asked = text(await rollback.waitFor(/\(y\/N\)/)).replace(/\s+/g, '');
+    const screen = text(await rollback.waitFor(/\(y\/N\)/));
+    // Broken between words, never inside one: each line break stands where a space was.
+    const prompt = screen.slice(screen.lastIndexOf('? Roll back'));
+    for (const line of prompt.split('\n')) expect(line.length, line).toBeLessThanOrEqual(80);
+    expect(prompt.replace(/\s*\n\s*/g, ' ')).toContain(`in database "${database}" on 127.0.0.1:5432 as postgres, and delete their objects from bucket "${env.s3.bucket}" at 127.0.0.1:`);
+    const asked = screen.replace(/\s+/g, '');
     expect(asked).toMatch(new RegExp(`Rollback13rowsofapp${apps[9]}tothedatabaseindatabase"${database}"on127\\.0\\.0\\.1:5432aspostgres,anddeletetheirobjectsfrombucket"${env.s3.bucket}"`));
     await rollback.keys('n', 'Enter');
     expect((await rollback.exit()).code).toBe(0);
