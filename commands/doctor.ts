@@ -45,6 +45,7 @@ const SHORT_NAMES: Record<string, string> = {
   contentColumnTypes: 'content columns',
   databaseEncoding: 'encoding',
   databaseConnections: 'connections',
+  sessionsKept: 'sessions kept',
   createIfNoneMatch: 'PUT If-None-Match: *',
   replaceIfMatch: 'PUT If-Match, other ETag',
   replaceIfMatchSame: 'PUT If-Match, same ETag',
@@ -60,7 +61,7 @@ const SHORT_NAMES: Record<string, string> = {
   keysNormalized: 'keys NFC-normalised',
   storageClass: 'storage class',
 };
-const DATABASE_CHECKS = new Set(['connect', 'database', 'schema', 'schemaOwner', 'databaseWritable', 'databasePrivileges', 'contentColumnTypes', 'databaseEncoding', 'databaseConnections']);
+const DATABASE_CHECKS = new Set(['connect', 'database', 'schema', 'schemaOwner', 'databaseWritable', 'databasePrivileges', 'contentColumnTypes', 'databaseEncoding', 'databaseConnections', 'sessionsKept']);
 
 function finish(output: ReturnType<typeof makeOutput>, result: DoctorResult): CommandResult {
   const c = output.color;

@@ -3,6 +3,8 @@ import { ConfigError } from '../errors.ts';
 import { inspectDatabaseAccess, TEXT_TYPES, type DatabaseAccess } from '../sql/database-access.ts';
 import type { StoreProperty } from '../store/preflight.ts';
 import { connectionLimits, describeBindingLimit, type ConnectionLimits } from '../sql/connection-limits.ts';
+import { detectSessionPooling, type SessionPooling } from '../sql/session-pooling.ts';
+import type { Db } from '../db.ts';
 
 /**
  * A command that changes rows needs its pool (`pool`, one of them open already) and a worker session of its own.
@@ -21,6 +23,33 @@ export async function assertConnectionsAvailable(db: Queryable, pool: number, wh
     );
   }
   return { limits, ...(short ? { warning: `The server has room for ${limits.headroom} more connections (${describeBindingLimit(limits)}); this command may open up to ${needed}: if it cannot, it stops with one sentence, and a lower --concurrency is the way on.` } : {}) };
+}
+
+/**
+ * A command that changes rows needs connections that keep their sessions: its worker's liveness and claims
+ * rest on a session advisory lock, which a transaction-mode pooler moves between server connections (a killed
+ * worker would look alive, a live one lose its rows). Refused before anything changes.
+ */
+export async function assertSessionsKept(db: Db, url: string): Promise<SessionPooling> {
+  const pooling = await detectSessionPooling(db, url);
+  if (pooling.kind === 'transaction') {
+    throw new ConfigError(
+      `DATABASE_URL reaches PostgreSQL through ${pooling.seen.replace(/^transaction pooling: /, 'a pooler that does not keep sessions (')}). This tool's workers hold a session lock for as long as they run, which such a pooler cannot keep, so nothing was changed. Point DATABASE_URL at PostgreSQL itself (Rails' and Supabase's "direct" URL) or at a pool in session mode.`,
+    );
+  }
+  return pooling;
+}
+
+/** doctor's view of how sessions reach the server. */
+export function sessionProperty(pooling: SessionPooling): StoreProperty {
+  return {
+    id: 'sessionsKept',
+    property: 'each connection keeps its own database session (no pooler in transaction mode)',
+    required: true,
+    holds: pooling.kind === 'kept',
+    seen: pooling.seen,
+    risk: "every command that changes rows refuses: its workers' session locks would not hold (use the direct URL, or a session-mode pool)",
+  };
 }
 
 /** doctor's view of the connection limits against a pool of `pool`. */

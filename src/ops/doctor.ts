@@ -2,7 +2,8 @@ import type { StorageContext } from '../context.ts';
 import { query } from '../db.ts';
 import { describeItem, inspectSchema } from './schema.ts';
 import { existingTables, inspectDatabaseAccess, tablesNotOwned } from '../sql/database-access.ts';
-import { connectionProperty, databaseProperties } from './database-gate.ts';
+import { connectionProperty, databaseProperties, sessionProperty } from './database-gate.ts';
+import { detectSessionPooling } from '../sql/session-pooling.ts';
 import { connectionLimits } from '../sql/connection-limits.ts';
 import { DEFAULT_WALK } from './options.ts';
 import { probeStore, type StoreCheck, type StoreProperty } from '../store/preflight.ts';
@@ -40,7 +41,7 @@ export function storeGuards(check: StoreCheck): StoreGuards {
 }
 
 /** The database half of `doctor`: reachable with these credentials, and the schema this tool needs is there. */
-export async function checkDatabase(context: Pick<StorageContext, 'db'>): Promise<StoreProperty[]> {
+export async function checkDatabase(context: Pick<StorageContext, 'db' | 'databaseUrl'>): Promise<StoreProperty[]> {
   const [{ version }] = await query<{ version: string }>(context.db, "SELECT current_setting('server_version') AS version");
   const schema = await inspectSchema(context.db);
   const access = await inspectDatabaseAccess(context.db);
@@ -73,6 +74,7 @@ export async function checkDatabase(context: Pick<StorageContext, 'db'>): Promis
     ...databaseProperties(access),
     // The pool a run opens at the default concurrency (context.ts: min(concurrency, 8) + 2).
     connectionProperty(await connectionLimits(context.db), Math.min(DEFAULT_WALK.concurrency, 8) + 2),
+    sessionProperty(await detectSessionPooling(context.db, context.databaseUrl)),
   ];
 }
 

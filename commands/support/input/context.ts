@@ -136,6 +136,7 @@ export async function openContext(
         const room = await gate.assertConnectionsAvailable(db, connections, `a pool of ${connections} for --concurrency ${concurrency}`);
         if (room.warning) output.warn(room.warning);
         step(`connections: room for ${Number.isFinite(room.limits.headroom) ? room.limits.headroom : 'any number'} more, this command takes up to ${connections}`);
+        step(`sessions: ${(await gate.assertSessionsKept(db, database.url)).seen}`);
       }
     }
     if (storeConfig) {
