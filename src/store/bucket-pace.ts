@@ -22,8 +22,10 @@ export type PaceLane = 'write' | 'read';
 const DECREASE = 0.7;
 /** After a cut, the rate climbs back to where it was cut from in about this long. */
 const RECOVERY_SECONDS = 2;
-/** Past that rate, each second's probe adds this share of the rate, doubling each second without a throttle. */
+/** Past that rate, each second's probe adds this share of the rate, doubling each half second without a throttle. */
 const PROBE_SHARE = 0.1;
+/** How often the probe's step doubles while no refusal comes. */
+const PROBE_DOUBLING_MS = 500;
 const MIN_RATE = 1;
 /** Accepted requests are counted over this window to know what the bucket gives this process. */
 const WINDOW_MS = 1000;
@@ -120,6 +122,13 @@ class Lane {
     return slots.reduce((sum, n) => sum + n, 0) / seconds;
   }
 
+  /** Requests per second over the last `slots` slots (the current one and those before it). */
+  private recentPerSecond(slots: number[], count: number): number {
+    let sum = 0;
+    for (let back = 0; back < count; back++) sum += slots[(this.slotAt - back + SLOTS) % SLOTS];
+    return sum / ((count * WINDOW_MS) / SLOTS / 1000);
+  }
+
   succeeded(): void {
     const now = Date.now();
     this.roll(now);
@@ -133,7 +142,7 @@ class Lane {
       // Past the rate of the last cut: the budget may have grown (another process finished). Probe, a little
       // more each second without a throttle.
       this.probingSince ||= now;
-      step = Math.max(this.step, rate * PROBE_SHARE * 2 ** Math.min(4, Math.floor((now - this.probingSince) / 1000)));
+      step = Math.max(this.step, rate * PROBE_SHARE * 2 ** Math.min(4, Math.floor((now - this.probingSince) / PROBE_DOUBLING_MS)));
     }
     this.rate = rate + step / rate;
   }
@@ -146,9 +155,10 @@ class Lane {
     if (sentAt < this.lastCutAt) return;
     this.roll(now);
     const acceptedRate = this.perSecond(this.accepted, now);
-    // The first throttle of an unpaced process: what it sent is the better guess when little was accepted
-    // yet (further cuts follow within a round each, as long as the bucket still refuses).
-    const from = this.rate === undefined ? Math.max(acceptedRate, this.perSecond(this.let, now) / 2, MIN_RATE) : this.rate;
+    // The first throttle of an unpaced process: what it sent over the last fifth of a second is the better
+    // guess (a process refused at the start of its burst has accepted little yet, and a second's window would
+    // also count the quiet before it); further cuts follow within a round each, as long as the bucket refuses.
+    const from = this.rate === undefined ? Math.max(acceptedRate, this.recentPerSecond(this.let, 2) / 2, MIN_RATE) : this.rate;
     this.rate = Math.max(MIN_RATE, from * DECREASE);
     this.cutFrom = from;
     this.step = Math.max(MIN_RATE, (from - this.rate) / RECOVERY_SECONDS);
