@@ -40,6 +40,7 @@ describe("R2's rules: its conditional delete, lifecycle rules, incomplete upload
     r2.honour.deleteIfLastModified = true;
     r2.lifecycle = undefined;
     r2.lifecycleImplemented = true;
+    r2.writeIntervalMs = 1000;
   });
 
   const putLifecycle = (rules: LifecycleRule[]) => admin.client.send(new PutBucketLifecycleConfigurationCommand({ Bucket: env.s3.bucket, LifecycleConfiguration: { Rules: rules } }));
@@ -64,6 +65,10 @@ describe("R2's rules: its conditional delete, lifecycle rules, incomplete upload
     expect(document.guards.deletes).toBe('last-modified');
     expect((await cli(['doctor'], cliEnv)).stdout).toMatch(/x-amz-if-match-last-modified-time/);
 
+    // Whole seconds guard a delete only where the store takes one write per key per second.
+    r2.writeIntervalMs = 0;
+    expect((await cli(['doctor', '--json'], cliEnv)).json().guards.deletes).toBe('tombstone');
+    r2.writeIntervalMs = 1000;
     r2.honour.deleteIfMatch = true;
     expect((await cli(['doctor', '--json'], cliEnv)).json().guards.deletes).toBe('if-match');
     r2.honour.deleteIfMatch = false;

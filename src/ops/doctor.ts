@@ -6,7 +6,7 @@ import { connectionProperty, databaseProperties, sessionProperty } from './datab
 import { detectSessionPooling } from '../sql/session-pooling.ts';
 import { connectionLimits } from '../sql/connection-limits.ts';
 import { DEFAULT_WALK } from './options.ts';
-import { probeStore, type StoreCheck, type StoreProperty } from '../store/preflight.ts';
+import { deleteGuardOf, probeStore, type StoreCheck, type StoreProperty } from '../store/preflight.ts';
 
 export interface DoctorResult {
   ok: boolean;
@@ -33,7 +33,7 @@ export interface StoreGuards {
 export function storeGuards(check: StoreCheck): StoreGuards {
   const holds = (id: string) => check.properties.some((p) => p.id === id && p.holds);
   return {
-    deletes: holds('deleteIfMatch') ? 'if-match' : holds('deleteIfLastModified') ? 'last-modified' : 'tombstone',
+    deletes: deleteGuardOf(check),
     deleteGapCovered: holds('sameKeyWriteLimited'),
     keysNormalized: holds('keysNormalized'),
     storageClass: check.storageClass,

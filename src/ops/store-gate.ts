@@ -1,6 +1,6 @@
 import type { ObjectStore } from '../object-store.ts';
 import { StoreUnsafeError } from '../errors.ts';
-import { missingProperties, probeStore, PROBE_PREFIX, PROBE_REQUESTS, type StoreCheck } from '../store/preflight.ts';
+import { deleteGuardOf, missingProperties, probeStore, PROBE_PREFIX, PROBE_REQUESTS, type StoreCheck } from '../store/preflight.ts';
 import { describeLifecycle, readLifecycle, TOOL_KEY_PREFIX, type LifecycleCheck } from '../store/lifecycle.ts';
 
 /** The refusal of a command whose objects a lifecycle rule would delete. */
@@ -50,8 +50,9 @@ export function storeGateRecord(gate: StoreGate): Record<string, unknown> {
 export async function proveStore(store: ObjectStore, options: { allowUnconditional: boolean; keepsObjects?: boolean }): Promise<StoreGate> {
   const check = await probeStore(store);
   // Every delete of a row's object is guarded by the strongest condition the store honours (store/deletes.ts).
-  store.conditionalDeletes = check.properties.some((p) => p.id === 'deleteIfMatch' && p.holds);
-  store.lastModifiedDeletes = check.properties.some((p) => p.id === 'deleteIfLastModified' && p.holds);
+  const guard = deleteGuardOf(check);
+  store.conditionalDeletes = guard === 'if-match';
+  store.lastModifiedDeletes = guard === 'last-modified';
   // The lifecycle refuses the commands whose objects must stay (migrate, maintain); no flag overrides it.
   if (options.keepsObjects && check.lifecycle?.expiring.length) throw lifecycleRefusal(store.bucket, check.lifecycle, 'The objects this command writes would be deleted, and finalize could never clear their database copies');
   const missing = missingProperties(check).filter((p) => p.id !== 'lifecycleKeepsObjects');

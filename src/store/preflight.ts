@@ -361,6 +361,19 @@ export async function probeStore(store: Pick<StoreCore, 'client' | 'objects' | '
   return { bucket, ok, properties, requests, leftBehind, storageClass, lifecycle, durationMs: Date.now() - started, checkedAt: new Date(started).toISOString() };
 }
 
+/**
+ * The guard every delete of a row's object takes on this store (store/deletes.ts), from what the check proved.
+ * R2's Last-Modified condition compares whole seconds (HTTP dates): it guards a delete only where the store
+ * also takes one write per key per second, so that every version of a key has a second of its own; elsewhere
+ * an app write in the second of the HEAD would carry the same time, and the tombstone guards instead.
+ */
+export function deleteGuardOf(check: StoreCheck): 'if-match' | 'last-modified' | 'tombstone' {
+  const holds = (id: string) => check.properties.some((p) => p.id === id && p.holds);
+  if (holds('deleteIfMatch')) return 'if-match';
+  if (holds('deleteIfLastModified') && holds('sameKeyWriteLimited')) return 'last-modified';
+  return 'tombstone';
+}
+
 /** The required properties a check found missing, as one sentence for a refusal. */
 export function missingProperties(check: StoreCheck): StoreProperty[] {
   return check.properties.filter((p) => p.required && !p.holds);
