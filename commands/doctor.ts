@@ -26,7 +26,7 @@ export function doctorCommand(runtime: Runtime, run: (action: () => Promise<Comm
           const { doctor } = await import('../src/ops/doctor.ts');
           // On a terminal the screen starts with what was checked; a pipe gets only the records.
           if (output.width !== undefined) output.print(`${output.color.dim('Database:')} ${context.target.database}\n${output.color.dim('Bucket:')}   ${context.target.bucket ?? ''}\n`);
-          return finish(output, await doctor(context, [{ ...reach, seen: `bucket "${context.store.bucket}"` }]));
+          return finish(output, await doctor(context, [{ ...reach, seen: `bucket "${context.store.bucket}"` }], { directUrlGiven: Boolean(globals.directDatabaseUrl ?? runtime.streams.env.DIRECT_DATABASE_URL) }));
         } finally {
           await context.close();
         }

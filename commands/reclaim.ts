@@ -42,7 +42,7 @@ export function reclaimCommand(runtime: Runtime, run: (action: () => Promise<Com
           transactionWaitMs: opts.waitForTransactions as number,
           signal: runtime.signal,
         };
-        const context = await openContext(globals, runtime, { store: false, database: opts.dryRun ? 'read' : 'write' });
+        const context = await openContext(globals, runtime, { store: false, database: opts.dryRun ? 'read' : 'write', ownSession: opts.dryRun ? undefined : 'reclaim (pg_repack, or VACUUM FULL with its lock timeout)' });
         try {
           const plan = await planReclaim(context.db, options);
           const c = output.color;

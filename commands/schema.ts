@@ -19,7 +19,7 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
         const globals = command.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         const layout = opts.keyLayout as KeyLayout;
-        const context = await openContext(globals, runtime, { store: false });
+        const context = await openContext(globals, runtime, { store: false, ownSession: opts.apply && !opts.dryRun ? 'schema --apply (CREATE INDEX CONCURRENTLY, and ALTER TABLE with a bounded lock wait)' : undefined });
         try {
           const state = await inspectSchema(context.db, layout);
           if (state.missingTables.length) {

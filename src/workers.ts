@@ -1,55 +1,110 @@
 import pg from 'pg';
 import { randomInt } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Db } from './db.ts';
+import { errorMessage } from './errors.ts';
+import { dropLease, renewLease, takeLease } from './sql/worker-leases.ts';
 
-/** First key of the two-int advisory locks that mark a live worker (an arbitrary, fixed number). */
-export const WORKER_LOCK_NAMESPACE = 71_746_553;
 
-/** SQL: true while the worker whose id is `workerExpr` holds its lock (is alive). */
-export function sqlWorkerIsLive(workerExpr: string): string {
-  return `EXISTS (SELECT 1 FROM pg_locks l
-                   WHERE l.locktype = 'advisory' AND l.classid = ${WORKER_LOCK_NAMESPACE}::oid AND l.objsubid = 2 AND l.granted
-                     AND l.objid::bigint = ${workerExpr})`;
-}
+/** How long a lease lasts unrenewed: a killed worker's rows are free again at most this long after its death. */
+export const LEASE_TTL_MS = 15_000;
+/** How often a live worker renews its lease. */
+export const LEASE_RENEW_MS = 1_000;
+/**
+ * A worker that has not renewed its lease for this long stops using its claims (stops claiming, and flips
+ * nothing more), so it stops well before the lease can expire and another worker take its rows.
+ */
+export const LEASE_OWN_DEADLINE_MS = LEASE_TTL_MS - 3_000;
+/** A lease not renewed for this long belongs to a worker that is gone or stalled (status, and a rerun's wait). */
+export const LEASE_SILENT_MS = 3 * LEASE_RENEW_MS;
 
 export interface WorkerSession {
-  /** The worker's id, the second advisory-lock key; claims carry it. */
+  /** The worker's id; claims carry it. */
   id: string;
+  /** True while this worker may still act on its claims (its lease surely has not expired). */
+  holds(): boolean;
   close(): Promise<void>;
 }
 
 /**
- * Opens the worker's own connection and takes its advisory lock for the whole run. The lock is the worker's
- * heartbeat: it lives exactly as long as the process's session, so claims never outlive a crash.
+ * Takes the worker's lease and renews it every second, on a connection of its own (a pool busy with the
+ * run's statements must not delay a renewal). Renewals are measured from when each was sent, so the
+ * worker's own deadline falls before the lease's expiry in the database, whatever the round trip took. A
+ * renewal that finds the lease expired, or no renewal for LEASE_OWN_DEADLINE_MS (the database was restarted,
+ * the network cut), calls `onLost` once: the run must stop claiming and flipping at once. A lost connection
+ * is opened again at the next renewal.
  */
-export async function startWorkerSession(databaseUrl: string, onLost: (error: Error) => void = () => undefined): Promise<WorkerSession> {
-  const client = new pg.Client({ connectionString: databaseUrl, application_name: 'overskill-storage worker' });
-  await client.connect();
-  let closing = false;
-  // Losing this session releases the lock, and with it every claim: other workers may take our rows, so
-  // the run must stop claiming and uploading at once.
-  client.on('error', (error) => {
-    if (!closing) onLost(error);
-  });
-  client.on('end', () => {
-    if (!closing) onLost(new Error('the worker session ended'));
-  });
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const id = String(randomInt(1, 2 ** 31 - 1));
-    const result = await client.query('SELECT pg_try_advisory_lock($1::int, $2::int) AS locked', [WORKER_LOCK_NAMESPACE, id]);
-    if (result.rows[0]?.locked) {
-      return {
-        id,
-        close: async () => {
-          closing = true;
-          try {
-            await client.query('SELECT pg_advisory_unlock($1::int, $2::int)', [WORKER_LOCK_NAMESPACE, id]);
-          } finally {
-            await client.end().catch(() => undefined);
-          }
-        },
-      };
-    }
+export async function startWorkerSession(db: Db, databaseUrl: string, onLost: (error: Error) => void = () => undefined): Promise<WorkerSession> {
+  let id: string | undefined;
+  for (let attempt = 0; attempt < 20 && !id; attempt++) {
+    const candidate = String(randomInt(1, 2 ** 31 - 1));
+    if (await takeLease(db, candidate, LEASE_TTL_MS, hostname(), process.pid)) id = candidate;
   }
-  await client.end();
-  throw new Error('could not take a worker lock');
+  if (!id) throw new Error('could not take a worker lease');
+  const worker = id;
+  let renewedFrom = Date.now();
+  let lost: Error | undefined;
+  let closing = false;
+  let lastError = '';
+  let client: pg.Client | undefined;
+  let renewing: Promise<void> | undefined;
+
+  const lose = (error: Error) => {
+    if (lost || closing) return;
+    lost = error;
+    onLost(error);
+  };
+  const connect = async (): Promise<pg.Client> => {
+    const fresh = new pg.Client({ connectionString: databaseUrl, application_name: 'overskill-storage worker', connectionTimeoutMillis: 5_000 });
+    // A broken connection is dropped and opened again at the next renewal; only the deadline ends the worker.
+    fresh.on('error', () => {
+      if (client === fresh) client = undefined;
+    });
+    await fresh.connect();
+    return fresh;
+  };
+  const renew = async () => {
+    const sentAt = Date.now();
+    try {
+      client ??= await connect();
+      if (await renewLease(client, worker, LEASE_TTL_MS)) {
+        renewedFrom = sentAt;
+        lastError = '';
+      } else {
+        lose(new Error("this worker's lease expired before it could be renewed, so another worker may have taken its rows"));
+      }
+    } catch (error) {
+      lastError = errorMessage(error);
+      const broken = client;
+      client = undefined;
+      await broken?.end().catch(() => undefined);
+    }
+  };
+  const timer = setInterval(() => {
+    if (closing || lost) return;
+    if (Date.now() - renewedFrom >= LEASE_OWN_DEADLINE_MS) {
+      lose(new Error(`its lease could not be renewed for ${Math.round((Date.now() - renewedFrom) / 1000)} s${lastError ? ` (${lastError})` : ''}`));
+      return;
+    }
+    renewing ??= renew().finally(() => {
+      renewing = undefined;
+    });
+  }, LEASE_RENEW_MS);
+  timer.unref();
+
+  return {
+    id: worker,
+    holds: () => !lost && Date.now() - renewedFrom < LEASE_OWN_DEADLINE_MS,
+    close: async () => {
+      closing = true;
+      clearInterval(timer);
+      await renewing;
+      try {
+        // Ending the lease frees the worker's claims at once (the flips released them already, normally).
+        if (!lost) await dropLease(db, worker);
+      } finally {
+        await client?.end().catch(() => undefined);
+      }
+    },
+  };
 }

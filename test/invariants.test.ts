@@ -71,8 +71,8 @@ describe('invariants of migrate', () => {
     expect(await objectText(env.store, row.r2_object_key!)).toBe(text(6000, 'new! '));
   });
 
-  // On PGlite every connection shares one session, so a killed process's advisory lock (its claims) outlives
-  // it there; the takeover after a kill is a real-PostgreSQL behaviour.
+  // The killed worker's lease lapses LEASE_TTL_MS after its death: the rerun waits for it and takes the rows.
+  // PGlite serves one session at a time, so a killed process's open connection stalls it: real PostgreSQL only.
   it.skipIf(ON_PGLITE)('4: a kill between upload and flip leaves no row pointing at a missing or different object, and a rerun converges', async () => {
     const app = await insertApp(env.db);
     for (let i = 0; i < 30; i++) await insertFile(env.db, app, `kill/f${i}.js`, text(2000 + i, `k${i}`));

@@ -404,8 +404,8 @@ describe.skipIf(ON_PGLITE)('run records: status, pause, resume, tune, cancel, hi
     expect(deleted).toBeGreaterThanOrEqual(1); // the orphan above, and whatever earlier tests left unnamed
     expect(history.json().runs[0]).toMatchObject({ id: runId, command: 'cleanup', state: 'succeeded', rows_done: deleted });
     expect(history.json().runs[0].arguments).toEqual(['cleanup', '--yes', '--json', '--grace', '0']);
-    // A live cleanup (a worker session of its own holds the lock its row names) cannot be steered from here.
-    const session = await startWorkerSession(env.databaseUrl);
+    // A live cleanup (a worker whose lease its row names) cannot be steered from here.
+    const session = await startWorkerSession(env.db, env.databaseUrl);
     try {
       await query(env.db, "UPDATE overskill_storage_runs SET state = 'running', ended_at = NULL WHERE id = $1", [runId]);
       await query(env.db, 'UPDATE overskill_storage_run_workers SET ended_at = NULL, worker = $2 WHERE run_id = $1', [runId, session.id]);

@@ -29,6 +29,8 @@ export interface WalkOptions {
   observer?: BatchObserver;
   /** Items in flight and their bounds: an item that outlives its bound fails as `stalled` (activity.ts). */
   activity?: WorkerActivity;
+  /** False once this worker's lease may have expired: its claims may be another's, so nothing more is flipped. */
+  claimsHeld?: () => boolean;
 }
 
 /** The error class of an item that made no progress within the bound its requests allow. */
@@ -187,6 +189,14 @@ export async function runBatches<Done>(
       });
       return options.observer?.afterBatch({ flipped: flippedHere, bytes: bytesHere, items });
     };
+    if (options.claimsHeld && !options.claimsHeld()) {
+      // The rows may be another worker's by now: they are left as they are (the objects written are named by
+      // key, so the next run finds them) and the claims are left to lapse.
+      result.abandoned += doneRows.size;
+      for (const { row } of doneRows.values()) reporter.advance?.(1, row.bytes ?? 0);
+      await told();
+      return;
+    }
     let flipped: string[];
     try {
       flipped = await operation.flip(done, claimedIds);

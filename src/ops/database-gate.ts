@@ -3,8 +3,7 @@ import { ConfigError } from '../errors.ts';
 import { inspectDatabaseAccess, TEXT_TYPES, type DatabaseAccess } from '../sql/database-access.ts';
 import type { StoreProperty } from '../store/preflight.ts';
 import { connectionLimits, describeBindingLimit, type ConnectionLimits } from '../sql/connection-limits.ts';
-import { detectSessionPooling, type SessionPooling } from '../sql/session-pooling.ts';
-import type { Db } from '../db.ts';
+import type { SessionPooling } from '../sql/session-pooling.ts';
 
 /**
  * A command that changes rows needs its pool (`pool`, one of them open already) and a worker session of its own.
@@ -26,29 +25,17 @@ export async function assertConnectionsAvailable(db: Queryable, pool: number, wh
 }
 
 /**
- * A command that changes rows needs connections that keep their sessions: its worker's liveness and claims
- * rest on a session advisory lock, which a transaction-mode pooler moves between server connections (a killed
- * worker would look alive, a live one lose its rows). Refused before anything changes.
+ * doctor's view of how sessions reach the server. Runs work through any pooler (leases, per-transaction
+ * settings); what needs a session of its own takes the direct URL behind one in transaction mode.
  */
-export async function assertSessionsKept(db: Db, url: string): Promise<SessionPooling> {
-  const pooling = await detectSessionPooling(db, url);
-  if (pooling.kind === 'transaction') {
-    throw new ConfigError(
-      `DATABASE_URL reaches PostgreSQL through ${pooling.seen.replace(/^transaction pooling: /, 'a pooler that does not keep sessions (')}). This tool's workers hold a session lock for as long as they run, which such a pooler cannot keep, so nothing was changed. Point DATABASE_URL at PostgreSQL itself (Rails' and Supabase's "direct" URL) or at a pool in session mode.`,
-    );
-  }
-  return pooling;
-}
-
-/** doctor's view of how sessions reach the server. */
-export function sessionProperty(pooling: SessionPooling): StoreProperty {
+export function sessionProperty(pooling: SessionPooling, directUrlGiven: boolean): StoreProperty {
   return {
     id: 'sessionsKept',
-    property: 'each connection keeps its own database session (no pooler in transaction mode)',
-    required: true,
-    holds: pooling.kind === 'kept',
+    property: 'each connection keeps its own database session (no pooler in transaction mode), or a direct URL is given for what needs one',
+    required: false,
+    holds: pooling.kind === 'kept' || directUrlGiven,
     seen: pooling.seen,
-    risk: "every command that changes rows refuses: its workers' session locks would not hold (use the direct URL, or a session-mode pool)",
+    risk: 'every run works through it; schema --apply and reclaim need a session of their own and refuse without --direct-database-url (or DIRECT_DATABASE_URL)',
   };
 }
 

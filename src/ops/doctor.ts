@@ -41,7 +41,7 @@ export function storeGuards(check: StoreCheck): StoreGuards {
 }
 
 /** The database half of `doctor`: reachable with these credentials, and the schema this tool needs is there. */
-export async function checkDatabase(context: Pick<StorageContext, 'db' | 'databaseUrl'>): Promise<StoreProperty[]> {
+export async function checkDatabase(context: Pick<StorageContext, 'db' | 'databaseUrl'>, options: DoctorOptions = {}): Promise<StoreProperty[]> {
   const [{ version }] = await query<{ version: string }>(context.db, "SELECT current_setting('server_version') AS version");
   const schema = await inspectSchema(context.db);
   const access = await inspectDatabaseAccess(context.db);
@@ -74,7 +74,7 @@ export async function checkDatabase(context: Pick<StorageContext, 'db' | 'databa
     ...databaseProperties(access),
     // The pool a run opens at the default concurrency (context.ts: min(concurrency, 8) + 2).
     connectionProperty(await connectionLimits(context.db), Math.min(DEFAULT_WALK.concurrency, 8) + 2),
-    sessionProperty(await detectSessionPooling(context.db, context.databaseUrl)),
+    sessionProperty(await detectSessionPooling(context.db, context.databaseUrl), options.directUrlGiven ?? false),
   ];
 }
 
@@ -82,8 +82,13 @@ export async function checkDatabase(context: Pick<StorageContext, 'db' | 'databa
  * Everything this tool relies on, one property per line: the database and its schema, the bucket with these
  * credentials, and the store's semantics (src/store/preflight.ts). `ok` when every required one holds.
  */
-export async function doctor(context: StorageContext, connected: StoreProperty[]): Promise<DoctorResult> {
-  const checks = [...connected, ...(await checkDatabase(context))];
+export interface DoctorOptions {
+  /** A direct database URL is configured for what needs a session of its own (behind a transaction pooler). */
+  directUrlGiven?: boolean;
+}
+
+export async function doctor(context: StorageContext, connected: StoreProperty[], options: DoctorOptions = {}): Promise<DoctorResult> {
+  const checks = [...connected, ...(await checkDatabase(context, options))];
   const store = await probeStore(context.store);
   checks.push(...store.properties);
   return { ok: checks.every((check) => !check.required || check.holds), checks, store, guards: storeGuards(store) };

@@ -4,9 +4,10 @@ import type { TableRunResult } from './batch-runner.ts';
 import type { CommonRunOptions, WorkerRun } from './options.ts';
 import { Limiter } from '../pool.ts';
 import { RateLimiter } from '../pacing.ts';
-import { startWorkerSession } from '../workers.ts';
+import { LEASE_SILENT_MS, startWorkerSession } from '../workers.ts';
 import { assertSchemaReady, ensureStatistics } from './schema.ts';
-import { dropStaleClaims } from '../sql/claim-batch.ts';
+import { claimsOfOtherWorkers, dropStaleClaims } from '../sql/claim-batch.ts';
+import { mergeRuns } from './batch-runner.ts';
 import { tagged, type Reporter } from '../reporter.ts';
 import { openRun, type RunRecordSpec } from '../runs/open-run.ts';
 import { RunWorker } from '../runs/run-worker.ts';
@@ -60,8 +61,8 @@ export async function withWorker(
   options.signal?.addEventListener('abort', forward, { once: true });
   if (options.signal?.aborted) stop.abort();
   let sessionLost: string | undefined;
-  const session = await startWorkerSession(context.databaseUrl, (error) => {
-    sessionLost = `the database session holding this run's claims was lost (${error.message}); stopped so no row is worked on twice`;
+  const session = await startWorkerSession(context.db, context.databaseUrl, (error) => {
+    sessionLost = `this worker's lease on its claimed rows was lost: ${error.message}; it stopped, so no row is worked on twice`;
     reporter.log?.('warn', sessionLost);
     stop.abort();
   });
@@ -76,7 +77,7 @@ export async function withWorker(
   const unlisten = activity && store ? store.onLatency(() => activity.moved()) : undefined;
   const run: WorkerRun = {
     workerId: session.id,
-    options: { ...options, signal: stop.signal, activity },
+    options: { ...options, signal: stop.signal, activity, claimsHeld: () => session.holds() },
     shared: { limiter, rate },
     budget: { remaining: options.limit ?? Number.POSITIVE_INFINITY },
     reporter,
@@ -125,6 +126,7 @@ export async function withWorker(
       tables.push(walked);
       reporter.stageDone?.(`${stage} ${table.name}`);
     }
+    await takeOverSilentClaims(context, run, session.id, stop.signal, tables, perTable);
     // A save the app computed from a row it loaded before one of our flips lands after it, and can leave its
     // write where no reader looks. Once such saves have had time to land, the tables are looked at again.
     if (tables.some((walked) => walked.flipped > 0) && !stop.signal.aborted) {
@@ -160,6 +162,50 @@ export async function withWorker(
   }
   const cancelled = recorder?.cancelledBy && !options.signal?.aborted ? recorder.cancelledBy : undefined;
   return { tables, interrupted: (options.signal?.aborted ?? false) && !sessionLost, cancelled, sessionLost, run: opened, repairedAppWrites, transport: store?.transportStats(), pace: store?.paceSnapshot() };
+}
+
+/**
+ * Rows a killed worker claimed stay its own until its lease expires. A walk that ends while other workers'
+ * claims are left looks whether those workers still renew their leases (waiting out one silence period if
+ * none has fallen silent yet: a rerun right after a kill comes before its silence shows). The rows of a
+ * silent worker are walked again once its lease has expired; a worker still renewing keeps its rows. So a
+ * rerun leaves no row behind, and never takes a row from a live worker.
+ */
+async function takeOverSilentClaims(
+  context: StorageContext,
+  run: WorkerRun,
+  worker: string,
+  signal: AbortSignal,
+  tables: TableRunResult[],
+  perTable: (run: WorkerRun, table: CommonRunOptions['tables'][number]) => Promise<TableRunResult>,
+): Promise<void> {
+  const walked = run.options.tables.filter((table) => tables.some((done) => done.table === table.name));
+  let lookedAgain = false;
+  for (let round = 0; round < 4 && !signal.aborted && run.budget.remaining > 0; round++) {
+    const others = await claimsOfOtherWorkers(context.db, walked.map((table) => table.table), worker, LEASE_SILENT_MS);
+    if (!others.length) return;
+    const silent = others.filter((entry) => entry.silent);
+    if (!silent.length) {
+      if (lookedAgain) return;
+      lookedAgain = true;
+      await sleep(LEASE_SILENT_MS + 500, undefined, { signal }).catch(() => undefined);
+      continue;
+    }
+    const rows = silent.reduce((sum, entry) => sum + entry.rows, 0);
+    const waitMs = Math.max(...silent.map((entry) => entry.expiresInMs)) + 250;
+    run.reporter.log?.(
+      'warn',
+      `${rows} ${rows === 1 ? 'row is' : 'rows are'} claimed by a worker that stopped renewing its lease ${Math.max(...silent.map((entry) => entry.silentS))} s ago (killed, or cut off from the database); waiting ${Math.ceil(waitMs / 1000)} s for its lease to expire, then taking them`,
+    );
+    run.reporter.event?.({ type: 'wait', reason: "a silent worker's lease" });
+    await sleep(waitMs, undefined, { signal }).catch(() => undefined);
+    run.reporter.event?.({ type: 'wait', reason: null });
+    for (const table of walked.filter((candidate) => silent.some((entry) => entry.table === candidate.table))) {
+      const index = tables.findIndex((done) => done.table === table.name);
+      if (signal.aborted || index < 0) return;
+      tables[index] = mergeRuns(tables[index], await perTable(run, table));
+    }
+  }
 }
 
 const PACE_EVENT_EVERY_MS = 5000;

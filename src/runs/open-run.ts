@@ -92,6 +92,6 @@ export async function refuseConflicts(db: Db, spec: RunRecordSpec): Promise<void
 
 /** Whether the run tables exist (they come with `schema --apply`). */
 export async function runTablesPresent(db: Db): Promise<boolean> {
-  const [{ present }] = await query<{ present: boolean }>(db, "SELECT to_regclass('overskill_storage_runs') IS NOT NULL AS present");
+  const [{ present }] = await query<{ present: boolean }>(db, "SELECT to_regclass('overskill_storage_runs') IS NOT NULL AND to_regclass('overskill_storage_worker_leases') IS NOT NULL AS present");
   return present;
 }

@@ -29,7 +29,7 @@ export async function withRecordedRun<T>(
   outcomeOf: (result: T) => RecordedOutcome,
 ): Promise<{ result: T; run?: { id: string; joined: boolean; state?: RunState } }> {
   if (!(await runTablesPresent(context.db))) return { result: await body() };
-  const session = await startWorkerSession(context.databaseUrl);
+  const session = await startWorkerSession(context.db, context.databaseUrl);
   try {
     const opened = await openRun(context.db, { ...spec, pausable: false }, { worker: session.id });
     const recorder = new RunWorker(context.db, opened.runId, session.id, { limiter: new Limiter(1), setRate: () => undefined, cancel: () => undefined }, 1, undefined);

@@ -6,7 +6,7 @@ import { databaseIsUtf8 } from './database-access.ts';
 import { CLAIMS_TABLE } from './schema.ts';
 import { filterSql, type RowFilter } from './filters.ts';
 import { Params } from './params.ts';
-import { sqlWorkerIsLive } from '../workers.ts';
+import { LEASES_TABLE, sqlWorkerIsLive } from './worker-leases.ts';
 
 /** 'size-desc' walks in size bands, largest band first (see SIZE_BANDS); each band in id order. */
 export type ClaimOrder = 'id' | 'size-desc';
@@ -173,5 +173,23 @@ export async function dropStaleClaims(db: Queryable): Promise<void> {
   await query(
     db,
     `DELETE FROM ${CLAIMS_TABLE} c WHERE NOT ${sqlWorkerIsLive('c.worker')}`,
+  );
+}
+
+/**
+ * Rows of `tables` claimed by other workers whose leases have not expired, by table and by whether the worker
+ * has stopped renewing its lease (`silent`: killed, frozen, cut off) or is still at work.
+ */
+export async function claimsOfOtherWorkers(db: Queryable, tables: string[], worker: string, silentMs: number): Promise<{ table: string; silent: boolean; rows: number; silentS: number; expiresInMs: number }[]> {
+  return query(
+    db,
+    `SELECT c.table_name AS "table", l.renewed_at < now() - $3::int * interval '1 millisecond' AS silent, count(*)::int AS rows,
+            round(extract(epoch FROM now() - min(l.renewed_at)))::int AS "silentS",
+            ceil(extract(epoch FROM max(l.expires_at) - now()) * 1000)::float8 AS "expiresInMs"
+       FROM ${CLAIMS_TABLE} c
+       JOIN ${LEASES_TABLE} l ON l.worker = c.worker
+      WHERE c.table_name = ANY($1::text[]) AND c.worker <> $2::bigint AND l.expires_at > now()
+      GROUP BY 1, 2`,
+    [tables, worker, silentMs],
   );
 }

@@ -1,8 +1,8 @@
 import { StringDecoder } from 'node:string_decoder';
-import { acquireSession, query, type Queryable } from '../db.ts';
+import { acquireSession, prepareTransaction, query, type Queryable } from '../db.ts';
 import { sqlContentBytes, type StoredTable } from '../tables.ts';
 import { STAGING_TABLE } from './schema.ts';
-import { sqlWorkerIsLive } from '../workers.ts';
+import { sqlWorkerIsLive } from './worker-leases.ts';
 
 /**
  * Bytes per slice, and slices per round trip, when a content is too large to hold. Slices stay well below
@@ -34,6 +34,7 @@ export async function* readContentChunks(db: Queryable, table: StoredTable, id: 
   let open = false;
   try {
     if (ownTransaction) await session.connection.query('BEGIN READ ONLY');
+    await prepareTransaction(db, session.connection, ownTransaction ? {} : db);
     open = true;
     await session.connection.query(
       `DECLARE ${cursor} NO SCROLL CURSOR FOR

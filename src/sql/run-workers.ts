@@ -1,5 +1,5 @@
 import { query, type Queryable } from '../db.ts';
-import { sqlWorkerIsLive } from '../workers.ts';
+import { sqlWorkerIsLive } from './worker-leases.ts';
 import { RUNS_TABLE, RUN_PROGRESS_TABLE, RUN_WORKERS_TABLE } from './run-tables.ts';
 import { LIVE_STATES, type RunState } from '../runs/states.ts';
 import { moveRun, readRun, type RunPace } from './runs.ts';

@@ -1,7 +1,7 @@
 import { query, type Queryable } from '../db.ts';
 
 /* Runs: their rows, states and pace, and the listings status and report read (workers: run-workers.ts; items: run-items.ts). */
-import { sqlWorkerIsLive } from '../workers.ts';
+import { sqlWorkerIsLive } from './worker-leases.ts';
 import { RUNS_TABLE, RUN_PROGRESS_TABLE, RUN_TRANSITIONS_TABLE, RUN_WORKERS_TABLE } from './run-tables.ts';
 import { FINAL_STATES, LIVE_STATES, statesAllowing, type RunState } from '../runs/states.ts';
 

@@ -36,6 +36,7 @@ import { RUN_TABLE_DDL, RUNS_TABLE, RUN_WORKERS_TABLE } from './run-tables.ts';
 import { BASELINE_DDL, BASELINE_TABLE } from './baseline.ts';
 import { RESTORES_DDL, RESTORES_TABLE } from './restores-table.ts';
 import { REPORT_HISTORY_DDL, REPORT_HISTORY_TABLE } from './report-history.ts';
+import { LEASES_DDL, LEASES_TABLE } from './worker-leases.ts';
 
 export const CLAIMS_TABLE = 'overskill_storage_claims';
 export const STAGING_TABLE = 'overskill_storage_staging';
@@ -133,6 +134,13 @@ const SCHEMA_ITEMS: SchemaItem[] = [
         PRIMARY KEY (table_name, row_id)
       )`,
     ],
+  },
+  {
+    kind: 'table',
+    table: LEASES_TABLE,
+    name: LEASES_TABLE,
+    purpose: "each running worker's lease, renewed every second: a worker is alive while its lease has not expired, and its claims lapse with it",
+    statements: [LEASES_DDL],
   },
   {
     kind: 'table',

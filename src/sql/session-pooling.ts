@@ -5,8 +5,9 @@ import { acquireSession, type Db } from '../db.ts';
  * Whether each connection of the tool's keeps one database session. A pooler in transaction mode (PgBouncer's
  * `pool_mode = transaction`, the mode of many managed poolers) hands every transaction whatever server
  * connection is free, so session state does not survive between two statements: session advisory locks, SET,
- * and the like (PgBouncer's "Features" page lists what each pool mode supports). This tool's worker liveness is
- * a session advisory lock, so such a connection is refused for every command that changes rows.
+ * and the like (PgBouncer's "Features" page lists what each pool mode supports). The tool needs none of them for
+ * its runs (workers hold leases in a table, settings are made per transaction: src/db.ts), but what needs a
+ * session of its own (pg_repack, CREATE INDEX CONCURRENTLY with its settings) takes a direct URL there.
  *
  * Found by asking, not guessed from a port: connection A asks for its backend, connection B opens a
  * transaction (and so holds a server connection), and A asks again. On a kept session A's backend is the same
@@ -22,7 +23,7 @@ export interface SessionPooling {
 
 export async function detectSessionPooling(db: Db, url: string): Promise<SessionPooling> {
   const urlPort = Number(new URL(url).port || 5432);
-  const a = await acquireSession(db);
+  const a = await acquireSession(db, { bare: true });
   const b = new pg.Client({ connectionString: url, application_name: 'overskill-storage pooling probe' });
   try {
     const first = (await a.connection.query('SELECT pg_backend_pid() AS pid, inet_server_port() AS port, version() AS version')).rows[0] as { pid: number; port: number | null; version: string };
@@ -56,4 +57,9 @@ export async function detectSessionPooling(db: Db, url: string): Promise<Session
     await b.end().catch(() => undefined);
     await a.release();
   }
+}
+
+/** "a pooler that does not keep sessions (…)", for sentences that refuse a step needing a session of its own. */
+export function describeTransactionPooling(pooling: SessionPooling): string {
+  return `${pooling.seen.replace(/^transaction pooling: /, 'a pooler that does not keep sessions (')})`;
 }

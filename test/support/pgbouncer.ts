@@ -24,9 +24,10 @@ async function freePort(): Promise<number> {
 
 /**
  * A PgBouncer in front of the test server on a free loopback port, in `mode` (transaction or session). It
- * refuses to run as root, so as root it is started as `postgres`.
+ * refuses to run as root, so as root it is started as `postgres`. `serverLifetimeS`: PgBouncer closes a server
+ * connection this old once it is free, so a client's transactions move between ever new backends.
  */
-export async function startPgBouncer(mode: 'transaction' | 'session'): Promise<{ url: (database: string) => string; port: number; stop: () => void }> {
+export async function startPgBouncer(mode: 'transaction' | 'session', settings: { serverLifetimeS?: number; poolSize?: number } = {}): Promise<{ url: (database: string) => string; port: number; stop: () => void }> {
   const dir = mkdtempSync(join(tmpdir(), 'oss-pgbouncer-'));
   const port = await freePort();
   const server = new URL(ADMIN_URL);
@@ -42,7 +43,8 @@ export async function startPgBouncer(mode: 'transaction' | 'session'): Promise<{
       'auth_type = trust',
       `auth_file = ${join(dir, 'users.txt')}`,
       `pool_mode = ${mode}`,
-      'default_pool_size = 10',
+      `default_pool_size = ${settings.poolSize ?? 10}`,
+      ...(settings.serverLifetimeS ? [`server_lifetime = ${settings.serverLifetimeS}`] : []),
       'unix_socket_dir =',
       `logfile = ${join(dir, 'pgbouncer.log')}`,
       `pidfile = ${join(dir, 'pgbouncer.pid')}`,

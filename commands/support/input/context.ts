@@ -6,7 +6,7 @@ import type { WalkOptions } from '../../../src/ops/batch-runner.ts';
 import { DEFAULT_WALK, DEFAULT_INLINE_MAX, type CommonRunOptions } from '../../../src/ops/options.ts';
 import { parseTables } from '../../../src/tables.ts';
 import { DEFAULT_POLICY, validatePolicy, type PlacementPolicy } from '../../../src/placement.ts';
-import { UsageError } from '../../../src/errors.ts';
+import { ConfigError, UsageError } from '../../../src/errors.ts';
 import { DEFAULT_PRICES, INFREQUENT_ACCESS_PRICES, STORAGE_CLASSES, type Prices, type StorageClass } from '../../../src/cost.ts';
 import * as parse from './parse.ts';
 import { Output, type EventSink, type LogFormat, type OutputStreams } from '../render/output.ts';
@@ -22,6 +22,7 @@ export interface GlobalOptions {
   allowInsecureEndpoint?: boolean;
   allowUnconditionalStore?: boolean;
   caBundle?: string;
+  directDatabaseUrl?: string;
   json?: boolean;
   yes?: boolean;
   color?: boolean;
@@ -50,6 +51,7 @@ export interface Runtime {
 export function addGlobalOptions(program: Command): Command {
   return program
     .option('--database-url <url>', 'PostgreSQL URL (default: $DATABASE_URL, then .env)')
+    .option('--direct-database-url <url>', "PostgreSQL itself, for the steps that need a session of their own (schema --apply, reclaim) where DATABASE_URL is a pooler in transaction mode (default: $DIRECT_DATABASE_URL)")
     .option('--endpoint <url>', 'S3-compatible endpoint (default: $R2_ENDPOINT, or R2 from $R2_ACCOUNT_ID)')
     .option('--account-id <id>', 'Cloudflare account id (default: $R2_ACCOUNT_ID)')
     .option('--bucket <name>', 'bucket (default: $R2_BUCKET or $CLOUDFLARE_R2_BUCKET_DB_FILES)')
@@ -100,7 +102,14 @@ export interface OpenedContext extends StorageContext {
 export async function openContext(
   globals: GlobalOptions,
   runtime: Runtime,
-  options: { store: boolean; concurrency?: number; onRequest?: (command: string) => void; database?: 'read' | 'write' },
+  options: {
+    store: boolean;
+    concurrency?: number;
+    onRequest?: (command: string) => void;
+    database?: 'read' | 'write';
+    /** What needs a database session of its own (pg_repack, CREATE INDEX CONCURRENTLY): a pooler in transaction mode cannot give one. */
+    ownSession?: string;
+  },
 ): Promise<OpenedContext> {
   const resolver = new ConfigResolver({
     flags: { databaseUrl: globals.databaseUrl, endpoint: globals.endpoint, accountId: globals.accountId, bucket: globals.bucket, region: globals.region },
@@ -115,8 +124,13 @@ export async function openContext(
   const fromEnv = Number(runtime.streams.env.OVERSKILL_STORAGE_DB_CONNECTIONS);
   const connections = globals.dbConnections ?? (Number.isSafeInteger(fromEnv) && fromEnv >= 1 ? fromEnv : Math.min(concurrency, 8) + 2);
   // The database driver and the S3 SDK load only in commands that connect: --help and --version stay light.
-  const [{ createDb, checkConnection }, { ObjectStore }] = await Promise.all([import('../../../src/db.ts'), import('../../../src/object-store.ts')]);
-  const db = createDb({ url: database.url, poolSize: connections });
+  const [{ createDb, checkConnection, setPooling }, { ObjectStore }, { detectSessionPooling, describeTransactionPooling }] = await Promise.all([
+    import('../../../src/db.ts'),
+    import('../../../src/object-store.ts'),
+    import('../../../src/sql/session-pooling.ts'),
+  ]);
+  let databaseUrl = database.url;
+  let db = createDb({ url: databaseUrl, poolSize: connections });
   let store: ObjectStore | undefined;
   let metrics: { close(): Promise<void> } | undefined;
   const output = makeOutput(globals, runtime);
@@ -126,8 +140,30 @@ export async function openContext(
     since = performance.now();
   };
   try {
-    await checkConnection(db, database.url);
+    await checkConnection(db, databaseUrl);
     step(`connected to database ${target.database}, at most ${connections} connections`);
+    // Found before any other statement: how the tool's settings are made depends on it (src/db.ts).
+    let pooling = await detectSessionPooling(db, databaseUrl);
+    if (pooling.kind === 'transaction' && options.ownSession) {
+      const direct = globals.directDatabaseUrl ?? runtime.streams.env.DIRECT_DATABASE_URL;
+      if (!direct) {
+        throw new ConfigError(
+          `${options.ownSession} needs a database session of its own, and DATABASE_URL reaches PostgreSQL through ${describeTransactionPooling(pooling)}. Nothing was changed. Give PostgreSQL's own address with --direct-database-url (or DIRECT_DATABASE_URL), as Rails and Supabase keep a "direct" URL for migrations.`,
+        );
+      }
+      await db.destroy();
+      databaseUrl = direct;
+      target.database = describeDatabase(direct);
+      db = createDb({ url: databaseUrl, poolSize: connections });
+      await checkConnection(db, databaseUrl);
+      pooling = await detectSessionPooling(db, databaseUrl);
+      if (pooling.kind === 'transaction') {
+        throw new ConfigError(`${options.ownSession} needs a database session of its own, and the direct database URL also reaches ${describeTransactionPooling(pooling)}. Nothing was changed. Point --direct-database-url at PostgreSQL itself.`);
+      }
+      step(`${options.ownSession}: through the direct URL, ${target.database}`);
+    }
+    setPooling(db, pooling.kind);
+    step(`sessions: ${pooling.seen}`);
     if (options.database) {
       const gate = await import('../../../src/ops/database-gate.ts');
       await (options.database === 'write' ? gate.assertDatabaseAllowsWrites(db) : gate.assertDatabaseReadable(db));
@@ -136,7 +172,6 @@ export async function openContext(
         const room = await gate.assertConnectionsAvailable(db, connections, `a pool of ${connections} for --concurrency ${concurrency}`);
         if (room.warning) output.warn(room.warning);
         step(`connections: room for ${Number.isFinite(room.limits.headroom) ? room.limits.headroom : 'any number'} more, this command takes up to ${connections}`);
-        step(`sessions: ${(await gate.assertSessionsKept(db, database.url)).seen}`);
       }
     }
     if (storeConfig) {
@@ -160,7 +195,7 @@ export async function openContext(
   return {
     db,
     store: store as ObjectStore,
-    databaseUrl: database.url,
+    databaseUrl,
     target,
     close: async () => {
       await metrics?.close();
