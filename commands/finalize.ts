@@ -30,7 +30,7 @@ export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<Co
           await assertSchemaReady(context.db);
           await (await import('../src/ops/scope.ts')).assertScopeSelects(context.db, options.filter);
           const record = recordFor(runtime, globals, opts, options);
-          if (!opts.dryRun) await (await import('../src/runs/open-run.ts')).refuseConflicts(context.db, record);
+          if (!opts.dryRun) await (await import('../src/runs/open-run.ts')).refuseConflicts(context.db, record, (sentence) => output.warn(sentence));
           // Before the plan and its question: a lifecycle rule that expires the tool's keys refuses finalize.
           if (!opts.dryRun) await (await import('../src/ops/store-gate.ts')).assertLifecycleKeepsObjects(context.store);
           const plan = await planFinalize(

@@ -57,7 +57,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
             identityExtra: { refreshStale: prepared.options.refreshStale, minSize: opts.minSize, order: prepared.options.order },
             retryOf: opts.retryFailed,
           });
-          if (!opts.dryRun) await refuseConflicts(context.db, record);
+          if (!opts.dryRun) await refuseConflicts(context.db, record, (sentence) => output.warn(sentence));
           const plan = await planMigration(context.db, prepared, pricesFrom(opts), opts.dryRun ?? false);
           return await planConfirmRun({
             output,

@@ -6,7 +6,7 @@ import { stopActiveProgress } from './support/render/progress.ts';
 import { Output, writeErrorDocument } from './support/render/output.ts';
 import type { CommandResult } from './support/flow/command.ts';
 import { packageVersion, versionReport } from '../src/version.ts';
-import { DeclinedError } from '../src/errors.ts';
+import { DeclinedError, connectionLost } from '../src/errors.ts';
 import { CATALOG, type CommandEntry } from './catalog.ts';
 
 const version = packageVersion();
@@ -80,6 +80,8 @@ export async function runCli(argv: string[], runtime: Runtime): Promise<number> 
     // The operator's own "no" is an answer, not an error: said plainly, exit 0.
     if (error instanceof DeclinedError) errorOutput.log(error.message);
     else if (!(error instanceof CommanderError)) errorOutput.error(describeError(error, verbose));
+    // A run the database dropped goes on by running it again: the exact command, as after Ctrl-C.
+    if (connectionLost(error) && runtime.command && RESUMABLE.has(runtime.command) && !argv.includes('--json')) runtime.streams.stderr.write(`${resumeLines(argv)}\n`);
     if (argv.includes('--json') && (code !== 0 || error instanceof DeclinedError)) {
       const command = runtime.command ?? argv.find((word) => CATALOG.some((entry) => entry.name === word)) ?? 'overskill-storage';
       const message = error instanceof CommanderError ? error.message.replace(/^error: /, '') : describeError(error, false);

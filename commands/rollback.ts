@@ -34,7 +34,7 @@ export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<Co
           await assertSchemaReady(context.db);
           await (await import('../src/ops/scope.ts')).assertScopeSelects(context.db, options.filter);
           const record = recordFor(runtime, globals, opts, options, { identityExtra: { keepHybrid: options.keepHybrid, purge: options.purge } });
-          if (!opts.dryRun) await (await import('../src/runs/open-run.ts')).refuseConflicts(context.db, record);
+          if (!opts.dryRun) await (await import('../src/runs/open-run.ts')).refuseConflicts(context.db, record, (sentence) => output.warn(sentence));
           const plan = await planRollback(
             context.db,
             { tables: options.tables, filter: options.filter, limit: options.limit, policy: options.policy, inlineMaxBytes: options.inlineMaxBytes, prices: pricesFrom(opts) },

@@ -40,6 +40,9 @@ export function createDb(options: DbOptions): Db {
     },
     pool: { min: 0, max: Math.max(1, options.poolSize ?? 4), acquireTimeoutMillis: 60_000 },
     acquireConnectionTimeout: 60_000,
+    // knex would print "Connection Error: ..." for each pooled connection a restart drops; the command that
+    // meets the lost connection says it once, in a sentence with the way on (commands/support/flow/exit.ts).
+    log: { warn: () => undefined },
   });
   clientOf(db).config.overskillSession = { statementTimeoutMs: Math.max(0, Math.floor(options.statementTimeoutMs ?? 0)), pooling: 'unknown' };
   return db;

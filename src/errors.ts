@@ -64,3 +64,15 @@ export class ObjectConflictError extends StorageError {
     super(message);
   }
 }
+
+/**
+ * Whether an error means the connection itself is gone (a restart, a failover, a terminated backend, a
+ * network cut), not that one statement failed: SQLSTATE class 08 and 57P01-57P03 (PostgreSQL's "Error
+ * Codes"), and the driver's words for a socket that closed.
+ */
+export function connectionLost(error: unknown): boolean {
+  const e = error as { code?: string; message?: string } | undefined;
+  if (!e) return false;
+  if (typeof e.code === 'string' && (/^08/.test(e.code) || /^57P0[123]$/.test(e.code) || ['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT'].includes(e.code))) return true;
+  return /Connection terminated|Connection ended unexpectedly|terminating connection|server closed the connection|not queryable|the database system is (shutting down|starting up)/i.test(e.message ?? '');
+}

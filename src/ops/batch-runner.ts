@@ -6,7 +6,7 @@ import { Limiter } from '../pool.ts';
 import { RateLimiter } from '../pacing.ts';
 import { waitForDbLoad, type DbLoadGuard } from '../db-load.ts';
 import type { Reporter } from '../reporter.ts';
-import { errorMessage } from '../errors.ts';
+import { connectionLost, errorMessage } from '../errors.ts';
 import type { BatchObserver } from '../runs/run-worker.ts';
 import type { RunItem } from '../sql/run-items.ts';
 import type { WorkerActivity } from '../runs/activity.ts';
@@ -125,6 +125,8 @@ export async function runBatches<Done>(
     message: item.reason,
   });
 
+  /** The database connection was lost under a flip: the walk ends with it (see processBatch). */
+  let lost: unknown;
   const processBatch = async (rows: ClaimedRow[]) => {
     const batchStarted = performance.now();
     const claimedIds = rows.map((row) => row.id);
@@ -201,6 +203,15 @@ export async function runBatches<Done>(
     try {
       flipped = await operation.flip(done, claimedIds);
     } catch (error) {
+      if (connectionLost(error)) {
+        // Not the items' failure: the database went away (a restart, a failover). The flip either committed
+        // or did not, so nothing is half-done; the walk stops and the whole command fails in one sentence.
+        lost ??= error;
+        result.abandoned += doneRows.size;
+        for (const { row } of doneRows.values()) reporter.advance?.(1, row.bytes ?? 0);
+        await told();
+        return;
+      }
       await releaseClaims(db, table, worker, claimedIds).catch(() => undefined);
       for (const { row } of doneRows.values()) {
         exclude.add(row.id);
@@ -235,9 +246,9 @@ export async function runBatches<Done>(
       let claimedThisPass = 0;
       const inFlight = new Set<Promise<void>>();
       try {
-        while (!options.signal?.aborted && budget.remaining > 0) {
+        while (!options.signal?.aborted && budget.remaining > 0 && !lost) {
           while (inFlight.size >= BATCHES_IN_FLIGHT) await Promise.race(inFlight);
-          if (options.signal?.aborted) break;
+          if (options.signal?.aborted || lost) break;
           await options.observer?.beforeClaim(async () => {
             await Promise.all(inFlight);
           });
@@ -274,6 +285,7 @@ export async function runBatches<Done>(
       } finally {
         await Promise.all(inFlight);
       }
+      if (lost) throw lost;
       if (claimedThisPass === 0 || options.signal?.aborted || budget.remaining <= 0) break;
     }
   };

@@ -2,7 +2,8 @@ import { hostname } from 'node:os';
 import type { Db } from '../db.ts';
 import { query } from '../db.ts';
 import { insertRun, liveRuns, lockRunStarts } from '../sql/runs.ts';
-import { insertWorker, reconcileRuns, type NewWorker } from '../sql/run-workers.ts';
+import { insertWorker, reconcileRuns, silentWorkersOf, type NewWorker } from '../sql/run-workers.ts';
+import { LEASE_SILENT_MS } from '../workers.ts';
 import { currentOperator, findConflict, runIdentity, RunConflictError, type RunScope } from './identity.ts';
 
 export { currentOperator } from './identity.ts';
@@ -83,11 +84,19 @@ export async function openRun(db: Db, spec: RunRecordSpec, worker: Omit<NewWorke
  * Refuses early (before the plan is shown and confirmation asked) a run that would conflict with a live
  * one; openRun checks again, atomically, when the run starts.
  */
-export async function refuseConflicts(db: Db, spec: RunRecordSpec): Promise<void> {
+export async function refuseConflicts(db: Db, spec: RunRecordSpec, onWait: (sentence: string) => void = () => undefined): Promise<void> {
   if (spec.force) return;
-  await reconcileRuns(db);
-  const conflict = findConflict(spec.command, spec.scope, await liveRuns(db));
-  if (conflict) throw new RunConflictError(conflict.sentence);
+  for (let look = 0; ; look++) {
+    await reconcileRuns(db);
+    const conflict = findConflict(spec.command, spec.scope, await liveRuns(db));
+    if (!conflict) return;
+    // A run whose every worker stopped renewing its lease (killed a moment ago, its process gone with the
+    // database down) is over once the leases expire: waited for, not refused.
+    const silent = look === 0 ? await silentWorkersOf(db, conflict.run.id, LEASE_SILENT_MS) : undefined;
+    if (!silent || silent.live === 0 || silent.silent < silent.live) throw new RunConflictError(conflict.sentence);
+    onWait(`run ${conflict.run.id} (${conflict.run.command}) works on overlapping rows, but its ${silent.live === 1 ? 'worker has' : `${silent.live} workers have`} stopped renewing ${silent.live === 1 ? 'its lease' : 'their leases'}: waiting ${Math.ceil(silent.expiresInMs / 1000)} s for ${silent.live === 1 ? 'it' : 'them'} to expire`);
+    await new Promise((resolve) => setTimeout(resolve, silent.expiresInMs + 250));
+  }
 }
 
 /** Whether the run tables exist (they come with `schema --apply`). */

@@ -1,5 +1,5 @@
 import { query, type Queryable } from '../db.ts';
-import { sqlWorkerIsLive } from './worker-leases.ts';
+import { LEASES_TABLE, sqlWorkerIsLive } from './worker-leases.ts';
 import { RUNS_TABLE, RUN_PROGRESS_TABLE, RUN_WORKERS_TABLE } from './run-tables.ts';
 import { LIVE_STATES, type RunState } from '../runs/states.ts';
 import { moveRun, readRun, type RunPace } from './runs.ts';
@@ -146,7 +146,7 @@ export async function endWorker(db: Queryable, runId: string, worker: string, en
 export async function reconcileRuns(db: Queryable): Promise<string[]> {
   await query(
     db,
-    `UPDATE ${RUN_WORKERS_TABLE} w SET state = 'interrupted', ended_at = now(), wait_reason = 'its process or database session vanished'
+    `UPDATE ${RUN_WORKERS_TABLE} w SET state = 'interrupted', ended_at = now(), wait_reason = 'its process vanished or was cut off: its lease expired'
       WHERE w.ended_at IS NULL AND NOT ${sqlWorkerIsLive('w.worker')}`,
   );
   const orphans = await query<{ id: string }>(
@@ -158,7 +158,7 @@ export async function reconcileRuns(db: Queryable): Promise<string[]> {
   );
   const interrupted: string[] = [];
   for (const { id } of orphans) {
-    const moved = await moveRun(db, id, 'interrupted', 'overskill-storage', 'every worker vanished (killed, or lost its database session); their claims lapsed');
+    const moved = await moveRun(db, id, 'interrupted', 'overskill-storage', 'every worker vanished (killed, or cut off from the database): their leases expired, and their claims with them');
     if (moved?.moved) interrupted.push(id);
   }
   for (const run of await query<{ id: string }>(db, `SELECT id FROM ${RUNS_TABLE} WHERE state = 'pausing'`)) await settlePause(db, run.id);
@@ -197,4 +197,18 @@ export async function runWorkers(db: Queryable, runIds: string[]): Promise<Worke
        FROM ${RUN_WORKERS_TABLE} w WHERE w.run_id = ANY($1::bigint[]) ORDER BY w.run_id, w.started_at, w.worker`,
     [runIds],
   );
+}
+
+/** A run's workers with unexpired leases, how many of them stopped renewing, and when the last lease expires. */
+export async function silentWorkersOf(db: Queryable, runId: string, silentMs: number): Promise<{ live: number; silent: number; expiresInMs: number }> {
+  const [row] = await query<{ live: number; silent: number; expiresInMs: number | null }>(
+    db,
+    `SELECT count(*)::int AS live,
+            count(*) FILTER (WHERE l.renewed_at < now() - $2::int * interval '1 millisecond')::int AS silent,
+            ceil(extract(epoch FROM max(l.expires_at) - now()) * 1000)::float8 AS "expiresInMs"
+       FROM ${RUN_WORKERS_TABLE} w JOIN ${LEASES_TABLE} l ON l.worker = w.worker
+      WHERE w.run_id = $1::bigint AND w.ended_at IS NULL AND l.expires_at > now()`,
+    [runId, silentMs],
+  );
+  return { live: row?.live ?? 0, silent: row?.silent ?? 0, expiresInMs: row?.expiresInMs ?? 0 };
 }

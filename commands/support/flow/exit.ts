@@ -7,6 +7,7 @@ import {
   SchemaMissingError,
   UsageError,
   WriteRefusedError,
+  connectionLost,
   errorMessage,
 } from '../../../src/errors.ts';
 
@@ -47,7 +48,7 @@ export function databaseSentence(error: unknown): string | undefined {
         : 'a timeout or an operator';
     return `PostgreSQL cancelled one of this tool's statements (${said}): by ${cause}. Nothing was left half-done; run the same command again to go on.`;
   }
-  if (e?.code === '57P01' || e?.code === '57P02' || e?.code === '57P03' || /Connection terminated|Connection ended unexpectedly|terminating connection/i.test(said)) {
+  if (connectionLost(error)) {
     return `The database connection was lost mid-command (${said || e?.code}): a restart, a failover or a terminated backend. Nothing was left half-done; once the database answers, run the same command again to go on.`;
   }
   if (e?.code === '53300' || /too many connections/i.test(said)) {
