@@ -84,7 +84,8 @@ describe.skipIf(ON_PGLITE || (!PGBOUNCER.available && !required))('behind PgBoun
   it('in transaction mode: after kill -9 of a migrate, status shows its worker gone once its lease expires, and a rerun takes every row', async () => {
     const app = await seed('killed', 3000);
     const viaPooler = { ...env.cliEnv, DATABASE_URL: transaction.url(database) };
-    const child = spawnCli(['migrate', '--yes', '--app', app, '--tables', 'files', '--batch-size', '50', '--concurrency', '4', '--log-format', 'json'], viaPooler);
+    // Slowed so that a batch is nearly always claimed and in flight.
+    const child = spawnCli(['migrate', '--yes', '--app', app, '--tables', 'files', '--batch-size', '50', '--concurrency', '4', '--max-rate', '150', '--log-format', 'json'], viaPooler);
     const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
     await new Promise<void>((resolve) => {
       let seen = '';
@@ -93,6 +94,11 @@ describe.skipIf(ON_PGLITE || (!PGBOUNCER.available && !required))('behind PgBoun
         if ((seen.match(/"event":"batch.done"/g) ?? []).length >= 2) resolve();
       });
     });
+    for (let waited = 0; waited < 10_000; waited += 20) {
+      const [{ held }] = await query<{ held: number }>(env.db, 'SELECT count(*)::int AS held FROM overskill_storage_claims');
+      if (held > 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     child.kill('SIGKILL');
     await exited;
     const [{ claimed }] = await query<{ claimed: number }>(env.db, 'SELECT count(*)::int AS claimed FROM overskill_storage_claims');
