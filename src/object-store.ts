@@ -356,6 +356,9 @@ export class ObjectStore implements StoreCore {
       } catch (error) {
         lastError = error;
         if (isNotFound(error)) throw new ObjectStoreError(`object ${key} is missing`, key, { cause: error });
+        // A read made without the bucket check first (`cat`) meets an untrusted certificate here: said as the check says it.
+        const certificate = certificateErrorCode(error);
+        if (certificate) throw new ConfigError(certificateSentence(this.config.endpoint, certificate, this.config.network ?? {}));
         if (!retryable(error) || attempt === this.maxAttempts || this.stopping?.aborted) break;
         await new Promise((resolve) => setTimeout(resolve, retryDelayMs(attempt)));
       }

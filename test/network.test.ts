@@ -96,6 +96,15 @@ describe('a private CA and an egress proxy', () => {
     const cleanup = await cli(['cleanup', '--dry-run'], direct());
     expect(cleanup.code).toBe(2);
     expect(cleanup.stderr).toMatch(/certificate this machine does not trust/);
+    // `cat` skips the bucket check (its bytes are hash-checked): its GET says the same sentence.
+    const app = await insertApp(env.db, 'untrusted-cat');
+    await insertFile(env.db, app, 'src/c.ts', text(20_000, 'c '));
+    expect((await cli(['migrate', '--yes', '--app', app, '--ca-bundle', caFile], direct())).code).toBe(0);
+    expect((await cli(['finalize', '--yes', '--app', app, '--r2-threshold', '1KiB', '--ca-bundle', caFile], direct())).code).toBe(0);
+    const cat = await cli(['cat', app, 'src/c.ts'], direct());
+    expect(cat.code).toBe(2);
+    expect(cat.stderr).toMatch(new RegExp(`The object store at 127\\.0\\.0\\.1:${tlsPort} presented a certificate this machine does not trust .*--ca-bundle FILE, or AWS_CA_BUNDLE=FILE .*, or NODE_EXTRA_CA_CERTS=FILE`));
+    expect(cat.stdout).toBe('');
   });
 
   it('AWS_CA_BUNDLE and --ca-bundle are trusted by every request, on both request paths', async () => {

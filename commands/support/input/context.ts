@@ -103,7 +103,8 @@ export async function openContext(
   globals: GlobalOptions,
   runtime: Runtime,
   options: {
-    store: boolean;
+    /** 'unchecked': the store is opened without the bucket check's round trips (a read whose every byte is hash-verified). */
+    store: boolean | 'unchecked';
     concurrency?: number;
     onRequest?: (command: string) => void;
     database?: 'read' | 'write';
@@ -183,7 +184,7 @@ export async function openContext(
         // After Ctrl-C or SIGTERM no failed attempt is retried: the requests in flight end within one deadline.
         stopping: runtime.signal,
       });
-      await store.checkBucket();
+      if (options.store !== 'unchecked') await store.checkBucket();
       step(`bucket ${target.bucket} answers as S3, ${concurrency + 8} sockets at most, reached ${(await import('../../../src/store/network.ts')).describeRoute(storeConfig.endpoint, storeConfig.network ?? {})}`);
     }
     if (globals.metricsPort !== undefined) metrics = await startMetrics(globals.metricsPort, output, runtime, store);
