@@ -1,9 +1,11 @@
 import pg from 'pg';
 import { randomInt } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Db } from './db.ts';
+import type { Db, Queryable } from './db.ts';
+import { reconcileRuns } from './sql/run-workers.ts';
 import { errorMessage } from './errors.ts';
-import { dropLease, renewLease, takeLease } from './sql/worker-leases.ts';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { dropLease, expireLeases, leasesOfScope, renewLease, takeLease } from './sql/worker-leases.ts';
 
 
 /** How long a lease lasts unrenewed: a killed worker's rows are free again at most this long after its death. */
@@ -38,7 +40,7 @@ export async function startWorkerSession(db: Db, databaseUrl: string, onLost: (e
   let id: string | undefined;
   for (let attempt = 0; attempt < 20 && !id; attempt++) {
     const candidate = String(randomInt(1, 2 ** 31 - 1));
-    if (await takeLease(db, candidate, LEASE_TTL_MS, hostname(), process.pid)) id = candidate;
+    if (await takeLease(db, candidate, LEASE_TTL_MS, { host: hostname(), pid: process.pid, processScope: PROCESS_SCOPE })) id = candidate;
   }
   if (!id) throw new Error('could not take a worker lease');
   const worker = id;
@@ -107,4 +109,43 @@ export async function startWorkerSession(db: Db, databaseUrl: string, onLost: (e
       }
     },
   };
+}
+
+/**
+ * Where a process id means one process: this machine's boot and PID namespace (Linux's boot_id and
+ * /proc/self/ns/pid). Two containers may share a host name, never both of these. Null where they cannot be read.
+ */
+const PROCESS_SCOPE = (() => {
+  try {
+    return `${readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()} ${readlinkSync('/proc/self/ns/pid')}`;
+  } catch {
+    return null;
+  }
+})();
+
+/**
+ * A worker killed on this machine (its process id names no process here) need not be waited out: its lease
+ * is ended at once, and with it its claims. Workers elsewhere are judged by their leases alone.
+ */
+export async function expireLeasesOfDeadLocalWorkers(db: Queryable): Promise<number> {
+  if (!PROCESS_SCOPE) return 0;
+  const dead = (await leasesOfScope(db, PROCESS_SCOPE)).filter((lease) => !processExists(lease.pid)).map((lease) => lease.worker);
+  await expireLeases(db, dead);
+  return dead.length;
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists, and is another user's.
+    return (error as { code?: string }).code !== 'ESRCH';
+  }
+}
+
+/** Ends the leases of this machine's dead workers, then marks the runs and workers that are gone (reconcileRuns). */
+export async function reconcileWorkers(db: Queryable): Promise<string[]> {
+  await expireLeasesOfDeadLocalWorkers(db);
+  return reconcileRuns(db);
 }

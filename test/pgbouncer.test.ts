@@ -50,15 +50,15 @@ describe.skipIf(ON_PGLITE || (!PGBOUNCER.available && !required))('behind PgBoun
   it("in transaction mode: doctor names it, every run works through it, and the role's timeouts neither cut a run nor are left behind", async () => {
     const app = await seed('pooled', 400);
     const viaPooler = { ...env.cliEnv, DATABASE_URL: transaction.url(database) };
+    // Rails' timeouts, for every server connection of this database (each is opened after this).
+    await query(env.db, `ALTER DATABASE ${database} SET statement_timeout = '30ms'`);
+    await query(env.db, `ALTER DATABASE ${database} SET lock_timeout = '1s'`);
+    await query(env.db, `ALTER DATABASE ${database} SET idle_in_transaction_session_timeout = '5s'`);
     const doctor = await cli(['doctor', '--json'], viaPooler);
     const named = doctor.json().checks.find((c: { id: string }) => c.id === 'sessionsKept');
     expect(named.seen).toMatch(new RegExp(`^transaction pooling: two statements of one connection ran on backends \\d+ and \\d+.*a pooler at port ${transaction.port}`));
     expect(named).toMatchObject({ required: false, holds: false });
     expect(doctor.json().failing ?? []).not.toContain('sessionsKept');
-    // Rails' timeouts, for every new server connection of this database.
-    await query(env.db, `ALTER DATABASE ${database} SET statement_timeout = '30ms'`);
-    await query(env.db, `ALTER DATABASE ${database} SET lock_timeout = '1s'`);
-    await query(env.db, `ALTER DATABASE ${database} SET idle_in_transaction_session_timeout = '5s'`);
     try {
       await query(env.db, `INSERT INTO app_files (app_id, path, content) SELECT $1::bigint, 'src/bulk/' || i || '.ts', 'export const n = ' || i || ';' FROM generate_series(1, 150000) i`, [app]);
       await query(env.db, 'ANALYZE app_files');
@@ -68,21 +68,23 @@ describe.skipIf(ON_PGLITE || (!PGBOUNCER.available && !required))('behind PgBoun
         expect(run.stderr).not.toMatch(/statement timeout|advisory/i);
       }
       expect(await locations(app)).toEqual({ database: 150_400 });
-      // Nothing of the tool's was left on the server connections the app's requests get next.
-      for (let i = 0; i < 8; i++) {
-        const client = new pg.Client({ connectionString: transaction.url(database) });
-        await client.connect();
-        const settings = (await client.query("SELECT current_setting('statement_timeout') AS s, current_setting('lock_timeout') AS l, current_setting('idle_in_transaction_session_timeout') AS i")).rows[0];
-        await client.end();
-        expect(settings).toEqual({ s: '30ms', l: '1s', i: '5s' });
-      }
+      // Nothing of the tool's was left on the server connections the app's requests get next: four open
+      // transactions at once hold all four of the pool's server connections, and each reads its settings.
+      const clients = Array.from({ length: 4 }, () => new pg.Client({ connectionString: transaction.url(database) }));
+      await Promise.all(clients.map((client) => client.connect()));
+      for (const client of clients) await client.query('BEGIN');
+      const seen = [];
+      for (const client of clients) seen.push((await client.query("SELECT pg_backend_pid() AS pid, current_setting('statement_timeout') AS s, current_setting('lock_timeout') AS l, current_setting('idle_in_transaction_session_timeout') AS i")).rows[0]);
+      await Promise.all(clients.map((client) => client.query('COMMIT').then(() => client.end())));
+      expect(new Set(seen.map((row) => row.pid)).size, 'four server connections').toBe(4);
+      for (const row of seen) expect({ s: row.s, l: row.l, i: row.i }).toEqual({ s: '30ms', l: '1s', i: '5s' });
     } finally {
       await query(env.db, `ALTER DATABASE ${database} RESET ALL`);
     }
   }, 240_000);
 
-  it('in transaction mode: after kill -9 of a migrate, status shows its worker gone once its lease expires, and a rerun takes every row', async () => {
-    const app = await seed('killed', 3000);
+  it('in transaction mode: after kill -9 of a migrate on another machine, a rerun waits for its lease to expire and takes every row, and status shows the worker gone', async () => {
+    const app = await seed('killed', 600);
     const viaPooler = { ...env.cliEnv, DATABASE_URL: transaction.url(database) };
     // Slowed so that a batch is nearly always claimed and in flight.
     const child = spawnCli(['migrate', '--yes', '--app', app, '--tables', 'files', '--batch-size', '50', '--concurrency', '4', '--max-rate', '150', '--log-format', 'json'], viaPooler);
@@ -103,12 +105,14 @@ describe.skipIf(ON_PGLITE || (!PGBOUNCER.available && !required))('behind PgBoun
     await exited;
     const [{ claimed }] = await query<{ claimed: number }>(env.db, 'SELECT count(*)::int AS claimed FROM overskill_storage_claims');
     expect(claimed, 'the kill left claimed rows').toBeGreaterThan(0);
+    // As if killed on another machine: a process id here says nothing of it, only its lease does.
+    await query(env.db, "UPDATE overskill_storage_worker_leases SET process_scope = 'another machine' WHERE expires_at > now()");
     const started = Date.now();
     const rerun = await cli(['migrate', '--yes', '--app', app, '--tables', 'files'], viaPooler);
     expect(rerun.code, rerun.stderr).toBe(0);
     expect(rerun.stderr).toMatch(/claimed by a worker that stopped renewing its lease \d+ s ago .*waiting \d+ s for its lease to expire, then taking them/);
     expect(Date.now() - started).toBeLessThan(LEASE_TTL_MS + 60_000);
-    expect(await locations(app)).toEqual({ hybrid: 3000 });
+    expect(await locations(app)).toEqual({ hybrid: 600 });
     const status = await cli(['status', '--json'], viaPooler);
     expect(status.code).toBe(0);
     expect(status.json().active ?? []).toEqual([]);

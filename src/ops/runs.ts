@@ -3,7 +3,8 @@ import type { Db } from '../db.ts';
 import { UsageError } from '../errors.ts';
 import { TABLES } from '../tables.ts';
 import { listRuns, moveRun, readRun, runProgress, setPace, transitionsOf, type ProgressPoint, type RunFilter, type RunRow } from '../sql/runs.ts';
-import { reconcileRuns, runWorkers, settlePause, type WorkerRow } from '../sql/run-workers.ts';
+import { runWorkers, settlePause, type WorkerRow } from '../sql/run-workers.ts';
+import { reconcileWorkers } from '../workers.ts';
 import { describeHealth } from '../runs/worker-health.ts';
 import { runItems, type StoredRunItem } from '../sql/run-items.ts';
 import { canMove, IllegalRunMoveError, LIVE_STATES, type RunState } from '../runs/states.ts';
@@ -38,7 +39,7 @@ export interface StatusResult {
 export async function runStatus(db: Db, options: { runId?: string; recent?: number } = {}): Promise<StatusResult> {
   await assertRunTables(db);
   // On a standby (or a read-only session) runs are shown as recorded: marking dead ones needs a write.
-  const interruptedNow = (await sessionIsReadOnly(db)) ? [] : await reconcileRuns(db);
+  const interruptedNow = (await sessionIsReadOnly(db)) ? [] : await reconcileWorkers(db);
   let runs: RunRow[];
   if (options.runId) {
     const run = await readRun(db, options.runId);
@@ -104,7 +105,7 @@ export async function controlRuns(
   options: { wait?: boolean; timeoutMs?: number; dryRun?: boolean } = {},
 ): Promise<ControlResult[]> {
   await assertRunTables(db);
-  await reconcileRuns(db);
+  await reconcileWorkers(db);
   let ids = target.runIds ?? [];
   if (target.all) {
     const from = verb === 'resume' ? ['paused', 'pausing'] : verb === 'pause' ? ['running'] : ['running', 'pausing', 'paused'];
@@ -144,7 +145,7 @@ export async function controlRuns(
     const deadline = Date.now() + (options.timeoutMs ?? 120_000);
     for (const result of results) {
       for (;;) {
-        await reconcileRuns(db);
+        await reconcileWorkers(db);
         const state = (await readRun(db, result.runId))?.state;
         if (state && (goal.includes(state) || !LIVE_STATES.includes(state) || Date.now() > deadline)) {
           result.settled = state;
@@ -160,7 +161,7 @@ export async function controlRuns(
 /** Changes the pace of live runs; their workers adopt it within a heartbeat, without a restart. */
 export async function tuneRuns(db: Db, target: { runIds?: string[]; all?: boolean }, pace: { concurrency?: number; maxRate?: number | null }, options: { dryRun?: boolean } = {}): Promise<{ runId: string; pace: unknown }[]> {
   await assertRunTables(db);
-  await reconcileRuns(db);
+  await reconcileWorkers(db);
   if (pace.concurrency === undefined && pace.maxRate === undefined) throw new UsageError('Nothing to tune: pass --concurrency and/or --max-rate (or --no-max-rate).');
   const live = await listRuns(db, { live: true, limit: 1000 });
   const ids = target.all ? live.filter((run) => run.pausable).map((run) => run.id) : (target.runIds ?? []);
@@ -197,7 +198,7 @@ export interface RunHistory {
 export async function runHistory(db: Db, filter: RunFilter, options: { readOnly?: boolean } = {}): Promise<RunHistory> {
   if (options.readOnly && !(await runTablesPresent(db))) return { runs: [], progress: [] };
   await assertRunTables(db);
-  if (!options.readOnly && !(await sessionIsReadOnly(db))) await reconcileRuns(db);
+  if (!options.readOnly && !(await sessionIsReadOnly(db))) await reconcileWorkers(db);
   const runs = await listRuns(db, filter);
   const workers = await runWorkers(db, runs.map((run) => run.id));
   return {

@@ -4,7 +4,7 @@ import type { TableRunResult } from './batch-runner.ts';
 import type { CommonRunOptions, WorkerRun } from './options.ts';
 import { Limiter } from '../pool.ts';
 import { RateLimiter } from '../pacing.ts';
-import { LEASE_SILENT_MS, startWorkerSession } from '../workers.ts';
+import { expireLeasesOfDeadLocalWorkers, LEASE_SILENT_MS, startWorkerSession } from '../workers.ts';
 import { assertSchemaReady, ensureStatistics } from './schema.ts';
 import { claimsOfOtherWorkers, dropStaleClaims } from '../sql/claim-batch.ts';
 import { mergeRuns } from './batch-runner.ts';
@@ -53,6 +53,7 @@ export async function withWorker(
 ): Promise<WorkerRunOutcome> {
   await assertSchemaReady(context.db);
   await ensureStatistics(context.db, options.tables);
+  await expireLeasesOfDeadLocalWorkers(context.db);
   await dropStaleClaims(context.db);
   // A probe that cannot say how loaded the database is must not let the run go unthrottled.
   await assertDbLoadProbe(context.db, options.dbLoad);
@@ -182,6 +183,7 @@ async function takeOverSilentClaims(
   const walked = run.options.tables.filter((table) => tables.some((done) => done.table === table.name));
   let lookedAgain = false;
   for (let round = 0; round < 4 && !signal.aborted && run.budget.remaining > 0; round++) {
+    await expireLeasesOfDeadLocalWorkers(context.db);
     const others = await claimsOfOtherWorkers(context.db, walked.map((table) => table.table), worker, LEASE_SILENT_MS);
     if (!others.length) return;
     const silent = others.filter((entry) => entry.silent);

@@ -2,8 +2,8 @@ import { hostname } from 'node:os';
 import type { Db } from '../db.ts';
 import { query } from '../db.ts';
 import { insertRun, liveRuns, lockRunStarts } from '../sql/runs.ts';
-import { insertWorker, reconcileRuns, silentWorkersOf, type NewWorker } from '../sql/run-workers.ts';
-import { LEASE_SILENT_MS } from '../workers.ts';
+import { insertWorker, silentWorkersOf, type NewWorker } from '../sql/run-workers.ts';
+import { LEASE_SILENT_MS, reconcileWorkers } from '../workers.ts';
 import { currentOperator, findConflict, runIdentity, RunConflictError, type RunScope } from './identity.ts';
 
 export { currentOperator } from './identity.ts';
@@ -48,7 +48,7 @@ export async function openRun(db: Db, spec: RunRecordSpec, worker: Omit<NewWorke
   const identity = runIdentity(spec.command, spec.scope, { ...spec.identityExtra, retryOf: spec.retryOf });
   return db.transaction(async (trx) => {
     await lockRunStarts(trx);
-    await reconcileRuns(trx);
+    await reconcileWorkers(trx);
     const live = await liveRuns(trx);
     if (!spec.force) {
       const conflict = findConflict(spec.command, spec.scope, live);
@@ -86,17 +86,27 @@ export async function openRun(db: Db, spec: RunRecordSpec, worker: Omit<NewWorke
  */
 export async function refuseConflicts(db: Db, spec: RunRecordSpec, onWait: (sentence: string) => void = () => undefined): Promise<void> {
   if (spec.force) return;
-  for (let look = 0; ; look++) {
-    await reconcileRuns(db);
+  let lookedAgain = false;
+  for (let look = 0; look < 4; look++) {
+    await reconcileWorkers(db);
     const conflict = findConflict(spec.command, spec.scope, await liveRuns(db));
     if (!conflict) return;
-    // A run whose every worker stopped renewing its lease (killed a moment ago, its process gone with the
-    // database down) is over once the leases expire: waited for, not refused.
-    const silent = look === 0 ? await silentWorkersOf(db, conflict.run.id, LEASE_SILENT_MS) : undefined;
-    if (!silent || silent.live === 0 || silent.silent < silent.live) throw new RunConflictError(conflict.sentence);
-    onWait(`run ${conflict.run.id} (${conflict.run.command}) works on overlapping rows, but its ${silent.live === 1 ? 'worker has' : `${silent.live} workers have`} stopped renewing ${silent.live === 1 ? 'its lease' : 'their leases'}: waiting ${Math.ceil(silent.expiresInMs / 1000)} s for ${silent.live === 1 ? 'it' : 'them'} to expire`);
-    await new Promise((resolve) => setTimeout(resolve, silent.expiresInMs + 250));
+    // A run whose every worker stopped renewing its lease (killed on another machine, or its process gone
+    // while the database was down) is over once the leases expire: waited for, not refused. One killed a
+    // moment ago is not silent yet: it is looked at again after a silence period.
+    const silent = await silentWorkersOf(db, conflict.run.id, LEASE_SILENT_MS);
+    if (silent.live > 0 && silent.silent === silent.live) {
+      onWait(`run ${conflict.run.id} (${conflict.run.command}) works on overlapping rows, but its ${silent.live === 1 ? 'worker has' : `${silent.live} workers have`} stopped renewing ${silent.live === 1 ? 'its lease' : 'their leases'}: waiting ${Math.ceil(silent.expiresInMs / 1000)} s for ${silent.live === 1 ? 'it' : 'them'} to expire`);
+      await new Promise((resolve) => setTimeout(resolve, silent.expiresInMs + 250));
+      continue;
+    }
+    if (lookedAgain || silent.live === 0) break;
+    lookedAgain = true;
+    await new Promise((resolve) => setTimeout(resolve, LEASE_SILENT_MS + 500));
   }
+  await reconcileWorkers(db);
+  const conflict = findConflict(spec.command, spec.scope, await liveRuns(db));
+  if (conflict) throw new RunConflictError(conflict.sentence);
 }
 
 /** Whether the run tables exist (they come with `schema --apply`). */

@@ -16,6 +16,7 @@ export const LEASES_DDL = `CREATE TABLE IF NOT EXISTS ${LEASES_TABLE} (
         worker bigint PRIMARY KEY,
         host text,
         pid integer,
+        process_scope text,
         started_at timestamptz NOT NULL DEFAULT now(),
         renewed_at timestamptz NOT NULL DEFAULT now(),
         expires_at timestamptz NOT NULL
@@ -34,16 +35,26 @@ async function run<Row>(db: Runner, sql: string, params: unknown[]): Promise<Row
 }
 
 /** Takes a lease for `worker` unless one is held under that id; true when taken. */
-export async function takeLease(db: Runner, worker: string, ttlMs: number, host: string, pid: number): Promise<boolean> {
+export async function takeLease(db: Runner, worker: string, ttlMs: number, owner: { host: string; pid: number; processScope: string | null }): Promise<boolean> {
   const rows = await run<{ worker: string }>(
     db,
-    `INSERT INTO ${LEASES_TABLE} AS l (worker, host, pid, expires_at) VALUES ($1::bigint, $3, $4, now() + $2::int * interval '1 millisecond')
-     ON CONFLICT (worker) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, started_at = now(), renewed_at = now(), expires_at = EXCLUDED.expires_at
+    `INSERT INTO ${LEASES_TABLE} AS l (worker, host, pid, process_scope, expires_at) VALUES ($1::bigint, $3, $4, $5, now() + $2::int * interval '1 millisecond')
+     ON CONFLICT (worker) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, process_scope = EXCLUDED.process_scope, started_at = now(), renewed_at = now(), expires_at = EXCLUDED.expires_at
       WHERE l.expires_at <= now()
      RETURNING l.worker`,
-    [worker, ttlMs, host, pid],
+    [worker, ttlMs, owner.host, owner.pid, owner.processScope],
   );
   return rows.length === 1;
+}
+
+/** Unexpired leases taken by processes of one process scope (one machine's boot and PID namespace). */
+export async function leasesOfScope(db: Queryable, processScope: string): Promise<{ worker: string; pid: number }[]> {
+  return query(db, `SELECT worker, pid FROM ${LEASES_TABLE} WHERE process_scope = $1 AND expires_at > now()`, [processScope]);
+}
+
+/** Ends the leases of workers whose processes are known to be gone. */
+export async function expireLeases(db: Queryable, workers: string[]): Promise<void> {
+  if (workers.length) await query(db, `UPDATE ${LEASES_TABLE} SET expires_at = now() WHERE worker = ANY($1::bigint[]) AND expires_at > now()`, [workers]);
 }
 
 /** Extends an unexpired lease; false when it had already expired (another worker may hold its rows now). */
