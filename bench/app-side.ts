@@ -7,6 +7,9 @@
 import { spawn } from 'node:child_process';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { scratchDatabase, settle, startBenchStore } from './fixture.ts';
 import { cliEnvFor } from './processes.ts';
@@ -85,11 +88,52 @@ async function writeDuring(url: string, phase: string, until: Promise<unknown>):
   return { phase, saves: times.length, errors, p50Ms: round(quantile(times, 0.5)), p99Ms: round(quantile(times, 0.99)), maxMs: round(times[times.length - 1] ?? 0), longestLockWaitMs: round(longestLockWaitMs), seconds: round(seconds) };
 }
 
+/** Where the tool's processes run: anywhere, or on the CPUs `taskset -c` names. */
+let toolCpus: string | undefined;
+
 function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['bin/overskill-storage.js', ...args], { env, stdio: ['ignore', 'ignore', 'ignore'] });
+    const [file, argv] = toolCpus ? ['taskset', ['-c', toolCpus, process.execPath, 'bin/overskill-storage.js', ...args]] : [process.execPath, ['bin/overskill-storage.js', ...args]];
+    const child = spawn(file, argv, { env, stdio: ['ignore', 'ignore', 'ignore'] });
     child.on('exit', (code) => resolve(code ?? -1));
   });
+}
+
+/**
+ * The production layout on this one machine: PostgreSQL and the app (this process, the writer) on CPU 0, the
+ * tool and the S3 server on the others, as the tool runs on a host of its own and R2 is not the database's
+ * host. Every PostgreSQL process is pinned (backends started later inherit the postmaster's CPUs). Returns
+ * the undo, or undefined where it cannot be done (one CPU, no taskset, no access to the server's processes).
+ */
+async function pinProductionLayout(url: string, s3Pid: number): Promise<(() => void) | undefined> {
+  const count = cpus().length;
+  if (count < 2 || spawnSync('taskset', ['-V']).status !== 0) return undefined;
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  let postmaster: number;
+  try {
+    const dir = (await client.query("SELECT current_setting('data_directory') AS dir")).rows[0].dir as string;
+    postmaster = Number(readFileSync(join(dir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return undefined;
+  } finally {
+    await client.end();
+  }
+  const serverPids = () => [postmaster, ...spawnSync('ps', ['-o', 'pid=', '--ppid', String(postmaster)], { encoding: 'utf8' }).stdout.split(/\s+/).filter(Boolean).map(Number)];
+  const all = `0-${count - 1}`;
+  const others = `1-${count - 1}`;
+  const pin = (pids: number[], cpuList: string) => pids.every((pid) => spawnSync('taskset', ['-a', '-pc', cpuList, String(pid)]).status === 0);
+  if (!pin(serverPids(), '0') || !pin([process.pid], '0') || !pin([s3Pid], others)) {
+    pin(serverPids(), all);
+    pin([process.pid, s3Pid], all);
+    return undefined;
+  }
+  toolCpus = others;
+  return () => {
+    toolCpus = undefined;
+    pin(serverPids(), all);
+    pin([process.pid, s3Pid], all);
+  };
 }
 
 /** Each command the app lives with while it runs, at its default settings (the store's guard aside). */
@@ -140,19 +184,32 @@ export function describeAppSide(result: AppSideResult): string[] {
 
 /**
  * The app's saves alone and during each command, on a database and store of their own: 6,000 files around
- * 8 KB, not yet migrated.
+ * 8 KB, not yet migrated. Twice: every process sharing this machine's CPUs, and the production layout (the
+ * database and the app on one CPU, the tool and the store on the others).
  */
-export async function appSideBench(): Promise<AppSideResult> {
-  const scratch = await scratchDatabase();
-  const s3 = await startBenchStore('app-side');
-  try {
-    await seedFiles(scratch.db, { count: 6000, meanBytes: 8000, largePercent: 0 });
-    await settle(scratch.db);
-    const result = await measureAppSide(scratch.url, cliEnvFor(scratch.url, s3));
-    for (const line of describeAppSide(result)) console.log(line);
-    return result;
-  } finally {
-    await scratch.drop();
-    await s3.stop();
-  }
+export async function appSideBench(): Promise<{ shared: AppSideResult; layout?: AppSideResult; layoutSkipped?: string }> {
+  const once = async (layout: boolean): Promise<AppSideResult | undefined> => {
+    const scratch = await scratchDatabase();
+    const s3 = await startBenchStore('app-side');
+    let undo: (() => void) | undefined;
+    try {
+      await seedFiles(scratch.db, { count: 6000, meanBytes: 8000, largePercent: 0 });
+      await settle(scratch.db);
+      if (layout) {
+        undo = await pinProductionLayout(scratch.url, s3.pid);
+        if (!undo) return undefined;
+      }
+      const result = await measureAppSide(scratch.url, cliEnvFor(scratch.url, s3));
+      console.log(layout ? 'with the database and the app on CPU 0, the tool and the S3 server on the others:' : 'every process sharing the CPUs:');
+      for (const line of describeAppSide(result)) console.log(line);
+      return result;
+    } finally {
+      undo?.();
+      await scratch.drop();
+      await s3.stop();
+    }
+  };
+  const shared = (await once(false))!;
+  const layout = await once(true);
+  return { shared, ...(layout ? { layout } : { layoutSkipped: 'fewer than two CPUs, no taskset, or the server\'s processes out of reach' }) };
 }
