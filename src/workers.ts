@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { randomInt } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Db, Queryable } from './db.ts';
+import { query, type Db, type Queryable } from './db.ts';
 import { reconcileRuns } from './sql/run-workers.ts';
 import { errorMessage } from './errors.ts';
 import { readFileSync, readlinkSync } from 'node:fs';
@@ -44,6 +44,9 @@ export async function startWorkerSession(db: Db, databaseUrl: string, onLost: (e
   }
   if (!id) throw new Error('could not take a worker lease');
   const worker = id;
+  // The embedded server (the demo's PGlite) serves one connection at a time: its renewals share the pool.
+  const [{ version }] = await query<{ version: string }>(db, 'SELECT version() AS version');
+  const embedded = /PGlite/.test(version);
   let renewedFrom = Date.now();
   let lost: Error | undefined;
   let closing = false;
@@ -68,8 +71,8 @@ export async function startWorkerSession(db: Db, databaseUrl: string, onLost: (e
   const renew = async () => {
     const sentAt = Date.now();
     try {
-      client ??= await connect();
-      if (await renewLease(client, worker, LEASE_TTL_MS)) {
+      if (!embedded) client ??= await connect();
+      if (await renewLease(client ?? db, worker, LEASE_TTL_MS)) {
         renewedFrom = sentAt;
         lastError = '';
       } else {
