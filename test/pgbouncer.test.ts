@@ -83,7 +83,7 @@ describe.skipIf(ON_PGLITE || (!PGBOUNCER.available && !required))('behind PgBoun
     }
   }, 240_000);
 
-  it('in transaction mode: after kill -9 of a migrate on another machine, a rerun waits for its lease to expire and takes every row, and status shows the worker gone', async () => {
+  it('in transaction mode: after kill -9 of a migrate on another machine, a rerun waits for its lease to expire and takes every row, and status names the silent worker, then shows it gone', async () => {
     const app = await seed('killed', 600);
     const viaPooler = { ...env.cliEnv, DATABASE_URL: transaction.url(database) };
     // Slowed so that a batch is nearly always claimed and in flight.
@@ -107,6 +107,10 @@ describe.skipIf(ON_PGLITE || (!PGBOUNCER.available && !required))('behind PgBoun
     expect(claimed, 'the kill left claimed rows').toBeGreaterThan(0);
     // As if killed on another machine: a process id here says nothing of it, only its lease does.
     await query(env.db, "UPDATE overskill_storage_worker_leases SET process_scope = 'another machine' WHERE expires_at > now()");
+    // While its lease lasts, status names the silent worker and when its rows are free.
+    await new Promise((resolve) => setTimeout(resolve, 4000));
+    const silent = await cli(['status', '--json'], viaPooler);
+    expect(silent.json().active[0].stalled.join('\n')).toMatch(/has not renewed its lease for \d+s \(killed, or cut off from the database\): its claimed rows are free for a rerun once the lease expires, in \d+s/);
     const started = Date.now();
     const rerun = await cli(['migrate', '--yes', '--app', app, '--tables', 'files'], viaPooler);
     expect(rerun.code, rerun.stderr).toBe(0);

@@ -4,7 +4,7 @@ import { UsageError } from '../errors.ts';
 import { TABLES } from '../tables.ts';
 import { listRuns, moveRun, readRun, runProgress, setPace, transitionsOf, type ProgressPoint, type RunFilter, type RunRow } from '../sql/runs.ts';
 import { runWorkers, settlePause, type WorkerRow } from '../sql/run-workers.ts';
-import { reconcileWorkers } from '../workers.ts';
+import { LEASE_SILENT_MS, reconcileWorkers } from '../workers.ts';
 import { describeHealth } from '../runs/worker-health.ts';
 import { runItems, type StoredRunItem } from '../sql/run-items.ts';
 import { canMove, IllegalRunMoveError, LIVE_STATES, type RunState } from '../runs/states.ts';
@@ -74,10 +74,13 @@ function describeRun(run: RunRow, rows: WorkerRow[]): RunStatus {
   for (const w of live) if (w.wait_reason && w.wait_reason !== 'paused') waiting.push(`worker ${w.host}:${w.pid} waits: ${w.wait_reason}`);
   // The bucket's request budget, shared by every process writing to it, is what holds these workers back.
   for (const w of live) if (w.bucketLimited) waiting.push(`worker ${w.host}:${w.pid} is held to the bucket's request budget: ${w.pace}`);
+  const silent = live
+    .filter((w) => w.lease_silent_s !== null && w.lease_silent_s * 1000 >= LEASE_SILENT_MS)
+    .map((w) => `worker ${w.host}:${w.pid} has not renewed its lease for ${Math.round(w.lease_silent_s!)}s (killed, or cut off from the database): its claimed rows are free for a rerun once the lease expires, in ${Math.max(0, Math.ceil(w.lease_expires_in_s ?? 0))}s`);
   const stalled = live
-    .filter((w) => w.stalledForMs !== undefined)
+    .filter((w) => w.stalledForMs !== undefined && !(w.lease_silent_s !== null && w.lease_silent_s * 1000 >= LEASE_SILENT_MS))
     .map((w) => `worker ${w.host}:${w.pid} has ${w.health?.activity?.inFlightItems} item(s) in flight and no progress for ${Math.round(w.stalledForMs! / 1000)}s, longer than one request can take (${Math.round((w.health?.activity?.requestBoundMs ?? 0) / 1000)}s); its items fail as stalled when their bound passes`);
-  return { run, workers, rate: { rowsPerSecond, bytesPerSecond }, remaining: { rows: remainingRows, bytes: remainingBytes, etaSeconds }, waiting: [...new Set(waiting)], stalled };
+  return { run, workers, rate: { rowsPerSecond, bytesPerSecond }, remaining: { rows: remainingRows, bytes: remainingBytes, etaSeconds }, waiting: [...new Set(waiting)], stalled: [...silent, ...stalled] };
 }
 
 export type ControlVerb = 'pause' | 'resume' | 'cancel';

@@ -185,6 +185,9 @@ export interface WorkerRow {
   heartbeat_at: Date;
   ended_at: Date | null;
   live: boolean;
+  /** Seconds since the worker last renewed its lease, and until the lease expires (null once it has). */
+  lease_silent_s: number | null;
+  lease_expires_in_s: number | null;
 }
 
 export async function runWorkers(db: Queryable, runIds: string[]): Promise<WorkerRow[]> {
@@ -193,8 +196,11 @@ export async function runWorkers(db: Queryable, runIds: string[]): Promise<Worke
     db,
     `SELECT w.run_id, w.worker, w.host, w.pid, w.state, w.wait_reason, w.concurrency, w.max_rate, w.rows_done::float8 AS rows_done,
             w.bytes_done::float8 AS bytes_done, w.failed::float8 AS failed, w.refused::float8 AS refused, w.recent_rows_per_s,
-            w.recent_bytes_per_s, w.health, w.started_at, w.heartbeat_at, w.ended_at, (w.ended_at IS NULL AND ${sqlWorkerIsLive('w.worker')}) AS live
-       FROM ${RUN_WORKERS_TABLE} w WHERE w.run_id = ANY($1::bigint[]) ORDER BY w.run_id, w.started_at, w.worker`,
+            w.recent_bytes_per_s, w.health, w.started_at, w.heartbeat_at, w.ended_at, (w.ended_at IS NULL AND ${sqlWorkerIsLive('w.worker')}) AS live,
+            CASE WHEN l.expires_at > now() THEN extract(epoch FROM now() - l.renewed_at)::float8 END AS lease_silent_s,
+            CASE WHEN l.expires_at > now() THEN extract(epoch FROM l.expires_at - now())::float8 END AS lease_expires_in_s
+       FROM ${RUN_WORKERS_TABLE} w LEFT JOIN ${LEASES_TABLE} l ON l.worker = w.worker
+      WHERE w.run_id = ANY($1::bigint[]) ORDER BY w.run_id, w.started_at, w.worker`,
     [runIds],
   );
 }
