@@ -7,6 +7,7 @@ import { RateLimiter } from '../pacing.ts';
 import { expireLeasesOfDeadLocalWorkers, LEASE_SILENT_MS, startWorkerSession } from '../workers.ts';
 import { assertSchemaReady, ensureStatistics } from './schema.ts';
 import { claimsOfOtherWorkers, dropStaleClaims } from '../sql/claim-batch.ts';
+import { dropExpiredLeases } from '../sql/worker-leases.ts';
 import { mergeRuns } from './batch-runner.ts';
 import { tagged, type Reporter } from '../reporter.ts';
 import { openRun, type RunRecordSpec } from '../runs/open-run.ts';
@@ -55,6 +56,7 @@ export async function withWorker(
   await ensureStatistics(context.db, options.tables);
   await expireLeasesOfDeadLocalWorkers(context.db);
   await dropStaleClaims(context.db);
+  await dropExpiredLeases(context.db);
   // A probe that cannot say how loaded the database is must not let the run go unthrottled.
   await assertDbLoadProbe(context.db, options.dbLoad);
   const stop = new AbortController();
