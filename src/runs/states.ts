@@ -4,7 +4,7 @@ import { UsageError } from '../errors.ts';
  * A run's life. Moves not listed here are refused:
  *   running → pausing → paused → running (resume), running/pausing/paused → cancelling → cancelled,
  *   running/pausing → succeeded | failed (the work ran out), and any live state → interrupted when every
- *   worker of the run is gone (their advisory locks were released by a crash or a kill) or was stopped by
+ *   worker of the run is gone (their leases expired after a crash or a kill) or was stopped by
  *   a signal.
  */
 export const RUN_STATES = ['running', 'pausing', 'paused', 'cancelling', 'cancelled', 'succeeded', 'failed', 'interrupted'] as const;

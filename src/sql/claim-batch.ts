@@ -75,9 +75,9 @@ export interface ClaimedRow {
 
 /**
  * Claims one batch in one statement. Candidates are locked FOR UPDATE SKIP LOCKED only for the statement;
- * what holds a row across the upload is a row in the claims table, valid while its worker's session-level
- * advisory lock is held. A worker killed mid-run loses its lock with its connection, so its claims lapse at
- * once and a rerun takes the rows over. The ON CONFLICT guard is the arbiter when two workers race.
+ * what holds a row across the upload is a row in the claims table, valid while its worker's lease has not
+ * expired (worker-leases.ts). A worker killed mid-run stops renewing its lease, so its claims lapse when the
+ * lease expires, and a rerun takes the rows over. The ON CONFLICT guard is the arbiter when two workers race.
  */
 export async function claimBatch(db: Queryable, request: ClaimRequest): Promise<{ rows: ClaimedRow[]; cursor?: Cursor }> {
   const { table: d } = request;

@@ -137,10 +137,10 @@ export async function endWorker(db: Queryable, runId: string, worker: string, en
 }
 
 /**
- * Runs whose workers are gone. A worker is alive exactly while its session holds its advisory lock, so a
- * worker row without a live lock and without an end was killed or lost its connection: it is marked
- * interrupted, and so is a live run with no live worker left. Never guessed from clocks. A worker that has
- * written its end still holds its lock while it settles the run's final state, so that moment is not
+ * Runs whose workers are gone. A worker is alive exactly while its lease has not expired (worker-leases.ts:
+ * the database's clock, never the hosts'), so a worker row without a live lease and without an end was killed
+ * or cut off: it is marked interrupted, and so is a live run with no live worker left. A worker that has
+ * written its end still holds its lease while it settles the run's final state, so that moment is not
  * mistaken for a vanished run.
  */
 export async function reconcileRuns(db: Queryable): Promise<string[]> {
