@@ -54,6 +54,18 @@ describe.skipIf(ON_PGLITE)('connection limits', () => {
     expect(moved).toBe(30);
   });
 
+  it('where the probe of how sessions reach the server cannot get its second connection, doctor says it cannot tell', async () => {
+    await query(env.db, `ALTER ROLE ${role} CONNECTION LIMIT 1`);
+    try {
+      const doctor = await cli(['doctor', '--json'], limitedEnv);
+      const check = doctor.json().checks.find((c: { id: string }) => c.id === 'sessionsKept');
+      expect(check).toMatchObject({ holds: false, required: false });
+      expect(check.seen).toMatch(/^cannot tell: a second connection for the probe was refused \(.*too many connections for role/);
+    } finally {
+      await query(env.db, `ALTER ROLE ${role} CONNECTION LIMIT 2`);
+    }
+  });
+
   it('what PostgreSQL says of a lost or refused connection is one sentence with the way on', () => {
     expect(databaseSentence({ code: '57P01', message: 'terminating connection due to administrator command' })).toMatch(/^The database connection was lost mid-command .*run the same command again to go on\.$/);
     expect(databaseSentence(new Error('Connection terminated unexpectedly'))).toMatch(/^The database connection was lost mid-command/);

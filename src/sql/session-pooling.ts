@@ -14,7 +14,8 @@ import { acquireSession, type Db } from '../db.ts';
  * both times; behind transaction pooling B is handed A's idle backend, and A moves to another.
  */
 export interface SessionPooling {
-  kind: 'transaction' | 'kept';
+  /** 'unknown': the probe's second connection was refused (a connection limit): settings are then made per transaction, which is right either way. */
+  kind: 'transaction' | 'kept' | 'unknown';
   /** The port the URL names, and the port the server itself listens on (null over a Unix socket). */
   urlPort: number;
   serverPort: number | null;
@@ -30,7 +31,11 @@ export async function detectSessionPooling(db: Db, url: string): Promise<Session
     // The embedded server (the demo's) is one backend serving its connections one at a time: nothing pools it,
     // and a second connection's open transaction would wait on the first.
     if (/PGlite/.test(first.version)) return { kind: 'kept', urlPort, serverPort: null, seen: 'embedded (PGlite): one session, nothing pooled' };
-    await b.connect();
+    try {
+      await b.connect();
+    } catch (error) {
+      return { kind: 'unknown', urlPort, serverPort: first.port === null ? null : Number(first.port), seen: `cannot tell: a second connection for the probe was refused (${(error as Error).message})` };
+    }
     await b.query('BEGIN');
     const held = (await b.query('SELECT pg_backend_pid() AS pid')).rows[0] as { pid: number };
     const again = (await a.connection.query('SELECT pg_backend_pid() AS pid')).rows[0] as { pid: number };

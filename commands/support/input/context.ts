@@ -163,7 +163,8 @@ export async function openContext(
       }
       step(`${options.ownSession}: through the direct URL, ${target.database}`);
     }
-    setPooling(db, pooling.kind);
+    // Where it cannot be told, settings are made per transaction: right behind a pooler and on a kept session.
+    setPooling(db, pooling.kind === 'unknown' ? 'transaction' : pooling.kind);
     step(`sessions: ${pooling.seen}`);
     if (options.database) {
       const gate = await import('../../../src/ops/database-gate.ts');
