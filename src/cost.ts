@@ -36,6 +36,11 @@ export function storageCost(bytes: number, prices: Prices): number {
   return (bytes / GB) * prices.storagePerGbMonth;
 }
 
+/** What keeping `bytes` in PostgreSQL costs a month, at --price-database. */
+export function databaseCost(bytes: number, prices: Prices): number {
+  return (bytes / GB) * prices.databasePerGbMonth;
+}
+
 export function classACost(requests: number, prices: Prices): number {
   return (requests / 1e6) * prices.classAPerMillion;
 }

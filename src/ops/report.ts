@@ -6,7 +6,7 @@ import { reclaimableSpace, storedHybridBytes, tableDiskSizes, type ReclaimableSp
 import { readBaseline, type Baseline } from '../sql/baseline.ts';
 import { estimateCompression, type CompressionEstimate, type CompressionMeasured } from './compression-stats.ts';
 import type { PlacementPolicy } from '../placement.ts';
-import { classACost, storageCost, type Prices, GB } from '../cost.ts';
+import { classACost, databaseCost, storageCost, type Prices, GB } from '../cost.ts';
 import { assertSchemaReady } from './schema.ts';
 import { runHistory } from './runs.ts';
 import { readHistory, type HistoryPoint, type HistorySnapshot } from '../sql/report-history.ts';
@@ -164,7 +164,7 @@ export async function buildReport(
     progressPercent: 0,
   };
   const monthly = (databaseBytes: number): MonthlyCost => {
-    const database = (databaseBytes / GB) * prices.databasePerGbMonth;
+    const database = databaseCost(databaseBytes, prices);
     const r2 = storageCost(all.r2Bytes, prices);
     return { database, r2, total: database + r2 };
   };
@@ -178,7 +178,7 @@ export async function buildReport(
       r2StoragePerMonth: storageCost(all.r2Bytes, prices),
       uploadsSoFar: classACost(all.movedRows, prices),
       uploadsRemaining: classACost(all.pendingRows, prices),
-      databaseStorageSavedPerMonth: (all.dbBytesSaved / GB) * prices.databasePerGbMonth,
+      databaseStorageSavedPerMonth: databaseCost(all.dbBytesSaved, prices),
     },
     monthly: { now: monthly(all.dbBytes), afterFinalize: monthly(all.dbBytes - all.finalizableBytes) },
     sizes,
@@ -267,18 +267,18 @@ function successMetrics(input: {
   const baseBytes = input.baseline.reduce((sum, b) => sum + b.totalBytes, 0);
   const nowBytes = input.disk.filter((d) => input.baseline.some((b) => b.table === d.table)).reduce((sum, d) => sum + d.totalBytes, 0);
   if (baseBytes > 0 && input.prices.databasePerGbMonth > 0) {
-    const before = (baseBytes / GB) * input.prices.databasePerGbMonth;
-    const now = (nowBytes / GB) * input.prices.databasePerGbMonth + storageCost(input.r2Bytes, input.prices);
+    const before = databaseCost(baseBytes, input.prices);
+    const now = databaseCost(nowBytes, input.prices) + storageCost(input.r2Bytes, input.prices);
     const writes = classACost(input.movedRows, input.prices);
     const reduction = ((before - now) / before) * 100;
     const firstMonth = ((before - now - writes) / before) * 100;
     const all = [...left.values()].reduce((sum, t) => ({ freed: sum.freed + t.finalizable + t.band, finalizable: sum.finalizable + t.finalizable, band: sum.band + t.band, returnable: sum.returnable + t.returnable, pending: sum.pending + t.pending }), { freed: 0, finalizable: 0, band: 0, returnable: 0, pending: 0 });
-    const costAt = (dbBytes: number) => round1(((before - ((dbBytes / GB) * input.prices.databasePerGbMonth + storageCost(input.r2Bytes, input.prices))) / before) * 100);
+    const costAt = (dbBytes: number) => round1(((before - (databaseCost(dbBytes, input.prices) + storageCost(input.r2Bytes, input.prices))) / before) * 100);
     const costSteps = projectSteps(nowBytes, { ...all, next: null }, costAt, '%');
     if (input.compressionShare > 0.05 && input.r2Bytes > 0) {
       // R2 storage is the cost left once the database is small: gzip shrinks it by the sampled share.
       const floor = Math.max(0, nowBytes - all.returnable - all.finalizable - all.band);
-      const compressed = round1(((before - ((floor / GB) * input.prices.databasePerGbMonth + storageCost(input.r2Bytes * (1 - input.compressionShare), input.prices))) / before) * 100);
+      const compressed = round1(((before - (databaseCost(floor, input.prices) + storageCost(input.r2Bytes * (1 - input.compressionShare), input.prices))) / before) * 100);
       costSteps.push({
         step: 'stored compressed',
         brings: compressed,
@@ -294,7 +294,7 @@ function successMetrics(input: {
       next: reduction > 90 ? null : all.pending > 0 ? 'migrate' : all.finalizable > 0 ? 'finalize' : all.band > 0 ? 'finalize --hybrid-band' : all.returnable > 0.05 * nowBytes ? 'reclaim' : null,
       ...(bestCost <= 90
         ? {
-            shortfall: `even after every step left, about ${bestCost}%, ${round1(90 - bestCost)} points short: the database keeps about ${formatMiB(floorBytes)} (small files, indexes, metadata), $${((floorBytes / GB) * input.prices.databasePerGbMonth).toFixed(4)}/month at --price-database, and R2 holds ${formatMiB(input.r2Bytes)} at $${storageCost(input.r2Bytes, input.prices).toFixed(4)}/month, against $${before.toFixed(4)} before`,
+            shortfall: `even after every step left, about ${bestCost}%, ${round1(90 - bestCost)} points short: the database keeps about ${formatMiB(floorBytes)} (small files, indexes, metadata), $${databaseCost(floorBytes, input.prices).toFixed(4)}/month at --price-database, and R2 holds ${formatMiB(input.r2Bytes)} at $${storageCost(input.r2Bytes, input.prices).toFixed(4)}/month, against $${before.toFixed(4)} before`,
           }
         : {}),
       measured: round1(reduction),

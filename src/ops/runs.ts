@@ -10,6 +10,7 @@ import { runItems, type StoredRunItem } from '../sql/run-items.ts';
 import { canMove, IllegalRunMoveError, LIVE_STATES, type RunState } from '../runs/states.ts';
 import { runTablesPresent } from '../runs/open-run.ts';
 import { SchemaMissingError } from '../errors.ts';
+import { secondsLeft } from '../runs/rate-window.ts';
 
 async function assertRunTables(db: Db): Promise<void> {
   if (!(await runTablesPresent(db))) throw new SchemaMissingError('This database has no run records yet: run `overskill-storage schema --apply` (it adds the run tables).');
@@ -67,7 +68,7 @@ function describeRun(run: RunRow, rows: WorkerRow[]): RunStatus {
   const remainingRows = run.eligible_rows === null ? null : Math.max(0, run.eligible_rows - run.rows_done - run.failed - run.refused);
   const remainingBytes = run.eligible_bytes === null ? null : Math.max(0, run.eligible_bytes - run.bytes_done);
   const paused = run.state === 'paused' || run.state === 'pausing';
-  const etaSeconds = !paused && remainingRows !== null && rowsPerSecond ? remainingRows / rowsPerSecond : null;
+  const etaSeconds = !paused && remainingRows !== null ? secondsLeft(remainingRows, rowsPerSecond) : null;
   const waiting: string[] = [];
   if (paused) waiting.push(`${run.state} (${run.state_reason ?? 'paused'})`);
   if (run.state === 'cancelling') waiting.push(`cancelling (${run.state_reason ?? ''}): finishing the batches in flight`);

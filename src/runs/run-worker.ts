@@ -7,6 +7,7 @@ import { endWorker, heartbeat, settlePause, type WorkerBeat, type WorkerEnd } fr
 import { recordItems, type RunItem } from '../sql/run-items.ts';
 import type { RunState } from './states.ts';
 import type { WorkerHealth } from './worker-health.ts';
+import { RateWindow } from './rate-window.ts';
 
 /** What the batch walk tells a run about itself, and asks it before each claim. */
 export interface BatchObserver {
@@ -18,8 +19,6 @@ export interface BatchObserver {
 }
 
 const BEAT_MS = 500;
-/** The rate that gives the ETA: over this much recent working time (paused time does not count). */
-const RATE_WINDOW_MS = 60_000;
 
 /**
  * One worker process's part in a recorded run. Every half second it writes its heartbeat (counts, recent
@@ -37,7 +36,7 @@ export class RunWorker implements BatchObserver {
   private counts = { rows: 0, bytes: 0, failed: 0, refused: 0 };
   private activeMs = 0;
   private lastTick = Date.now();
-  private samples: { at: number; rows: number; bytes: number }[] = [];
+  private readonly window = new RateWindow();
   private wake?: () => void;
   private readonly unrecorded: RunItem[] = [];
   cancelledBy?: string;
@@ -151,13 +150,8 @@ export class RunWorker implements BatchObserver {
     const now = Date.now();
     if (!this.paused) this.activeMs += now - this.lastTick;
     this.lastTick = now;
-    if (!this.paused) {
-      this.samples.push({ at: this.activeMs, rows: this.counts.rows, bytes: this.counts.bytes });
-      while (this.samples.length > 2 && this.activeMs - this.samples[0].at > RATE_WINDOW_MS) this.samples.shift();
-    }
-    const first = this.samples[0];
-    const last = this.samples[this.samples.length - 1];
-    const span = first && last ? (last.at - first.at) / 1000 : 0;
+    if (!this.paused) this.window.add(this.activeMs, this.counts.rows, this.counts.bytes);
+    const recent = this.window.rates();
     return {
       state: this.paused ? 'paused' : this.waitReason ? 'waiting' : 'running',
       waitReason: this.paused ? 'paused' : (this.waitReason ?? null),
@@ -165,8 +159,8 @@ export class RunWorker implements BatchObserver {
       bytesDone: this.counts.bytes,
       failed: this.counts.failed,
       refused: this.counts.refused,
-      recentRowsPerSecond: span >= 2 ? (last.rows - first.rows) / span : null,
-      recentBytesPerSecond: span >= 2 ? (last.bytes - first.bytes) / span : null,
+      recentRowsPerSecond: recent.rows,
+      recentBytesPerSecond: recent.bytes,
       concurrency: this.concurrency,
       maxRate: this.maxRate ?? null,
       health: this.health(),

@@ -198,3 +198,8 @@ export function stripAnsi(text: string): string {
 export function visibleLength(text: string): number {
   return stripAnsi(text).length;
 }
+
+/** An ETA as the progress line and `status` write it: "-" when there is no rate to go by. */
+export function formatEta(seconds: number | null): string {
+  return seconds === null ? '-' : formatDuration(seconds * 1000);
+}

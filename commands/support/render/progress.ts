@@ -2,21 +2,21 @@ import { createRequire } from 'node:module';
 import type { SingleBar } from 'cli-progress';
 import type { Reporter, RunEvent } from '../../../src/reporter.ts';
 import type { Output } from './output.ts';
-import { formatBytes, formatClock, formatCount, formatDuration, plural } from './format.ts';
+import { RateWindow, secondsLeft } from '../../../src/runs/rate-window.ts';
+import { formatBytes, formatClock, formatCount, formatDuration, formatEta, plural } from './format.ts';
 
-/** Time left at the rate so far, or "-" when there is nothing to go by (no rows, none done yet). */
+/** Time left at the rate so far (`done` in `seconds`), or "-" when there is nothing to go by (no rows, none done yet). */
 export function etaText(total: number, done: number, seconds: number): string {
-  if (total <= 0 || done <= 0 || seconds <= 0 || done >= total) return done >= total && total > 0 ? formatDuration(0) : '-';
-  return formatDuration(((total - done) / (done / seconds)) * 1000);
+  if (total > 0 && done >= total) return formatDuration(0);
+  return formatEta(total > 0 && seconds > 0 ? secondsLeft(total - done, done / seconds) : null);
 }
+
 
 type CliProgress = typeof import('cli-progress');
 let cliProgressModule: CliProgress | undefined;
 /** cli-progress (16 modules) is loaded when a bar is first drawn: `--version`, `--help` and runs off a TTY never draw one. */
 const cliProgress = (): CliProgress => (cliProgressModule ??= createRequire(import.meta.url)('cli-progress') as CliProgress);
 
-/** The rate behind the ETA is taken over this much recent working time, as `status` takes it (paused time does not count). */
-const RATE_WINDOW_MS = 60_000;
 /** The display is redrawn at least this often, whether or not a batch finished. */
 const REFRESH_MS = 1000;
 
@@ -69,8 +69,7 @@ export function progressLine(line: ProgressLine, width: number, paint: { cyan(s:
   const percent = known ? `${Math.min(100, Math.floor((line.done / line.total) * 100))}%` : '';
   const count = known ? `${formatCount(line.done)}/${formatCount(line.total)} rows` : `${formatCount(line.done)} rows`;
   const remaining = Math.max(0, line.total - line.done);
-  // etaText divides by the time the rows so far took; at the recent rate that is done / rate.
-  const eta = !known || remaining === 0 ? '' : `ETA ${etaText(line.total, line.done, line.rate ? line.done / line.rate : 0)}`;
+  const eta = !known || remaining === 0 ? '' : `ETA ${formatEta(secondsLeft(remaining, line.rate))}`;
   const rate = line.rate === null ? '' : `${formatCount(line.rate)} rows/s`;
   const bytes = formatBytes(line.bytes);
   const said = line.holding ?? line.note;
@@ -126,7 +125,7 @@ export function progressReporter(output: Output, expected: Record<string, { item
   const started = Date.now();
   /** What the current stage counts (rows, unless it said otherwise). */
   let stageUnit = 'row';
-  const samples: { at: number; done: number; bytes: number }[] = [];
+  const window = new RateWindow();
   const showBar = output.interactive && !output.quiet;
 
   const done = () => Math.max(advanced, worked);
@@ -135,20 +134,10 @@ export function progressReporter(output: Output, expected: Record<string, { item
   const activeMs = () => Date.now() - started - pausedMs - (pausedSince !== undefined ? Date.now() - pausedSince : 0);
   const sample = () => {
     if (pausedSince !== undefined) return;
-    const at = activeMs();
-    samples.push({ at, done: done(), bytes: bytesDone() });
-    while (samples.length > 2 && at - samples[0].at > RATE_WINDOW_MS) samples.shift();
-  };
-  const rates = (): { rows: number | null; bytes: number | null } => {
-    const first = samples[0];
-    const last = samples[samples.length - 1];
-    // As `status` takes it: no rate from less than two seconds of work (the first batches fill the pipeline).
-    if (!first || !last || last.at - first.at < 2000) return { rows: null, bytes: null };
-    const seconds = (last.at - first.at) / 1000;
-    return { rows: (last.done - first.done) / seconds, bytes: (last.bytes - first.bytes) / seconds };
+    window.add(activeMs(), done(), bytesDone());
   };
   const line = () => {
-    const rate = rates();
+    const rate = window.rates();
     const holding = stopping ?? (pausedSince !== undefined || note?.startsWith('pausing') ? note : undefined);
     return progressLine({ stage: stageName, done: done(), total: total(), bytes: bytesDone(), rate: pausedSince !== undefined ? null : rate.rows, bytesRate: rate.bytes, note: holding ? undefined : note, holding }, output.errorWidth, output.color);
   };

@@ -1,6 +1,6 @@
 import type { RunStatus, StatusResult } from '../../../src/ops/runs.ts';
 import type { RunRow } from '../../../src/sql/runs.ts';
-import { formatBytes, formatCount, formatDuration, formatTime } from './format.ts';
+import { formatBytes, formatCount, formatDuration, formatEta, formatTime } from './format.ts';
 import type { Output } from './output.ts';
 
 const rate = (value: number | null, unit: (n: number) => string) => (value === null ? '-' : `${unit(value)}/s`);
@@ -14,8 +14,7 @@ export function progressText(run: RunRow): string {
 
 export function etaText(status: RunStatus): string {
   if (status.run.state === 'paused' || status.run.state === 'pausing') return 'paused';
-  if (status.remaining.etaSeconds === null) return '-';
-  return formatDuration(status.remaining.etaSeconds * 1000);
+  return formatEta(status.remaining.etaSeconds);
 }
 
 function runLine(output: Output, status: RunStatus): string {
