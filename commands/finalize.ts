@@ -17,18 +17,15 @@ export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<Co
     .addHelpText('after', '\nExamples:\n  $ overskill-storage finalize --dry-run\n  $ overskill-storage finalize --rollout 10 --yes\n  $ overskill-storage finalize --app 42 --r2-threshold 50KiB')
     .action(async (opts, cmd: Command) =>
       run(async () => {
-        const [{ finalize, finalizeEligibleSql }, { planFinalize }, { assertSchemaReady }] = await Promise.all([import('../src/ops/finalize.ts'), import('../src/ops/plan.ts'), import('../src/ops/schema.ts')]);
+        const [{ finalize }, { planFinalize }, { prepareWalk }] = await Promise.all([import('../src/ops/finalize.ts'), import('../src/ops/plan.ts'), import('../src/ops/prepare-walk.ts')]);
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
-        const walk = runOptionsFrom(opts, runtime.signal, runtime.streams.env);
+        const flags = runOptionsFrom(opts, runtime.signal, runtime.streams.env);
         // The band is every content R2 holds a copy of: from the hybrid threshold up (r2Above is exclusive).
-        const options = opts.hybridBand ? { ...walk, policy: { ...walk.policy, r2Above: walk.policy.hybridMin - 1 } } : walk;
-        const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency, database: opts.dryRun ? 'read' : 'write' });
+        const walk = opts.hybridBand ? { ...flags, policy: { ...flags.policy, r2Above: flags.policy.hybridMin - 1 } } : flags;
+        const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: walk.concurrency, database: opts.dryRun ? 'read' : 'write' });
         try {
-          // A probe that cannot say a number refuses here, in dry runs too, so CI catches it before a real run.
-          await (await import('../src/db-load.ts')).assertDbLoadProbe(context.db, options.dbLoad);
-          await assertSchemaReady(context.db);
-          await (await import('../src/ops/scope.ts')).assertScopeSelects(context.db, options.filter);
+          const options = await prepareWalk(context.db, walk);
           const record = recordFor(runtime, globals, opts, options);
           if (!opts.dryRun) await (await import('../src/runs/open-run.ts')).refuseConflicts(context.db, record, (sentence) => output.warn(sentence));
           // Before the plan and its question: a lifecycle rule that expires the tool's keys refuses finalize.
@@ -36,7 +33,6 @@ export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<Co
           const plan = await planFinalize(
             context.db,
             { tables: options.tables, filter: options.filter, limit: options.limit, policy: options.policy, inlineMaxBytes: options.inlineMaxBytes, prices: pricesFrom(opts) },
-            (table) => (params) => finalizeEligibleSql(table, options.policy.r2Above, params),
           );
           if (opts.hybridBand) {
             plan.notes.push('the hybrid band loses its database copy: those files are then read from R2 only. Run it once the app has read from R2 for a while and `verify` is clean; `reclaim` then returns the space');

@@ -23,16 +23,13 @@ export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<Co
     .addHelpText('after', '\nExamples:\n  $ overskill-storage rollback --app 42 --dry-run\n  $ overskill-storage rollback --keep-hybrid --yes\n  $ overskill-storage rollback --purge --yes')
     .action(async (opts, cmd: Command) =>
       run(async () => {
-        const [{ rollback }, { planRollback }, { assertSchemaReady }] = await Promise.all([import('../src/ops/rollback.ts'), import('../src/ops/plan.ts'), import('../src/ops/schema.ts')]);
+        const [{ rollback }, { planRollback }, { prepareWalk }] = await Promise.all([import('../src/ops/rollback.ts'), import('../src/ops/plan.ts'), import('../src/ops/prepare-walk.ts')]);
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
-        const options: RollbackOptions = { ...runOptionsFrom(opts, runtime.signal, runtime.streams.env), keepHybrid: opts.keepHybrid ?? false, purge: opts.purge ?? false };
-        const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency, database: opts.dryRun ? 'read' : 'write' });
+        const walk: RollbackOptions = { ...runOptionsFrom(opts, runtime.signal, runtime.streams.env), keepHybrid: opts.keepHybrid ?? false, purge: opts.purge ?? false };
+        const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: walk.concurrency, database: opts.dryRun ? 'read' : 'write' });
         try {
-          // A probe that cannot say a number refuses here, in dry runs too, so CI catches it before a real run.
-          await (await import('../src/db-load.ts')).assertDbLoadProbe(context.db, options.dbLoad);
-          await assertSchemaReady(context.db);
-          await (await import('../src/ops/scope.ts')).assertScopeSelects(context.db, options.filter);
+          const options = await prepareWalk(context.db, walk);
           const record = recordFor(runtime, globals, opts, options, { identityExtra: { keepHybrid: options.keepHybrid, purge: options.purge } });
           if (!opts.dryRun) await (await import('../src/runs/open-run.ts')).refuseConflicts(context.db, record, (sentence) => output.warn(sentence));
           const plan = await planRollback(

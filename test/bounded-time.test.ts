@@ -198,37 +198,31 @@ describe.skipIf(ON_PGLITE)('bounded time', () => {
     const hung = new Set<string>();
     try {
       const outcome = await withWorker(context, options, {}, 'stall', (run, t) =>
-        runBatches(
-          env.db,
-          run.workerId,
-          {
-            table: t,
-            eligible: () => `t.storage_location = 'database'`,
-            withContent: false,
-            withDbHash: false,
-            inlineMaxBytes: options.inlineMaxBytes,
-            work: async (row) => {
-              if (Number(row.id) % 2 === 0) {
-                hung.add(row.id);
-                // take status while this hangs, after longer than one request can take
-                if (!statusWhileStalled) {
-                  await new Promise((r) => setTimeout(r, store.requestBoundMs + 1200));
-                  statusWhileStalled = await runStatus(env.db);
-                }
-                return new Promise(() => undefined);
-              }
-              return { kind: 'done', value: row.id, bytes: 0 };
-            },
-            flip: async (done, claimedIds) => {
-              await releaseClaims(env.db, t, run.workerId, claimedIds);
+        runBatches(env.db, { ...run, reporter: {} }, {
+          table: t,
+          move: {
+            name: 'stall',
+            takes: () => `t.storage_location = 'database'`,
+            reads: { content: false, dbHash: false },
+            flip: async (db, table, worker, done: string[], claimedIds) => {
+              await releaseClaims(db, table, worker, claimedIds);
               return done;
             },
+            planLine: 'none',
           },
-          run.options,
-          run.budget,
-          {},
-          run.shared,
-        ),
+          work: async (row) => {
+            if (Number(row.id) % 2 === 0) {
+              hung.add(row.id);
+              // take status while this hangs, after longer than one request can take
+              if (!statusWhileStalled) {
+                await new Promise((r) => setTimeout(r, store.requestBoundMs + 1200));
+                statusWhileStalled = await runStatus(env.db);
+              }
+              return new Promise(() => undefined);
+            }
+            return { kind: 'done', value: row.id, bytes: 0 };
+          },
+        }),
       );
       const failed = outcome.tables[0].failed;
       expect(failed.map((f) => f.id).sort()).toEqual([...hung].sort());

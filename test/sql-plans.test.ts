@@ -4,7 +4,7 @@ import { insertApp } from './support/seed.ts';
 import { query } from '../src/db.ts';
 import { FILES, VERSION_FILES } from '../src/tables.ts';
 import { Params } from '../src/sql/params.ts';
-import { migrateEligibleSql } from '../src/ops/migrate.ts';
+import { migrateMove } from '../src/sql/row-moves.ts';
 import { RESTORES_TABLE } from '../src/sql/stranded-writes.ts';
 
 interface PlanNode {
@@ -44,7 +44,7 @@ describe('SQL plans over a whole table', () => {
 
   it("migrate's eligibility over 20,000 rows: the journal check is a join, hashes nothing it does not name, and is cheap enough not to be JIT-compiled", async () => {
     const params = new Params();
-    const sql = `SELECT count(*) FROM app_files t WHERE ${migrateEligibleSql(FILES, 1024, params)}`;
+    const sql = `SELECT count(*) FROM app_files t WHERE ${migrateMove(1024).takes(FILES, params)}`;
     const [{ 'QUERY PLAN': [plan] }] = await query<{ 'QUERY PLAN': { Plan: PlanNode }[] }>(env.db, `EXPLAIN (FORMAT JSON) ${sql}`, params.values);
     const nodes = nodesOf(plan.Plan);
     expect(nodes.filter((node) => node['Subplan Name']).map((node) => node['Subplan Name'])).toEqual([]);

@@ -2,8 +2,8 @@ import type { Db } from '../db.ts';
 import type { StoredTable } from '../tables.ts';
 import { claimBatch, releaseClaims, SIZE_BANDS, type ClaimOrder, type ClaimRequest, type ClaimedRow, type Cursor } from '../sql/claim-batch.ts';
 import type { RowFilter } from '../sql/filters.ts';
-import { Limiter } from '../pool.ts';
-import { RateLimiter } from '../pacing.ts';
+import type { RowMove } from '../sql/row-moves.ts';
+import type { WorkerRun } from './options.ts';
 import { waitForDbLoad, type DbLoadGuard } from '../db-load.ts';
 import type { Reporter } from '../reporter.ts';
 import { connectionLost, errorMessage } from '../errors.ts';
@@ -67,16 +67,14 @@ export interface TableRunResult {
   skipped: ItemProblem[];
 }
 
-export interface BatchOperation<Done> {
+/** One table walked by one move: the move says which rows and how they flip; `work` does each row's part. */
+export interface TableWalk<Done> {
   table: StoredTable;
-  eligible: ClaimRequest['eligible'];
-  withContent: boolean;
-  withDbHash: boolean;
-  inlineMaxBytes: number;
+  move: RowMove<Done>;
   /** The per-row work (uploads, downloads); runs under the concurrency limit. */
   work(row: ClaimedRow): Promise<ItemOutcome<Done>>;
-  /** One statement that flips the batch's finished rows (and releases all its claims); returns flipped ids. */
-  flip(done: Done[], claimedIds: string[]): Promise<string[]>;
+  /** After a batch's flip committed, with the ids it flipped (rollback --purge deletes their objects then). */
+  afterFlip?(done: Done[], flipped: string[]): Promise<void>;
 }
 
 export interface RunBudget {
@@ -92,16 +90,9 @@ const BATCHES_IN_FLIGHT = 2;
  * is claimed or flipped. A second and third pass pick up rows that were locked by the app the first time.
  * Stops claiming when the signal aborts; batches in flight finish and flip.
  */
-export async function runBatches<Done>(
-  db: Db,
-  worker: string,
-  operation: BatchOperation<Done>,
-  options: WalkOptions,
-  budget: RunBudget,
-  reporter: Reporter,
-  shared: { limiter: Limiter; rate?: RateLimiter },
-): Promise<TableRunResult> {
-  const { table } = operation;
+export async function runBatches<Done>(db: Db, run: WorkerRun, walkOf: TableWalk<Done>): Promise<TableRunResult> {
+  const { table, move } = walkOf;
+  const { workerId: worker, options, budget, reporter, shared } = run;
   const result: TableRunResult = { table: table.name, attempted: 0, flipped: 0, bytes: 0, changedMeanwhile: [], abandoned: 0, failed: [], skipped: [] };
   const activity = options.activity;
   const exclude = new Set<string>();
@@ -140,7 +131,7 @@ export async function runBatches<Done>(
           if (options.signal?.aborted) return { kind: 'abandoned' };
           activity?.itemStarted();
           try {
-            const outcome = await withinBound(operation.work(row), activity?.itemBoundMs(row.bytes));
+            const outcome = await withinBound(walkOf.work(row), activity?.itemBoundMs(row.bytes));
             reporter.worked?.(1, row.bytes ?? 0);
             return outcome;
           } catch (error) {
@@ -201,7 +192,8 @@ export async function runBatches<Done>(
     }
     let flipped: string[];
     try {
-      flipped = await operation.flip(done, claimedIds);
+      flipped = await move.flip(db, table, worker, done, claimedIds);
+      if (walkOf.afterFlip && flipped.length) await walkOf.afterFlip(done, flipped);
     } catch (error) {
       if (connectionLost(error)) {
         // Not the items' failure: the database went away (a restart, a failover). The flip either committed
@@ -261,16 +253,16 @@ export async function runBatches<Done>(
           const batch = await claimBatch(db, {
             table,
             worker,
-            eligible: operation.eligible,
+            eligible: (params) => move.takes(table, params),
             filter: options.filter,
             band,
             cursor,
             excludeIds: [...exclude],
             maxRows: Math.min(options.batchSize, budget.remaining),
-            inlineMaxBytes: operation.inlineMaxBytes,
+            inlineMaxBytes: options.inlineMaxBytes,
             maxBatchBytes: options.batchBytes,
-            withContent: operation.withContent,
-            withDbHash: operation.withDbHash,
+            withContent: move.reads.content,
+            withDbHash: move.reads.dbHash,
           });
           if (batch.rows.length === 0) break;
           cursor = batch.cursor;

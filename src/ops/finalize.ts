@@ -1,8 +1,7 @@
 import type { StorageContext } from '../context.ts';
-import type { StoredTable } from '../tables.ts';
-import type { Params } from '../sql/params.ts';
 import type { ClaimedRow } from '../sql/claim-batch.ts';
-import { flipToR2, type VerifiedCopy } from '../sql/flip-to-r2.ts';
+import type { VerifiedCopy } from '../sql/flip-to-r2.ts';
+import { finalizeMove } from '../sql/row-moves.ts';
 import { runBatches, type ItemOutcome, type TableRunResult } from './batch-runner.ts';
 import { errorMessage } from '../errors.ts';
 import type { Reporter } from '../reporter.ts';
@@ -20,11 +19,6 @@ export interface FinalizeResult {
   problems: number;
   /** What reclaims the space (not run by this tool: it is the operator's call when to take the I/O). */
   vacuumCommands: string[];
-}
-
-export function finalizeEligibleSql(table: StoredTable, r2Above: number, params: Params): string {
-  return `t.${table.locationColumn} = 'hybrid' AND t.${table.keyColumn} IS NOT NULL AND t.${table.hashColumn} IS NOT NULL
-          AND t.${table.contentColumn} IS NOT NULL AND octet_length(t.${table.contentColumn}) > ${params.add(r2Above, 'bigint')}`;
 }
 
 /**
@@ -54,23 +48,11 @@ export async function finalize(context: StorageContext, options: CommonRunOption
       }
       return { kind: 'done', value: { id: row.id, key: row.key, hash: row.hash }, bytes: read.size };
     };
-    return runBatches(
-      context.db,
-      run.workerId,
-      {
-        table,
-        eligible: (params) => finalizeEligibleSql(table, options.policy.r2Above, params),
-        withContent: false,
-        withDbHash: true,
-        inlineMaxBytes: options.inlineMaxBytes,
-        work: (row) => check(row).catch((error): ItemOutcome<VerifiedCopy> => ({ kind: 'failed', key: row.key ?? undefined, reason: errorMessage(error) })),
-        flip: (done, claimedIds) => flipToR2(context.db, table, run.workerId, done, claimedIds),
-      },
-      run.options,
-      run.budget,
-      run.reporter,
-      run.shared,
-    );
+    return runBatches(context.db, run, {
+      table,
+      move: finalizeMove(options.policy.r2Above),
+      work: (row) => check(row).catch((error): ItemOutcome<VerifiedCopy> => ({ kind: 'failed', key: row.key ?? undefined, reason: errorMessage(error) })),
+    });
   });
   const touched = outcome.tables.filter((r) => r.flipped > 0).map((r) => options.tables.find((t) => t.name === r.table)!.table);
   return {

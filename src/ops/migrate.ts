@@ -1,19 +1,18 @@
 import type { StorageContext } from '../context.ts';
 import type { StoredTable } from '../tables.ts';
 import type { ClaimedRow } from '../sql/claim-batch.ts';
-import type { Params } from '../sql/params.ts';
-import { flipToHybrid, type UploadedRow } from '../sql/flip-to-hybrid.ts';
+import type { UploadedRow } from '../sql/flip-to-hybrid.ts';
+import { migrateMove, refreshMove } from '../sql/row-moves.ts';
 import { readContentChunks } from '../sql/content-chunks.ts';
 import { runBatches, type ItemOutcome, type TableRunResult } from './batch-runner.ts';
 import { Limiter } from '../pool.ts';
 import { md5Hex, sha256Hex } from '../hashing.ts';
 import { blobKey, normalizePath, type KeyResult } from '../keys.ts';
-import { flipRefreshed, staleHybridSql, type RefreshedRow } from '../sql/refresh-hybrid.ts';
+import type { RefreshedRow } from '../sql/refresh-hybrid.ts';
 import { mergeRuns } from './batch-runner.ts';
 import type { KeyLayout } from '../sql/schema.ts';
-import { assertLayoutAllowed, assertSchemaReady } from './schema.ts';
-import { assertDbLoadProbe } from '../db-load.ts';
-import { assertScopeSelects } from './scope.ts';
+import { assertLayoutAllowed } from './schema.ts';
+import { prepareWalk } from './prepare-walk.ts';
 import { planMigrate, type Plan } from './plan.ts';
 import { retrySelection } from './runs.ts';
 import { storeCheckNote } from './store-gate.ts';
@@ -29,7 +28,6 @@ import { countProblems, runTotals, withWorker } from './worker-run.ts';
 import { selectionTotals } from '../sql/aggregates.ts';
 import { recordBaseline } from '../sql/baseline.ts';
 import { encodeForStore, type ContentEncoding } from '../store/encoding.ts';
-import { appHashOverRestoredSql } from '../sql/stranded-writes.ts';
 
 export interface MigrateOptions extends CommonRunOptions {
   /** Only rows at least this large (bytes); never below the policy's hybrid threshold. */
@@ -57,13 +55,6 @@ export interface MigrateResult {
   compression?: { objects: number; contentBytes: number; storedBytes: number };
 }
 
-/** SQL condition for a row migrate may take: still 'database', has content, big enough. */
-export function migrateEligibleSql(table: StoredTable, minBytes: number, params: Params): string {
-  return `t.${table.locationColumn} = 'database' AND t.${table.keyColumn} IS NULL AND t.${table.contentColumn} IS NOT NULL
-          AND octet_length(t.${table.contentColumn}) >= ${params.add(minBytes, 'bigint')}
-          AND NOT ${appHashOverRestoredSql(table)}`;
-}
-
 export function migrateMinBytes(options: MigrateOptions): number {
   return Math.max(options.policy.hybridMin, options.minSize ?? 0);
 }
@@ -81,10 +72,8 @@ export interface PreparedMigrate {
  * the database-load probe gives a number, the schema is in place, and a retried run was a migrate that has
  * ended.
  */
-export async function prepareMigrate(db: Db, options: MigrateOptions, retryFailed?: string): Promise<PreparedMigrate> {
-  await assertDbLoadProbe(db, options.dbLoad);
-  await assertSchemaReady(db);
-  await assertScopeSelects(db, options.filter);
+export async function prepareMigrate(db: Db, walk: MigrateOptions, retryFailed?: string): Promise<PreparedMigrate> {
+  const options = await prepareWalk(db, walk);
   if (!retryFailed) return { options };
   const selection = await retrySelection(db, retryFailed);
   if (selection.command !== 'migrate') throw new UsageError(`Run ${retryFailed} was a ${selection.command}, not a migrate: its items are retried by rerunning ${selection.command}.`);
@@ -102,9 +91,8 @@ export async function planMigration(db: Db, { options }: PreparedMigrate, prices
   const plan = await planMigrate(
     db,
     { tables: options.tables, filter: options.filter, limit: options.limit, order: options.order, policy: options.policy, inlineMaxBytes: options.inlineMaxBytes, prices },
-    (table) => (params) => migrateEligibleSql(table, minBytes, params),
     minBytes,
-    options.refreshStale ? (table) => (params) => staleHybridSql(table, minBytes, params) : undefined,
+    options.refreshStale,
   );
   plan.notes.push(storeCheckNote(dryRun));
   return plan;
@@ -178,51 +166,23 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
       }
       return { kind: 'done', value: { id: row.id, key: key.key, hash: expectedHash, size: expectedSize }, bytes: expectedSize };
     };
-    const moved = await runBatches(
-      context.db,
-      run.workerId,
-      {
-        table,
-        eligible: (params) => migrateEligibleSql(table, minBytes, params),
-        withContent: true,
-        withDbHash: false,
-        inlineMaxBytes: options.inlineMaxBytes,
-        work: (row) => upload(row).catch(refusedOrFailed),
-        flip: (done, claimedIds) => flipToHybrid(context.db, table, run.workerId, done, claimedIds),
-      },
-      run.options,
-      run.budget,
-      run.reporter,
-      run.shared,
-    );
+    const moved = await runBatches(context.db, run, { table, move: migrateMove(minBytes), work: (row) => upload(row).catch(refusedOrFailed) });
     if (!options.refreshStale || run.options.signal?.aborted) return moved;
     // Hybrid rows whose content the app rewrote after upload: upload the current content, then record its hash.
-    const refreshed = await runBatches(
-      context.db,
-      run.workerId,
-      {
-        table,
-        eligible: (params) => staleHybridSql(table, minBytes, params),
-        withContent: true,
-        withDbHash: false,
-        inlineMaxBytes: options.inlineMaxBytes,
-        work: async (row): Promise<ItemOutcome<RefreshedRow>> => {
-          const outcome = await upload(row, row.key).catch(refusedOrFailed);
-          if (outcome.kind !== 'done') return outcome;
-          return { kind: 'done', value: { ...outcome.value, oldKey: row.key! }, bytes: outcome.bytes };
-        },
-        flip: (done, claimedIds) => flipRefreshed(context.db, table, run.workerId, done, claimedIds),
+    const refreshed = await runBatches(context.db, run, {
+      table,
+      move: refreshMove(minBytes),
+      work: async (row): Promise<ItemOutcome<RefreshedRow>> => {
+        const outcome = await upload(row, row.key).catch(refusedOrFailed);
+        if (outcome.kind !== 'done') return outcome;
+        return { kind: 'done', value: { ...outcome.value, oldKey: row.key! }, bytes: outcome.bytes };
       },
-      run.options,
-      run.budget,
-      run.reporter,
-      run.shared,
-    );
+    });
     return mergeRuns(moved, refreshed);
   });
   let remaining = 0;
   for (const table of options.tables) {
-    remaining += (await selectionTotals(context.db, table, (params) => migrateEligibleSql(table, minBytes, params), options.filter)).rows;
+    remaining += (await selectionTotals(context.db, table, (params) => migrateMove(minBytes).takes(table, params), options.filter)).rows;
   }
   return {
     ...outcome,

@@ -37,6 +37,8 @@ export interface CommonRunOptions extends WalkOptions {
    * from rows loaded before a flip have landed (repair-stranded.ts). 0: the pass runs at once.
    */
   settleMs?: number;
+  /** Checked by prepareWalk already (schema, load probe, scope): the run does not check again. */
+  prepared?: boolean;
 }
 
 export function defaultRunOptions(overrides: Partial<CommonRunOptions> = {}): CommonRunOptions {

@@ -6,7 +6,8 @@ import { selectionTotals, type SelectionTotals } from '../sql/aggregates.ts';
 import { classACost, classBCost, retrievalCost, storageCost, type Prices, DEFAULT_PRICES } from '../cost.ts';
 import { DEFAULT_PART_SIZE } from '../object-store.ts';
 import type { PlacementPolicy } from '../placement.ts';
-import { hasAppWriter, strandedWriteSql } from '../sql/stranded-writes.ts';
+import { hasAppWriter } from '../sql/stranded-writes.ts';
+import { atLocation, finalizeMove, takenInRun, inR2Sql, LOCATION, migrateMove, refreshMove, repairStrandedMove, rollbackMove, staysInDatabaseSql, type Location, type RowMove } from '../sql/row-moves.ts';
 
 /** One line of a plan: what happens to how many rows of a table, and how many bytes. */
 export interface PlanLine {
@@ -66,17 +67,16 @@ function finishCost(plan: Plan, prices: Prices, storedBytesDelta: number, bytesR
   return plan;
 }
 
-type Eligible = (table: StoredTable) => (params: Params) => string;
-
 /**
  * App writes a stale partial save left where no reader looks (sql/stranded-writes.ts): every command that
  * flips rows puts them back first, so they are part of its plan (one HEAD or GET each, at most).
  */
 async function planStrandedRepairs(db: Db, plan: Plan, scope: PlanScope): Promise<void> {
+  const repair = repairStrandedMove(scope.policy.hybridMin);
   for (const table of scope.tables.filter(hasAppWriter)) {
-    const stranded = await selectionTotals(db, table, () => strandedWriteSql(table, scope.policy.hybridMin), scope.filter);
+    const stranded = await selectionTotals(db, table, (params) => repair.takes(table, params), scope.filter);
     if (!stranded.rows) continue;
-    plan.lines.push({ table: table.name, action: "put back the app's writes a stale save left unreadable", rows: stranded.rows, bytes: stranded.bytes });
+    plan.lines.push({ table: table.name, action: lineOf(repair), rows: stranded.rows, bytes: stranded.bytes });
     plan.rows += stranded.rows;
     plan.requests.classB += stranded.rows;
   }
@@ -92,13 +92,21 @@ function uploadRequestsFor(selection: SelectionTotals): number {
   return selection.rows - selection.rows_streamed + selection.rows_streamed * 2 + selection.parts_streamed;
 }
 
-export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, minBytes: number, staleEligible?: Eligible): Promise<Plan> {
+/** A move's plan line where it has one line for all its rows. */
+function lineOf(move: RowMove<unknown>): string {
+  if (typeof move.planLine !== 'string') throw new Error(`the ${move.name} move has one plan line per location`);
+  return move.planLine;
+}
+
+export async function planMigrate(db: Db, scope: PlanScope, minBytes: number, refreshStale = false): Promise<Plan> {
   const plan = emptyPlan('migrate');
+  const move = migrateMove(minBytes);
+  const refresh = refreshStale ? refreshMove(minBytes) : undefined;
   const prices = scope.prices ?? DEFAULT_PRICES;
   await planStrandedRepairs(db, plan, scope);
   let remaining = scope.limit ?? Number.POSITIVE_INFINITY;
   for (const table of scope.tables) {
-    const moving = await selectionTotals(db, table, eligible(table), scope.filter, {
+    const moving = await selectionTotals(db, table, (params) => takenInRun(move)(table, params), scope.filter, {
       limit: limitOf(remaining),
       order: scope.order ?? 'id',
       above: scope.policy.r2Above,
@@ -107,15 +115,10 @@ export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, 
       notUtf8Apart: true,
     });
     remaining -= moving.rows + moving.rows_not_utf8;
-    const staying = await selectionTotals(
-      db,
-      table,
-      (params) => `t.${table.locationColumn} = 'database' AND t.${table.contentColumn} IS NOT NULL AND octet_length(t.${table.contentColumn}) < ${params.add(minBytes, 'bigint')}`,
-      scope.filter,
-    );
-    const already = await selectionTotals(db, table, () => `t.${table.locationColumn} IN ('hybrid', 'r2')`, scope.filter);
+    const staying = await selectionTotals(db, table, (params) => staysInDatabaseSql(table, minBytes, params), scope.filter);
+    const already = await selectionTotals(db, table, () => inR2Sql(table), scope.filter);
     plan.lines.push(
-      { table: table.name, action: 'upload, then hybrid (DB + R2)', rows: moving.rows - moving.rows_above, bytes: moving.bytes - moving.bytes_above },
+      { table: table.name, action: lineOf(move), rows: moving.rows - moving.rows_above, bytes: moving.bytes - moving.bytes_above },
       { table: table.name, action: 'upload, then hybrid; r2 only after finalize', rows: moving.rows_above, bytes: moving.bytes_above },
       { table: table.name, action: 'stays in database (too small)', rows: staying.rows, bytes: staying.bytes },
       { table: table.name, action: 'already in R2 (skipped)', rows: already.rows, bytes: already.bytes },
@@ -125,8 +128,8 @@ export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, 
     plan.bytes += moving.bytes;
     plan.requests.classA += uploadRequestsFor(moving);
     plan.databaseBytesFreedLater += moving.bytes_above;
-    if (staleEligible) {
-      const stale = await selectionTotals(db, table, staleEligible(table), scope.filter, {
+    if (refresh) {
+      const stale = await selectionTotals(db, table, (params) => refresh.takes(table, params), scope.filter, {
         limit: limitOf(remaining),
         order: 'id',
         above: 0,
@@ -135,7 +138,7 @@ export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, 
         notUtf8Apart: true,
       });
       remaining -= stale.rows + stale.rows_not_utf8;
-      plan.lines.push({ table: table.name, action: 're-upload: content changed after upload (stale)', rows: stale.rows, bytes: stale.bytes });
+      plan.lines.push({ table: table.name, action: lineOf(refresh), rows: stale.rows, bytes: stale.bytes });
       plan.rows += stale.rows;
       plan.bytes += stale.bytes;
       plan.requests.classA += uploadRequestsFor(stale);
@@ -149,15 +152,17 @@ export async function planMigrate(db: Db, scope: PlanScope, eligible: Eligible, 
   return finishCost(plan, prices, plan.bytes);
 }
 
-export async function planFinalize(db: Db, scope: PlanScope, eligible: Eligible): Promise<Plan> {
+/** Finalize's plan, at the scope's r2 threshold (the hybrid band is the same move from the hybrid threshold). */
+export async function planFinalize(db: Db, scope: PlanScope): Promise<Plan> {
   const plan = emptyPlan('finalize');
+  const move = finalizeMove(scope.policy.r2Above);
   const prices = scope.prices ?? DEFAULT_PRICES;
   await planStrandedRepairs(db, plan, scope);
   let remaining = scope.limit ?? Number.POSITIVE_INFINITY;
   for (const table of scope.tables) {
-    const clearing = await selectionTotals(db, table, eligible(table), scope.filter, { limit: limitOf(remaining), order: scope.order });
+    const clearing = await selectionTotals(db, table, (params) => move.takes(table, params), scope.filter, { limit: limitOf(remaining), order: scope.order });
     remaining -= clearing.rows;
-    plan.lines.push({ table: table.name, action: 'read back, verify, clear DB content (r2)', rows: clearing.rows, bytes: clearing.bytes });
+    plan.lines.push({ table: table.name, action: lineOf(move), rows: clearing.rows, bytes: clearing.bytes });
     plan.rows += clearing.rows;
     plan.bytes += clearing.bytes;
     plan.requests.classB += clearing.rows;
@@ -173,23 +178,22 @@ export async function planRollback(db: Db, scope: PlanScope, keepHybrid: boolean
   await planStrandedRepairs(db, plan, scope);
   let remaining = scope.limit ?? Number.POSITIVE_INFINITY;
   let purgedBytes = 0;
+  const move = rollbackMove(keepHybrid ? 'hybrid' : 'database');
+  const lines = Object.entries(move.planLine as Partial<Record<Location, string>>) as [Location, string][];
   for (const table of scope.tables) {
-    const fromR2 = await selectionTotals(db, table, () => `t.${table.locationColumn} = 'r2' AND t.${table.keyColumn} IS NOT NULL`, scope.filter, { limit: limitOf(remaining) });
-    remaining -= fromR2.rows;
-    plan.lines.push({ table: table.name, action: `download, verify, write back to DB (${keepHybrid ? 'hybrid' : 'database'})`, rows: fromR2.rows, bytes: fromR2.bytes });
-    plan.rows += fromR2.rows;
-    plan.bytes += fromR2.bytes;
-    plan.requests.classB += fromR2.rows;
-    if (!keepHybrid) {
-      const fromHybrid = await selectionTotals(db, table, () => `t.${table.locationColumn} = 'hybrid' AND t.${table.keyColumn} IS NOT NULL`, scope.filter, {
-        limit: limitOf(remaining),
-      });
-      remaining -= fromHybrid.rows;
-      plan.lines.push({ table: table.name, action: 'flip hybrid back to database (content already there)', rows: fromHybrid.rows, bytes: fromHybrid.bytes });
-      plan.rows += fromHybrid.rows;
-      if (purge) {
-        plan.requests.free += fromHybrid.rows + fromR2.rows;
-        purgedBytes += fromHybrid.bytes + fromR2.bytes;
+    for (const [from, action] of lines) {
+      const taken = await selectionTotals(db, table, (params) => atLocation(move, from)(table, params), scope.filter, { limit: limitOf(remaining) });
+      remaining -= taken.rows;
+      plan.lines.push({ table: table.name, action, rows: taken.rows, bytes: taken.bytes });
+      plan.rows += taken.rows;
+      if (from === LOCATION.r2) {
+        // Only r2 rows are downloaded: a hybrid row's content is in the database already.
+        plan.bytes += taken.bytes;
+        plan.requests.classB += taken.rows;
+      }
+      if (purge && !keepHybrid) {
+        plan.requests.free += taken.rows;
+        purgedBytes += taken.bytes;
       }
     }
   }

@@ -1,7 +1,8 @@
 import type { StorageContext } from '../context.ts';
 import type { StoredTable } from '../tables.ts';
 import type { ClaimedRow } from '../sql/claim-batch.ts';
-import { forgetOldRestores, hasAppWriter, repairStranded, strandedWriteSql, type StrandedRepair } from '../sql/stranded-writes.ts';
+import { forgetOldRestores, hasAppWriter, type StrandedRepair } from '../sql/stranded-writes.ts';
+import { repairStrandedMove } from '../sql/row-moves.ts';
 import { runBatches, type ItemOutcome, type TableRunResult } from './batch-runner.ts';
 import { fetchBack } from './fetch-back.ts';
 import { errorMessage } from '../errors.ts';
@@ -61,21 +62,11 @@ export async function repairStrandedWrites(
     const fetched = await fetchBack(context, table, run.workerId, { id: row.id, key, hash: row.hash, bytes: head.contentSize ?? head.size }, inlineMaxBytes, large);
     return { kind: 'done', value: { kind: 'bring-back', id: row.id, key, hash: row.hash, restoredHash: row.db_hash, content: fetched.content }, bytes: fetched.bytes };
   };
-  return runBatches(
-    context.db,
-    run.workerId,
-    {
-      table,
-      eligible: () => strandedWriteSql(table, run.options.policy.hybridMin),
-      withContent: false,
-      withDbHash: true,
-      inlineMaxBytes,
-      work: (row) => examine(row).catch((error): ItemOutcome<StrandedRepair> => ({ kind: 'failed', reason: errorMessage(error), errorClass: error instanceof Error ? error.name : undefined })),
-      flip: (done, claimedIds) => repairStranded(context.db, table, run.workerId, done, claimedIds),
-    },
-    { ...run.options, limit: undefined },
-    { remaining: Number.POSITIVE_INFINITY },
-    reporter,
-    run.shared,
-  );
+  // Outside the command's --limit: a write of the app's is put back whatever the run was asked to take.
+  const unlimited: WorkerRun = { ...run, options: { ...run.options, limit: undefined }, budget: { remaining: Number.POSITIVE_INFINITY }, reporter };
+  return runBatches(context.db, unlimited, {
+    table,
+    move: repairStrandedMove(run.options.policy.hybridMin),
+    work: (row) => examine(row).catch((error): ItemOutcome<StrandedRepair> => ({ kind: 'failed', reason: errorMessage(error), errorClass: error instanceof Error ? error.name : undefined })),
+  });
 }

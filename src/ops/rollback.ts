@@ -1,7 +1,7 @@
 import type { StorageContext } from '../context.ts';
 import type { StoredTable } from '../tables.ts';
 import type { ClaimedRow } from '../sql/claim-batch.ts';
-import { flipToDatabase, type KeptCopy, type RestoredContent } from '../sql/flip-to-database.ts';
+import { rollbackMove, type RollbackItem } from '../sql/row-moves.ts';
 import { dropStaleStaging } from '../sql/content-chunks.ts';
 import { fetchBack } from './fetch-back.ts';
 import { deleteUnnamed, emptyTally } from './guarded-deletes.ts';
@@ -36,8 +36,6 @@ export interface RollbackResult {
   problems: number;
 }
 
-type RollbackItem = { restored: RestoredContent } | { kept: KeptCopy };
-
 /**
  * Brings contents back into the database. r2 rows: the object is downloaded, checked against content_hash,
  * and written back where the content is NULL; hybrid rows (content still there) just lose their key.
@@ -45,7 +43,7 @@ type RollbackItem = { restored: RestoredContent } | { kept: KeptCopy };
  * With --purge, objects are deleted only for rows whose flip committed, and only if no row names them.
  */
 export async function rollback(context: StorageContext, options: RollbackOptions, reporter: Reporter = {}): Promise<RollbackResult> {
-  await assertSchemaReady(context.db);
+  if (!options.prepared) await assertSchemaReady(context.db);
   await dropStaleStaging(context.db);
   const large = new Limiter(Math.min(LARGE_ITEM_CONCURRENCY, options.concurrency));
   const target = options.keepHybrid ? 'hybrid' : 'database';
@@ -62,45 +60,27 @@ export async function rollback(context: StorageContext, options: RollbackOptions
       const fetched = await fetchBack(context, table, run.workerId, { id: row.id, key: row.key, hash: row.hash, bytes: row.bytes ?? 0 }, options.inlineMaxBytes, large);
       return { kind: 'done', value: { restored: { id: row.id, key: row.key, hash: row.hash, content: fetched.content } }, bytes: fetched.bytes };
     };
-    const flip = async (done: RollbackItem[], claimedIds: string[]) => {
-      const restored = done.flatMap((item) => ('restored' in item ? [item.restored] : []));
-      const kept = done.flatMap((item) => ('kept' in item ? [item.kept] : []));
-      const flipped = await flipToDatabase(context.db, table, run.workerId, restored, kept, target, claimedIds);
-      if (options.purge && target === 'database' && flipped.length) {
-        const flippedSet = new Set(flipped);
-        // Each object only while it still holds what its row held: an object the app rewrote since is kept.
-        const candidates = [...restored, ...kept]
-          .filter((item) => flippedSet.has(item.id))
-          .map((item) => ({ key: item.key, expect: { sha256: item.hash ?? undefined } }));
-        try {
-          await deleteUnnamed(context, candidates, options.concurrency, tally);
-        } catch (error) {
-          // The rows are rolled back either way; an object left behind is only an orphan for cleanup.
-          tally.failed.push(...candidates.map(({ key }) => ({ key, reason: `not purged: ${errorMessage(error)}` })));
-        }
+    // Each object only after its row's flip committed, and only while it still holds what its row held: an
+    // object the app rewrote since is kept.
+    const purge = async (done: RollbackItem[], flipped: string[]) => {
+      const flippedSet = new Set(flipped);
+      const candidates = done
+        .map((item) => ('restored' in item ? item.restored : item.kept))
+        .filter((item) => flippedSet.has(item.id))
+        .map((item) => ({ key: item.key, expect: { sha256: item.hash ?? undefined } }));
+      try {
+        await deleteUnnamed(context, candidates, options.concurrency, tally);
+      } catch (error) {
+        // The rows are rolled back either way; an object left behind is only an orphan for cleanup.
+        tally.failed.push(...candidates.map(({ key }) => ({ key, reason: `not purged: ${errorMessage(error)}` })));
       }
-      return flipped;
     };
-    const eligible = options.keepHybrid
-      ? `t.${table.locationColumn} = 'r2' AND t.${table.keyColumn} IS NOT NULL`
-      : `t.${table.locationColumn} IN ('hybrid', 'r2') AND t.${table.keyColumn} IS NOT NULL`;
-    return runBatches(
-      context.db,
-      run.workerId,
-      {
-        table,
-        eligible: () => eligible,
-        withContent: false,
-        withDbHash: false,
-        inlineMaxBytes: options.inlineMaxBytes,
-        work: (row) => bringBack(row).catch((error): ItemOutcome<RollbackItem> => ({ kind: 'failed', key: row.key ?? undefined, reason: errorMessage(error) })),
-        flip,
-      },
-      run.options,
-      run.budget,
-      run.reporter,
-      run.shared,
-    );
+    return runBatches(context.db, run, {
+      table,
+      move: rollbackMove(target),
+      work: (row) => bringBack(row).catch((error): ItemOutcome<RollbackItem> => ({ kind: 'failed', key: row.key ?? undefined, reason: errorMessage(error) })),
+      afterFlip: options.purge && target === 'database' ? purge : undefined,
+    });
   });
   return {
     ...outcome,

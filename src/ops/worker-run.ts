@@ -52,13 +52,13 @@ export async function withWorker(
   stage: string,
   perTable: (run: WorkerRun, table: CommonRunOptions['tables'][number]) => Promise<TableRunResult>,
 ): Promise<WorkerRunOutcome> {
-  await assertSchemaReady(context.db);
+  if (!options.prepared) await assertSchemaReady(context.db);
   await ensureStatistics(context.db, options.tables);
   await expireLeasesOfDeadLocalWorkers(context.db);
   await dropStaleClaims(context.db);
   await dropExpiredLeases(context.db);
   // A probe that cannot say how loaded the database is must not let the run go unthrottled.
-  await assertDbLoadProbe(context.db, options.dbLoad);
+  if (!options.prepared) await assertDbLoadProbe(context.db, options.dbLoad);
   const stop = new AbortController();
   const forward = () => stop.abort();
   options.signal?.addEventListener('abort', forward, { once: true });

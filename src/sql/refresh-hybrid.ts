@@ -1,7 +1,6 @@
 import { query, type Queryable } from '../db.ts';
 import { sqlSha256, type StoredTable } from '../tables.ts';
 import { releaseClaimsCte } from './claim-batch.ts';
-import type { Params } from './params.ts';
 import { appHashOverRestoredSql } from './stranded-writes.ts';
 
 export interface RefreshedRow {
@@ -11,14 +10,6 @@ export interface RefreshedRow {
   key: string;
   hash: string;
   size: number;
-}
-
-/** Hybrid rows whose database content was rewritten after upload (the app's old write path): their object is stale. */
-export function staleHybridSql(table: StoredTable, minBytes: number, params: Params): string {
-  return `t.${table.locationColumn} = 'hybrid' AND t.${table.keyColumn} IS NOT NULL AND t.${table.contentColumn} IS NOT NULL
-          AND octet_length(t.${table.contentColumn}) >= ${params.add(minBytes, 'bigint')}
-          AND ${sqlSha256(`t.${table.contentColumn}`)} IS DISTINCT FROM t.${table.hashColumn}
-          AND NOT ${appHashOverRestoredSql(table)}`;
 }
 
 /**
