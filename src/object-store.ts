@@ -17,7 +17,7 @@ import { createS3Client, paceClient, describeS3Error, isNotFound, retryDelayMs, 
 import { Meter, type TransportStats } from './store/meter.ts';
 import { ObjectRequests, headerText, metadataOf } from './store/object-requests.ts';
 import { headFromMetadata, type ObjectHead } from './store/ownership.ts';
-import { putBuffer, putStream, CREATE, type PutResult, type WriteIntent } from './store/writes.ts';
+import { putBuffer, putStream, type BufferPut, type PutResult, type StreamPut } from './store/writes.ts';
 import { deleteIfOurs, type DeleteExpectation, type GuardedDelete } from './store/deletes.ts';
 import type { StoreCore } from './store/core.ts';
 import { CONTENT_SIZE_KEY, declaredEncoding, decodedBody, type ContentEncoding } from './store/encoding.ts';
@@ -27,7 +27,7 @@ export { DEFAULT_PART_SIZE, partSizeFor } from './store/parts.ts';
 
 export { describeS3Error, isNotFound } from './store/client.ts';
 export type { TransportStats } from './store/meter.ts';
-export type { PutResult, WriteIntent } from './store/writes.ts';
+export type { BufferPut, PutResult, StreamPut, WriteIntent } from './store/writes.ts';
 export type { ObjectHead } from './store/ownership.ts';
 export type { GuardedDelete, DeleteExpectation } from './store/deletes.ts';
 
@@ -185,13 +185,13 @@ export class ObjectStore implements StoreCore {
   }
 
   /** Uploads an in-memory body (conditionally, see WriteIntent) and proves the server stored exactly these bytes. */
-  putVerified(key: string, body: Buffer, sha256: string, contentType: string, intent: WriteIntent = CREATE, encoded?: { encoding: ContentEncoding; contentSize: number }): Promise<PutResult> {
-    return putBuffer(this, key, body, sha256, contentType, intent, encoded);
+  putVerified(request: BufferPut): Promise<PutResult> {
+    return putBuffer(this, request);
   }
 
   /** Streams a body too large to hold; `open` gives the bytes afresh for each attempt. */
-  putStreamVerified(key: string, open: () => AsyncIterable<Buffer>, expectedSha256: string, expectedSize: number, contentType: string, intent: WriteIntent = CREATE, compress?: ContentEncoding): Promise<PutResult> {
-    return putStream(this, key, open, expectedSha256, expectedSize, contentType, intent, compress);
+  putStreamVerified(request: StreamPut): Promise<PutResult> {
+    return putStream(this, request);
   }
 
   /** Deletes the object only if we wrote it and it is still what the caller checked (store/deletes.ts). */

@@ -134,7 +134,7 @@ describe.skipIf(ON_PGLITE)('bounded time', () => {
       // the first attempt of each of 8 keys is black-holed: all 8 sockets hang until their deadline
       proxy.inject((r) => r.method === 'PUT' && r.key.startsWith('apps/pool/'), { kind: 'blackhole' }, 8);
       const started = Date.now();
-      const results = await Promise.allSettled(Array.from({ length: 24 }, (_, i) => store.putVerified(key(i), Buffer.from(`body ${i}`), sha256Hex(`body ${i}`), 'text/plain')));
+      const results = await Promise.allSettled(Array.from({ length: 24 }, (_, i) => store.putVerified({ key: key(i), body: Buffer.from(`body ${i}`), sha256: sha256Hex(`body ${i}`), contentType: 'text/plain' })));
       const seconds = (Date.now() - started) / 1000;
       expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
       expect(seconds).toBeLessThan(requestBoundMs(1500, 2) / 1000 + 10);

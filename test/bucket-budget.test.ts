@@ -115,12 +115,12 @@ describe.skipIf(ON_PGLITE)('the bucket budget, shared by several processes', () 
     try {
       const key = 'apps/9/files/per-key.txt';
       const first = Buffer.from('first version');
-      await store.putVerified(key, first, sha256Hex(first), 'text/plain');
+      await store.putVerified({ key, body: first, sha256: sha256Hex(first), contentType: 'text/plain' });
       const head = await store.head(key);
       const second = Buffer.from('second version');
       const started = Date.now();
       expect(head?.ours).toBe(true);
-      await store.putVerified(key, second, sha256Hex(second), 'text/plain', { kind: 'replace-ours' });
+      await store.putVerified({ key, body: second, sha256: sha256Hex(second), contentType: 'text/plain', intent: { kind: 'replace-ours' } });
       const waited = Date.now() - started;
       expect(waited).toBeGreaterThanOrEqual(900);
       expect(waited).toBeLessThan(5000);

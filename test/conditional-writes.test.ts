@@ -30,7 +30,7 @@ describe('R2 emulation and conditional writes', () => {
   const rawPut = (k: string, body: string, condition: { IfNoneMatch?: string; IfMatch?: string }) =>
     app.client.send(new PutObjectCommand({ Bucket: env.s3.bucket, Key: k, Body: Buffer.from(body), ContentLength: Buffer.byteLength(body), ...condition }));
   const ours = (k: string, body: string, mayReplace = false) =>
-    tool.putVerified(k, Buffer.from(body), sha256Hex(body), 'text/plain', { kind: 'create', mayReplaceOurs: async () => mayReplace });
+    tool.putVerified({ key: k, body: Buffer.from(body), sha256: sha256Hex(body), contentType: 'text/plain', intent: { kind: 'create', mayReplaceOurs: async () => mayReplace } });
   const statusOf = (promise: Promise<unknown>) => promise.then(() => 200, (error) => error.$metadata?.httpStatusCode ?? error.name);
 
   let close: (() => Promise<void>) | undefined;
@@ -100,8 +100,8 @@ describe('R2 emulation and conditional writes', () => {
       await appPut(k, 'the app wrote this');
       await expect(ours(k, 'our older copy', true)).rejects.toBeInstanceOf(ObjectConflictError);
       const big = Buffer.alloc(6 * 1024 * 1024, 'b');
-      await expect(tool.putStreamVerified(k, async function* () { yield big; }, sha256Hex(big), big.length, 'text/plain', { kind: 'create', mayReplaceOurs: async () => true })).rejects.toBeInstanceOf(ObjectConflictError);
-      await expect(tool.putVerified(k, Buffer.from('refresh'), sha256Hex('refresh'), 'text/plain', { kind: 'replace-ours' })).rejects.toBeInstanceOf(ObjectConflictError);
+      await expect(tool.putStreamVerified({ key: k, open: async function* () { yield big; }, sha256: sha256Hex(big), size: big.length, contentType: 'text/plain', intent: { kind: 'create', mayReplaceOurs: async () => true } })).rejects.toBeInstanceOf(ObjectConflictError);
+      await expect(tool.putVerified({ key: k, body: Buffer.from('refresh'), sha256: sha256Hex('refresh'), contentType: 'text/plain', intent: { kind: 'replace-ours' } })).rejects.toBeInstanceOf(ObjectConflictError);
       expect(await objectText(tool, k)).toBe('the app wrote this');
       expect(r2.stats.preconditionFailed).toBeGreaterThan(0);
     });
@@ -122,7 +122,7 @@ describe('R2 emulation and conditional writes', () => {
       await ours(k, 'ours, stale');
       // our PUT is held 400 ms on its way; the app writes meanwhile
       toolProxy.inject((r) => r.method === 'PUT' && r.key === k, { kind: 'delay', ms: 400 });
-      const replacing = tool.putVerified(k, Buffer.from('ours, fresh'), sha256Hex('ours, fresh'), 'text/plain', { kind: 'replace-ours' });
+      const replacing = tool.putVerified({ key: k, body: Buffer.from('ours, fresh'), sha256: sha256Hex('ours, fresh'), contentType: 'text/plain', intent: { kind: 'replace-ours' } });
       await new Promise((resolve) => setTimeout(resolve, 150));
       await appPut(k, 'the app, newest');
       await expect(replacing).rejects.toBeInstanceOf(ObjectConflictError);

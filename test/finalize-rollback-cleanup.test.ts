@@ -25,7 +25,7 @@ describe('finalize, rollback and cleanup', () => {
   const overwrite = (key: string, body: string) =>
     env.store.client.send(new PutObjectCommand({ Bucket: env.s3.bucket, Key: key, Body: Buffer.from(body), ContentLength: Buffer.byteLength(body) }));
   /** An object this tool wrote (an interrupted run's upload, a superseded one). */
-  const ours = (key: string, body: string) => env.store.putVerified(key, Buffer.from(body), sha256Hex(body), 'text/plain', { kind: 'create', mayReplaceOurs: async () => true });
+  const ours = (key: string, body: string) => env.store.putVerified({ key, body: Buffer.from(body), sha256: sha256Hex(body), contentType: 'text/plain', intent: { kind: 'create', mayReplaceOurs: async () => true } });
 
   it('finalize clears only verified rows above the threshold and refuses corrupted or deleted objects', async () => {
     const app = await insertApp(env.db);
@@ -221,7 +221,7 @@ describe('cleanup against a flip racing it', () => {
     const other = await insertApp(env.db);
     const id = await insertFile(env.db, app, 'late.txt', text(3000, 'late '));
     const key = `apps/${app}/files/late.txt`;
-    const put = (k: string) => env.store.putVerified(k, Buffer.from(text(3000, 'late ')), sha256Hex(text(3000, 'late ')), 'text/plain');
+    const put = (k: string) => env.store.putVerified({ key: k, body: Buffer.from(text(3000, 'late ')), sha256: sha256Hex(text(3000, 'late ')), contentType: 'text/plain' });
     // an object uploaded by a run that stopped before its flip: an orphan, for now
     await put(key);
     await put(`apps/${other}/files/x.txt`);

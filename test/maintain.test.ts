@@ -68,7 +68,7 @@ describe.skipIf(ON_PGLITE)('maintain: the nightly job', () => {
     const head = await env.store.client.send(new HeadObjectCommand({ Bucket: env.s3.bucket, Key: corrupted.key }));
     await env.store.client.send(new PutObjectCommand({ Bucket: env.s3.bucket, Key: corrupted.key, Body: Buffer.alloc(head.ContentLength!, 'z'), Metadata: head.Metadata }));
     const orphanKey = `apps/${(await query<{ id: string }>(env.db, "SELECT id FROM apps WHERE name = 'nightly'"))[0].id}/files/src/left-behind.ts`;
-    await env.store.putVerified(orphanKey, Buffer.from('an interrupted run left this'), sha256Hex('an interrupted run left this'), 'text/plain');
+    await env.store.putVerified({ key: orphanKey, body: Buffer.from('an interrupted run left this'), sha256: sha256Hex('an interrupted run left this'), contentType: 'text/plain' });
     await new Promise((r) => setTimeout(r, 1100));
     const textfile = join(dir, 'problems.prom');
     const run = await cli(['maintain', '--yes', '--json', '--grace', '1s', '--deep-sample', '100', '--textfile', textfile], env.cliEnv);
@@ -76,7 +76,7 @@ describe.skipIf(ON_PGLITE)('maintain: the nightly job', () => {
     for (const row of [gone, corrupted]) {
       const content = contents.get(row.path)!;
       await env.store.client.send(new DeleteObjectCommand({ Bucket: env.s3.bucket, Key: row.key }));
-      await env.store.putVerified(row.key, Buffer.from(content), sha256Hex(content), 'text/plain');
+      await env.store.putVerified({ key: row.key, body: Buffer.from(content), sha256: sha256Hex(content), contentType: 'text/plain' });
     }
     expect((await cli(['verify', '--deep'], env.cliEnv)).code).toBe(0);
     expect(run.code, run.stderr).toBe(1);
@@ -101,7 +101,7 @@ describe.skipIf(ON_PGLITE)('maintain: the nightly job', () => {
 
   it('--dry-run deletes and records nothing', async () => {
     const orphanKey = 'apps/999/files/dry.ts';
-    await env.store.putVerified(orphanKey, Buffer.from('dry'), sha256Hex('dry'), 'text/plain');
+    await env.store.putVerified({ key: orphanKey, body: Buffer.from('dry'), sha256: sha256Hex('dry'), contentType: 'text/plain' });
     const [{ n: before }] = await query<{ n: number }>(env.db, 'SELECT count(*)::int AS n FROM overskill_storage_report_history');
     const run = await cli(['maintain', '--dry-run', '--json', '--grace', '0s'], env.cliEnv);
     expect(run.code, run.stderr).toBe(0);

@@ -115,7 +115,7 @@ describe('the R2 emulation, and the delete guard each store allows', () => {
       expect(storeGuards(gate.check).deletes).toBe(mode);
 
       const k = key();
-      await tool.putVerified(k, Buffer.from('ours'), sha256Hex('ours'), 'text/plain', { kind: 'create' });
+      await tool.putVerified({ key: k, body: Buffer.from('ours'), sha256: sha256Hex('ours'), contentType: 'text/plain', intent: { kind: 'create' } });
       const listedEtag = (await tool.head(k))!.etag;
       await new Promise((resolve) => setTimeout(resolve, 1050));
       // The app's write lands after the tool's check (its HEAD) and before the request that acts on it: the
@@ -154,7 +154,7 @@ describe('the R2 emulation, and the delete guard each store allows', () => {
       await proveStore(impatient, { allowUnconditional: false });
       expect(impatient.conditionalDeletes).toBe(true);
       const k = key();
-      await impatient.putVerified(k, Buffer.from('ours'), sha256Hex('ours'), 'text/plain', { kind: 'create' });
+      await impatient.putVerified({ key: k, body: Buffer.from('ours'), sha256: sha256Hex('ours'), contentType: 'text/plain', intent: { kind: 'create' } });
       // The store deletes it, and the answer never comes back: the client's deadline passes and it retries.
       toolProxy.inject((request) => request.key === k && request.method === 'DELETE', { kind: 'hold' });
       const outcome = await impatient.deleteIfOurs(k);

@@ -111,7 +111,7 @@ describe.skipIf(!RGW.available || ON_PGLITE)(`Ceph RGW ${RGW.version ?? ''}`, ()
     expect((await flow(['migrate', '--app', appId, '--tables', 'files', '--limit', '2'])).code).toBe(0);
     expect((await flow(['migrate', '--app', appId, '--tables', 'snapshots,version-files'])).code).toBe(0); // objects for prune-versions
     const orphan = `apps/${appId}/files/orphaned.txt`;
-    await store.putVerified(orphan, Buffer.from('orphan'), sha256Hex('orphan'), 'text/plain');
+    await store.putVerified({ key: orphan, body: Buffer.from('orphan'), sha256: sha256Hex('orphan'), contentType: 'text/plain' });
     const before = await databaseFingerprint(env.db);
     for (const args of [
       ['migrate', '--yes'],
@@ -187,7 +187,7 @@ describe.skipIf(!RGW.available || ON_PGLITE)(`Ceph RGW ${RGW.version ?? ''}`, ()
     ];
     for (const key of keys) {
       const body = Buffer.from(`content of ${key}`);
-      const put = await store.putVerified(key, body, sha256Hex(body), 'text/plain');
+      const put = await store.putVerified({ key, body, sha256: sha256Hex(body), contentType: 'text/plain' });
       expect(put.readBack).toBe(false);
       expect((await store.head(key))?.ours).toBe(true);
       expect((await store.getVerified(key, sha256Hex(body))).equals(body)).toBe(true);

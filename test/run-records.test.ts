@@ -392,7 +392,7 @@ describe.skipIf(ON_PGLITE)('run records: status, pause, resume, tune, cancel, hi
   }, 60_000);
 
   it('records one-shot writes too (cleanup), which cannot be paused or cancelled from elsewhere', async () => {
-    await env.store.putVerified('apps/999/files/orphan.txt', Buffer.from('orphan'), sha256Hex('orphan'), 'text/plain');
+    await env.store.putVerified({ key: 'apps/999/files/orphan.txt', body: Buffer.from('orphan'), sha256: sha256Hex('orphan'), contentType: 'text/plain' });
     // R2 takes one write per key per second: the delete's tombstone would be refused within it.
     await new Promise((resolve) => setTimeout(resolve, 1100));
     const cleaned = await cli(['cleanup', '--yes', '--json', '--grace', '0'], env.cliEnv);

@@ -89,7 +89,7 @@ describe('telling the truth', () => {
 
   it('a delete the store failed is a failure: in the output, the exit code, the run state and report --items', async () => {
     const orphans = ['o1', 'o2', 'o3', 'o4'].map((name) => `apps/${appId}/files/orphans/${name}.txt`);
-    for (const key of orphans) await env.store.putVerified(key, Buffer.from(key), sha256Hex(key), 'text/plain');
+    for (const key of orphans) await env.store.putVerified({ key, body: Buffer.from(key), sha256: sha256Hex(key), contentType: 'text/plain' });
     await new Promise((resolve) => setTimeout(resolve, 1100)); // R2's one write per key per second
     const proxy = await new S3Proxy(env.s3.port, env.s3.bucket).start();
     try {

@@ -1,37 +1,11 @@
 import type { Db } from '../db.ts';
 import type { StoredTable } from '../tables.ts';
-import { claimBatch, releaseClaims, SIZE_BANDS, type ClaimOrder, type ClaimRequest, type ClaimedRow, type Cursor } from '../sql/claim-batch.ts';
-import type { RowFilter } from '../sql/filters.ts';
+import { claimBatch, releaseClaims, SIZE_BANDS, type ClaimedRow, type Cursor } from '../sql/claim-batch.ts';
 import type { RowMove } from '../sql/row-moves.ts';
 import type { WorkerRun } from './options.ts';
-import { waitForDbLoad, type DbLoadGuard } from '../db-load.ts';
-import type { Reporter } from '../reporter.ts';
+import { waitForDbLoad } from '../db-load.ts';
 import { connectionLost, errorMessage } from '../errors.ts';
-import type { BatchObserver } from '../runs/run-worker.ts';
 import type { RunItem } from '../sql/run-items.ts';
-import type { WorkerActivity } from '../runs/activity.ts';
-
-/** What the operator chose about which rows, how many and how fast: shared by every row-walking command. */
-export interface WalkOptions {
-  filter: RowFilter;
-  /** Stop after this many rows have been attempted (per run, over all tables). */
-  limit?: number;
-  batchSize: number;
-  /** Inline content per batch is capped at this many bytes. */
-  batchBytes: number;
-  concurrency: number;
-  /** Objects per second, over the whole run. */
-  maxRate?: number;
-  dbLoad?: DbLoadGuard;
-  order?: ClaimOrder;
-  signal?: AbortSignal;
-  /** The recorded run this walk belongs to: it may hold the walk (pause), and is told what each batch did. */
-  observer?: BatchObserver;
-  /** Items in flight and their bounds: an item that outlives its bound fails as `stalled` (activity.ts). */
-  activity?: WorkerActivity;
-  /** False once this worker's lease may have expired: its claims may be another's, so nothing more is flipped. */
-  claimsHeld?: () => boolean;
-}
 
 /** The error class of an item that made no progress within the bound its requests allow. */
 export const STALLED = 'stalled';
@@ -75,10 +49,6 @@ export interface TableWalk<Done> {
   work(row: ClaimedRow): Promise<ItemOutcome<Done>>;
   /** After a batch's flip committed, with the ids it flipped (rollback --purge deletes their objects then). */
   afterFlip?(done: Done[], flipped: string[]): Promise<void>;
-}
-
-export interface RunBudget {
-  remaining: number;
 }
 
 const MAX_PASSES = 3;

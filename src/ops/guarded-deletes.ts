@@ -72,10 +72,10 @@ async function restoreNamedObjects(context: StorageContext, deleted: string[], t
     }
     try {
       // Whatever of ours is there (a tombstone) is replaced by the row's own content; anything else is refused.
-      await context.store.putStreamVerified(row.key, () => readContentChunks(context.db, table, row.id), row.db_hash, row.bytes, contentTypeFor(row.key), {
+      await context.store.putStreamVerified({ key: row.key, open: () => readContentChunks(context.db, table, row.id), sha256: row.db_hash, size: row.bytes, contentType: contentTypeFor(row.key), intent: {
         kind: 'create',
         mayReplaceOurs: async () => true,
-      });
+      } });
       tally.restored.push(row.key);
     } catch (error) {
       tally.failed.push({ key: row.key, reason: `${table.table} #${row.id} names this deleted key and restoring it failed: ${errorMessage(error)}` });

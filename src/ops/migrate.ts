@@ -143,7 +143,7 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
         const stored = await encodeForStore(body, options.compress, hash);
         const encoded = stored.encoding ? { encoding: stored.encoding, contentSize: body.length } : undefined;
         if (addressed) await blobs.ensure(key.key, stored.body, hash, contentType, encoded);
-        else await context.store.putVerified(key.key, stored.body, hash, contentType, intentFor(keep), encoded);
+        else await context.store.putVerified({ key: key.key, body: stored.body, sha256: hash, contentType, intent: intentFor(keep), encoded });
         if (encoded) {
           compression.objects++;
           compression.contentBytes += body.length;
@@ -157,7 +157,7 @@ export async function migrate(context: StorageContext, options: MigrateOptions, 
       const key = keyOf(row, expectedHash, keep);
       if (!key.ok) return { kind: 'skipped', reason: `unsafe path: ${key.reason}`, errorClass: 'UnsafePath' };
       const put = await large.run(() =>
-        context.store.putStreamVerified(key.key, () => readContentChunks(context.db, table, row.id), expectedHash, expectedSize, contentType, intentFor(keep), options.compress),
+        context.store.putStreamVerified({ key: key.key, open: () => readContentChunks(context.db, table, row.id), sha256: expectedHash, size: expectedSize, contentType, intent: intentFor(keep), compress: options.compress }),
       );
       if (options.compress && !put.adopted && put.size < expectedSize) {
         compression.objects++;
@@ -218,7 +218,7 @@ class BlobUploads {
       const existing = await this.store.head(key);
       if (existing && existing.size === body.length && existing.etag === md5Hex(body)) return;
       // A blob's key is its content's hash, so correct bytes are right for every row that names it.
-      await this.store.putVerified(key, body, sha256, contentType, { kind: 'create', mayReplaceOurs: async () => true }, encoded);
+      await this.store.putVerified({ key, body, sha256, contentType, intent: { kind: 'create', mayReplaceOurs: async () => true }, encoded });
     })();
     // A failed upload is forgotten at once, so the next row with these bytes tries again.
     upload.catch(() => this.recent.delete(key));

@@ -1,12 +1,38 @@
 import type { PlacementPolicy } from '../placement.ts';
 import { DEFAULT_POLICY } from '../placement.ts';
-import type { WalkOptions } from './batch-runner.ts';
+import type { RowFilter } from '../sql/filters.ts';
+import type { ClaimOrder } from '../sql/claim-batch.ts';
+import type { DbLoadGuard } from '../db-load.ts';
+import type { BatchObserver } from '../runs/run-worker.ts';
+import type { WorkerActivity } from '../runs/activity.ts';
 import type { StoredTable } from '../tables.ts';
 import type { RunRecordSpec } from '../runs/open-run.ts';
 import type { Limiter } from '../pool.ts';
 import type { RateLimiter } from '../pacing.ts';
 import type { Reporter } from '../reporter.ts';
 import { TABLE_NAMES, TABLES } from '../tables.ts';
+
+/** What the operator chose about which rows, how many and how fast: shared by every row-walking command. */
+export interface WalkOptions {
+  filter: RowFilter;
+  /** Stop after this many rows have been attempted (per run, over all tables). */
+  limit?: number;
+  batchSize: number;
+  /** Inline content per batch is capped at this many bytes. */
+  batchBytes: number;
+  concurrency: number;
+  /** Objects per second, over the whole run. */
+  maxRate?: number;
+  dbLoad?: DbLoadGuard;
+  order?: ClaimOrder;
+  signal?: AbortSignal;
+  /** The recorded run this walk belongs to: it may hold the walk (pause), and is told what each batch did. */
+  observer?: BatchObserver;
+  /** Items in flight and their bounds: an item that outlives its bound fails as `stalled` (activity.ts). */
+  activity?: WorkerActivity;
+  /** False once this worker's lease may have expired: its claims may be another's, so nothing more is flipped. */
+  claimsHeld?: () => boolean;
+}
 
 export const DEFAULT_WALK: Omit<WalkOptions, 'filter'> = {
   batchSize: 200,

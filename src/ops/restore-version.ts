@@ -145,7 +145,7 @@ export async function applyRestore(context: StorageContext, prepared: PreparedRe
   const uploads = placed.filter((file) => file.key);
   // The new version's keys are fresh; an object of ours there is a leftover of an attempt that rolled back.
   const intent = { kind: 'create' as const, mayReplaceOurs: async (key: string) => !(await keysStillReferenced(context.db, [key])).has(key) };
-  await mapLimit(uploads, concurrency, (file) => context.store.putVerified(file.key!, Buffer.from(file.content, 'utf8'), file.hash, contentTypeFor(file.path), intent));
+  await mapLimit(uploads, concurrency, (file) => context.store.putVerified({ key: file.key!, body: Buffer.from(file.content, 'utf8'), sha256: file.hash, contentType: contentTypeFor(file.path), intent }));
 
   const newVersionNumber = `${prepared.version.version_number}-restored-${newVersionId}`;
   await context.db.transaction(async (trx) => {

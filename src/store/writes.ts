@@ -62,19 +62,32 @@ interface Body {
   md5?: string;
 }
 
+/** One object to write: its key, the content's SHA-256, its Content-Type, and what may already be there (CREATE if unsaid). */
+interface PutRequest {
+  key: string;
+  sha256: string;
+  contentType: string;
+  intent?: WriteIntent;
+}
+
+/** An in-memory body; with `encoded`, the encoded (compressed) form of a content of `contentSize` bytes. */
+export interface BufferPut extends PutRequest {
+  body: Buffer;
+  encoded?: { encoding: ContentEncoding; contentSize: number };
+}
+
+/** A body too large to hold: `open` gives its `size` bytes afresh for each attempt; `compress` may store it encoded. */
+export interface StreamPut extends PutRequest {
+  open: () => AsyncIterable<Buffer>;
+  size: number;
+  compress?: ContentEncoding;
+}
+
 /**
  * Uploads an in-memory body under `intent` and proves the server stored exactly these bytes. With
  * `encoding`, `body` is the encoded (compressed) form of a content of `contentSize` bytes hashing to `sha256`.
  */
-export function putBuffer(
-  core: StoreCore,
-  key: string,
-  body: Buffer,
-  sha256: string,
-  contentType: string,
-  intent: WriteIntent,
-  encoded?: { encoding: ContentEncoding; contentSize: number },
-): Promise<PutResult> {
+export function putBuffer(core: StoreCore, { key, body, sha256, contentType, intent = CREATE, encoded }: BufferPut): Promise<PutResult> {
   const md5 = md5Hex(body);
   return writeGuarded(core, key, intent, {
     size: body.length,
@@ -102,16 +115,7 @@ export function putBuffer(
  * `compress`, the first 64 KiB decide (by the rule encodeForStore applies to a whole body) whether the stream is stored
  * gzip-compressed; the SHA-256 is always the content's, the MD5 and part digests those of the bytes stored.
  */
-export function putStream(
-  core: StoreCore,
-  key: string,
-  open: () => AsyncIterable<Buffer>,
-  expectedSha256: string,
-  expectedSize: number,
-  contentType: string,
-  intent: WriteIntent,
-  compress?: ContentEncoding,
-): Promise<PutResult> {
+export function putStream(core: StoreCore, { key, open, sha256: expectedSha256, size: expectedSize, contentType, intent = CREATE, compress }: StreamPut): Promise<PutResult> {
   return writeGuarded(core, key, intent, {
     size: expectedSize,
     contentSize: expectedSize,

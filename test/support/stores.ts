@@ -1,4 +1,4 @@
-import { ObjectStore, type ObjectStoreOptions, type PutResult, type WriteIntent } from '../../src/object-store.ts';
+import { ObjectStore, type BufferPut, type ObjectStoreOptions, type PutResult } from '../../src/object-store.ts';
 import type { LocalS3Server } from '../../src/local/s3-server.ts';
 
 /** A real store pointed at any endpoint (e.g. a fault-injecting proxy in front of the S3 server). */
@@ -16,9 +16,9 @@ export function storeAt(s3: LocalS3Server, endpoint: string, options: ObjectStor
 export class StoreWithHook extends ObjectStore {
   before: (key: string) => Promise<void> = async () => undefined;
 
-  override async putVerified(key: string, body: Buffer, sha256: string, contentType: string, intent?: WriteIntent): Promise<PutResult> {
-    await this.before(key);
-    return super.putVerified(key, body, sha256, contentType, intent);
+  override async putVerified(request: BufferPut): Promise<PutResult> {
+    await this.before(request.key);
+    return super.putVerified(request);
   }
 }
 

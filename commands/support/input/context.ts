@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { ConfigResolver } from '../../../src/config.ts';
 import type { ObjectStore } from '../../../src/object-store.ts';
 import type { StorageContext } from '../../../src/context.ts';
-import type { WalkOptions } from '../../../src/ops/batch-runner.ts';
+import type { WalkOptions } from '../../../src/ops/options.ts';
 import { DEFAULT_WALK, DEFAULT_INLINE_MAX, type CommonRunOptions } from '../../../src/ops/options.ts';
 import { parseTables } from '../../../src/tables.ts';
 import { DEFAULT_POLICY, validatePolicy, type PlacementPolicy } from '../../../src/placement.ts';
