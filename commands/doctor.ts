@@ -1,8 +1,9 @@
+import type { StorageContext } from '../src/context.ts';
 import { Command } from 'commander';
 import { ConfigError } from '../src/errors.ts';
 import type { StoreProperty } from '../src/store/preflight.ts';
 import type { DoctorResult } from '../src/ops/doctor.ts';
-import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/input/context.ts';
+import { makeOutput, openContext, type OpenedContext, type GlobalOptions, type Runtime } from './support/input/context.ts';
 import { EXIT } from './support/flow/exit.ts';
 import { DEFAULT_PRICES, INFREQUENT_ACCESS_PRICES } from '../src/cost.ts';
 import type { CommandResult } from './support/flow/command.ts';
@@ -15,7 +16,7 @@ export function doctorCommand(runtime: Runtime, run: (action: () => Promise<Comm
         const globals = command.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         const reach: StoreProperty = { id: 'connect', property: 'the database and the bucket are reachable with these settings', required: true, holds: true, seen: 'connected' };
-        let context: Awaited<ReturnType<typeof openContext>>;
+        let context: OpenedContext<StorageContext>;
         try {
           context = await openContext(globals, runtime, { store: true });
         } catch (error) {

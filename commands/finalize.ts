@@ -4,6 +4,7 @@ import { planConfirmRun, scopedTarget } from './support/flow/write-flow.ts';
 import { addConflictOption, recordFor } from './support/flow/run-record.ts';
 import { formatBytes, formatCount, plural } from './support/render/format.ts';
 import type { CommandResult } from './support/flow/command.ts';
+import { withStore } from '../src/context.ts';
 
 export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   const command = new Command('finalize')
@@ -29,7 +30,7 @@ export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<Co
           const record = recordFor(runtime, globals, opts, options);
           if (!opts.dryRun) await (await import('../src/runs/open-run.ts')).refuseConflicts(context.db, record, (sentence) => output.warn(sentence));
           // Before the plan and its question: a lifecycle rule that expires the tool's keys refuses finalize.
-          if (!opts.dryRun) await (await import('../src/ops/store-gate.ts')).assertLifecycleKeepsObjects(context.store);
+          if (!opts.dryRun) await (await import('../src/ops/store-gate.ts')).assertLifecycleKeepsObjects(withStore(context).store);
           const plan = await planFinalize(
             context.db,
             { tables: options.tables, filter: options.filter, limit: options.limit, policy: options.policy, inlineMaxBytes: options.inlineMaxBytes, prices: pricesFrom(opts) },
@@ -48,7 +49,7 @@ export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<Co
             question: (p, target) => `Clear the database content of ${plural(p.rows, 'row')} (${formatBytes(p.databaseBytesFreed)}) of ${target.scope} in database ${target.database}, after verifying each copy in bucket ${target.bucket}?`,
             stage: 'finalize',
             verb: 'now r2',
-            run: (reporter) => finalize(context, { ...options, record: { ...record, eligible: { rows: plan.rows, bytes: plan.bytes } } }, reporter),
+            run: (reporter) => finalize(withStore(context), { ...options, record: { ...record, eligible: { rows: plan.rows, bytes: plan.bytes } } }, reporter),
             summary: (result) =>
               result.cleared
                 ? [

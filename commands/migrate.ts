@@ -1,10 +1,23 @@
 import { Command, Option } from 'commander';
 import { KEY_LAYOUTS, type KeyLayout } from '../src/key-layouts.ts';
 import type { MigrateOptions } from '../src/ops/migrate.ts';
-import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type Runtime } from './support/input/context.ts';
+import { addPacingOptions, addPriceOptions, addWalkOptions, makeOutput, openContext, pricesFrom, runOptionsFrom, type GlobalOptions, type PacingFlags, type PriceFlags, type Runtime, type WalkFlags } from './support/input/context.ts';
 import { addConflictOption, recordFor } from './support/flow/run-record.ts';
 import * as parse from './support/input/parse.ts';
 import type { CommandResult } from './support/flow/command.ts';
+import { withStore } from '../src/context.ts';
+
+/** migrate's flags, as commander parses them. */
+interface MigrateFlags extends WalkFlags, PacingFlags, PriceFlags {
+  dryRun?: boolean;
+  largestFirst?: boolean;
+  refreshStale?: boolean;
+  minSize?: number;
+  compress?: 'gzip';
+  retryFailed?: string;
+  keyLayout: KeyLayout;
+  force?: boolean;
+}
 
 export function migrateCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   const command = new Command('migrate')
@@ -28,7 +41,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
       'after',
       '\nExamples:\n  $ overskill-storage migrate --dry-run\n  $ overskill-storage migrate --rollout 10 --yes\n  $ overskill-storage migrate --app 42 --largest-first --concurrency 32\n  $ overskill-storage migrate --shard 0/4 --yes   # one of four processes',
     )
-    .action(async (opts, cmd: Command) =>
+    .action(async (opts: MigrateFlags, cmd: Command) =>
       run(async () => {
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
@@ -36,9 +49,9 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
           ...runOptionsFrom(opts, runtime.signal, runtime.streams.env),
           minSize: opts.minSize,
           order: opts.largestFirst ? 'size-desc' : 'id',
-          keyLayout: opts.keyLayout as KeyLayout,
+          keyLayout: opts.keyLayout,
           refreshStale: opts.refreshStale ?? false,
-          compress: opts.compress as 'gzip' | undefined,
+          compress: opts.compress,
         };
         // What only a run needs loads when it runs: `migrate --help` starts without the plan, prompt and progress modules.
         const [{ migrate, prepareMigrate, planMigration }, { refuseConflicts }, { planConfirmRun, scopedTarget }, { gateStore }, { formatBytes, formatCount, plural }] = await Promise.all([
@@ -65,7 +78,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
             target: await scopedTarget(context, prepared.options),
             title: 'Migration plan',
             beforeRun: async () => {
-              record.storeCheck = await gateStore(context, output, globals, { keepsObjects: true });
+              record.storeCheck = await gateStore(withStore(context), output, globals, { keepsObjects: true });
             },
             dryRun: opts.dryRun ?? false,
             yes: globals.yes ?? false,
@@ -75,7 +88,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
             verb: 'now hybrid',
             run: (reporter) =>
               migrate(
-                context,
+                withStore(context),
                 {
                   ...prepared.options,
                   record: { ...record, eligible: { rows: plan.rows, bytes: plan.bytes } },

@@ -11,6 +11,18 @@ import { EXIT } from './support/flow/exit.ts';
 import { recordFor } from './support/flow/run-record.ts';
 import { UsageError } from '../src/errors.ts';
 import { TABLES } from '../src/tables.ts';
+import { withStore } from '../src/context.ts';
+
+/** prune-versions' flags, as commander parses them. */
+interface PruneFlags {
+  keepLast?: number;
+  keepWithin?: number;
+  app?: string[];
+  quarantine?: string;
+  concurrency: number;
+  dryRun?: boolean;
+  limitListed: number;
+}
 
 export function pruneVersionsCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('prune-versions')
@@ -22,7 +34,7 @@ export function pruneVersionsCommand(runtime: Runtime, run: (action: () => Promi
     .option('--dry-run', 'print the plan and change nothing')
     .addOption(new Option('--limit-listed <n>', 'versions held back listed at most').argParser(parse.integer({ min: 0 })).default(50).hideHelp())
     .addHelpText('after', '\nExamples:\n  $ overskill-storage prune-versions --keep-last 20 --keep-within 90d --dry-run\n  $ overskill-storage prune-versions --keep-last 20 --keep-within 90d --yes\n  $ overskill-storage prune-versions --keep-last 5 --app 42 --quarantine quarantine/2026-12 --yes')
-    .action(async (opts, cmd: Command) =>
+    .action(async (opts: PruneFlags, cmd: Command) =>
       run(async () => {
         const [{ preparePrune, prune }, { validateQuarantinePrefix }] = await Promise.all([import('../src/ops/prune-versions.ts'), import('../src/ops/cleanup.ts')]);
         const globals = cmd.optsWithGlobals() as GlobalOptions;
@@ -31,9 +43,9 @@ export function pruneVersionsCommand(runtime: Runtime, run: (action: () => Promi
         if (opts.quarantine) validateQuarantinePrefix(opts.quarantine);
         const options = {
           policy: { keepLast: opts.keepLast ?? 1, keepWithinMs: opts.keepWithin ?? 0 },
-          appIds: opts.app as string[] | undefined,
-          quarantinePrefix: opts.quarantine as string | undefined,
-          concurrency: opts.concurrency as number,
+          appIds: opts.app,
+          quarantinePrefix: opts.quarantine,
+          concurrency: opts.concurrency,
           signal: runtime.signal,
         };
         const context = await openContext(globals, runtime, { store: !opts.dryRun, concurrency: options.concurrency, database: opts.dryRun ? 'read' : 'write' });
@@ -70,9 +82,9 @@ export function pruneVersionsCommand(runtime: Runtime, run: (action: () => Promi
             `Delete ${plural(plan.prune, 'version')} of ${plural(plan.apps.filter((a) => a.prune > 0).length, 'app')} (${formatBytes(plan.dbBytes)} in database ${context.target.database}${plan.objects ? `, ${plural(plan.objects, 'object')} in bucket ${context.target.bucket}` : ''})?`,
             { yes: globals.yes ?? false },
           );
-          const storeCheck = plan.objects ? await gateStore(context, output, globals) : undefined;
+          const storeCheck = plan.objects ? await gateStore(withStore(context), output, globals) : undefined;
           const record = { ...recordFor(runtime, globals, opts, { tables: [TABLES.snapshots, TABLES['version-files']], filter: { appIds: options.appIds } }, { pausable: false }), storeCheck };
-          const result = await withProgress(output, (progress) => prune(context, prepared, { ...options, record }, progress));
+          const result = await withProgress(output, (progress) => prune(withStore(context), prepared, { ...options, record }, progress));
           output.print(c.green(`Deleted ${plural(result.versionsDeleted, 'version')} and ${plural(result.versionFilesDeleted, 'version-file row')} in ${plural(result.appsPruned, 'app')}; ${options.quarantinePrefix ? `moved ${plural(result.objectsQuarantined, 'object')}` : `deleted ${plural(result.objectsDeleted, 'object')}`}.`));
           for (const failed of result.failedApps) output.print(c.red(`  app ${failed.appId}: ${failed.reason}`));
           if (result.objectsRefused.length) output.print(c.dim(`${plural(result.objectsRefused.length, 'object')} left in place on purpose (not ours, rewritten, or still named by a row).`));

@@ -11,6 +11,17 @@ import { parseTables } from '../src/tables.ts';
 import { UsageError } from '../src/errors.ts';
 import type { OpenTransaction } from '../src/sql/open-transactions.ts';
 
+/** reclaim's flags, as commander parses them. */
+interface ReclaimFlags {
+  dryRun?: boolean;
+  tables?: string;
+  offline?: boolean;
+  lockTimeout: number;
+  waitTimeout: number;
+  waitForTransactions: number;
+  superuserCheck: boolean;
+}
+
 export function reclaimCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('reclaim')
     .option('--dry-run', 'print the plan (sizes now and after, free disk, locks, whether pg_repack is usable) and change nothing')
@@ -21,25 +32,25 @@ export function reclaimCommand(runtime: Runtime, run: (action: () => Promise<Com
     .addOption(new Option('--wait-for-transactions <duration>', 'first wait this long for the transactions open when reclaim begins to end (rows deleted after one began stay on disk until it ends)').argParser(parse.duration).default(60_000, '60s'))
     .option('--no-superuser-check', "pg_repack's flag for managed databases whose admin role is not a superuser")
     .addHelpText('after', '\nExamples:\n  $ overskill-storage reclaim --dry-run\n  $ overskill-storage reclaim --yes\n  $ overskill-storage reclaim --tables files --yes\n  $ overskill-storage reclaim --offline --lock-timeout 10s --yes   # a maintenance window')
-    .action(async (opts, cmd: Command) =>
+    .action(async (opts: ReclaimFlags, cmd: Command) =>
       run(async () => {
         const { planReclaim, reclaim } = await import('../src/ops/reclaim.ts');
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         let tables;
         try {
-          tables = parseTables(opts.tables as string | undefined);
+          tables = parseTables(opts.tables);
         } catch (error) {
           throw new UsageError((error as Error).message);
         }
         const options = {
           tables,
           offline: opts.offline ?? false,
-          lockTimeoutMs: opts.lockTimeout as number,
-          waitTimeoutS: Math.max(1, Math.round((opts.waitTimeout as number) / 1000)),
+          lockTimeoutMs: opts.lockTimeout,
+          waitTimeoutS: Math.max(1, Math.round(opts.waitTimeout / 1000)),
           noSuperuserCheck: opts.superuserCheck === false,
           client: runtime.streams.env.OVERSKILL_STORAGE_PG_REPACK,
-          transactionWaitMs: opts.waitForTransactions as number,
+          transactionWaitMs: opts.waitForTransactions,
           signal: runtime.signal,
         };
         const context = await openContext(globals, runtime, { store: false, database: opts.dryRun ? 'read' : 'write', ownSession: opts.dryRun ? undefined : 'reclaim (pg_repack, or VACUUM FULL with its lock timeout)' });

@@ -12,6 +12,7 @@ import { DISK_HEADER, METRIC_HEADER, diskRows, metricRows, metricStepLines } fro
 import { JSON_SCHEMA_VERSION } from './support/render/output.ts';
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { withStore } from '../src/context.ts';
 
 export function reportCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   const command = new Command('report')
@@ -46,8 +47,8 @@ export function reportCommand(runtime: Runtime, run: (action: () => Promise<Comm
         }
         const context = await openContext(globals, runtime, { store: Boolean(opts.probeReads || opts.listBucket), database: 'read' });
         try {
-          const probe = opts.probeReads ? await (await import('../src/ops/read-probe.ts')).probeReads(context, opts.probeReads) : undefined;
-          const measured = opts.listBucket ? await (await import('../src/ops/compression-stats.ts')).measureCompression(context, tables) : undefined;
+          const probe = opts.probeReads ? await (await import('../src/ops/read-probe.ts')).probeReads(withStore(context), opts.probeReads) : undefined;
+          const measured = opts.listBucket ? await (await import('../src/ops/compression-stats.ts')).measureCompression(withStore(context), tables) : undefined;
           const report = await buildReport(context.db, tables, policyFrom(opts), pricesFrom(opts), { appIds: opts.app }, probe, measured);
           if (opts.format === 'html') {
             const { renderReportHtml } = await import('./support/render/report-html.ts');

@@ -9,6 +9,7 @@ import type { CommandResult } from './support/flow/command.ts';
 import { confirmWrite } from './support/input/confirm.ts';
 import { withProgress } from './support/render/progress.ts';
 import { EXIT } from './support/flow/exit.ts';
+import { withStore } from '../src/context.ts';
 
 export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   const command = new Command('rollback')
@@ -48,7 +49,7 @@ export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<Co
             target: await scopedTarget(context, options),
             title: 'Rollback plan',
             // --purge deletes objects through tombstones written with If-Match: the store must honour it.
-            beforeRun: options.purge && !options.keepHybrid ? async () => void (record.storeCheck = await gateStore(context, output, globals)) : undefined,
+            beforeRun: options.purge && !options.keepHybrid ? async () => void (record.storeCheck = await gateStore(withStore(context), output, globals)) : undefined,
             dryRun: opts.dryRun ?? false,
             yes: globals.yes ?? false,
             nothingToDo: 'Nothing to roll back: every content is in the database.',
@@ -58,7 +59,7 @@ export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<Co
             verb: options.keepHybrid ? 'back in the database (hybrid)' : 'back in the database',
             run: (reporter) =>
               rollback(
-                context,
+                withStore(context),
                 { ...options, record: { ...record, eligible: { rows: plan.rows, bytes: plan.bytes } } },
                 reporter,
               ),
@@ -117,7 +118,8 @@ async function purgeLeftovers(
     return { exitCode: EXIT.ok };
   }
   const base = { appIds, graceMs: 0, now: new Date(), concurrency: options.concurrency, signal: options.signal };
-  const listing = await withProgress(output, (progress) => cleanup(context, { ...base, apply: false }, progress));
+  const storage = withStore(context);
+  const listing = await withProgress(output, (progress) => cleanup(storage, { ...base, apply: false }, progress));
   output.print(c.green('Nothing to roll back: every content is in the database.'));
   if (!listing.orphans) {
     output.result({ dryRun: false, plan: null, listing, result: null });
@@ -125,11 +127,11 @@ async function purgeLeftovers(
   }
   output.print(`${plural(listing.orphans, 'object')} (${formatBytes(listing.orphanBytes)}) no row names any more, most likely left by an earlier rollback without --purge; only this tool's own are deleted.`);
   await confirmWrite(output, `Delete ${plural(listing.orphans, 'object')} (${formatBytes(listing.orphanBytes)}) that no row names from bucket ${context.target.bucket}?`, { yes: globals.yes ?? false });
-  const storeCheck = await gateStore(context, output, globals);
+  const storeCheck = await gateStore(storage, output, globals);
   const recorded = await withRecordedRun(
     context,
     { ...flow.record, storeCheck },
-    () => withProgress(output, (progress) => cleanup(context, { ...base, apply: true }, progress)),
+    () => withProgress(output, (progress) => cleanup(storage, { ...base, apply: true }, progress)),
     (done) => ({
       rows: done.deleted,
       bytes: 0,

@@ -13,12 +13,12 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
     .option('--dry-run', 'print the SQL that --apply would run, change nothing')
     .addOption(new Option('--key-layout <layout>', 'path (the plan\'s unique keys) or content-addressed (identical contents share one object)').choices(KEY_LAYOUTS).default('path'))
     .addHelpText('after', '\nExamples:\n  $ overskill-storage schema\n  $ overskill-storage schema --apply --dry-run\n  $ overskill-storage schema --apply --yes\n  $ overskill-storage schema --apply --key-layout content-addressed')
-    .action(async (opts, command: Command) =>
+    .action(async (opts: { apply?: boolean; dryRun?: boolean; keyLayout: KeyLayout }, command: Command) =>
       run(async () => {
         const { analyzeStatements, applySchema, assertSchemaApplicable, describeItem, inspectSchema, statementsFor } = await import('../src/ops/schema.ts');
         const globals = command.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
-        const layout = opts.keyLayout as KeyLayout;
+        const layout = opts.keyLayout;
         const context = await openContext(globals, runtime, { store: false, ownSession: opts.apply && !opts.dryRun ? 'schema --apply (CREATE INDEX CONCURRENTLY, and ALTER TABLE with a bounded lock wait)' : undefined });
         try {
           const state = await inspectSchema(context.db, layout);

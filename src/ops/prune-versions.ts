@@ -1,4 +1,4 @@
-import type { StorageContext } from '../context.ts';
+import type { DatabaseContext, StorageContext } from '../context.ts';
 import type { Reporter } from '../reporter.ts';
 import type { RunRecordSpec } from '../runs/open-run.ts';
 import type { RunState } from '../runs/states.ts';
@@ -60,7 +60,7 @@ export interface PreparedPrune {
 }
 
 /** Every version's verdict and the plan's totals; reads only. */
-export async function preparePrune(context: StorageContext, options: PruneOptions): Promise<PreparedPrune> {
+export async function preparePrune(context: DatabaseContext, options: PruneOptions): Promise<PreparedPrune> {
   await assertSchemaReady(context.db);
   await assertScopeSelects(context.db, { appIds: options.appIds });
   const verdicts = await versionVerdicts(context.db, options.policy, options.appIds, await versionReferences(context.db), options.now);

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import type { StorageContext } from '../context.ts';
+import type { DatabaseContext } from '../context.ts';
 import type { Db } from '../db.ts';
 import { query } from '../db.ts';
 import { ConfigError, errorMessage } from '../errors.ts';
@@ -185,7 +185,7 @@ function runRepack(databaseUrl: string, table: string, options: ReclaimOptions):
  * VACUUM FULL on a session of its own (VACUUM runs outside any transaction), whose lock_timeout is SET before it:
  * not a startup option, which a pooler refuses. The role's statement_timeout does not cut the rewrite.
  */
-async function vacuumFull(context: StorageContext, table: string, lockTimeoutMs: number): Promise<void> {
+async function vacuumFull(context: DatabaseContext, table: string, lockTimeoutMs: number): Promise<void> {
   const { default: pg } = await import('pg');
   const client = new pg.Client({ connectionString: context.databaseUrl, application_name: 'overskill-storage reclaim' });
   await client.connect();
@@ -222,7 +222,7 @@ async function waitForOlderTransactions(db: Db, waitMs: number, signal: AbortSig
 }
 
 /** Rewrites each table, one at a time, measuring it before and after. Refuses (exit 2) when pg_repack is not usable. */
-export async function reclaim(context: StorageContext, options: ReclaimOptions, reporter: Reporter = {}): Promise<ReclaimResult> {
+export async function reclaim(context: DatabaseContext, options: ReclaimOptions, reporter: Reporter = {}): Promise<ReclaimResult> {
   await assertSchemaReady(context.db);
   if (!options.offline) {
     const tool = await repackTool(context.db, options.client);

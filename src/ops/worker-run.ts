@@ -75,9 +75,9 @@ export async function withWorker(
   const limiter = new Limiter(options.concurrency);
   const rate = new RateLimiter(options.maxRate);
   rate.onWait = (reason) => reporter.event?.({ type: 'wait', reason: reason ?? null });
-  const store = context.store as StorageContext['store'] | undefined;
-  const activity = store ? new WorkerActivity(store.requestBoundMs, store.partSize) : undefined;
-  const unlisten = activity && store ? store.onLatency(() => activity.moved()) : undefined;
+  const { store } = context;
+  const activity = new WorkerActivity(store.requestBoundMs, store.partSize);
+  const unlisten = store.onLatency(() => activity.moved());
   const run: WorkerRun = {
     workerId: session.id,
     options: { ...options, signal: stop.signal, activity, claimsHeld: () => session.holds() },
@@ -87,7 +87,7 @@ export async function withWorker(
   };
   let recorder: RunWorker | undefined;
   const tables: TableRunResult[] = [];
-  const paceTold = store ? tellPace(store, reporter) : undefined;
+  const paceTold = tellPace(store, reporter);
   const large = new Limiter(Math.min(LARGE_ITEM_CONCURRENCY, options.concurrency));
   let repairedAppWrites = 0;
   let failure: unknown;
@@ -101,8 +101,7 @@ export async function withWorker(
           cancel: () => stop.abort(),
           // A pause, resume or cancel from another terminal is told where this run is watched.
           onState: (state, reason) => reporter.event?.({ type: 'run.state', state, reason }),
-        }, options.concurrency, options.maxRate, () =>
-        store ? { activity: activity?.snapshot(), transport: store.transportStats(), pace: store.paceSnapshot() } : null,
+        }, options.concurrency, options.maxRate, () => ({ activity: activity.snapshot(), transport: store.transportStats(), pace: store.paceSnapshot() }),
       );
       rate.onWait = (reason) => {
         recorder!.waiting(reason);
@@ -164,7 +163,7 @@ export async function withWorker(
     await session.close().catch(() => undefined);
   }
   const cancelled = recorder?.cancelledBy && !options.signal?.aborted ? recorder.cancelledBy : undefined;
-  return { tables, interrupted: (options.signal?.aborted ?? false) && !sessionLost, cancelled, sessionLost, run: opened, repairedAppWrites, transport: store?.transportStats(), pace: store?.paceSnapshot() };
+  return { tables, interrupted: (options.signal?.aborted ?? false) && !sessionLost, cancelled, sessionLost, run: opened, repairedAppWrites, transport: store.transportStats(), pace: store.paceSnapshot() };
 }
 
 /**
@@ -215,7 +214,7 @@ async function takeOverSilentClaims(
 const PACE_EVENT_EVERY_MS = 5000;
 
 /** While the bucket throttles this process, an event every few seconds says the pace it keeps (logs, progress). */
-function tellPace(store: NonNullable<StorageContext['store']>, reporter: Reporter): NodeJS.Timeout {
+function tellPace(store: StorageContext['store'], reporter: Reporter): NodeJS.Timeout {
   let told = 0;
   const timer = setInterval(() => {
     const pace = store.paceSnapshot();

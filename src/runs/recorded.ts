@@ -1,4 +1,4 @@
-import type { StorageContext } from '../context.ts';
+import type { DatabaseContext } from '../context.ts';
 import { Limiter } from '../pool.ts';
 import { startWorkerSession } from '../workers.ts';
 import { openRun, runTablesPresent, type RunRecordSpec } from './open-run.ts';
@@ -23,7 +23,7 @@ export interface RecordedOutcome {
  * database before `schema --apply`), the work runs unrecorded.
  */
 export async function withRecordedRun<T>(
-  context: StorageContext,
+  context: DatabaseContext,
   spec: RunRecordSpec,
   body: () => Promise<T>,
   outcomeOf: (result: T) => RecordedOutcome,

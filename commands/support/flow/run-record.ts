@@ -13,7 +13,8 @@ export function addConflictOption(command: Command): Command {
 export function recordFor(
   runtime: Runtime,
   globals: GlobalOptions,
-  opts: Record<string, unknown>,
+  /** The command's flags: `--force` among them, where the command has it. */
+  opts: object,
   options: Pick<CommonRunOptions, 'tables' | 'filter'>,
   details: { eligible?: { rows: number; bytes: number }; keyLayout?: string; identityExtra?: Record<string, unknown>; retryOf?: string; pausable?: boolean } = {},
 ): RunRecordSpec {
@@ -30,7 +31,7 @@ export function recordFor(
     identityExtra: details.identityExtra,
     eligible: details.eligible,
     retryOf: details.retryOf,
-    force: Boolean(opts.force),
+    force: 'force' in opts && opts.force === true,
     pausable: details.pausable ?? true,
   };
 }

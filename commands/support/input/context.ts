@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { ConfigResolver } from '../../../src/config.ts';
 import type { ObjectStore } from '../../../src/object-store.ts';
-import type { StorageContext } from '../../../src/context.ts';
+import type { DatabaseContext, StorageContext } from '../../../src/context.ts';
 import type { WalkOptions } from '../../../src/ops/options.ts';
 import { DEFAULT_WALK, DEFAULT_INLINE_MAX, type CommonRunOptions } from '../../../src/ops/options.ts';
 import { parseTables } from '../../../src/tables.ts';
@@ -84,10 +84,21 @@ export function makeOutput(globals: GlobalOptions, runtime: Runtime): Output {
   });
 }
 
-export interface OpenedContext extends StorageContext {
+/** A context a command opened: a StorageContext where it opened the bucket, a DatabaseContext where it may not have. */
+export type OpenedContext<Context extends DatabaseContext = DatabaseContext> = Context & {
   /** The database and bucket as plans and prompts name them (the bucket even where the command opened no store). */
   target: Target;
   close(): Promise<void>;
+};
+
+export interface OpenOptions {
+  /** 'unchecked': the store is opened without the bucket check's round trips (a read whose every byte is hash-verified). */
+  store: boolean | 'unchecked';
+  concurrency?: number;
+  onRequest?: (command: string) => void;
+  database?: 'read' | 'write';
+  /** What needs a database session of its own (pg_repack, CREATE INDEX CONCURRENTLY): a pooler in transaction mode cannot give one. */
+  ownSession?: string;
 }
 
 /** Resolves configuration, connects, and checks both services before any work: errors name the fix. */
@@ -99,19 +110,9 @@ export interface OpenedContext extends StorageContext {
  * `database`: what the command will ask of the database, checked right after connecting, before anything is
  * planned or changed ('write': writable, granted, text columns, UTF8; 'read': text columns, UTF8).
  */
-export async function openContext(
-  globals: GlobalOptions,
-  runtime: Runtime,
-  options: {
-    /** 'unchecked': the store is opened without the bucket check's round trips (a read whose every byte is hash-verified). */
-    store: boolean | 'unchecked';
-    concurrency?: number;
-    onRequest?: (command: string) => void;
-    database?: 'read' | 'write';
-    /** What needs a database session of its own (pg_repack, CREATE INDEX CONCURRENTLY): a pooler in transaction mode cannot give one. */
-    ownSession?: string;
-  },
-): Promise<OpenedContext> {
+export async function openContext(globals: GlobalOptions, runtime: Runtime, options: OpenOptions & { store: true | 'unchecked' }): Promise<OpenedContext<StorageContext>>;
+export async function openContext(globals: GlobalOptions, runtime: Runtime, options: OpenOptions): Promise<OpenedContext>;
+export async function openContext(globals: GlobalOptions, runtime: Runtime, options: OpenOptions): Promise<OpenedContext> {
   const resolver = new ConfigResolver({
     flags: { databaseUrl: globals.databaseUrl, endpoint: globals.endpoint, accountId: globals.accountId, bucket: globals.bucket, region: globals.region },
     env: runtime.streams.env,
@@ -196,7 +197,7 @@ export async function openContext(
   }
   return {
     db,
-    store: store as ObjectStore,
+    store,
     databaseUrl,
     target,
     close: async () => {
@@ -232,6 +233,42 @@ async function startMetrics(port: number, output: Output, runtime: Runtime, stor
       await served.close();
     },
   };
+}
+
+/** The placement thresholds' flags, parsed to bytes (thresholdOptions). */
+export interface ThresholdFlags {
+  hybridThreshold?: number;
+  r2Threshold?: number;
+}
+
+/** The flags addWalkOptions adds, as its parsers give them. */
+export interface WalkFlags extends ThresholdFlags {
+  app?: string[];
+  rollout?: number;
+  shard?: { index: number; count: number };
+  tables?: string;
+  limit?: number;
+  batchSize: number;
+  batchBytes: number;
+  concurrency: number;
+  settle?: number;
+}
+
+/** The flags addPacingOptions adds. */
+export interface PacingFlags {
+  maxRate?: number;
+  maxDbLoad?: number;
+  dbLoadProbe?: string;
+  dbLoadTimeout?: number;
+}
+
+/** The flags addPriceOptions adds. */
+export interface PriceFlags {
+  storageClass?: StorageClass;
+  priceStorage?: number;
+  priceClassA?: number;
+  priceClassB?: number;
+  priceDatabase: number;
 }
 
 /** Flags of every command that walks rows (migrate, verify, finalize, rollback). */
@@ -275,21 +312,21 @@ export function addPriceOptions(command: Command): Command {
     .addOption(new Option('--price-database <usd>', 'PostgreSQL storage, $/GB-month (values the bytes saved)').argParser(parse.decimal()).default(DEFAULT_PRICES.databasePerGbMonth));
 }
 
-export function pricesFrom(opts: Record<string, unknown>): Prices {
-  const storageClass = (opts.storageClass as StorageClass | undefined) ?? 'standard';
+export function pricesFrom(opts: PriceFlags): Prices {
+  const storageClass = opts.storageClass ?? 'standard';
   const list = storageClass === 'infrequent-access' ? INFREQUENT_ACCESS_PRICES : { ...DEFAULT_PRICES, retrievalPerGb: 0 };
   return {
     storageClass,
-    storagePerGbMonth: (opts.priceStorage as number | undefined) ?? list.storagePerGbMonth,
-    classAPerMillion: (opts.priceClassA as number | undefined) ?? list.classAPerMillion,
-    classBPerMillion: (opts.priceClassB as number | undefined) ?? list.classBPerMillion,
+    storagePerGbMonth: opts.priceStorage ?? list.storagePerGbMonth,
+    classAPerMillion: opts.priceClassA ?? list.classAPerMillion,
+    classBPerMillion: opts.priceClassB ?? list.classBPerMillion,
     retrievalPerGb: list.retrievalPerGb,
-    databasePerGbMonth: opts.priceDatabase as number,
+    databasePerGbMonth: opts.priceDatabase,
   };
 }
 
-export function policyFrom(opts: Record<string, unknown>): PlacementPolicy {
-  const policy = { hybridMin: (opts.hybridThreshold as number) ?? DEFAULT_POLICY.hybridMin, r2Above: (opts.r2Threshold as number) ?? DEFAULT_POLICY.r2Above };
+export function policyFrom(opts: ThresholdFlags): PlacementPolicy {
+  const policy = { hybridMin: opts.hybridThreshold ?? DEFAULT_POLICY.hybridMin, r2Above: opts.r2Threshold ?? DEFAULT_POLICY.r2Above };
   const problem = validatePolicy(policy);
   if (problem) throw new UsageError(`Invalid thresholds: ${problem}.`);
   return policy;
@@ -298,8 +335,8 @@ export function policyFrom(opts: Record<string, unknown>): PlacementPolicy {
 /** The settle period before a flipping run's closing repair: --settle, else $OVERSKILL_STORAGE_SETTLE, else 2 s. */
 export const DEFAULT_SETTLE_MS = 2000;
 
-function settleFrom(opts: Record<string, unknown>, env: NodeJS.ProcessEnv): number {
-  if (opts.settle !== undefined) return opts.settle as number;
+function settleFrom(opts: Pick<WalkFlags, 'settle'>, env: NodeJS.ProcessEnv): number {
+  if (opts.settle !== undefined) return opts.settle;
   const fromEnv = env.OVERSKILL_STORAGE_SETTLE;
   if (fromEnv === undefined || fromEnv === '') return DEFAULT_SETTLE_MS;
   try {
@@ -309,22 +346,23 @@ function settleFrom(opts: Record<string, unknown>, env: NodeJS.ProcessEnv): numb
   }
 }
 
-export function runOptionsFrom(opts: Record<string, unknown>, signal: AbortSignal, env: NodeJS.ProcessEnv = {}): CommonRunOptions {
+export function runOptionsFrom(opts: WalkFlags & PacingFlags, signal: AbortSignal, env: NodeJS.ProcessEnv = {}): CommonRunOptions {
   let tables;
   try {
-    tables = parseTables(opts.tables as string | undefined);
+    tables = parseTables(opts.tables);
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
-  if (opts.maxDbLoad !== undefined && !opts.dbLoadProbe) throw new UsageError('--max-db-load needs --db-load-probe.');
+  const probeSql = opts.dbLoadProbe;
+  if (opts.maxDbLoad !== undefined && !probeSql) throw new UsageError('--max-db-load needs --db-load-probe.');
   const walk: WalkOptions = {
-    filter: { appIds: opts.app as string[] | undefined, rolloutPercent: opts.rollout as number | undefined, shard: opts.shard as WalkOptions['filter']['shard'] },
-    limit: opts.limit as number | undefined,
-    batchSize: opts.batchSize as number,
-    batchBytes: opts.batchBytes as number,
-    concurrency: opts.concurrency as number,
-    maxRate: opts.maxRate as number | undefined,
-    dbLoad: opts.maxDbLoad !== undefined ? { probeSql: opts.dbLoadProbe as string, threshold: opts.maxDbLoad as number, timeoutMs: opts.dbLoadTimeout as number | undefined } : undefined,
+    filter: { appIds: opts.app, rolloutPercent: opts.rollout, shard: opts.shard },
+    limit: opts.limit,
+    batchSize: opts.batchSize,
+    batchBytes: opts.batchBytes,
+    concurrency: opts.concurrency,
+    maxRate: opts.maxRate,
+    dbLoad: opts.maxDbLoad !== undefined && probeSql ? { probeSql, threshold: opts.maxDbLoad, timeoutMs: opts.dbLoadTimeout } : undefined,
     signal,
   };
   return { ...walk, tables, policy: policyFrom(opts), inlineMaxBytes: DEFAULT_INLINE_MAX, settleMs: settleFrom(opts, env) };
