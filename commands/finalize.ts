@@ -18,7 +18,7 @@ export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<Co
     .addHelpText('after', '\nExamples:\n  $ overskill-storage finalize --dry-run\n  $ overskill-storage finalize --rollout 10 --yes\n  $ overskill-storage finalize --app 42 --r2-threshold 50KiB')
     .action(async (opts, cmd: Command) =>
       run(async () => {
-        const [{ finalize }, { planFinalize }, { prepareWalk }] = await Promise.all([import('../src/ops/finalize.ts'), import('../src/ops/plan.ts'), import('../src/ops/prepare-walk.ts')]);
+        const [{ finalize, planFinalization }, { prepareWalk }] = await Promise.all([import('../src/ops/finalize.ts'), import('../src/ops/prepare-walk.ts')]);
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         const flags = runOptionsFrom(opts, runtime.signal, runtime.streams.env);
@@ -31,13 +31,7 @@ export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<Co
           if (!opts.dryRun) await (await import('../src/runs/open-run.ts')).refuseConflicts(context.db, record, (sentence) => output.warn(sentence));
           // Before the plan and its question: a lifecycle rule that expires the tool's keys refuses finalize.
           if (!opts.dryRun) await (await import('../src/ops/store-gate.ts')).assertLifecycleKeepsObjects(withStore(context).store);
-          const plan = await planFinalize(
-            context.db,
-            { tables: options.tables, filter: options.filter, limit: options.limit, policy: options.policy, inlineMaxBytes: options.inlineMaxBytes, prices: pricesFrom(opts) },
-          );
-          if (opts.hybridBand) {
-            plan.notes.push('the hybrid band loses its database copy: those files are then read from R2 only. Run it once the app has read from R2 for a while and `verify` is clean; `reclaim` then returns the space');
-          }
+          const plan = await planFinalization(context.db, options, pricesFrom(opts), opts.hybridBand ?? false);
           return await planConfirmRun({
             output,
             plan,

@@ -24,7 +24,7 @@ export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<Co
     .addHelpText('after', '\nExamples:\n  $ overskill-storage rollback --app 42 --dry-run\n  $ overskill-storage rollback --keep-hybrid --yes\n  $ overskill-storage rollback --purge --yes')
     .action(async (opts, cmd: Command) =>
       run(async () => {
-        const [{ rollback }, { planRollback }, { prepareWalk }] = await Promise.all([import('../src/ops/rollback.ts'), import('../src/ops/plan.ts'), import('../src/ops/prepare-walk.ts')]);
+        const [{ rollback, planRollbackRun }, { prepareWalk }] = await Promise.all([import('../src/ops/rollback.ts'), import('../src/ops/prepare-walk.ts')]);
         const globals = cmd.optsWithGlobals() as GlobalOptions;
         const output = makeOutput(globals, runtime);
         const walk: RollbackOptions = { ...runOptionsFrom(opts, runtime.signal, runtime.streams.env), keepHybrid: opts.keepHybrid ?? false, purge: opts.purge ?? false };
@@ -33,13 +33,7 @@ export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<Co
           const options = await prepareWalk(context.db, walk);
           const record = recordFor(runtime, globals, opts, options, { identityExtra: { keepHybrid: options.keepHybrid, purge: options.purge } });
           if (!opts.dryRun) await (await import('../src/runs/open-run.ts')).refuseConflicts(context.db, record, (sentence) => output.warn(sentence));
-          const plan = await planRollback(
-            context.db,
-            { tables: options.tables, filter: options.filter, limit: options.limit, policy: options.policy, inlineMaxBytes: options.inlineMaxBytes, prices: pricesFrom(opts) },
-            options.keepHybrid,
-            options.purge,
-          );
-          if (options.purge && !options.keepHybrid) plan.notes.push((await import('../src/ops/store-gate.ts')).storeCheckNote(opts.dryRun ?? false));
+          const plan = await planRollbackRun(context.db, options, pricesFrom(opts), opts.dryRun ?? false);
           // Rows an earlier rollback without --purge brought back no longer name their objects: those are what
           // --purge is asked for now. They are orphans of ours, deleted as cleanup deletes them.
           if (options.purge && !options.keepHybrid && plan.rows === 0) return await purgeLeftovers(context, options, { output, globals, dryRun: opts.dryRun ?? false, record });

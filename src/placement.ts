@@ -5,8 +5,10 @@
  *   hybridMin <= size <= r2Above  -> hybrid (DB + R2), after migrate and after finalize
  *   size >  r2Above               -> hybrid after migrate, r2 (DB content NULL) after finalize
  */
-export type Location = 'database' | 'hybrid' | 'r2';
-export const LOCATIONS: readonly Location[] = ['database', 'hybrid', 'r2'];
+/** The values of the plan's storage_location / storage_strategy columns, by name. */
+export const LOCATION = { database: 'database', hybrid: 'hybrid', r2: 'r2' } as const;
+export type Location = (typeof LOCATION)[keyof typeof LOCATION];
+export const LOCATIONS: readonly Location[] = [LOCATION.database, LOCATION.hybrid, LOCATION.r2];
 
 export interface PlacementPolicy {
   /** Smallest size (bytes) that goes to R2 at all. Default 1 KiB. */

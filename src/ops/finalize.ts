@@ -1,4 +1,7 @@
 import type { StorageContext } from '../context.ts';
+import type { Db } from '../db.ts';
+import type { Prices } from '../cost.ts';
+import { planFinalize, planScopeOf, type Plan } from './plan.ts';
 import type { ClaimedRow } from '../sql/claim-batch.ts';
 import type { VerifiedCopy } from '../sql/flip-to-r2.ts';
 import { finalizeMove } from '../sql/row-moves.ts';
@@ -19,6 +22,15 @@ export interface FinalizeResult {
   problems: number;
   /** What reclaims the space (not run by this tool: it is the operator's call when to take the I/O). */
   vacuumCommands: string[];
+}
+
+/** Finalize's plan (the hybrid band's when `hybridBand`: the options' r2 threshold is then the hybrid threshold). */
+export async function planFinalization(db: Db, options: CommonRunOptions, prices: Prices, hybridBand: boolean): Promise<Plan> {
+  const plan = await planFinalize(db, planScopeOf(options, prices));
+  if (hybridBand) {
+    plan.notes.push('the hybrid band loses its database copy: those files are then read from R2 only. Run it once the app has read from R2 for a while and `verify` is clean; `reclaim` then returns the space');
+  }
+  return plan;
 }
 
 /**

@@ -13,7 +13,7 @@ import { mergeRuns } from './batch-runner.ts';
 import type { KeyLayout } from '../sql/schema.ts';
 import { assertLayoutAllowed } from './schema.ts';
 import { prepareWalk } from './prepare-walk.ts';
-import { planMigrate, type Plan } from './plan.ts';
+import { planMigrate, planScopeOf, type Plan } from './plan.ts';
 import { retrySelection } from './runs.ts';
 import { storeCheckNote } from './store-gate.ts';
 import type { Prices } from '../cost.ts';
@@ -90,7 +90,7 @@ export async function planMigration(db: Db, { options }: PreparedMigrate, prices
   const minBytes = migrateMinBytes(options);
   const plan = await planMigrate(
     db,
-    { tables: options.tables, filter: options.filter, limit: options.limit, order: options.order, policy: options.policy, inlineMaxBytes: options.inlineMaxBytes, prices },
+    planScopeOf(options, prices),
     minBytes,
     options.refreshStale,
   );

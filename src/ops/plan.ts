@@ -6,8 +6,10 @@ import { selectionTotals, type SelectionTotals } from '../sql/aggregates.ts';
 import { classACost, classBCost, retrievalCost, storageCost, type Prices, DEFAULT_PRICES } from '../cost.ts';
 import { DEFAULT_PART_SIZE } from '../object-store.ts';
 import type { PlacementPolicy } from '../placement.ts';
+import type { CommonRunOptions } from './options.ts';
 import { hasAppWriter } from '../sql/stranded-writes.ts';
-import { atLocation, finalizeMove, takenInRun, inR2Sql, LOCATION, migrateMove, refreshMove, repairStrandedMove, rollbackMove, staysInDatabaseSql, type Location, type RowMove } from '../sql/row-moves.ts';
+import { atLocation, finalizeMove, takenInRun, inR2Sql, migrateMove, refreshMove, repairStrandedMove, rollbackMove, staysInDatabaseSql, type RowMove } from '../sql/row-moves.ts';
+import { LOCATION, type Location } from '../placement.ts';
 
 /** One line of a plan: what happens to how many rows of a table, and how many bytes. */
 export interface PlanLine {
@@ -41,6 +43,11 @@ export interface PlanScope {
   policy: PlacementPolicy;
   inlineMaxBytes: number;
   prices?: Prices;
+}
+
+/** The plan's view of a walk: which rows, how many, under which thresholds, at which prices. */
+export function planScopeOf(options: CommonRunOptions, prices?: Prices): PlanScope {
+  return { tables: options.tables, filter: options.filter, limit: options.limit, order: options.order, policy: options.policy, inlineMaxBytes: options.inlineMaxBytes, prices };
 }
 
 function emptyPlan(operation: string): Plan {

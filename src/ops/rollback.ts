@@ -1,4 +1,8 @@
 import type { StorageContext } from '../context.ts';
+import type { Db } from '../db.ts';
+import type { Prices } from '../cost.ts';
+import { planRollback, planScopeOf, type Plan } from './plan.ts';
+import { storeCheckNote } from './store-gate.ts';
 import type { StoredTable } from '../tables.ts';
 import type { ClaimedRow } from '../sql/claim-batch.ts';
 import { rollbackMove, type RollbackItem } from '../sql/row-moves.ts';
@@ -34,6 +38,13 @@ export interface RollbackResult {
   /** From each delete's tombstone to its answer: the time R2's per-key write limit must cover. */
   deleteWindow: DeleteWindowStats;
   problems: number;
+}
+
+/** Rollback's plan; with --purge, the store check the run makes first is said (store-gate.ts). */
+export async function planRollbackRun(db: Db, options: RollbackOptions, prices: Prices, dryRun: boolean): Promise<Plan> {
+  const plan = await planRollback(db, planScopeOf(options, prices), options.keepHybrid, options.purge);
+  if (options.purge && !options.keepHybrid) plan.notes.push(storeCheckNote(dryRun));
+  return plan;
 }
 
 /**

@@ -18,10 +18,8 @@ import { flipToDatabase, type KeptCopy, type RestoredContent } from './flip-to-d
 import { flipRefreshed, type RefreshedRow } from './refresh-hybrid.ts';
 import { appHashOverRestoredSql, hasAppWriter, repairStranded, strandedWriteSql, type StrandedRepair } from './stranded-writes.ts';
 import { sqlSha256 } from '../tables.ts';
+import { LOCATION, type Location } from '../placement.ts';
 
-/** Where a row's content lives: the values of the plan's storage_location / storage_strategy columns. */
-export const LOCATION = { database: 'database', hybrid: 'hybrid', r2: 'r2' } as const;
-export type Location = (typeof LOCATION)[keyof typeof LOCATION];
 
 export interface RowMove<Done> {
   name: string;
