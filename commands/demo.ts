@@ -10,7 +10,7 @@ import type { CommandResult, ProgramServices } from './support/flow/command.ts';
 import { EXIT } from './support/flow/exit.ts';
 import type { Output } from './support/render/output.ts';
 import { METRIC_HEADER, metricRows, metricStepLines } from './support/render/report-rows.ts';
-import type { SuccessMetric } from '../src/ops/report.ts';
+import type { DescribedMetric } from './support/render/metric-text.ts';
 
 /** Every content's SHA-256 by table and id: the demo proves the round trip ends byte-identical. */
 /** A plain client to the embedded database; the driver loads with the demo, not with the CLI. */
@@ -183,12 +183,12 @@ export function demoCommand(runtime: Runtime, run: (action: () => Promise<Comman
 }
 
 /** The report's success metrics now, read from `report --json` as a script would. */
-async function metricsNow(runCli: ProgramServices['runCli'], runtime: Runtime, env: NodeJS.ProcessEnv): Promise<SuccessMetric[]> {
+async function metricsNow(runCli: ProgramServices['runCli'], runtime: Runtime, env: NodeJS.ProcessEnv): Promise<DescribedMetric[]> {
   let captured = '';
   const stdout = new Writable({ write: (chunk, _encoding, done) => ((captured += chunk), done()) });
   const code = await runCli(['report', '--json', '--db-connections', '1', '--probe-reads', '50'], { ...runtime, streams: { ...runtime.streams, stdout, env } });
   if (code !== 0) throw new Error(`demo step "report --json" exited ${code}`);
-  return JSON.parse(captured).metrics as SuccessMetric[];
+  return JSON.parse(captured).metrics as DescribedMetric[];
 }
 
 /** app_files on disk now against the baseline the tool recorded at `schema --apply`: the plan's first success metric, on this dataset. */

@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import type { StorageReport } from '../src/ops/report.ts';
+import { describeMetrics, type DescribedReport } from './support/render/metric-text.ts';
 import { addPriceOptions, thresholdOptions, makeOutput, openContext, policyFrom, pricesFrom, type GlobalOptions, type Runtime } from './support/input/context.ts';
 import { formatBytes, formatCount, formatDuration, formatMoney, formatTime, renderMarkdownTable, plural } from './support/render/format.ts';
 import { parseTables } from '../src/tables.ts';
@@ -49,7 +49,7 @@ export function reportCommand(runtime: Runtime, run: (action: () => Promise<Comm
         try {
           const probe = opts.probeReads ? await (await import('../src/ops/read-probe.ts')).probeReads(withStore(context), opts.probeReads) : undefined;
           const measured = opts.listBucket ? await (await import('../src/ops/compression-stats.ts')).measureCompression(withStore(context), tables) : undefined;
-          const report = await buildReport(context.db, tables, policyFrom(opts), pricesFrom(opts), { appIds: opts.app }, probe, measured);
+          const report = describeMetrics(await buildReport(context.db, tables, policyFrom(opts), pricesFrom(opts), { appIds: opts.app }, probe, measured));
           if (opts.format === 'html') {
             const { renderReportHtml } = await import('./support/render/report-html.ts');
             const page = renderReportHtml({ schemaVersion: JSON_SCHEMA_VERSION, command: 'report', ...report });
@@ -70,7 +70,7 @@ export function reportCommand(runtime: Runtime, run: (action: () => Promise<Comm
     );
 }
 
-function rows(report: StorageReport): string[][] {
+function rows(report: DescribedReport): string[][] {
   const lines: string[][] = [];
   for (const table of report.tables) {
     for (const location of table.locations) {
@@ -80,7 +80,7 @@ function rows(report: StorageReport): string[][] {
   return lines;
 }
 
-function summary(report: StorageReport): [string, string][] {
+function summary(report: DescribedReport): [string, string][] {
   const t = report.totals;
   return [
     ['Migration progress', `${t.progressPercent}% (${formatCount(t.movedRows)} of ${formatCount(t.movedRows + t.pendingRows)} eligible rows in R2)`],
@@ -97,7 +97,7 @@ function summary(report: StorageReport): [string, string][] {
   ];
 }
 
-function compressionLines(report: StorageReport): [string, string][] {
+function compressionLines(report: DescribedReport): [string, string][] {
   const { estimate, measured } = report.compression;
   const lines: [string, string][] = [];
   if (measured) {
@@ -115,7 +115,7 @@ function compressionLines(report: StorageReport): [string, string][] {
   return lines;
 }
 
-function renderText(output: Output, report: StorageReport): void {
+function renderText(output: Output, report: DescribedReport): void {
   const c = output.color;
   const style = { bold: c.bold, dim: c.dim };
   output.print(c.bold('Storage by table and location'));
@@ -141,7 +141,7 @@ const SPACE_ESTIMATE_NOTE =
   'reusable / returned: estimates (pgstattuple is not installed): heap and TOAST size minus the pages the live rows need (each content at its stored size, in 1,996-byte TOAST chunks when out of line, plus the other columns at their average width); `CREATE EXTENSION pgstattuple` measures them.';
 
 
-function reportMarkdown(report: StorageReport): string {
+function reportMarkdown(report: DescribedReport): string {
   return [
     `## R2 storage report (${report.generatedAt})`,
     '',

@@ -10,6 +10,11 @@ export const LOCATION = { database: 'database', hybrid: 'hybrid', r2: 'r2' } as 
 export type Location = (typeof LOCATION)[keyof typeof LOCATION];
 export const LOCATIONS: readonly Location[] = [LOCATION.database, LOCATION.hybrid, LOCATION.r2];
 
+/** A row R2 holds the content of: hybrid (a copy) or r2 (the only copy). */
+export function inR2(location: string | null): boolean {
+  return location === LOCATION.hybrid || location === LOCATION.r2;
+}
+
 export interface PlacementPolicy {
   /** Smallest size (bytes) that goes to R2 at all. Default 1 KiB. */
   hybridMin: number;

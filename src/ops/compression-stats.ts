@@ -4,6 +4,7 @@ import { query } from '../db.ts';
 import type { StoredTable } from '../tables.ts';
 import { encodeForStore } from '../store/encoding.ts';
 import { walkBucketByApp } from './bucket-walk.ts';
+import { inR2 } from '../placement.ts';
 
 /** What compression would save, from a sample of contents compressed here the way migrate would. */
 export interface CompressionEstimate {
@@ -65,7 +66,7 @@ export async function measureCompression(context: StorageContext, tables: Stored
     // A key belongs to one app, so rows sharing an object (content-addressed) are all in this group.
     const counted = new Set<string>();
     for (const row of group.rows) {
-      if (row.location !== 'hybrid' && row.location !== 'r2') continue;
+      if (!inR2(row.location)) continue;
       const object = objects.get(row.key);
       const size = row.db_bytes ?? row.size;
       if (!object || size === null || counted.has(row.key)) continue;

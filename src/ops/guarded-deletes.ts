@@ -6,6 +6,7 @@ import { contentTypeFor } from '../content-type.ts';
 import { mapLimit } from '../pool.ts';
 import { errorMessage } from '../errors.ts';
 import type { DeleteExpectation } from '../store/deletes.ts';
+import { LOCATION } from '../placement.ts';
 
 export interface DeleteCandidate {
   key: string;
@@ -65,7 +66,7 @@ async function restoreNamedObjects(context: StorageContext, deleted: string[], t
   for (const row of await rowsNamingKeys(context.db, deleted)) {
     const table = TABLES[row.table];
     // A 'database' row keeps its content in the database and needs no object (the plan's model leaves its key).
-    if (row.location === 'database') continue;
+    if (row.location === LOCATION.database) continue;
     if (!row.has_content || row.db_hash === null || row.db_hash !== row.hash || row.bytes === null) {
       tally.failed.push({ key: row.key, reason: `${table.table} #${row.id} started naming this key while it was deleted, and has no matching database content to restore it from; run verify` });
       continue;

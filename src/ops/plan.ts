@@ -185,7 +185,7 @@ export async function planRollback(db: Db, scope: PlanScope, keepHybrid: boolean
   await planStrandedRepairs(db, plan, scope);
   let remaining = scope.limit ?? Number.POSITIVE_INFINITY;
   let purgedBytes = 0;
-  const move = rollbackMove(keepHybrid ? 'hybrid' : 'database');
+  const move = rollbackMove(keepHybrid ? LOCATION.hybrid : LOCATION.database);
   const lines = Object.entries(move.planLine as Partial<Record<Location, string>>) as [Location, string][];
   for (const table of scope.tables) {
     for (const [from, action] of lines) {

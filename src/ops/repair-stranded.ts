@@ -9,6 +9,7 @@ import { errorMessage } from '../errors.ts';
 import type { Limiter } from '../pool.ts';
 import type { Reporter } from '../reporter.ts';
 import type { WorkerRun } from './options.ts';
+import { LOCATION } from '../placement.ts';
 
 /** Where the plan's `store_in_r2` puts a file: its own formula, unsafe paths included (it refuses none). */
 export function planUploadKey(appId: string, path: string): string {
@@ -33,11 +34,11 @@ export async function repairStrandedWrites(
   await forgetOldRestores(context.db);
   const inlineMaxBytes = run.options.inlineMaxBytes;
   const examine = async (row: ClaimedRow): Promise<ItemOutcome<StrandedRepair>> => {
-    if (row.has_content && (row.location === 'r2' || (row.location === 'hybrid' && !row.key))) {
+    if (row.has_content && (row.location === LOCATION.r2 || (row.location === LOCATION.hybrid && !row.key))) {
       if (!row.db_hash) return { kind: 'failed', reason: 'content vanished before it could be read' };
       return { kind: 'done', value: { kind: 'content-is-current', id: row.id, contentHash: row.db_hash, key: row.key }, bytes: 0 };
     }
-    if (row.location === 'hybrid' && row.key && row.has_content && row.bytes !== null && row.bytes < run.options.policy.hybridMin) {
+    if (row.location === LOCATION.hybrid && row.key && row.has_content && row.bytes !== null && row.bytes < run.options.policy.hybridMin) {
       // Small enough for the database: stale only if its object no longer holds the row's content.
       if (!row.db_hash) return { kind: 'failed', reason: 'content vanished before it could be read' };
       const head = await context.store.head(row.key);
@@ -49,7 +50,7 @@ export async function repairStrandedWrites(
     if (row.path === null) return { kind: 'skipped', reason: 'row has no path, so no plan key to look at' };
     if (!row.hash) return { kind: 'failed', reason: 'row has no content_hash to prove an object by' };
     const key = planUploadKey(row.app_id, row.path);
-    if (row.location === 'r2') {
+    if (row.location === LOCATION.r2) {
       const read = await context.store.readAndHash(key).catch(() => undefined);
       if (read?.sha256 !== row.hash) {
         return { kind: 'failed', key, errorClass: 'StrandedWrite', reason: `r2 row has no object key, and the object at its plan key ${read ? 'holds other bytes' : 'is missing'}: its content is nowhere a reader looks` };

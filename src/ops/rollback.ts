@@ -17,6 +17,7 @@ import type { Reporter } from '../reporter.ts';
 import { LARGE_ITEM_CONCURRENCY, type CommonRunOptions } from './options.ts';
 import { countProblems, runTotals, withWorker } from './worker-run.ts';
 import { assertSchemaReady } from './schema.ts';
+import { LOCATION } from '../placement.ts';
 
 export interface RollbackOptions extends CommonRunOptions {
   /** Stop at hybrid: content back in the database, object kept (the plan's short-term rollback). */
@@ -57,12 +58,12 @@ export async function rollback(context: StorageContext, options: RollbackOptions
   if (!options.prepared) await assertSchemaReady(context.db);
   await dropStaleStaging(context.db);
   const large = new Limiter(Math.min(LARGE_ITEM_CONCURRENCY, options.concurrency));
-  const target = options.keepHybrid ? 'hybrid' : 'database';
+  const target = options.keepHybrid ? LOCATION.hybrid : LOCATION.database;
   const tally = emptyTally();
   const outcome = await withWorker(context, options, reporter, 'rollback', (run, table) => {
     const bringBack = async (row: ClaimedRow): Promise<ItemOutcome<RollbackItem>> => {
       if (!row.key) return { kind: 'skipped', reason: 'row has no object key' };
-      if (row.location === 'hybrid') {
+      if (row.location === LOCATION.hybrid) {
         if (!row.has_content) return { kind: 'skipped', reason: 'hybrid row has no database content; run verify' };
         return { kind: 'done', value: { kept: { id: row.id, key: row.key, hash: row.hash } }, bytes: 0 };
       }
@@ -90,7 +91,7 @@ export async function rollback(context: StorageContext, options: RollbackOptions
       table,
       move: rollbackMove(target),
       work: (row) => bringBack(row).catch((error): ItemOutcome<RollbackItem> => ({ kind: 'failed', key: row.key ?? undefined, reason: errorMessage(error) })),
-      afterFlip: options.purge && target === 'database' ? purge : undefined,
+      afterFlip: options.purge && target === LOCATION.database ? purge : undefined,
     });
   });
   return {

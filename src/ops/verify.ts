@@ -13,6 +13,7 @@ import type { Reporter } from '../reporter.ts';
 import type { StoredObject } from '../object-store.ts';
 import { assertSchemaReady } from './schema.ts';
 import { assertScopeSelects } from './scope.ts';
+import { LOCATION, inR2 } from '../placement.ts';
 
 export interface VerifyOptions {
   tables: StoredTable[];
@@ -107,20 +108,20 @@ export async function verify(context: StorageContext, options: VerifyOptions, re
     const referenced = new Set<string>();
     const toCheck: { row: KeyedRow; object: StoredObject }[] = [];
     const encodedCandidates: { row: KeyedRow; object: StoredObject }[] = [];
-    const stored = group.rows.filter((row) => row.location === 'hybrid' || row.location === 'r2');
+    const stored = group.rows.filter((row) => inR2(row.location));
     for (const [row, problem] of await sharedObjectProblems(context, stored)) report(row, problem);
     const found = new Map<KeyedRow, StoredObject | undefined>();
     await mapLimit(stored, options.concurrency, async (row) => found.set(row, await listing.find(context, row.key)));
     for (const row of group.rows) {
       referenced.add(keyIdentity(row.key));
-      if (row.location !== 'hybrid' && row.location !== 'r2') continue; // flag problems were reported above
+      if (!inR2(row.location)) continue; // flag problems were reported above
       if (result.sampled && !sampled(row, options.samplePercent!, options.sampleWindow)) continue;
       if (budget <= 0) break;
       budget--;
       result.checked[row.table] = (result.checked[row.table] ?? 0) + 1;
       const object = found.get(row);
       if (!object) {
-        report(row, row.location === 'r2' ? 'object is missing and the database holds no copy: content is lost unless restored from a backup' : 'object is missing');
+        report(row, row.location === LOCATION.r2 ? 'object is missing and the database holds no copy: content is lost unless restored from a backup' : 'object is missing');
         continue;
       }
       const expectedSize = row.db_bytes ?? row.size;

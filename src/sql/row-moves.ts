@@ -44,20 +44,19 @@ export interface RowMove<Done> {
 /** A rollback batch: r2 rows come back with their downloaded content; hybrid rows still hold theirs. */
 export type RollbackItem = { restored: RestoredContent } | { kept: KeptCopy };
 
+/** Rows at `location`, with or without an object key, holding a content of at least `minBytes` in the database. */
+function contentAt(table: StoredTable, params: Params, location: Location, keyed: boolean, minBytes: number): string {
+  return `t.${table.locationColumn} = '${location}' AND t.${table.keyColumn} IS ${keyed ? 'NOT NULL' : 'NULL'} AND t.${table.contentColumn} IS NOT NULL
+          AND octet_length(t.${table.contentColumn}) >= ${params.add(minBytes, 'bigint')}`;
+}
+
 /** Contents of at least `minBytes` still only in the database: uploaded, then hybrid. */
 export function migrateMove(minBytes: number): RowMove<UploadedRow> {
   return {
     name: 'migrate',
-    takes: (table, params) =>
-      `t.${table.locationColumn} = '${LOCATION.database}' AND t.${table.keyColumn} IS NULL AND t.${table.contentColumn} IS NOT NULL
-          AND octet_length(t.${table.contentColumn}) >= ${params.add(minBytes, 'bigint')}
-          AND NOT ${appHashOverRestoredSql(table)}`,
+    takes: (table, params) => `${contentAt(table, params, LOCATION.database, false, minBytes)} AND NOT ${appHashOverRestoredSql(table)}`,
     // A hybrid row without a key holds the app's content: the repair makes it a database row, still keyless.
-    takesOnceRepaired: (table, params) =>
-      hasAppWriter(table)
-        ? `t.${table.locationColumn} = '${LOCATION.hybrid}' AND t.${table.keyColumn} IS NULL AND t.${table.contentColumn} IS NOT NULL
-          AND octet_length(t.${table.contentColumn}) >= ${params.add(minBytes, 'bigint')}`
-        : 'false',
+    takesOnceRepaired: (table, params) => (hasAppWriter(table) ? contentAt(table, params, LOCATION.hybrid, false, minBytes) : 'false'),
     reads: { content: true, dbHash: false },
     flip: flipToHybrid,
     planLine: 'upload, then hybrid (DB + R2)',
@@ -69,8 +68,7 @@ export function refreshMove(minBytes: number): RowMove<RefreshedRow> {
   return {
     name: 'refresh',
     takes: (table, params) =>
-      `t.${table.locationColumn} = '${LOCATION.hybrid}' AND t.${table.keyColumn} IS NOT NULL AND t.${table.contentColumn} IS NOT NULL
-          AND octet_length(t.${table.contentColumn}) >= ${params.add(minBytes, 'bigint')}
+      `${contentAt(table, params, LOCATION.hybrid, true, minBytes)}
           AND ${sqlSha256(`t.${table.contentColumn}`)} IS DISTINCT FROM t.${table.hashColumn}
           AND NOT ${appHashOverRestoredSql(table)}`,
     reads: { content: true, dbHash: false },

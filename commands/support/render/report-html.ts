@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import type { StorageReport } from '../../../src/ops/report.ts';
+import type { DescribedReport } from './metric-text.ts';
 import { formatBytes, formatCount, formatMoney } from './format.ts';
 import { DISK_HEADER, METRIC_HEADER, diskRows, metricRows, metricStepLines } from './report-rows.ts';
 
@@ -10,7 +10,7 @@ import { DISK_HEADER, METRIC_HEADER, diskRows, metricRows, metricStepLines } fro
  * same document `report --json` prints (embedded as JSON), and a Content-Security-Policy forbids every
  * network request. Each chart has its numbers in a table under it, and the page reads without JavaScript.
  */
-export function renderReportHtml(document: StorageReport & { schemaVersion: number; command: string }): string {
+export function renderReportHtml(document: DescribedReport & { schemaVersion: number; command: string }): string {
   const r = document;
   const fact = (label: string, field: string, value: number, text: string) =>
     `<div class="fact"><dt>${escapeHtml(label)}</dt><dd data-field="${field}" data-value="${value}">${escapeHtml(text)}</dd></div>`;

@@ -1,5 +1,6 @@
 import type { StorageReport } from '../../../src/ops/report.ts';
 import { formatBytes } from './format.ts';
+import type { DescribedMetric } from './metric-text.ts';
 
 /** The on-disk and metrics tables as rows, shared by the terminal, markdown and HTML renderings of `report`. */
 export const DISK_HEADER = ['table', 'heap', 'TOAST', 'indexes', 'total', 'baseline', 'change', 'reusable after VACUUM', 'VACUUM FULL returns'];
@@ -24,12 +25,12 @@ export function diskRows(report: Pick<StorageReport, 'disk' | 'baseline' | 'spac
   });
 }
 
-export function metricRows(report: Pick<StorageReport, 'metrics'>): string[][] {
+export function metricRows(report: { metrics: DescribedMetric[] }): string[][] {
   return report.metrics.map((m) => [m.metric, m.target, m.measuredText, m.met === null ? (m.measured === null ? 'not measured' : 'undecided') : m.met ? 'met' : 'not met', m.met ? '-' : (m.next ?? '-')]);
 }
 
 /** Under the metrics table: what each step left brings each metric to, and why a metric cannot be met. */
-export function metricStepLines(report: Pick<StorageReport, 'metrics'>): string[] {
+export function metricStepLines(report: { metrics: DescribedMetric[] }): string[] {
   const lines: string[] = [];
   for (const m of report.metrics) {
     if (m.met) continue;
