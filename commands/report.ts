@@ -13,6 +13,7 @@ import { JSON_SCHEMA_VERSION } from './support/render/output.ts';
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { withStore } from '../src/context.ts';
+import type { RunState } from '../src/runs/states.ts';
 
 export function reportCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   const command = new Command('report')
@@ -165,7 +166,17 @@ function parseSince(value: string): Date {
 }
 
 /** `report --runs` and `report --items RUN`: the recorded history instead of the storage report. */
-async function runsReport(runtime: Runtime, globals: GlobalOptions, opts: Record<string, unknown>): Promise<CommandResult> {
+/** The flags of `report --runs` and `report --items`, as commander parses them. */
+interface RunsFlags {
+  items?: string;
+  command?: string;
+  status?: RunState;
+  since?: Date;
+  limit: number;
+  format: 'table' | 'json' | 'markdown' | 'html';
+}
+
+async function runsReport(runtime: Runtime, globals: GlobalOptions, opts: RunsFlags): Promise<CommandResult> {
   const { runHistory, runDetail, tableLabel } = await import('../src/ops/runs.ts');
   const { progressText } = await import('./support/render/runs-render.ts');
   const output = makeOutput({ ...globals, json: globals.json || opts.format === 'json' }, runtime);
@@ -173,8 +184,8 @@ async function runsReport(runtime: Runtime, globals: GlobalOptions, opts: Record
   const c = output.color;
   try {
     if (opts.items) {
-      const detail = await runDetail(context.db, opts.items as string, 10_000);
-      if (!detail.status) throw new UsageError(`There is no run ${opts.items as string}.`);
+      const detail = await runDetail(context.db, opts.items, 10_000);
+      if (!detail.status) throw new UsageError(`There is no run ${opts.items}.`);
       const run = detail.status.run;
       output.print(c.bold(`Run ${run.id}: ${run.command} ${run.state}, by ${run.operator} on ${run.host}`));
       output.print(`arguments: ${run.arguments.join(' ')}`);
@@ -198,10 +209,10 @@ async function runsReport(runtime: Runtime, globals: GlobalOptions, opts: Record
       return { exitCode: 0 };
     }
     const history = await runHistory(context.db, {
-      command: opts.command as string | undefined,
-      state: opts.status as never,
-      since: opts.since as Date | undefined,
-      limit: opts.limit as number,
+      command: opts.command,
+      state: opts.status,
+      since: opts.since,
+      limit: opts.limit,
     });
     if (!history.runs.length) output.print('No runs recorded (yet) that match.');
     else
