@@ -22,7 +22,7 @@ export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<Com
     .action(async (opts, cmd: Command) =>
       run(async () => {
         const { cleanup, validateQuarantinePrefix } = await import('../src/ops/cleanup.ts');
-        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const globals = cmd.optsWithGlobals<GlobalOptions>();
         const output = makeOutput(globals, runtime);
         if (opts.quarantine) validateQuarantinePrefix(opts.quarantine);
         const context = await openContext(globals, runtime, { store: true, database: opts.dryRun ? 'read' : 'write' });

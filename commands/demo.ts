@@ -45,7 +45,7 @@ export function demoCommand(runtime: Runtime, run: (action: () => Promise<Comman
     .action(async (opts, cmd: Command) =>
       run(async () => {
         const [{ startEmbeddedPostgres }, { startLocalS3 }, { OVERSKILL_TABLES_SQL }, { seedDataset }] = await Promise.all([import('../src/local/embedded-postgres.ts'), import('../src/local/s3-server.ts'), import('../src/local/overskill-schema.ts'), import('../src/local/dataset.ts')]);
-        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const globals = cmd.optsWithGlobals<GlobalOptions>();
         const output = makeOutput(globals, runtime);
         if (!program) throw new Error('internal: the demo needs the program to run its steps');
         const { runCli } = program;

@@ -13,7 +13,7 @@ export function doctorCommand(runtime: Runtime, run: (action: () => Promise<Comm
     .addHelpText('after', '\nExamples:\n  $ overskill-storage doctor\n  $ overskill-storage doctor --json')
     .action(async (_opts, command: Command) =>
       run(async () => {
-        const globals = command.optsWithGlobals() as GlobalOptions;
+        const globals = command.optsWithGlobals<GlobalOptions>();
         const output = makeOutput(globals, runtime);
         const reach: StoreProperty = { id: 'connect', property: 'the database and the bucket are reachable with these settings', required: true, holds: true, seen: 'connected' };
         let context: OpenedContext<StorageContext>;

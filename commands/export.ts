@@ -19,7 +19,7 @@ export function exportCommand(runtime: Runtime, run: (action: () => Promise<Comm
     .action(async (appId: string, opts, cmd: Command) =>
       run(async () => {
         const [{ exportApp }, { contentRefs, streamStoredContent }] = await Promise.all([import('../src/ops/export.ts'), import('../src/ops/read-content.ts')]);
-        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const globals = cmd.optsWithGlobals<GlobalOptions>();
         const output = makeOutput(globals, runtime);
         const context = await openContext(globals, runtime, { store: true, concurrency: opts.concurrency, database: 'read' });
         try {
@@ -49,7 +49,7 @@ export function catCommand(runtime: Runtime, run: (action: () => Promise<Command
     .action(async (appId: string, path: string, _opts, cmd: Command) =>
       run(async () => {
         const [{ exportApp }, { contentRefs, streamStoredContent }] = await Promise.all([import('../src/ops/export.ts'), import('../src/ops/read-content.ts')]);
-        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const globals = cmd.optsWithGlobals<GlobalOptions>();
         // One file, its bytes checked against content_hash as they stream: the bucket check's three round trips
         // would only delay it (a wrong endpoint fails the GET, or its bytes fail the hash).
         const context = await openContext(globals, runtime, { store: 'unchecked', database: 'read' });

@@ -19,7 +19,7 @@ export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<Co
     .action(async (opts, cmd: Command) =>
       run(async () => {
         const [{ finalize, planFinalization }, { prepareWalk }] = await Promise.all([import('../src/ops/finalize.ts'), import('../src/ops/prepare-walk.ts')]);
-        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const globals = cmd.optsWithGlobals<GlobalOptions>();
         const output = makeOutput(globals, runtime);
         const flags = runOptionsFrom(opts, runtime.signal, runtime.streams.env);
         // The band is every content R2 holds a copy of: from the hybrid threshold up (r2Above is exclusive).

@@ -28,7 +28,7 @@ export function maintainCommand(runtime: Runtime, run: (action: () => Promise<Co
     .action(async (opts, cmd: Command) =>
       run(async () => {
         const [{ maintain }, { validateQuarantinePrefix }] = await Promise.all([import('../src/ops/maintain.ts'), import('../src/ops/cleanup.ts')]);
-        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const globals = cmd.optsWithGlobals<GlobalOptions>();
         const output = makeOutput(globals, runtime);
         if (opts.quarantine) validateQuarantinePrefix(opts.quarantine);
         const tables = TABLE_NAMES.map((name) => TABLES[name]);

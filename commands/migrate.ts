@@ -43,7 +43,7 @@ export function migrateCommand(runtime: Runtime, run: (action: () => Promise<Com
     )
     .action(async (opts: MigrateFlags, cmd: Command) =>
       run(async () => {
-        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const globals = cmd.optsWithGlobals<GlobalOptions>();
         const output = makeOutput(globals, runtime);
         const options: MigrateOptions = {
           ...runOptionsFrom(opts, runtime.signal, runtime.streams.env),

@@ -37,7 +37,7 @@ export function pruneVersionsCommand(runtime: Runtime, run: (action: () => Promi
     .action(async (opts: PruneFlags, cmd: Command) =>
       run(async () => {
         const [{ preparePrune, prune }, { validateQuarantinePrefix }] = await Promise.all([import('../src/ops/prune-versions.ts'), import('../src/ops/cleanup.ts')]);
-        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const globals = cmd.optsWithGlobals<GlobalOptions>();
         const output = makeOutput(globals, runtime);
         if (opts.keepLast === undefined && opts.keepWithin === undefined) throw new UsageError('Say what to keep: --keep-last N, --keep-within DURATION, or both (a version goes only when both allow it).');
         if (opts.quarantine) validateQuarantinePrefix(opts.quarantine);

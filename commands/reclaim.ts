@@ -35,7 +35,7 @@ export function reclaimCommand(runtime: Runtime, run: (action: () => Promise<Com
     .action(async (opts: ReclaimFlags, cmd: Command) =>
       run(async () => {
         const { planReclaim, reclaim } = await import('../src/ops/reclaim.ts');
-        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const globals = cmd.optsWithGlobals<GlobalOptions>();
         const output = makeOutput(globals, runtime);
         let tables;
         try {

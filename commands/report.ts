@@ -36,9 +36,9 @@ export function reportCommand(runtime: Runtime, run: (action: () => Promise<Comm
     .addHelpText('after', '\nExamples:\n  $ overskill-storage report\n  $ overskill-storage report --format markdown >> status.md\n  $ overskill-storage report --format html --out report.html\n  $ overskill-storage report --format json --price-storage 0.015')
     .action(async (opts, cmd: Command) =>
       run(async () => {
-        if (opts.runs || opts.items) return runsReport(runtime, cmd.optsWithGlobals() as GlobalOptions, opts);
+        if (opts.runs || opts.items) return runsReport(runtime, cmd.optsWithGlobals<GlobalOptions>(), opts);
         const { buildReport } = await import('../src/ops/report.ts');
-        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const globals = cmd.optsWithGlobals<GlobalOptions>();
         const output = makeOutput({ ...globals, json: globals.json || opts.format === 'json' }, runtime);
         let tables;
         try {

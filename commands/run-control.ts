@@ -24,7 +24,7 @@ function controlCommand(verb: ControlVerb) {
       .action(async (runIds: string[], opts, cmd: Command) =>
         run(async () => {
           const { controlRuns, tuneRuns } = await import('../src/ops/runs.ts');
-          const globals = cmd.optsWithGlobals() as GlobalOptions;
+          const globals = cmd.optsWithGlobals<GlobalOptions>();
           const output = makeOutput(globals, runtime);
           if (runIds.length && opts.all) throw new UsageError('Name runs or pass --all, not both.');
           const ids = runIds.map((value) => parse.id(value));
@@ -79,7 +79,7 @@ export function tuneCommand(runtime: Runtime, run: (action: () => Promise<Comman
     .action(async (runIds: string[], opts, cmd: Command) =>
       run(async () => {
         const { tuneRuns } = await import('../src/ops/runs.ts');
-        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const globals = cmd.optsWithGlobals<GlobalOptions>();
         const output = makeOutput(globals, runtime);
         if (runIds.length && opts.all) throw new UsageError('Name runs or pass --all, not both.');
         const context = await openContext(globals, runtime, { store: false, concurrency: 1 });

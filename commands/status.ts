@@ -15,7 +15,7 @@ export function statusCommand(runtime: Runtime, run: (action: () => Promise<Comm
     .action(async (runId: string | undefined, opts, cmd: Command) =>
       run(async () => {
         const { runStatus } = await import('../src/ops/runs.ts');
-        const globals = cmd.optsWithGlobals() as GlobalOptions;
+        const globals = cmd.optsWithGlobals<GlobalOptions>();
         const output = makeOutput(globals, runtime);
         const context = await openContext(globals, runtime, { store: false, concurrency: 1 });
         try {
