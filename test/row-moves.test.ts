@@ -131,6 +131,23 @@ describe('row moves: a plan says what its run takes', () => {
     expect(await locations()).toEqual({ database: 10 });
   });
 
+  it("rollback after an app's stranded write: an r2 row holding the app's content is repaired, not downloaded", async () => {
+    const other = await insertApp(env.db);
+    for (const name of ['a.js', 'b.js', 'c.js']) await insertFile(env.db, other, name, text(20_000, name));
+    const run = options({ filter: { appIds: [other] } });
+    await migrate(env.context, run);
+    await finalize(env.context, run);
+    // A stale save of the app's wrote content into an r2 row (stranded-writes.ts): it is the app's.
+    await query(env.db, "UPDATE app_files SET content = 'saved by the app' WHERE app_id = $1 AND path = 'a.js'", [other]);
+    const plan = await planRollback(env.db, scopeOf(run), false, false);
+    expect(line(plan, /put back the app's writes/)).toBe(1);
+    expect(line(plan, /write back to DB/)).toBe(2);
+    const { seen, reporter } = claims();
+    const result = await rollback(env.context, { ...run, keepHybrid: false, purge: false }, reporter);
+    expect(seen.rows).toBe(plan.rows);
+    expect(result.rolledBack).toBe(2);
+  });
+
   it("migrate after an app's stranded write: the plan counts the repair and the upload that follows it in the same run", async () => {
     const other = await insertApp(env.db);
     await insertFile(env.db, other, 'a.js', text(5_000, 'a'));

@@ -136,7 +136,7 @@ export async function planMigrate(db: Db, scope: PlanScope, minBytes: number, re
     plan.requests.classA += uploadRequestsFor(moving);
     plan.databaseBytesFreedLater += moving.bytes_above;
     if (refresh) {
-      const stale = await selectionTotals(db, table, (params) => refresh.takes(table, params), scope.filter, {
+      const stale = await selectionTotals(db, table, (params) => takenInRun(refresh)(table, params), scope.filter, {
         limit: limitOf(remaining),
         order: 'id',
         above: 0,
@@ -167,7 +167,7 @@ export async function planFinalize(db: Db, scope: PlanScope): Promise<Plan> {
   await planStrandedRepairs(db, plan, scope);
   let remaining = scope.limit ?? Number.POSITIVE_INFINITY;
   for (const table of scope.tables) {
-    const clearing = await selectionTotals(db, table, (params) => move.takes(table, params), scope.filter, { limit: limitOf(remaining), order: scope.order });
+    const clearing = await selectionTotals(db, table, (params) => takenInRun(move)(table, params), scope.filter, { limit: limitOf(remaining), order: scope.order });
     remaining -= clearing.rows;
     plan.lines.push({ table: table.name, action: lineOf(move), rows: clearing.rows, bytes: clearing.bytes });
     plan.rows += clearing.rows;

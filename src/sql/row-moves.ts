@@ -30,6 +30,8 @@ export interface RowMove<Done> {
    * takes in the same run: the plan counts them with the move.
    */
   takesOnceRepaired?(table: StoredTable, params: Params): string;
+  /** Rows this move takes now that the repair, which runs first, moves out of its way: the plan does not count them with the move. */
+  leftOnceRepaired?(table: StoredTable): string;
   /** What the claim reads of each row: its content (to upload it), and PostgreSQL's hash of its content. */
   reads: { content: boolean; dbHash: boolean };
   /** The batch's compare-and-set flip; releases every claim of the batch and returns the ids it flipped. */
@@ -102,6 +104,8 @@ export function rollbackMove(to: 'database' | 'hybrid'): RowMove<RollbackItem> {
   return {
     name: 'rollback',
     takes: (table) => `t.${table.locationColumn} ${from} AND t.${table.keyColumn} IS NOT NULL`,
+    // An r2 row holding content holds the app's: the repair makes it a database row, which rollback leaves.
+    leftOnceRepaired: (table) => (hasAppWriter(table) ? `t.${table.locationColumn} = '${LOCATION.r2}' AND t.${table.contentColumn} IS NOT NULL` : 'false'),
     reads: { content: false, dbHash: false },
     flip: (db, table, worker, done, claimedIds) => {
       const restored = done.flatMap((item) => ('restored' in item ? [item.restored] : []));
@@ -126,14 +130,17 @@ export function repairStrandedMove(hybridMin: number): RowMove<StrandedRepair> {
   };
 }
 
-/** Every row a run of the move takes: those it takes now, and those the repair before it hands it. */
+/** Every row a run of the move takes: those it takes now but for the ones the repair before it moves away, and those the repair hands it. */
 export function takenInRun(move: RowMove<unknown>): RowMove<unknown>['takes'] {
-  return (table, params) => (move.takesOnceRepaired ? `((${move.takes(table, params)}) OR (${move.takesOnceRepaired(table, params)}))` : move.takes(table, params));
+  return (table, params) => {
+    const now = move.leftOnceRepaired ? `(${move.takes(table, params)}) AND NOT (${move.leftOnceRepaired(table)})` : move.takes(table, params);
+    return move.takesOnceRepaired ? `((${now}) OR (${move.takesOnceRepaired(table, params)}))` : now;
+  };
 }
 
-/** Rows `takes` selects that are at `location`: how a plan splits one move's rows into its lines. */
+/** Rows a run of the move takes (takenInRun) that are at `location`: how a plan splits one move's rows into its lines. */
 export function atLocation(move: RowMove<unknown>, location: Location): RowMove<unknown>['takes'] {
-  return (table, params) => `(${move.takes(table, params)}) AND t.${table.locationColumn} = '${location}'`;
+  return (table, params) => `(${takenInRun(move)(table, params)}) AND t.${table.locationColumn} = '${location}'`;
 }
 
 /** Rows no move takes because they are too small for R2 (the plan's "stays in database" line). */
