@@ -10,16 +10,14 @@
  *   any ──repair-stranded──▶ as the app left it               (a stale partial save of the app's; stranded-writes.ts)
  */
 import type { Queryable } from '../db.ts';
-import type { StoredTable } from '../tables.ts';
+import { sqlSha256, type StoredTable } from '../tables.ts';
 import type { Params } from './params.ts';
 import { flipToHybrid, type UploadedRow } from './flip-to-hybrid.ts';
 import { flipToR2, type VerifiedCopy } from './flip-to-r2.ts';
 import { flipToDatabase, type KeptCopy, type RestoredContent } from './flip-to-database.ts';
 import { flipRefreshed, type RefreshedRow } from './refresh-hybrid.ts';
 import { appHashOverRestoredSql, hasAppWriter, repairStranded, strandedWriteSql, type StrandedRepair } from './stranded-writes.ts';
-import { sqlSha256 } from '../tables.ts';
 import { LOCATION, type Location } from '../placement.ts';
-
 
 export interface RowMove<Done> {
   name: string;
