@@ -47,7 +47,10 @@ export interface TableWalk<Done> {
   move: RowMove<Done>;
   /** The per-row work (uploads, downloads); runs under the concurrency limit. */
   work(row: ClaimedRow): Promise<ItemOutcome<Done>>;
-  /** After a batch's flip committed, with the ids it flipped (rollback --purge deletes their objects then). */
+  /**
+   * After a batch's flip committed, with the ids it flipped (rollback --purge deletes their objects then). It
+   * records its own failures and does not throw: the rows are flipped whatever it meets.
+   */
   afterFlip?(done: Done[], flipped: string[]): Promise<void>;
 }
 
@@ -163,7 +166,6 @@ export async function runBatches<Done>(db: Db, run: WorkerRun, walkOf: TableWalk
     let flipped: string[];
     try {
       flipped = await move.flip(db, table, worker, done, claimedIds);
-      if (walkOf.afterFlip && flipped.length) await walkOf.afterFlip(done, flipped);
     } catch (error) {
       if (connectionLost(error)) {
         // Not the items' failure: the database went away (a restart, a failover). The flip either committed
@@ -185,6 +187,8 @@ export async function runBatches<Done>(db: Db, run: WorkerRun, walkOf: TableWalk
       await told();
       return;
     }
+    // Outside the flip's error handling: the flip has committed, so nothing after it may call its rows failed.
+    if (walkOf.afterFlip && flipped.length) await walkOf.afterFlip(done, flipped);
     const flippedSet = new Set(flipped);
     for (const [id, { row, bytes }] of doneRows) {
       if (flippedSet.has(id)) {

@@ -8,8 +8,8 @@ import { DEFAULT_PART_SIZE } from '../object-store.ts';
 import type { PlacementPolicy } from '../placement.ts';
 import type { CommonRunOptions } from './options.ts';
 import { hasAppWriter } from '../sql/stranded-writes.ts';
-import { atLocation, finalizeMove, takenInRun, inR2Sql, migrateMove, refreshMove, repairStrandedMove, rollbackMove, staysInDatabaseSql, type RowMove } from '../sql/row-moves.ts';
-import { LOCATION, type Location } from '../placement.ts';
+import { atLocation, finalizeMove, planLinesOf, takenInRun, inR2Sql, migrateMove, refreshMove, repairStrandedMove, rollbackMove, staysInDatabaseSql, type RowMove } from '../sql/row-moves.ts';
+import { LOCATION } from '../placement.ts';
 
 /** One line of a plan: what happens to how many rows of a table, and how many bytes. */
 export interface PlanLine {
@@ -101,8 +101,9 @@ function uploadRequestsFor(selection: SelectionTotals): number {
 
 /** A move's plan line where it has one line for all its rows. */
 function lineOf(move: RowMove<unknown>): string {
-  if (typeof move.planLine !== 'string') throw new Error(`the ${move.name} move has one plan line per location`);
-  return move.planLine;
+  const [[from, line], ...more] = planLinesOf(move);
+  if (from !== undefined || more.length) throw new Error(`the ${move.name} move has one plan line per location`);
+  return line;
 }
 
 export async function planMigrate(db: Db, scope: PlanScope, minBytes: number, refreshStale = false): Promise<Plan> {
@@ -186,10 +187,9 @@ export async function planRollback(db: Db, scope: PlanScope, keepHybrid: boolean
   let remaining = scope.limit ?? Number.POSITIVE_INFINITY;
   let purgedBytes = 0;
   const move = rollbackMove(keepHybrid ? LOCATION.hybrid : LOCATION.database);
-  const lines = Object.entries(move.planLine as Partial<Record<Location, string>>) as [Location, string][];
   for (const table of scope.tables) {
-    for (const [from, action] of lines) {
-      const taken = await selectionTotals(db, table, (params) => atLocation(move, from)(table, params), scope.filter, { limit: limitOf(remaining) });
+    for (const [from, action] of planLinesOf(move)) {
+      const taken = await selectionTotals(db, table, (params) => (from ? atLocation(move, from) : takenInRun(move))(table, params), scope.filter, { limit: limitOf(remaining) });
       remaining -= taken.rows;
       plan.lines.push({ table: table.name, action, rows: taken.rows, bytes: taken.bytes });
       plan.rows += taken.rows;

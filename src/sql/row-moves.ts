@@ -128,6 +128,11 @@ export function repairStrandedMove(hybridMin: number): RowMove<StrandedRepair> {
   };
 }
 
+/** A move's plan lines, each with the location its rows come from (none: all the rows the move takes). */
+export function planLinesOf(move: RowMove<unknown>): [Location | undefined, string][] {
+  return typeof move.planLine === 'string' ? [[undefined, move.planLine]] : (Object.entries(move.planLine) as [Location, string][]);
+}
+
 /** Every row a run of the move takes: those it takes now but for the ones the repair before it moves away, and those the repair hands it. */
 export function takenInRun(move: RowMove<unknown>): RowMove<unknown>['takes'] {
   return (table, params) => {
