@@ -63,14 +63,16 @@ export function migrateMove(minBytes: number): RowMove<UploadedRow> {
   };
 }
 
+/** The row's content is no longer the one its content_hash (and so its object) was made from. */
+function contentRewrittenSql(table: StoredTable): string {
+  return `${sqlSha256(`t.${table.contentColumn}`)} IS DISTINCT FROM t.${table.hashColumn}`;
+}
+
 /** Hybrid rows whose database content was rewritten after upload (the app's old write path): their object is stale. */
 export function refreshMove(minBytes: number): RowMove<RefreshedRow> {
   return {
     name: 'refresh',
-    takes: (table, params) =>
-      `${contentAt(table, params, LOCATION.hybrid, true, minBytes)}
-          AND ${sqlSha256(`t.${table.contentColumn}`)} IS DISTINCT FROM t.${table.hashColumn}
-          AND NOT ${appHashOverRestoredSql(table)}`,
+    takes: (table, params) => `${contentAt(table, params, LOCATION.hybrid, true, minBytes)} AND ${contentRewrittenSql(table)} AND NOT ${appHashOverRestoredSql(table)}`,
     reads: { content: true, dbHash: false },
     flip: flipRefreshed,
     planLine: 're-upload: content changed after upload (stale)',
@@ -84,9 +86,8 @@ export function refreshMove(minBytes: number): RowMove<RefreshedRow> {
 export function finalizeMove(r2Above: number): RowMove<VerifiedCopy> {
   return {
     name: 'finalize',
-    takes: (table, params) =>
-      `t.${table.locationColumn} = '${LOCATION.hybrid}' AND t.${table.keyColumn} IS NOT NULL AND t.${table.hashColumn} IS NOT NULL
-          AND t.${table.contentColumn} IS NOT NULL AND octet_length(t.${table.contentColumn}) > ${params.add(r2Above, 'bigint')}`,
+    // Above r2Above, exclusive: a content of r2Above + 1 bytes and more (lengths are whole bytes).
+    takes: (table, params) => `${contentAt(table, params, LOCATION.hybrid, true, r2Above + 1)} AND t.${table.hashColumn} IS NOT NULL`,
     reads: { content: false, dbHash: true },
     flip: flipToR2,
     planLine: 'read back, verify, clear DB content (r2)',
