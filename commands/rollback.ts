@@ -34,9 +34,7 @@ export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<Co
           const record = recordFor(runtime, globals, opts, options, { identityExtra: { keepHybrid: options.keepHybrid, purge: options.purge } });
           if (!opts.dryRun) await (await import('../src/runs/open-run.ts')).refuseConflicts(context.db, record, (sentence) => output.warn(sentence));
           const plan = await planRollbackRun(context.db, options, pricesFrom(opts), opts.dryRun ?? false);
-          // Rows an earlier rollback without --purge brought back no longer name their objects: those are what
-          // --purge is asked for now. They are orphans of ours, deleted as cleanup deletes them.
-          if (options.purge && !options.keepHybrid && plan.rows === 0) return await purgeLeftovers(context, options, { output, globals, dryRun: opts.dryRun ?? false, record });
+          if (options.purge && !options.keepHybrid && plan.rows === 0) return await purgeLeftoversFlow(context, options, { output, globals, dryRun: opts.dryRun ?? false, record });
           return await planConfirmRun({
             output,
             plan,
@@ -72,67 +70,46 @@ export function rollbackCommand(runtime: Runtime, run: (action: () => Promise<Co
 }
 
 /**
- * `rollback --purge` with nothing left to roll back: the objects of ours under the scope's apps that no row
- * names (an earlier rollback without --purge left them) are deleted now, through cleanup's guarded deletes (the
- * database asked again before each batch; a row that starts naming a key meanwhile gets its object back), after
- * the question and the store check. Only by --app: a --rollout or --shard scope is not one of the bucket's
- * prefixes, and is told to run cleanup.
+ * `rollback --purge` with nothing left to roll back: what an earlier rollback without --purge left
+ * (src/ops/purge-leftovers.ts), listed, asked about, and deleted after the store check.
  */
-async function purgeLeftovers(
+async function purgeLeftoversFlow(
   context: Awaited<ReturnType<typeof openContext>>,
   options: RollbackOptions,
   flow: { output: ReturnType<typeof makeOutput>; globals: GlobalOptions; dryRun: boolean; record: ReturnType<typeof recordFor> },
 ): Promise<CommandResult> {
   const { output, globals } = flow;
   const c = output.color;
-  const appIds = options.filter.appIds;
-  const cleanupLine = `overskill-storage cleanup --grace 0s${appIds?.length ? ` --app ${appIds.join(' --app ')}` : ''} --yes`;
-  if (options.filter.rolloutPercent !== undefined || options.filter.shard || options.filter.rowIds) {
-    output.print(c.green('Nothing to roll back: every content is in the database.'));
-    output.print(`Objects an earlier rollback left are deleted by cleanup (a --rollout or --shard scope is not a prefix of the bucket): ${cleanupLine}`);
-    output.result({ dryRun: flow.dryRun, plan: null, result: null });
-    return { exitCode: EXIT.ok };
-  }
-  if (flow.dryRun) {
-    // A dry run opens no bucket: it says what the real run will do.
-    output.print(c.green('Nothing to roll back: every content is in the database.'));
-    output.print(`A real run deletes the objects of ours that no row names under this scope (an earlier rollback without --purge leaves them), after a question, as \`${cleanupLine}\` would.`);
-    output.result({ dryRun: true, plan: null, result: null });
-    return { exitCode: EXIT.ok };
-  }
-  const [{ cleanup }, { withRecordedRun }, { objectItem }, { listRuns }] = await Promise.all([import('../src/ops/cleanup.ts'), import('../src/runs/recorded.ts'), import('../src/sql/run-items.ts'), import('../src/sql/runs.ts')]);
-  // An upload of a migrate still running may be named by no row yet, for a moment: with one live, the grace
-  // period of cleanup is the safe way. With none, every object named by no row and older than this command
-  // was left by a run that has ended; one a migrate starts uploading from now on is newer, and left alone.
-  const migrating = await listRuns(context.db, { live: true, command: 'migrate', limit: 100 });
-  if (migrating.length) {
-    output.print(c.green('Nothing to roll back: every content is in the database.'));
-    output.print(`A migrate is running (run ${migrating.map((run) => run.id).join(', ')}): objects no row names yet may be its uploads. Once it has ended, \`rollback --purge\` again deletes what an earlier rollback left; or \`overskill-storage cleanup\` with its grace period.`);
-    output.result({ dryRun: false, plan: null, result: null });
-    return { exitCode: EXIT.ok };
-  }
-  const base = { appIds, graceMs: 0, now: new Date(), concurrency: options.concurrency, signal: options.signal };
-  const storage = withStore(context);
-  const listing = await withProgress(output, (progress) => cleanup(storage, { ...base, apply: false }, progress));
+  const { planLeftoverPurge, purgeLeftovers } = await import('../src/ops/purge-leftovers.ts');
+  const plan = await withProgress(output, (progress) => planLeftoverPurge(context, options, flow.dryRun, progress));
   output.print(c.green('Nothing to roll back: every content is in the database.'));
+  const cleanupLine = `overskill-storage cleanup --grace 0s${plan.appIds?.length ? ` --app ${plan.appIds.join(' --app ')}` : ''} --yes`;
+  switch (plan.leftovers) {
+    case 'scope-is-not-a-prefix':
+      output.print(`Objects an earlier rollback left are deleted by cleanup (a --rollout or --shard scope is not a prefix of the bucket): ${cleanupLine}`);
+      output.result({ dryRun: flow.dryRun, plan: null, result: null });
+      return { exitCode: EXIT.ok };
+    case 'not-listed-in-a-dry-run':
+      output.print(`A real run deletes the objects of ours that no row names under this scope (an earlier rollback without --purge leaves them), after a question, as \`${cleanupLine}\` would.`);
+      output.result({ dryRun: true, plan: null, result: null });
+      return { exitCode: EXIT.ok };
+    case 'migrate-running':
+      output.print(`A migrate is running (run ${plan.runIds.join(', ')}): objects no row names yet may be its uploads. Once it has ended, \`rollback --purge\` again deletes what an earlier rollback left; or \`overskill-storage cleanup\` with its grace period.`);
+      output.result({ dryRun: false, plan: null, result: null });
+      return { exitCode: EXIT.ok };
+    case 'listed':
+      break;
+  }
+  const { listing } = plan;
   if (!listing.orphans) {
     output.result({ dryRun: false, plan: null, listing, result: null });
     return { exitCode: EXIT.ok };
   }
   output.print(`${plural(listing.orphans, 'object')} (${formatBytes(listing.orphanBytes)}) no row names any more, most likely left by an earlier rollback without --purge; only this tool's own are deleted.`);
   await confirmWrite(output, `Delete ${plural(listing.orphans, 'object')} (${formatBytes(listing.orphanBytes)}) that no row names from bucket ${context.target.bucket}?`, { yes: globals.yes ?? false });
+  const storage = withStore(context);
   const storeCheck = await gateStore(storage, output, globals);
-  const recorded = await withRecordedRun(
-    context,
-    { ...flow.record, storeCheck },
-    () => withProgress(output, (progress) => cleanup(storage, { ...base, apply: true }, progress)),
-    (done) => ({
-      rows: done.deleted,
-      bytes: 0,
-      items: [...done.failed.map((f) => objectItem(f.key, 'failed', f.reason)), ...done.refused.map((r) => objectItem(r.key, 'refused', r.reason))],
-      interrupted: done.interrupted,
-    }),
-  );
+  const recorded = await withProgress(output, (progress) => purgeLeftovers(storage, options, plan, { ...flow.record, storeCheck }, progress));
   const result = recorded.result;
   output.print(`Objects deleted: ${formatCount(result.deleted)}.`);
   for (const failure of result.failed.slice(0, 20)) output.print(c.yellow(`  not deleted: ${failure.key}: ${failure.reason}`));
