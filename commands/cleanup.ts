@@ -10,6 +10,7 @@ import type { CommandResult } from './support/flow/command.ts';
 import { EXIT } from './support/flow/exit.ts';
 import { appendStepSummary } from './support/render/step-summary.ts';
 import { recordFor } from './support/flow/run-record.ts';
+import { planNoteText } from './support/render/plan-notes.ts';
 
 export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('cleanup')
@@ -44,7 +45,7 @@ export function cleanupCommand(runtime: Runtime, run: (action: () => Promise<Com
               `### overskill-storage: cleanup (dry run)\n\n${plural(listing.orphans, 'orphaned object')} older than the grace period (${formatBytes(listing.orphanBytes)}); ${formatCount(listing.tooYoung)} inside it.`,
             );
             if ((listing.orphans > 0 || staleUploads > 0) && !opts.dryRun) output.print(c.dim('Nothing deleted: pass --yes to delete them.'));
-            if (listing.orphans > 0) output.print(c.dim((await import('../src/ops/store-gate.ts')).storeCheckNote(true)));
+            if (listing.orphans > 0) output.print(c.dim(planNoteText((await import('../src/ops/store-gate.ts')).storeCheckNote(true))));
             output.result({ dryRun: true, listing });
             return { exitCode: listing.interrupted ? EXIT.interrupted : EXIT.ok };
           }

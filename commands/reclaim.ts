@@ -3,6 +3,7 @@ import { makeOutput, openContext, type GlobalOptions, type Runtime } from './sup
 import { confirmWrite } from './support/input/confirm.ts';
 import { withProgress } from './support/render/progress.ts';
 import { formatBytes, formatDuration, formatTime } from './support/render/format.ts';
+import { describeReclaimPlan } from './support/render/plan-notes.ts';
 import * as parse from './support/input/parse.ts';
 import type { CommandResult } from './support/flow/command.ts';
 import { EXIT } from './support/flow/exit.ts';
@@ -55,7 +56,7 @@ export function reclaimCommand(runtime: Runtime, run: (action: () => Promise<Com
         };
         const context = await openContext(globals, runtime, { store: false, database: opts.dryRun ? 'read' : 'write', ownSession: opts.dryRun ? undefined : 'reclaim (pg_repack, or VACUUM FULL with its lock timeout)' });
         try {
-          const plan = await planReclaim(context.db, options);
+          const plan = describeReclaimPlan(await planReclaim(context.db, options));
           const c = output.color;
           output.print(c.bold(`Reclaim plan (${plan.mode === 'offline' ? 'VACUUM FULL, offline' : 'pg_repack, with the app live'})`));
           output.print(`${c.dim('Database:')} ${context.target.database}`);

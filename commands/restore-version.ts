@@ -12,6 +12,7 @@ import * as parse from './support/input/parse.ts';
 import type { CommandResult } from './support/flow/command.ts';
 import { appendStepSummary } from './support/render/step-summary.ts';
 import { EXIT } from './support/flow/exit.ts';
+import { planNoteText } from './support/render/plan-notes.ts';
 
 export function restoreVersionCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('restore-version')
@@ -48,7 +49,7 @@ export function restoreVersionCommand(runtime: Runtime, run: (action: () => Prom
                 entries.length ? renderMarkdownTable(['change', 'path', 'bytes now', 'bytes after'], entries.map(([kind, e]) => [kind, e.path, e.oldBytes ?? '', e.newBytes ?? ''])) : '_The app already matches this version._',
               ].join('\n'),
             );
-            output.print(c.dim((await import('../src/ops/store-gate.ts')).storeCheckNote(true)));
+            output.print(c.dim(planNoteText((await import('../src/ops/store-gate.ts')).storeCheckNote(true))));
             output.result({ dryRun: true, ...summary });
             return { exitCode: EXIT.ok };
           }

@@ -27,9 +27,7 @@ export interface FinalizeResult {
 /** Finalize's plan (the hybrid band's when `hybridBand`: the options' r2 threshold is then the hybrid threshold). */
 export async function planFinalization(db: Db, options: CommonRunOptions, prices: Prices, hybridBand: boolean): Promise<Plan> {
   const plan = await planFinalize(db, planScopeOf(options, prices));
-  if (hybridBand) {
-    plan.notes.push('the hybrid band loses its database copy: those files are then read from R2 only. Run it once the app has read from R2 for a while and `verify` is clean; `reclaim` then returns the space');
-  }
+  if (hybridBand) plan.notes.push({ note: 'hybrid-band-read-from-r2-only' });
   return plan;
 }
 

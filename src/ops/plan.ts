@@ -32,8 +32,21 @@ export interface Plan {
   /** Database bytes the operation frees now, or would free at finalize. */
   databaseBytesFreed: number;
   databaseBytesFreedLater: number;
-  notes: string[];
+  notes: PlanNote[];
 }
+
+/**
+ * What a plan must also make known, as a reason with its figures: commands/support/render/plan-notes.ts
+ * words each one, in the plan, its JSON and the step summary alike.
+ */
+export type PlanNote =
+  | { note: 'infrequent-access'; retrievalPerGb: number }
+  | { note: 'migrate-never-clears' }
+  | { note: 'space-reusable-after-vacuum' }
+  | { note: 'purge-after-verify' }
+  | { note: 'purge-ignored-with-keep-hybrid' }
+  | { note: 'hybrid-band-read-from-r2-only' }
+  | { note: 'store-check'; dryRun: boolean; requests: number; prefix: string };
 
 export interface PlanScope {
   tables: StoredTable[];
@@ -69,7 +82,7 @@ function finishCost(plan: Plan, prices: Prices, storedBytesDelta: number, bytesR
   plan.cost.storagePerMonth = storageCost(storedBytesDelta, prices);
   plan.cost.retrieval = retrievalCost(bytesReadBack, prices);
   if (prices.storageClass === 'infrequent-access') {
-    plan.notes.push(`Infrequent Access: $${prices.retrievalPerGb ?? 0}/GB for every byte read back, and an object deleted within 30 days is charged for 30 days`);
+    plan.notes.push({ note: 'infrequent-access', retrievalPerGb: prices.retrievalPerGb ?? 0 });
   }
   return plan;
 }
@@ -156,7 +169,7 @@ export async function planMigrate(db: Db, scope: PlanScope, minBytes: number, re
     // Only a SQL_ASCII database holds such rows; elsewhere the line would always read 0.
     if (refused.rows) plan.lines.push({ table: table.name, action: 'refused: not valid UTF-8 (stays in database)', ...refused });
   }
-  plan.notes.push('migrate never clears database content; finalize does, after reading every copy back');
+  plan.notes.push({ note: 'migrate-never-clears' });
   return finishCost(plan, prices, plan.bytes);
 }
 
@@ -176,7 +189,7 @@ export async function planFinalize(db: Db, scope: PlanScope): Promise<Plan> {
     plan.requests.classB += clearing.rows;
     plan.databaseBytesFreed += clearing.bytes;
   }
-  plan.notes.push('PostgreSQL reuses the freed space after VACUUM; the disk shrinks only after VACUUM FULL or pg_repack');
+  plan.notes.push({ note: 'space-reusable-after-vacuum' });
   return finishCost(plan, prices, 0, plan.bytes);
 }
 
@@ -204,7 +217,7 @@ export async function planRollback(db: Db, scope: PlanScope, keepHybrid: boolean
       }
     }
   }
-  if (purge && !keepHybrid) plan.notes.push('--purge deletes each object only after its row has been rolled back and verified');
-  if (purge && keepHybrid) plan.notes.push('--purge has no effect with --keep-hybrid: objects stay referenced');
+  if (purge && !keepHybrid) plan.notes.push({ note: 'purge-after-verify' });
+  if (purge && keepHybrid) plan.notes.push({ note: 'purge-ignored-with-keep-hybrid' });
   return finishCost(plan, prices, -purgedBytes, plan.bytes);
 }

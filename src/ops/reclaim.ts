@@ -55,12 +55,21 @@ export interface ReclaimPlan {
   tables: ReclaimPlanTable[];
   /** The rewrite builds a new copy of each table (and its indexes) before dropping the old: that much free disk, for the largest table. */
   freeDiskNeededBytes: number;
-  locks: string;
+  /** The locks the rewrite takes, and how long it waits for them. */
+  locks: { mode: 'offline'; lockTimeoutMs: number } | { mode: 'pg_repack'; waitTimeoutS: number };
   tool: RepackTool;
-  notes: string[];
+  notes: ReclaimNote[];
   /** Transactions open now, anywhere in the cluster: what was deleted after they began cannot be given back until they end. */
   openTransactions: OpenTransaction[];
 }
+
+/** What a reclaim plan must also make known (worded by commands/support/render/plan-notes.ts). */
+export type ReclaimNote =
+  | { note: 'vacuum-is-safe' }
+  | { note: 'offline-blocks-the-app' }
+  | { note: 'repack-never-kills' }
+  | { note: 'no-superuser-check' }
+  | { note: 'waits-for-open-transactions'; waitSeconds: number; open: number };
 
 export interface ReclaimTableResult {
   table: string;
@@ -128,22 +137,15 @@ export async function planReclaim(db: Db, options: ReclaimOptions): Promise<Recl
     return { table: size.table, totalBytes: size.totalBytes, returnableBytes: returnable, expectedAfterBytes: Math.max(0, size.totalBytes - returnable), method: found?.method ?? 'estimate' };
   });
   const tool = options.offline ? { usable: true } : await repackTool(db, options.client);
-  const notes = [
-    'plain VACUUM is always safe with the app live (it makes space reusable inside the files, and returns none); reclaim returns it to the operating system',
-    options.offline
-      ? 'the app cannot read or write a table while VACUUM FULL rewrites it: run --offline only in a maintenance window'
-      : 'pg_repack never kills the app\'s sessions here (--no-kill-backend): a table whose short lock it cannot get within --wait-timeout is skipped and named',
-  ];
-  if (!options.offline && options.noSuperuserCheck) notes.push('--no-superuser-check: for managed databases whose admin role is not a superuser (pg_repack\'s own flag)');
+  const notes: ReclaimNote[] = [{ note: 'vacuum-is-safe' }, { note: options.offline ? 'offline-blocks-the-app' : 'repack-never-kills' }];
+  if (!options.offline && options.noSuperuserCheck) notes.push({ note: 'no-superuser-check' });
   const open = await openTransactions(db);
-  if (open.length) notes.push(`reclaim first waits up to ${Math.round((options.transactionWaitMs ?? DEFAULT_TRANSACTION_WAIT_MS) / 1000)} s for the ${open.length === 1 ? 'transaction' : `${open.length} transactions`} open now to end: rows deleted after one began stay on disk until it ends`);
+  if (open.length) notes.push({ note: 'waits-for-open-transactions', waitSeconds: Math.round((options.transactionWaitMs ?? DEFAULT_TRANSACTION_WAIT_MS) / 1000), open: open.length });
   return {
     mode: options.offline ? 'offline' : 'pg_repack',
     tables,
     freeDiskNeededBytes: Math.max(0, ...tables.map((t) => t.expectedAfterBytes)),
-    locks: options.offline
-      ? `ACCESS EXCLUSIVE on each table for its whole rewrite (reads and writes wait; given up after ${options.lockTimeoutMs} ms without the lock)`
-      : `ACCESS EXCLUSIVE for a moment at the start and the end of each table (waiting at most ${options.waitTimeoutS} s, never killing a session); SHARE UPDATE EXCLUSIVE in between (blocks VACUUM and DDL, not the app's reads and writes)`,
+    locks: options.offline ? { mode: 'offline', lockTimeoutMs: options.lockTimeoutMs } : { mode: 'pg_repack', waitTimeoutS: options.waitTimeoutS },
     tool,
     notes,
     openTransactions: open,

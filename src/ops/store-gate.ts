@@ -1,5 +1,6 @@
 import type { ObjectStore } from '../object-store.ts';
 import { StoreUnsafeError } from '../errors.ts';
+import type { PlanNote } from './plan.ts';
 import { deleteGuardOf, missingProperties, probeStore, PROBE_PREFIX, PROBE_REQUESTS, type StoreCheck } from '../store/preflight.ts';
 import { describeLifecycle, readLifecycle, TOOL_KEY_PREFIX, type LifecycleCheck } from '../store/lifecycle.ts';
 
@@ -68,9 +69,6 @@ export async function proveStore(store: ObjectStore, options: { allowUncondition
 }
 
 /** For plans and dry runs: the check a real run does first, and its cost. */
-export function storeCheckNote(dryRun: boolean): string {
-  const requests = PROBE_REQUESTS.classA + PROBE_REQUESTS.classB + PROBE_REQUESTS.free;
-  return dryRun
-    ? `store check: not done (a dry run writes nothing); the run first proves the store honours conditional writes, with about ${requests} requests on probe objects under ${PROBE_PREFIX} that it deletes again, and refuses if it does not`
-    : `store check first: conditional writes proven with about ${requests} requests under ${PROBE_PREFIX} (deleted again)`;
+export function storeCheckNote(dryRun: boolean): PlanNote {
+  return { note: 'store-check', dryRun, requests: PROBE_REQUESTS.classA + PROBE_REQUESTS.classB + PROBE_REQUESTS.free, prefix: PROBE_PREFIX };
 }

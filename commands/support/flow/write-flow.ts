@@ -5,6 +5,7 @@ import { confirmWrite } from '../input/confirm.ts';
 import type { Output } from '../render/output.ts';
 import { progressReporter } from '../render/progress.ts';
 import { expectedStages, renderPlan, renderRunTables } from '../render/plans.ts';
+import { describePlan } from '../render/plan-notes.ts';
 import { formatDuration, plural } from '../render/format.ts';
 import { EXIT } from './exit.ts';
 import { appendStepSummary, planMarkdown } from '../render/step-summary.ts';
@@ -51,7 +52,8 @@ export async function planConfirmRun<R extends RowRunSummary>(flow: {
   /** After the confirmation, before the first write (the store check of commands that write objects). */
   beforeRun?: () => Promise<void>;
 }): Promise<CommandResult> {
-  const { output, plan } = flow;
+  const { output } = flow;
+  const plan = describePlan(flow.plan);
   renderPlan(output, plan, flow.dryRun ? `${flow.title} (dry run: nothing will change)` : flow.title, () => renderTarget(output, flow.target, { bucket: flow.usesBucket ?? true }));
   if (flow.dryRun) {
     appendStepSummary(output.streams.env, planMarkdown(plan, `overskill-storage: ${flow.title} (dry run)`));
@@ -63,7 +65,7 @@ export async function planConfirmRun<R extends RowRunSummary>(flow: {
     output.result({ dryRun: false, plan, result: null });
     return { exitCode: EXIT.ok };
   }
-  await confirmWrite(output, flow.question(plan, flow.target), { yes: flow.yes });
+  await confirmWrite(output, flow.question(flow.plan, flow.target), { yes: flow.yes });
   await flow.beforeRun?.();
   const started = Date.now();
   const progress = progressReporter(output, expectedStages(plan, flow.stage));

@@ -1,9 +1,9 @@
-import type { Plan } from '../../../src/ops/plan.ts';
+import type { DescribedPlan } from './plan-notes.ts';
 import type { ItemProblem, TableRunResult } from '../../../src/ops/batch-runner.ts';
 import type { Output } from './output.ts';
 import { formatBytes, formatCount, formatMoney } from './format.ts';
 
-export function renderPlan(output: Output, plan: Plan, title: string, target?: () => void): void {
+export function renderPlan(output: Output, plan: DescribedPlan, title: string, target?: () => void): void {
   const c = output.color;
   output.print(c.bold(title));
   target?.();
@@ -54,7 +54,7 @@ export function renderRunTables(output: Output, tables: TableRunResult[], verb: 
 }
 
 /** Plan lines as expected totals for the progress bar, keyed by the core's stage names. */
-export function expectedStages(plan: Plan, stagePrefix: string): Record<string, { items: number; bytes: number }> {
+export function expectedStages(plan: DescribedPlan, stagePrefix: string): Record<string, { items: number; bytes: number }> {
   const stages: Record<string, { items: number; bytes: number }> = {};
   for (const line of plan.lines) {
     if (/^(stays|already)/.test(line.action)) continue;

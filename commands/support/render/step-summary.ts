@@ -1,5 +1,5 @@
 import { appendFileSync } from 'node:fs';
-import type { Plan } from '../../../src/ops/plan.ts';
+import type { DescribedPlan } from './plan-notes.ts';
 import { formatBytes, formatCount, formatMoney, renderMarkdownTable } from './format.ts';
 
 /**
@@ -12,7 +12,7 @@ export function appendStepSummary(env: NodeJS.ProcessEnv, markdown: string): voi
   appendFileSync(file, `${markdown.trimEnd()}\n\n`);
 }
 
-export function planMarkdown(plan: Plan, title: string): string {
+export function planMarkdown(plan: DescribedPlan, title: string): string {
   const lines = plan.lines.filter((line) => line.rows > 0);
   return [
     `### ${title}`,
