@@ -223,7 +223,7 @@ describe.skipIf(ON_PGLITE || !RUBY_APP.available)("every interleaving of the pla
     const seed = Number(process.env.RACE_SEED ?? Math.floor(Math.random() * 1_000_000));
     const made = await rowsIn('database', 24);
     const cycle = [['migrate'], ['finalize'], ['rollback', '--keep-hybrid'], ['rollback'], ['migrate'], ['finalize'], ['rollback', '--purge'], ['migrate', '--refresh-stale']];
-    const writer = app.race(made.ids, 6, seed);
+    const writer = app.race(made.ids, 6, seed, { minRows: 11 });
     let finished = false;
     void writer.finally(() => (finished = true));
     let runs = 0;

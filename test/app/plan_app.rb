@@ -8,9 +8,10 @@
 #   {"op":"read","id":7}                       AppFile.find(7).content, freshly loaded
 #   {"op":"read_snapshot","id":3}              AppVersion.find(3).files_snapshot
 #   {"op":"migrate_version","id":3}            AppVersion.find(3).migrate_to_r2!
-#   {"op":"race","ids":[...],"seconds":4,"seed":1,"gap_ms":40}
-#       for that long: find a random row, wait up to gap_ms (a request's work), content=, save!; answers the
-#       counts and the hash of the last content saved to each row
+#   {"op":"race","ids":[...],"seconds":4,"seed":1,"gap_ms":40,"min_rows":11}
+#       for that long, and on until min_rows rows have been saved (ten times as long at most): find a random
+#       row, wait up to gap_ms (a request's work), content=, save!; answers the counts and the hash of the last
+#       content saved to each row
 # Environment: DATABASE_URL, R2_ENDPOINT, R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY, CLOUDFLARE_R2_BUCKET_DB_FILES.
 require_relative 'plan_models'
 
@@ -59,11 +60,14 @@ $stdin.each_line do |line|
       when 'race'
         random = Random.new(command['seed'])
         ids = command['ids']
-        deadline = Time.now + command['seconds']
+        started = Time.now
+        deadline = started + command['seconds']
+        give_up = started + command['seconds'] * 10
+        min_rows = command.fetch('min_rows', 0)
         last = {}
         counts = Hash.new(0)
         n = 0
-        while Time.now < deadline
+        while Time.now < deadline || (last.size < min_rows && Time.now < give_up)
           id = ids[random.rand(ids.length)]
           file = AppFile.find(id)
           sleep(random.rand * command.fetch('gap_ms', 40) / 1000.0)

@@ -99,9 +99,12 @@ export class PlanApp {
     return this.must({ op: 'read_snapshot', id });
   }
 
-  /** The app writing for `seconds` (see plan_app.rb `race`): what it last saved to each row. */
-  race(ids: string[], seconds: number, seed: number, gapMs = 40): Promise<{ counts: Record<string, number>; last: Record<string, string>; writes: number }> {
-    return this.must({ op: 'race', ids, seconds, seed, gap_ms: gapMs });
+  /**
+   * The app writing for `seconds`, and on until it has saved `minRows` rows (a loaded machine saves fewer in
+   * the time; see plan_app.rb `race`): what it last saved to each row.
+   */
+  race(ids: string[], seconds: number, seed: number, options: { gapMs?: number; minRows?: number } = {}): Promise<{ counts: Record<string, number>; last: Record<string, string>; writes: number }> {
+    return this.must({ op: 'race', ids, seconds, seed, gap_ms: options.gapMs ?? 40, min_rows: options.minRows ?? 0 });
   }
 
   async close(): Promise<void> {
