@@ -62,7 +62,7 @@ async function only(step: string): Promise<void> {
       console.log(`c=64 through 50 ms, ${objects} objects a run: migrate ÷ raw ${compared.pairs.map((pair) => pair.ratio.toFixed(2)).join(', ')} → median ${compared.median.ratio.toFixed(2)}x (target >= 1.2)`);
       await proxy.stop();
     } else if (step === 'r2-rules') {
-      console.log(JSON.stringify(await measureR2Rules(scratch.db, scratch.url, s3)));
+      console.log(JSON.stringify(await measureR2Rules(scratch.db, scratch.url)));
     } else if (step === 'pause') {
       await seedFiles(scratch.db, { count: Math.min(options.files, 8000), meanBytes: 5000, largePercent: 0 });
       console.log(JSON.stringify(await measurePauseLatency(scratch.db, scratch.url, s3)));
@@ -98,7 +98,7 @@ async function main() {
     }
     Object.assign(results, await measureMemory(scratch.db, scratch.url, s3, throughput.migrate));
     // Last on this database: it replaces the rows with its own.
-    if (!options.skipLatency) results.r2Rules = await measureR2Rules(scratch.db, scratch.url, s3);
+    if (!options.skipLatency) results.r2Rules = await measureR2Rules(scratch.db, scratch.url);
     if (options.reportRows > 0) Object.assign(results, await measureLargeReport(scratch.db, scratch.url, s3, options.reportRows));
   } finally {
     await scratch.drop();
