@@ -47,7 +47,7 @@ export function finalizeCommand(runtime: Runtime, run: (action: () => Promise<Co
             summary: (result) =>
               result.cleared
                 ? [
-                    `Database content freed: ${formatBytes(result.bytesFreed)}. PostgreSQL reuses this space after a VACUUM; it was not run. To reclaim it:`,
+                    `Database content freed: ${formatBytes(result.bytesFreed)} on disk (${formatBytes(result.contentBytesFreed)} of content). PostgreSQL reuses this space after a VACUUM; it was not run. To reclaim it:`,
                     ...result.vacuumCommands.map((sql) => `  ${sql}`),
                     'To return it to the operating system with the app live: `overskill-storage reclaim --dry-run`, then `reclaim --yes` (pg_repack; docs/after-the-migration.md).',
                   ]

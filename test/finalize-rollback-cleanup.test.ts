@@ -40,13 +40,23 @@ describe('finalize, rollback and cleanup', () => {
     await env.store.client.send(new DeleteObjectCommand({ Bucket: env.s3.bucket, Key: (await fileRow(env.db, deleted)).r2_object_key! }));
     await query(env.db, 'UPDATE app_files SET content = $2 WHERE id = $1', [changed, text(30_000, 'y')]);
 
+    // What each content takes where PostgreSQL keeps it (TOAST compresses these repetitive texts far below their length).
+    const stored = new Map(
+      (await query<{ id: string; stored: number }>(env.db, 'SELECT id::text, pg_column_size(content)::int AS stored FROM app_files WHERE app_id = $1', [app])).map((row) => [row.id, row.stored]),
+    );
+    const storedOf = (...ids: string[]) => ids.reduce((sum, id) => sum + stored.get(id)!, 0);
+    expect(storedOf(big, over)).toBeLessThan((20_000 + 10_241) / 4);
+
     const run = await cli(['finalize', '--yes', '--json', '--app', app], env.cliEnv);
     expect(run.code).toBe(1);
     const result = run.json().result;
     expect(result.cleared).toBe(2);
-    expect(result.bytesFreed).toBe(20_000 + 10_241);
+    expect(result.bytesFreed).toBe(storedOf(big, over));
+    expect(result.contentBytesFreed).toBe(20_000 + 10_241);
     expect(result.vacuumCommands).toEqual(['VACUUM (ANALYZE) app_files;']);
-    expect(run.json().plan.databaseBytesFreed).toBe(20_000 + 10_241 + 30_000 * 3);
+    expect(run.json().plan.databaseBytesFreed).toBe(storedOf(big, over, corrupted, deleted, changed));
+    expect(run.json().plan.contentBytesFreed).toBe(20_000 + 10_241 + 30_000 * 3);
+    expect(run.stderr + run.stdout).not.toMatch(/undefined|NaN/);
     for (const id of [big, over]) {
       const row = await fileRow(env.db, id);
       expect(row.storage_location).toBe('r2');

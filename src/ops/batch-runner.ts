@@ -33,6 +33,8 @@ export interface TableRunResult {
   attempted: number;
   flipped: number;
   bytes: number;
+  /** What the flipped rows' contents took in the database when claimed (pg_column_size: as TOAST keeps them, compressed or not). */
+  storedBytes: number;
   /** Rows the app changed between our read and our flip: left for the next run, not overwritten. */
   changedMeanwhile: ItemProblem[];
   /** Rows claimed but not worked on because the run was asked to stop: left for the next run. */
@@ -66,7 +68,7 @@ const BATCHES_IN_FLIGHT = 2;
 export async function runBatches<Done>(db: Db, run: WorkerRun, walkOf: TableWalk<Done>): Promise<TableRunResult> {
   const { table, move } = walkOf;
   const { workerId: worker, options, budget, reporter, shared } = run;
-  const result: TableRunResult = { table: table.name, attempted: 0, flipped: 0, bytes: 0, changedMeanwhile: [], abandoned: 0, failed: [], skipped: [] };
+  const result: TableRunResult = { table: table.name, attempted: 0, flipped: 0, bytes: 0, storedBytes: 0, changedMeanwhile: [], abandoned: 0, failed: [], skipped: [] };
   const activity = options.activity;
   const exclude = new Set<string>();
   const problem = (row: ClaimedRow, reason: string, key?: string, errorClass?: string): ItemProblem => ({
@@ -194,6 +196,7 @@ export async function runBatches<Done>(db: Db, run: WorkerRun, walkOf: TableWalk
       if (flippedSet.has(id)) {
         result.flipped++;
         result.bytes += bytes;
+        result.storedBytes += row.stored_bytes ?? 0;
         flippedHere++;
         bytesHere += bytes;
       } else {
@@ -289,6 +292,7 @@ export function mergeRuns(first: TableRunResult, second: TableRunResult): TableR
     attempted: first.attempted + second.attempted,
     flipped: first.flipped + second.flipped,
     bytes: first.bytes + second.bytes,
+    storedBytes: first.storedBytes + second.storedBytes,
     changedMeanwhile: [...first.changedMeanwhile, ...second.changedMeanwhile],
     abandoned: first.abandoned + second.abandoned,
     failed: [...first.failed, ...second.failed],

@@ -17,8 +17,10 @@ export interface FinalizeResult {
   interrupted: boolean;
   sessionLost?: string;
   cleared: number;
-  /** Content bytes no longer held in the database. */
+  /** Database bytes no longer held: what the cleared contents took there (pg_column_size, TOAST's compression included). */
   bytesFreed: number;
+  /** The cleared contents' own bytes. */
+  contentBytesFreed: number;
   problems: number;
   /** What reclaims the space (not run by this tool: it is the operator's call when to take the I/O). */
   vacuumCommands: string[];
@@ -68,7 +70,8 @@ export async function finalize(context: StorageContext, options: CommonRunOption
   return {
     ...outcome,
     cleared: runTotals(outcome).rows,
-    bytesFreed: runTotals(outcome).bytes,
+    bytesFreed: runTotals(outcome).storedBytes,
+    contentBytesFreed: runTotals(outcome).bytes,
     problems: countProblems(outcome),
     vacuumCommands: touched.map((table) => `VACUUM (ANALYZE) ${table};`),
   };

@@ -132,7 +132,7 @@ async function repairAppWrites(context: StorageContext, options: MaintainOptions
     defaultRunOptions({ tables: options.tables, policy: options.policy, concurrency: options.concurrency, signal: options.signal }),
     { log: reporter.log, event: reporter.event },
     'maintain: repair',
-    async (_run, table) => ({ table: table.name, attempted: 0, flipped: 0, bytes: 0, changedMeanwhile: [], abandoned: 0, failed: [], skipped: [] }),
+    async (_run, table) => ({ table: table.name, attempted: 0, flipped: 0, bytes: 0, storedBytes: 0, changedMeanwhile: [], abandoned: 0, failed: [], skipped: [] }),
   );
   return { count: outcome.repairedAppWrites, failed: outcome.tables.flatMap((table) => [...table.failed, ...table.skipped]) };
 }

@@ -29,9 +29,15 @@ export interface Plan {
   requests: { classA: number; classB: number; free: number };
   /** `retrieval`: the fee for the bytes the run reads back (Infrequent Access only). */
   cost: { requests: number; storagePerMonth: number; retrieval: number };
-  /** Database bytes the operation frees now, or would free at finalize. */
+  /**
+   * Database bytes the operation frees now, or would free at finalize: what the contents take where PostgreSQL
+   * keeps them (pg_column_size, TOAST's compression included), the space VACUUM makes reusable.
+   */
   databaseBytesFreed: number;
   databaseBytesFreedLater: number;
+  /** The same contents' own bytes (what R2 stores of them, uncompressed). */
+  contentBytesFreed: number;
+  contentBytesFreedLater: number;
   notes: PlanNote[];
 }
 
@@ -73,6 +79,8 @@ function emptyPlan(operation: string): Plan {
     cost: { requests: 0, storagePerMonth: 0, retrieval: 0 },
     databaseBytesFreed: 0,
     databaseBytesFreedLater: 0,
+    contentBytesFreed: 0,
+    contentBytesFreedLater: 0,
     notes: [],
   };
 }
@@ -148,7 +156,8 @@ export async function planMigrate(db: Db, scope: PlanScope, minBytes: number, re
     plan.rows += moving.rows;
     plan.bytes += moving.bytes;
     plan.requests.classA += uploadRequestsFor(moving);
-    plan.databaseBytesFreedLater += moving.bytes_above;
+    plan.databaseBytesFreedLater += moving.stored_bytes_above;
+    plan.contentBytesFreedLater += moving.bytes_above;
     if (refresh) {
       const stale = await selectionTotals(db, table, (params) => takenInRun(refresh)(table, params), scope.filter, {
         limit: limitOf(remaining),
@@ -187,7 +196,8 @@ export async function planFinalize(db: Db, scope: PlanScope): Promise<Plan> {
     plan.rows += clearing.rows;
     plan.bytes += clearing.bytes;
     plan.requests.classB += clearing.rows;
-    plan.databaseBytesFreed += clearing.bytes;
+    plan.databaseBytesFreed += clearing.stored_bytes;
+    plan.contentBytesFreed += clearing.bytes;
   }
   plan.notes.push({ note: 'space-reusable-after-vacuum' });
   return finishCost(plan, prices, 0, plan.bytes);

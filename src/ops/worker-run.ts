@@ -232,9 +232,10 @@ export function countProblems(outcome: WorkerRunOutcome, extra = 0): number {
 }
 
 /** Rows flipped and their bytes, over every table of a run. */
-export function runTotals(outcome: WorkerRunOutcome): { rows: number; bytes: number } {
+export function runTotals(outcome: WorkerRunOutcome): { rows: number; bytes: number; storedBytes: number } {
   return {
     rows: outcome.tables.reduce((sum, t) => sum + t.flipped, 0),
     bytes: outcome.tables.reduce((sum, t) => sum + t.bytes, 0),
+    storedBytes: outcome.tables.reduce((sum, t) => sum + t.storedBytes, 0),
   };
 }

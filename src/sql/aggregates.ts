@@ -47,9 +47,12 @@ export async function locationTotals(db: Queryable, tables: StoredTable[], polic
 export interface SelectionTotals {
   rows: number;
   bytes: number;
+  /** What the rows' contents take where PostgreSQL keeps them (pg_column_size: TOAST's compression included); 0 for rows without one. */
+  stored_bytes: number;
   /** Rows (and bytes) larger than `above`. */
   rows_above: number;
   bytes_above: number;
+  stored_bytes_above: number;
   /** Rows (and bytes) larger than `streamAbove` (these are streamed in parts). */
   rows_streamed: number;
   parts_streamed: number;
@@ -85,12 +88,14 @@ export async function selectionTotals(
   const rows = await query<SelectionTotals>(
     db,
     `SELECT count(*) FILTER (WHERE utf8)::float8 AS rows, coalesce(sum(bytes) FILTER (WHERE utf8), 0)::float8 AS bytes,
+            coalesce(sum(stored) FILTER (WHERE utf8), 0)::float8 AS stored_bytes,
             count(*) FILTER (WHERE utf8 AND bytes > ${above})::float8 AS rows_above,
             coalesce(sum(bytes) FILTER (WHERE utf8 AND bytes > ${above}), 0)::float8 AS bytes_above,
+            coalesce(sum(stored) FILTER (WHERE utf8 AND bytes > ${above}), 0)::float8 AS stored_bytes_above,
             count(*) FILTER (WHERE utf8 AND bytes > ${streamAbove})::float8 AS rows_streamed,
             coalesce(sum(ceil(bytes::numeric / ${partSize})) FILTER (WHERE utf8 AND bytes > ${streamAbove}), 0)::float8 AS parts_streamed,
             count(*) FILTER (WHERE NOT utf8)::float8 AS rows_not_utf8, coalesce(sum(bytes) FILTER (WHERE NOT utf8), 0)::float8 AS bytes_not_utf8
-       FROM (SELECT ${bytesExpr} AS bytes, ${options.notUtf8Apart ? sqlRowIsUtf8(table) : 'true'} AS utf8 FROM ${table.source} WHERE ${where} ${limited ? `ORDER BY ${order} ${limit}` : ''}) e`,
+       FROM (SELECT ${bytesExpr} AS bytes, pg_column_size(t.${table.contentColumn})::bigint AS stored, ${options.notUtf8Apart ? sqlRowIsUtf8(table) : 'true'} AS utf8 FROM ${table.source} WHERE ${where} ${limited ? `ORDER BY ${order} ${limit}` : ''}) e`,
     params.values,
   );
   return rows[0];

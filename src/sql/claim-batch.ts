@@ -61,6 +61,8 @@ export interface ClaimedRow {
   key: string | null;
   hash: string | null;
   bytes: number | null;
+  /** What the content takes where PostgreSQL keeps it (pg_column_size; read from the value's header or TOAST pointer, not the content), or null without one. */
+  stored_bytes: number | null;
   /** Inline content when asked for and small enough, else null. */
   content: string | null;
   has_content: boolean;
@@ -126,6 +128,7 @@ SELECT t.id,
        t.${d.keyColumn} AS key,
        t.${d.hashColumn} AS hash,
        ch.bytes::float8 AS bytes,
+       pg_column_size(t.${d.contentColumn})::float8 AS stored_bytes,
        ${request.withContent ? `CASE WHEN cl.row_id IS NOT NULL AND ch.bytes <= ${inlineMax} THEN t.${d.contentColumn} END` : 'NULL::text'} AS content,
        (t.${d.contentColumn} IS NOT NULL) AS has_content,
        ${dbHashSql(request, `t.${d.contentColumn}`, inlineMax)} AS db_hash,

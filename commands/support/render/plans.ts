@@ -24,8 +24,8 @@ export function renderPlan(output: Output, plan: DescribedPlan, title: string, t
   output.print(`S3 requests:         ${requests.length ? requests.join(', ') : 'none'} ≈ ${formatMoney(plan.cost.requests)}`);
   if (plan.cost.storagePerMonth !== 0) output.print(`R2 storage change:   ${formatMoney(plan.cost.storagePerMonth)}/month`);
   if (plan.cost.retrieval) output.print(`Retrieval fees:      ${formatMoney(plan.cost.retrieval)} (Infrequent Access)`);
-  if (plan.databaseBytesFreed) output.print(`Database bytes freed: ${c.bold(formatBytes(plan.databaseBytesFreed))}`);
-  if (plan.databaseBytesFreedLater) output.print(`Freed later by finalize: ${formatBytes(plan.databaseBytesFreedLater)}`);
+  if (plan.databaseBytesFreed) output.print(`Database bytes freed: ${c.bold(formatBytes(plan.databaseBytesFreed))} on disk (${formatBytes(plan.contentBytesFreed)} of content)`);
+  if (plan.databaseBytesFreedLater) output.print(`Freed later by finalize: ${formatBytes(plan.databaseBytesFreedLater)} on disk (${formatBytes(plan.contentBytesFreedLater)} of content)`);
   for (const note of plan.notes) output.print(c.dim(`note: ${note}`));
   output.print('');
 }
