@@ -75,7 +75,7 @@ function rows(report: DescribedReport): string[][] {
   const lines: string[][] = [];
   for (const table of report.tables) {
     for (const location of table.locations) {
-      lines.push([table.table, location.location, formatCount(location.rows), formatBytes(location.dbBytes), formatBytes(location.r2Bytes)]);
+      lines.push([table.table, location.location, formatCount(location.rows), formatBytes(location.dbStoredBytes), formatBytes(location.dbBytes), formatBytes(location.r2Bytes)]);
     }
   }
   return lines;
@@ -86,9 +86,9 @@ function summary(report: DescribedReport): [string, string][] {
   return [
     ['Migration progress', `${t.progressPercent}% (${formatCount(t.movedRows)} of ${formatCount(t.movedRows + t.pendingRows)} eligible rows in R2)`],
     ['Still to migrate', `${plural(t.pendingRows, 'row')}, ${formatBytes(t.pendingBytes)}`],
-    ['Database content held', formatBytes(t.dbBytes)],
-    ['Freeable by finalize', `${formatBytes(t.finalizableBytes)} in ${plural(t.finalizableRows, 'row')}`],
-    ['Database bytes saved', formatBytes(t.dbBytesSaved)],
+    ['Database content held', `${formatBytes(t.dbStoredBytes)} on disk (${formatBytes(t.dbBytes)} of content, as TOAST keeps it)`],
+    ['Freeable by finalize', `${formatBytes(t.finalizableStoredBytes)} on disk (${formatBytes(t.finalizableBytes)} of content) in ${plural(t.finalizableRows, 'row')}`],
+    ['Database bytes saved', `≈ ${formatBytes(t.dbStoredBytesSaved)} on disk (${formatBytes(t.dbBytesSaved)} of content now in R2 only)`],
     ['Stored in R2', formatBytes(t.r2Bytes)],
     ['R2 storage cost', `${formatMoney(report.cost.r2StoragePerMonth)}/month at $${report.prices.storagePerGbMonth}/GB-month`],
     ['Uploads so far (Class A)', `${formatMoney(report.cost.uploadsSoFar)} at $${report.prices.classAPerMillion}/million`],
@@ -120,7 +120,7 @@ function renderText(output: Output, report: DescribedReport): void {
   const c = output.color;
   const style = { bold: c.bold, dim: c.dim };
   output.print(c.bold('Storage by table and location'));
-  output.print(output.table(['table', 'location', 'rows', 'database bytes', 'R2 bytes'], rows(report)));
+  output.print(output.table(['table', 'location', 'rows', 'database (on disk)', 'database (content)', 'R2 bytes'], rows(report)));
   output.print('');
   for (const [label, value] of summary(report)) output.print(`${c.bold(label.padEnd(28))} ${value}`);
   output.print('');
@@ -146,7 +146,7 @@ function reportMarkdown(report: DescribedReport): string {
   return [
     `## R2 storage report (${report.generatedAt})`,
     '',
-    renderMarkdownTable(['table', 'location', 'rows', 'database bytes', 'R2 bytes'], rows(report)),
+    renderMarkdownTable(['table', 'location', 'rows', 'database (on disk)', 'database (content)', 'R2 bytes'], rows(report)),
     '',
     renderMarkdownTable(['measure', 'value'], summary(report)),
     '',

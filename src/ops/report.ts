@@ -15,19 +15,29 @@ import { historyBytesByAge } from '../sql/prune-versions.ts';
 
 export interface ReportTable {
   table: string;
-  locations: { location: string; rows: number; dbBytes: number; r2Bytes: number }[];
+  locations: { location: string; rows: number; dbBytes: number; dbStoredBytes: number; r2Bytes: number }[];
   rows: number;
+  /** Content bytes held in the database. */
   dbBytes: number;
+  /** What they take there (pg_column_size: TOAST's compression included): the database side's figure. */
+  dbStoredBytes: number;
   r2Bytes: number;
   pendingRows: number;
   pendingBytes: number;
   movedRows: number;
   finalizableRows: number;
   finalizableBytes: number;
+  /** What finalize would free where PostgreSQL keeps it. */
+  finalizableStoredBytes: number;
   /** Percent of the rows that belong in R2 which are there (hybrid or r2). */
   progressPercent: number;
-  /** Database bytes no longer held because rows are r2. */
+  /** Content bytes no longer held in the database because rows are r2. */
   dbBytesSaved: number;
+  /**
+   * What those contents took there, estimated (cleared contents leave no size behind): their bytes at the
+   * ratio TOAST keeps the table's contents above the r2 threshold now, else those over 2 KiB, else at 1.
+   */
+  dbStoredBytesSaved: number;
   /** All of the table's content bytes, wherever they are: what the database held before any migration. */
   contentBytes: number;
 }
@@ -131,13 +141,16 @@ export async function buildReport(
   const all = {
     rows: sum((t) => t.rows),
     dbBytes: sum((t) => t.dbBytes),
+    dbStoredBytes: sum((t) => t.dbStoredBytes),
     r2Bytes: sum((t) => t.r2Bytes),
     pendingRows: sum((t) => t.pendingRows),
     pendingBytes: sum((t) => t.pendingBytes),
     movedRows: sum((t) => t.movedRows),
     finalizableRows: sum((t) => t.finalizableRows),
     finalizableBytes: sum((t) => t.finalizableBytes),
+    finalizableStoredBytes: sum((t) => t.finalizableStoredBytes),
     dbBytesSaved: sum((t) => t.dbBytesSaved),
+    dbStoredBytesSaved: sum((t) => t.dbStoredBytesSaved),
     contentBytes: sum((t) => t.contentBytes),
     progressPercent: 0,
   };
@@ -160,9 +173,9 @@ export async function buildReport(
       r2StoragePerMonth: storageCost(all.r2Bytes, prices),
       uploadsSoFar: classACost(all.movedRows, prices),
       uploadsRemaining: classACost(all.pendingRows, prices),
-      databaseStorageSavedPerMonth: databaseCost(all.dbBytesSaved, prices),
+      databaseStorageSavedPerMonth: databaseCost(all.dbStoredBytesSaved, prices),
     },
-    monthly: { now: monthly(all.dbBytes), afterFinalize: monthly(all.dbBytes - all.finalizableBytes) },
+    monthly: { now: monthly(all.dbStoredBytes), afterFinalize: monthly(all.dbStoredBytes - all.finalizableStoredBytes) },
     sizes,
     disk,
     prices,
@@ -184,24 +197,32 @@ function percent(part: number, whole: number): number {
 
 function summarizeTable(name: string, rows: LocationTotals[]): ReportTable {
   const locations = rows
-    .map((row) => ({ location: row.location ?? '(null)', rows: row.rows, dbBytes: row.db_bytes, r2Bytes: row.r2_bytes }))
+    .map((row) => ({ location: row.location ?? '(null)', rows: row.rows, dbBytes: row.db_bytes, dbStoredBytes: row.db_stored_bytes, r2Bytes: row.r2_bytes }))
     .sort((a, b) => a.location.localeCompare(b.location));
   const sum = (pick: (row: LocationTotals) => number) => rows.reduce((acc, row) => acc + pick(row), 0);
   const moved = rows.filter((row) => inR2(row.location)).reduce((acc, row) => acc + row.rows, 0);
   const pending = sum((row) => row.pending_rows);
+  const saved = rows.filter((row) => row.location === LOCATION.r2).reduce((acc, row) => acc + row.r2_bytes, 0);
+  const large = sum((row) => row.large_db_bytes);
+  const toasted = sum((row) => row.toasted_db_bytes);
+  // Contents of the size r2 rows had, if any are left in the database; else those PostgreSQL compresses at all.
+  const storedShare = large > 0 ? sum((row) => row.large_db_stored_bytes) / large : toasted > 0 ? sum((row) => row.toasted_db_stored_bytes) / toasted : 1;
   return {
     table: name,
     locations,
     rows: sum((row) => row.rows),
     dbBytes: sum((row) => row.db_bytes),
+    dbStoredBytes: sum((row) => row.db_stored_bytes),
     r2Bytes: sum((row) => row.r2_bytes),
     pendingRows: pending,
     pendingBytes: sum((row) => row.pending_bytes),
     movedRows: moved,
     finalizableRows: sum((row) => row.finalizable_rows),
     finalizableBytes: sum((row) => row.finalizable_bytes),
+    finalizableStoredBytes: sum((row) => row.finalizable_stored_bytes),
     progressPercent: percent(moved, moved + pending),
-    dbBytesSaved: rows.filter((row) => row.location === LOCATION.r2).reduce((acc, row) => acc + row.r2_bytes, 0),
+    dbBytesSaved: saved,
+    dbStoredBytesSaved: Math.round(saved * storedShare),
     contentBytes: rows.reduce((acc, row) => acc + (inR2(row.location) ? row.r2_bytes : row.db_bytes), 0),
   };
 }

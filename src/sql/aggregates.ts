@@ -11,6 +11,8 @@ export interface LocationTotals {
   rows: number;
   /** Bytes of content held in the database. */
   db_bytes: number;
+  /** What that content takes there (pg_column_size: as TOAST keeps it, compressed or not). */
+  db_stored_bytes: number;
   /** Bytes stored in R2 (hybrid and r2 rows). */
   r2_bytes: number;
   /** Rows still in the database that migrate would move, and their bytes. */
@@ -19,6 +21,13 @@ export interface LocationTotals {
   /** Hybrid rows above the r2 threshold that finalize would clear, and the database bytes it would free. */
   finalizable_rows: number;
   finalizable_bytes: number;
+  finalizable_stored_bytes: number;
+  /** Contents above the r2 threshold still in the database, raw and stored: how TOAST keeps contents of the size r2 rows had. */
+  large_db_bytes: number;
+  large_db_stored_bytes: number;
+  /** Contents over 2 KiB still in the database, raw and stored: PostgreSQL compresses a row's large values once the row passes about 2 KB (TOAST_TUPLE_THRESHOLD). */
+  toasted_db_bytes: number;
+  toasted_db_stored_bytes: number;
 }
 
 /** The report's numbers: one aggregate statement over the three tables, grouped by location. */
@@ -29,13 +38,20 @@ export async function locationTotals(db: Queryable, tables: StoredTable[], polic
   const parts = tables.map((t) => {
     const loc = `t.${t.locationColumn}`;
     const len = `octet_length(t.${t.contentColumn})`;
+    const stored = `pg_column_size(t.${t.contentColumn})`;
     return `SELECT ${params.add(t.name, 'text')} AS table, ${loc} AS location, count(*)::float8 AS rows,
                    coalesce(sum(${len}), 0)::float8 AS db_bytes,
+                   coalesce(sum(${stored}), 0)::float8 AS db_stored_bytes,
                    coalesce(sum(coalesce(t.${t.sizeColumn}::bigint, ${len})) FILTER (WHERE ${loc} IN ('hybrid', 'r2')), 0)::float8 AS r2_bytes,
                    count(*) FILTER (WHERE ${loc} = 'database' AND ${len} >= ${hybridMin})::float8 AS pending_rows,
                    coalesce(sum(${len}) FILTER (WHERE ${loc} = 'database' AND ${len} >= ${hybridMin}), 0)::float8 AS pending_bytes,
                    count(*) FILTER (WHERE ${loc} = 'hybrid' AND ${len} > ${r2Above})::float8 AS finalizable_rows,
-                   coalesce(sum(${len}) FILTER (WHERE ${loc} = 'hybrid' AND ${len} > ${r2Above}), 0)::float8 AS finalizable_bytes
+                   coalesce(sum(${len}) FILTER (WHERE ${loc} = 'hybrid' AND ${len} > ${r2Above}), 0)::float8 AS finalizable_bytes,
+                   coalesce(sum(${stored}) FILTER (WHERE ${loc} = 'hybrid' AND ${len} > ${r2Above}), 0)::float8 AS finalizable_stored_bytes,
+                   coalesce(sum(${len}) FILTER (WHERE ${len} > ${r2Above}), 0)::float8 AS large_db_bytes,
+                   coalesce(sum(${stored}) FILTER (WHERE ${len} > ${r2Above}), 0)::float8 AS large_db_stored_bytes,
+                   coalesce(sum(${len}) FILTER (WHERE ${len} > 2048), 0)::float8 AS toasted_db_bytes,
+                   coalesce(sum(${stored}) FILTER (WHERE ${len} > 2048), 0)::float8 AS toasted_db_stored_bytes
               FROM ${t.table} t
              ${t.name === 'version-files' ? 'JOIN app_versions v ON v.id = t.app_version_id' : ''}
              WHERE ${filterSql(t, filter, params)}

@@ -53,10 +53,10 @@ export function renderReportHtml(document: DescribedReport & { schemaVersion: nu
 <section id="totals"><h2>Totals</h2><dl>
 ${fact('Rows', 'totals.rows', t.rows, formatCount(t.rows))}
 ${fact('Migration progress', 'totals.progressPercent', t.progressPercent, `${t.progressPercent}%`)}
-${fact('Content held in the database', 'totals.dbBytes', t.dbBytes, formatBytes(t.dbBytes))}
+${fact('Content held in the database (on disk)', 'totals.dbStoredBytes', t.dbStoredBytes, `${formatBytes(t.dbStoredBytes)} (${formatBytes(t.dbBytes)} of content)`)}
 ${fact('Stored in R2', 'totals.r2Bytes', t.r2Bytes, formatBytes(t.r2Bytes))}
-${fact('Database bytes saved', 'totals.dbBytesSaved', t.dbBytesSaved, formatBytes(t.dbBytesSaved))}
-${fact('Freeable by finalize', 'totals.finalizableBytes', t.finalizableBytes, formatBytes(t.finalizableBytes))}
+${fact('Database bytes saved (on disk, estimated)', 'totals.dbStoredBytesSaved', t.dbStoredBytesSaved, `≈ ${formatBytes(t.dbStoredBytesSaved)} (${formatBytes(t.dbBytesSaved)} of content)`)}
+${fact('Freeable by finalize (on disk)', 'totals.finalizableStoredBytes', t.finalizableStoredBytes, `${formatBytes(t.finalizableStoredBytes)} (${formatBytes(t.finalizableBytes)} of content)`)}
 ${fact('Still to migrate', 'totals.pendingRows', t.pendingRows, `${formatCount(t.pendingRows)} rows`)}
 ${fact('Monthly storage cost now', 'monthly.now.total', r.monthly.now.total, formatMoney(r.monthly.now.total))}
 </dl></section>
