@@ -12,6 +12,7 @@ import { assertSchemaReady } from './schema.ts';
 import { runHistory } from './runs.ts';
 import { readHistory, type HistoryPoint, type HistorySnapshot } from '../sql/report-history.ts';
 import { historyBytesByAge } from '../sql/prune-versions.ts';
+import { tableFootprint } from '../sql/table-footprint.ts';
 
 export interface ReportTable {
   table: string;
@@ -24,6 +25,7 @@ export interface ReportTable {
   r2Bytes: number;
   pendingRows: number;
   pendingBytes: number;
+  pendingStoredBytes: number;
   movedRows: number;
   finalizableRows: number;
   finalizableBytes: number;
@@ -145,6 +147,7 @@ export async function buildReport(
     r2Bytes: sum((t) => t.r2Bytes),
     pendingRows: sum((t) => t.pendingRows),
     pendingBytes: sum((t) => t.pendingBytes),
+    pendingStoredBytes: sum((t) => t.pendingStoredBytes),
     movedRows: sum((t) => t.movedRows),
     finalizableRows: sum((t) => t.finalizableRows),
     finalizableBytes: sum((t) => t.finalizableBytes),
@@ -162,10 +165,19 @@ export async function buildReport(
   all.progressPercent = percent(all.movedRows, all.movedRows + all.pendingRows);
   const estimate = await estimateCompression(db, tables, policy.hybridMin, all.pendingBytes);
   const metricTables = reportTables.map((t) => {
-    const stays = t.locations.find((l) => l.location === LOCATION.database);
-    return { table: t.table, pendingBytes: t.pendingBytes, databaseRows: stays?.rows ?? 0, databaseBytes: stays?.dbBytes ?? 0 };
+    const database = t.locations.find((l) => l.location === LOCATION.database);
+    // The rows that stay once migrate has taken what it will: those below the hybrid threshold.
+    return {
+      table: t.table,
+      pendingBytes: t.pendingBytes,
+      stayingRows: Math.max(0, (database?.rows ?? 0) - t.pendingRows),
+      stayingBytes: Math.max(0, (database?.dbBytes ?? 0) - t.pendingBytes),
+      stayingStoredBytes: Math.max(0, (database?.dbStoredBytes ?? 0) - t.pendingStoredBytes),
+    };
   });
-  const metrics = successMetrics({ disk, space, baseline, prices, r2Bytes: all.r2Bytes, movedRows: all.movedRows, probe, tables: metricTables, history: days, hybridMin: policy.hybridMin, hybridStored, compressionShare: estimate.savingShare });
+  const filesTable = tables.find((t) => t.name === 'files');
+  const footprint = filesTable && disk.some((d) => d.table === 'files') ? await tableFootprint(db, filesTable) : undefined;
+  const metrics = successMetrics({ disk, space, baseline, prices, r2Bytes: all.r2Bytes, movedRows: all.movedRows, probe, tables: metricTables, history: days, hybridMin: policy.hybridMin, hybridStored, compressionShare: estimate.savingShare, footprint });
   return {
     tables: reportTables,
     totals: all,
@@ -216,6 +228,7 @@ function summarizeTable(name: string, rows: LocationTotals[]): ReportTable {
     r2Bytes: sum((row) => row.r2_bytes),
     pendingRows: pending,
     pendingBytes: sum((row) => row.pending_bytes),
+    pendingStoredBytes: sum((row) => row.pending_stored_bytes),
     movedRows: moved,
     finalizableRows: sum((row) => row.finalizable_rows),
     finalizableBytes: sum((row) => row.finalizable_bytes),

@@ -12,6 +12,8 @@
 import type { TableDiskSize, ReclaimableSpace } from '../sql/table-sizes.ts';
 import type { HistoryPoint } from '../sql/report-history.ts';
 import { classACost, databaseCost, storageCost, type Prices } from '../cost.ts';
+import { bytesOnceKeyed, type TableFootprint } from '../sql/table-footprint.ts';
+import { FILES } from '../tables.ts';
 
 /** The plan's targets ("Success Metrics"), each with the line a measured figure must pass. */
 export const PLAN_TARGETS = {
@@ -48,8 +50,16 @@ export type SuccessMetric =
       unmeasured?: 'no-baseline';
       /** The reduction once reclaim returns the freed space, and how that space was measured. */
       afterRewrite?: { percent: number; method: string };
-      /** Why even every step left falls short: the rows and indexes that stay. */
-      shortfall?: { best: number; points: number; staysRows: number; staysBytes: number; indexBytes: number; hybridMin: number };
+      /** What the figure measures: app_files on disk now, by part, and its baseline. */
+      measures?: { heapBytes: number; toastBytes: number; indexBytes: number; totalBytes: number; baselineBytes: number };
+      /** The table with no content at all (every content in R2, each row with its key and hash): the most any placement can cut (estimated, as the steps are). */
+      floor?: { bytes: number; percent: number };
+      /** What holds the figure up once every step is taken, largest first. */
+      holdsUp?: HoldsUp[];
+      /** What moves the figure beyond the plan's steps, each with what it would bring it to. */
+      levers?: Lever[];
+      /** Why even every step left falls short (`holdsUp` says by what). */
+      shortfall?: { best: number; points: number };
     })
   | (MetricFigures & { kind: 'retrieval'; probe?: ReadProbe })
   | (MetricFigures & {
@@ -67,6 +77,19 @@ export type SuccessMetric =
       shortfall?: { best: number; points: number; floorBytes: number; floorCost: number; r2Bytes: number; r2Cost: number; before: number };
     });
 
+/** A part of app_files that stays whatever the plan's steps do. */
+export type HoldsUp =
+  | { part: 'rows-kept'; bytes: number; rows: number; belowBytes: number }
+  | { part: 'plan-indexes'; bytes: number; names: string[] }
+  | { part: 'tool-indexes'; bytes: number; names: string[] }
+  | { part: 'new-columns'; bytes: number; names: string[] };
+
+/** A change beyond the plan's steps, and the table-size reduction it would bring (after every step, with reclaim). */
+export type Lever =
+  | { lever: 'hybrid-band'; brings: number; bytes: number }
+  | { lever: 'hybrid-threshold'; threshold: number; brings: number; bytes: number }
+  | { lever: 'leaner-indexes'; brings: number; bytes: number; names: string[] };
+
 /** Read timings for the retrieval metric, when the report was asked to take them (`--probe-reads`). */
 export interface ReadProbe {
   /** Reads attempted, and those that did not give the content back. */
@@ -80,8 +103,10 @@ export interface ReadProbe {
 export interface MetricTable {
   table: string;
   pendingBytes: number;
-  databaseRows: number;
-  databaseBytes: number;
+  /** The database rows migrate leaves (below the hybrid threshold), their bytes, and what they take stored. */
+  stayingRows: number;
+  stayingBytes: number;
+  stayingStoredBytes: number;
 }
 
 export function successMetrics(input: {
@@ -98,6 +123,8 @@ export function successMetrics(input: {
   hybridStored: Map<string, { finalizable: number; band: number }>;
   /** What gzip saves on a sample of the contents (compression-stats.ts), 0 when nothing was sampled. */
   compressionShare: number;
+  /** app_files besides its contents: indexes, the migration's columns (table-footprint.ts). */
+  footprint?: TableFootprint;
 }): SuccessMetric[] {
   const left = stepsLeft(input.tables, input.space, input.hybridStored);
   return [tableSizeMetric(input, left), retrievalMetric(input.probe), availabilityMetric(input.history, input.probe), costMetric(input, left)];
@@ -109,23 +136,56 @@ function tableSizeMetric(input: Parameters<typeof successMetrics>[0], left: Map<
   const filesNow = input.disk.find((d) => d.table === 'files');
   const filesSpace = input.space.find((s) => s.table === 'files');
   if (!filesBase || !filesNow || filesBase.totalBytes <= 0) return { kind: 'table-size', metric, target, measured: null, met: null, unmeasured: 'no-baseline' };
+  const percentOf = (bytes: number) => round1(((filesBase.totalBytes - bytes) / filesBase.totalBytes) * 100);
   const reduction = ((filesBase.totalBytes - filesNow.totalBytes) / filesBase.totalBytes) * 100;
   const files = left.get('files');
-  const steps = files ? projectSteps(filesNow.totalBytes, files, (bytes) => round1(((filesBase.totalBytes - bytes) / filesBase.totalBytes) * 100)) : [];
+  const steps = files ? projectSteps(filesNow.totalBytes, files, percentOf) : [];
   const best = steps.length ? steps[steps.length - 1].brings : round1(reduction);
   const stays = input.tables.find((t) => t.table === 'files');
+  const footprint = input.footprint;
+  // What app_files takes once every step is taken (as the last step projects it), and with no content at all.
+  const bestBytes = filesNow.totalBytes - (files ? files.returnable + files.finalizable + files.band : 0);
+  // The floor: every content in R2, none in the database; the rows stay, each with a key and hash.
+  const keylessRows = footprint ? Math.max(0, footprint.rows - footprint.keyedRows) : 0;
+  const hashedShare = footprint && keylessRows ? Math.min(1, footprint.keylessHashedRows / keylessRows) : 0;
+  const gainedOnceKeyed = (rows: number) => (footprint ? rows * (hashedShare * bytesOnceKeyed(footprint, FILES, true) + (1 - hashedShare) * bytesOnceKeyed(footprint, FILES, false)) : 0);
+  const floorBytes = footprint ? Math.max(0, Math.round(filesNow.totalBytes - (filesSpace?.returnableBytes ?? 0) - footprint.storedContentBytes + gainedOnceKeyed(keylessRows))) : undefined;
+  const holdsUp: HoldsUp[] = [];
+  const levers: Lever[] = [];
+  if (footprint) {
+    const indexes = (origin: 'plan' | 'tool') => footprint.indexes.filter((index) => index.origin === origin);
+    const sumOf = (list: { bytes: number }[]) => list.reduce((sum, item) => sum + item.bytes, 0);
+    holdsUp.push(
+      { part: 'rows-kept', bytes: stays?.stayingStoredBytes ?? 0, rows: stays?.stayingRows ?? 0, belowBytes: input.hybridMin },
+      { part: 'plan-indexes', bytes: sumOf(indexes('plan')), names: indexes('plan').map((index) => index.name) },
+      { part: 'tool-indexes', bytes: sumOf(indexes('tool')), names: indexes('tool').map((index) => index.name) },
+      { part: 'new-columns', bytes: footprint.newColumnBytes, names: [] },
+    );
+    holdsUp.sort((a, b) => b.bytes - a.bytes);
+    if (files && files.band > 0) levers.push({ lever: 'hybrid-band', bytes: files.band, brings: best });
+    // Every content in R2: the kept rows' contents leave, and each row gains a key and hash and their index entries.
+    const kept = Math.round((stays?.stayingStoredBytes ?? 0) - gainedOnceKeyed(stays?.stayingRows ?? 0));
+    if (kept > 0) levers.push({ lever: 'hybrid-threshold', threshold: 0, bytes: kept, brings: percentOf(bestBytes - kept) });
+    // Key indexes hold an entry for every row, keyless ones too; a partial index (WHERE key IS NOT NULL) holds only the rows with an object.
+    const keyIndexes = footprint.indexes.filter((index) => !index.partial && index.origin !== 'app' && index.columns.includes(FILES.keyColumn));
+    const keylessShare = footprint.rows > 0 ? 1 - footprint.keyedRows / footprint.rows : 0;
+    const leaner = Math.round(sumOf(keyIndexes) * keylessShare);
+    if (leaner > 0) levers.push({ lever: 'leaner-indexes', bytes: leaner, names: keyIndexes.map((index) => index.name), brings: percentOf(bestBytes - leaner) });
+  }
   return {
     kind: 'table-size',
     metric,
     target,
     measured: round1(reduction),
     met: reduction >= atLeastPercent,
-    ...(filesSpace ? { afterRewrite: { percent: round1(((filesBase.totalBytes - (filesNow.totalBytes - filesSpace.returnableBytes)) / filesBase.totalBytes) * 100), method: filesSpace.method } } : {}),
+    measures: { heapBytes: filesNow.heapBytes, toastBytes: filesNow.toastBytes, indexBytes: filesNow.indexBytes, totalBytes: filesNow.totalBytes, baselineBytes: filesBase.totalBytes },
+    ...(floorBytes !== undefined ? { floor: { bytes: floorBytes, percent: percentOf(floorBytes) } } : {}),
+    ...(filesSpace ? { afterRewrite: { percent: percentOf(filesNow.totalBytes - filesSpace.returnableBytes), method: filesSpace.method } } : {}),
     steps,
     next: reduction >= atLeastPercent || !files ? null : nextStep(files, filesNow.totalBytes),
-    ...(best < atLeastPercent
-      ? { shortfall: { best, points: round1(atLeastPercent - best), staysRows: stays?.databaseRows ?? 0, staysBytes: stays?.databaseBytes ?? 0, indexBytes: filesNow.indexBytes, hybridMin: input.hybridMin } }
-      : {}),
+    ...(holdsUp.length ? { holdsUp } : {}),
+    ...(levers.length && best < atLeastPercent ? { levers } : {}),
+    ...(best < atLeastPercent ? { shortfall: { best, points: round1(atLeastPercent - best) } } : {}),
   };
 }
 

@@ -18,6 +18,7 @@ export interface LocationTotals {
   /** Rows still in the database that migrate would move, and their bytes. */
   pending_rows: number;
   pending_bytes: number;
+  pending_stored_bytes: number;
   /** Hybrid rows above the r2 threshold that finalize would clear, and the database bytes it would free. */
   finalizable_rows: number;
   finalizable_bytes: number;
@@ -45,6 +46,7 @@ export async function locationTotals(db: Queryable, tables: StoredTable[], polic
                    coalesce(sum(coalesce(t.${t.sizeColumn}::bigint, ${len})) FILTER (WHERE ${loc} IN ('hybrid', 'r2')), 0)::float8 AS r2_bytes,
                    count(*) FILTER (WHERE ${loc} = 'database' AND ${len} >= ${hybridMin})::float8 AS pending_rows,
                    coalesce(sum(${len}) FILTER (WHERE ${loc} = 'database' AND ${len} >= ${hybridMin}), 0)::float8 AS pending_bytes,
+                   coalesce(sum(${stored}) FILTER (WHERE ${loc} = 'database' AND ${len} >= ${hybridMin}), 0)::float8 AS pending_stored_bytes,
                    count(*) FILTER (WHERE ${loc} = 'hybrid' AND ${len} > ${r2Above})::float8 AS finalizable_rows,
                    coalesce(sum(${len}) FILTER (WHERE ${loc} = 'hybrid' AND ${len} > ${r2Above}), 0)::float8 AS finalizable_bytes,
                    coalesce(sum(${stored}) FILTER (WHERE ${loc} = 'hybrid' AND ${len} > ${r2Above}), 0)::float8 AS finalizable_stored_bytes,

@@ -100,6 +100,36 @@ export function schemaItems(layout?: KeyLayout): SchemaItem[] {
   });
 }
 
+/** What the plan's own Phase 1 migrations add; every other column and index of SCHEMA_ITEMS is this tool's. */
+const PLAN_ADDS = new Set([
+  'app_files.storage_location',
+  'app_files.r2_object_key',
+  'app_files.content_hash',
+  'index_app_files_on_storage_location',
+  'index_app_files_on_r2_object_key',
+  'index_app_files_on_content_hash',
+  'app_versions.storage_strategy',
+  'app_versions.r2_snapshot_key',
+  'index_app_versions_on_storage_strategy',
+  'index_app_versions_on_r2_snapshot_key',
+  'app_version_files.r2_content_key',
+  'index_app_version_files_on_r2_content_key',
+]);
+
+/** Whose a schema item is: the plan's migrations add it, or this tool does (for its own queries and checks). */
+export function originOf(item: Pick<SchemaItem, 'kind' | 'table' | 'name'>): 'plan' | 'tool' {
+  return PLAN_ADDS.has(item.kind === 'index' ? item.name : `${item.table}.${item.name}`) ? 'plan' : 'tool';
+}
+
+/** The columns and indexes the migration adds to a content table, by whose they are. */
+export function addedTo(table: string): { columns: string[]; indexes: { name: string; origin: 'plan' | 'tool' }[] } {
+  const items = SCHEMA_ITEMS.filter((item) => item.table === table);
+  return {
+    columns: items.filter((item) => item.kind === 'column').map((item) => item.name),
+    indexes: items.filter((item) => item.kind === 'index').map((item) => ({ name: item.name, origin: originOf(item) })),
+  };
+}
+
 const SCHEMA_ITEMS: SchemaItem[] = [
   column('app_files', 'storage_location', "character varying DEFAULT 'database'", "where the content lives: 'database', 'hybrid' or 'r2'"),
   column('app_files', 'r2_object_key', 'character varying', 'object key of the R2 copy'),

@@ -1,5 +1,5 @@
 import type { Prices } from '../../../src/cost.ts';
-import type { ProjectedStep, SuccessMetric } from '../../../src/ops/success-metrics.ts';
+import type { HoldsUp, Lever, ProjectedStep, SuccessMetric } from '../../../src/ops/success-metrics.ts';
 import type { StorageReport } from '../../../src/ops/report.ts';
 import { formatBytes, formatCount } from './format.ts';
 
@@ -28,13 +28,21 @@ export function describeMetric(m: SuccessMetric, prices: Prices): DescribedMetri
   switch (m.kind) {
     case 'table-size': {
       if (m.measured === null) return { ...base, shortfall: undefined, measuredText: 'no baseline recorded', note: 'the baseline is recorded by the first `schema --apply` or `migrate`' };
-      const after = m.afterRewrite ? `; ${m.afterRewrite.percent}% once reclaim returns the freed space (${m.afterRewrite.method})` : '';
+      const after = m.afterRewrite ? `; ${signed(m.afterRewrite.percent)} once reclaim returns the freed space (${m.afterRewrite.method})` : '';
+      const parts = m.measures
+        ? `app_files on disk (pg_total_relation_size): heap ${formatBytes(m.measures.heapBytes)} + TOAST ${formatBytes(m.measures.toastBytes)} + indexes ${formatBytes(m.measures.indexBytes)} = ${formatBytes(m.measures.totalBytes)}, against ${formatBytes(m.measures.baselineBytes)} before anything moved`
+        : 'pg_total_relation_size (heap, TOAST, indexes) against the baseline';
+      const floor = m.floor ? `; with no content at all (every content in R2) it would take about ${formatBytes(m.floor.bytes)}: no placement can cut more than ${m.floor.percent}%` : '';
       return {
         ...base,
-        measuredText: `${m.measured}% on disk now${after}`,
-        note: 'pg_total_relation_size (heap, TOAST, indexes) against the baseline; space finalize frees is reused by PostgreSQL but returned to the disk only by a rewrite (`reclaim`)',
+        measuredText: `${signed(m.measured)} on disk now${after}`,
+        note: `${parts}${floor}; space finalize frees is reused by PostgreSQL but returned to the disk only by a rewrite (\`reclaim\`)`,
         shortfall: m.shortfall
-          ? `even after every step left, app_files would be about ${m.shortfall.best}% smaller, ${m.shortfall.points} points short: ${formatCount(m.shortfall.staysRows)} files below ${m.shortfall.hybridMin} bytes (${formatBytes(m.shortfall.staysBytes)}) stay in the database by the plan's size strategy, and its indexes take ${formatBytes(m.shortfall.indexBytes)}`
+          ? [
+              `even after every step left, app_files would be about ${m.shortfall.best}% smaller, ${m.shortfall.points} points short`,
+              ...(m.holdsUp?.length ? [`what holds it up: ${m.holdsUp.map(holdsUpText).join(', ')}`] : []),
+              ...(m.levers?.length ? [`levers: ${m.levers.map(leverText).join('; ')}`] : []),
+            ].join('. ')
           : undefined,
       };
     }
@@ -77,6 +85,35 @@ export function describeMetric(m: SuccessMetric, prices: Prices): DescribedMetri
           : undefined,
       };
     }
+  }
+}
+
+/** A reduction as the plan reads it: a cut is positive; a table that grew says so, not "-49.8%". */
+function signed(percent: number): string {
+  return percent < 0 ? `grew ${-percent}%` : `${percent}%`;
+}
+
+function holdsUpText(part: HoldsUp): string {
+  switch (part.part) {
+    case 'rows-kept':
+      return `${formatCount(part.rows)} files below ${part.belowBytes} bytes kept in the database by the size strategy (${formatBytes(part.bytes)})`;
+    case 'plan-indexes':
+      return `the plan's indexes (${formatBytes(part.bytes)}: ${part.names.join(', ')})`;
+    case 'tool-indexes':
+      return `this tool's indexes (${formatBytes(part.bytes)}: ${part.names.join(', ')})`;
+    case 'new-columns':
+      return `the new columns (${formatBytes(part.bytes)})`;
+  }
+}
+
+function leverText(lever: Lever): string {
+  switch (lever.lever) {
+    case 'hybrid-band':
+      return `the hybrid band (\`finalize --hybrid-band\`, ${formatBytes(lever.bytes)}) is counted above: about ${lever.brings}%`;
+    case 'hybrid-threshold':
+      return `every content in R2 (\`--hybrid-threshold ${lever.threshold}\`, ${formatBytes(lever.bytes)} more): about ${lever.brings}%`;
+    case 'leaner-indexes':
+      return `key indexes only over rows with an object (partial indexes, about ${formatBytes(lever.bytes)} less): about ${lever.brings}%`;
   }
 }
 
