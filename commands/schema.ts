@@ -5,7 +5,7 @@ import { confirmWrite } from './support/input/confirm.ts';
 import { makeOutput, openContext, type GlobalOptions, type Runtime } from './support/input/context.ts';
 import { recordFor } from './support/flow/run-record.ts';
 import type { CommandResult } from './support/flow/command.ts';
-import { plural } from './support/render/format.ts';
+import { formatBytes, plural } from './support/render/format.ts';
 
 export function schemaCommand(runtime: Runtime, run: (action: () => Promise<CommandResult>) => Promise<void>): Command {
   return new Command('schema')
@@ -32,11 +32,15 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
             layout,
             missing: after.missing.map(describeItem),
             indexesToDrop: after.indexesToDrop,
+            indexes: after === state ? state.indexes : undefined,
             statements,
             applied,
           });
           if (!opts.apply || opts.dryRun) {
-            for (const item of state.present) output.print(`${c.green('✓')} ${describeItem(item)}`);
+            for (const item of state.present) {
+              const index = state.indexes.find((i) => i.name === item.name && item.kind === 'index');
+              output.print(`${c.green('✓')} ${describeItem(item)}${index ? c.dim(` — ${formatBytes(index.bytes)}, ${index.origin === 'plan' ? "the plan's" : "this tool's"}: ${index.purpose}`) : ''}`);
+            }
             for (const item of state.missing) output.print(`${c.red('✗')} ${describeItem(item)} ${c.dim(`— ${item.purpose}`)}`);
             for (const name of new Set(state.indexesToDrop)) output.print(`${c.red('✗')} index ${name} must be rebuilt (left INVALID by an interrupted build, or of the wrong kind for the ${layout} layout)`);
             // A page of SQL is for `--apply --dry-run`; `schema` alone says what is missing and what adds it.

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { createTestEnv, type TestEnv } from './support/env.ts';
 import { cli, spawnCliAndWait } from './support/cli.ts';
 import { ConfigResolver } from '../src/config.ts';
-import { describeConnectionError } from '../src/db.ts';
+import { describeConnectionError, query } from '../src/db.ts';
 import { insertApp, insertFile, text } from './support/seed.ts';
 
 describe('configuration and usage errors', () => {
@@ -174,6 +174,18 @@ describe('schema', () => {
     expect(again.code).toBe(0);
     expect(again.json().applied).toEqual([]);
     expect((await cli(['schema'], env.cliEnv)).code).toBe(0);
+    // each index the migration adds, with whose it is, why, and its size on disk
+    const described = await cli(['schema', '--json'], env.cliEnv);
+    const indexes: { name: string; origin: string; purpose: string; bytes: number }[] = described.json().indexes;
+    const byName = new Map(indexes.map((index) => [index.name, index]));
+    expect(byName.get('index_app_files_on_r2_object_key')?.origin).toBe('plan');
+    expect(byName.get('index_app_files_on_r2_object_key_identity')?.origin).toBe('tool');
+    for (const index of indexes) {
+      const [{ bytes }] = await query<{ bytes: number }>(env.db, 'SELECT pg_relation_size(to_regclass($1))::float8 AS bytes', [index.name]);
+      expect(index.bytes, index.name).toBe(bytes);
+      expect(index.purpose, index.name).not.toBe('');
+    }
+    expect((await cli(['schema'], env.cliEnv)).stdout).toMatch(/index_app_files_on_r2_object_key_identity — \d+(\.\d+)? KiB, this tool's: /);
     // a data command on an incomplete schema names the fix instead of failing halfway
     const fresh = await createTestEnv({ schema: false });
     try {

@@ -1,7 +1,7 @@
 import type { Db } from '../db.ts';
 import { recordBaseline } from '../sql/baseline.ts';
 import { acquireSession, query } from '../db.ts';
-import { readSchemaState, SHAREABLE_KEY_COLUMNS, type KeyLayout, type SchemaItem, type SchemaState } from '../sql/schema.ts';
+import { originOf, readSchemaState, SHAREABLE_KEY_COLUMNS, type KeyLayout, type SchemaItem, type SchemaState } from '../sql/schema.ts';
 import { ConfigError, SchemaMissingError } from '../errors.ts';
 import { existingTables, inspectDatabaseAccess, tablesNotOwned } from '../sql/database-access.ts';
 import { encodingProblem } from './database-gate.ts';
@@ -11,11 +11,18 @@ const STORED_TABLES = TABLE_NAMES.map((name) => TABLES[name]);
 
 export interface SchemaReport extends SchemaState {
   ok: boolean;
+  /** Each index the migration adds that is present, with whose it is, why it is there and what it takes on disk. */
+  indexes: { table: string; name: string; origin: 'plan' | 'tool'; purpose: string; bytes: number }[];
 }
 
 export async function inspectSchema(db: Db, layout?: KeyLayout): Promise<SchemaReport> {
   const state = await readSchemaState(db, layout);
-  return { ...state, ok: state.missing.length === 0 && state.missingTables.length === 0 };
+  const present = state.present.filter((item) => item.kind === 'index');
+  const sizes = new Map(
+    (await query<{ name: string; bytes: number }>(db, 'SELECT n AS name, coalesce(pg_relation_size(to_regclass(n)), 0)::float8 AS bytes FROM unnest($1::text[]) n', [present.map((item) => item.name)])).map((row) => [row.name, row.bytes]),
+  );
+  const indexes = present.map((item) => ({ table: item.table, name: item.name, origin: originOf(item), purpose: item.purpose, bytes: sizes.get(item.name) ?? 0 }));
+  return { ...state, indexes, ok: state.missing.length === 0 && state.missingTables.length === 0 };
 }
 
 /** The statements `schema --apply` would run, in order (also what --dry-run prints). */
