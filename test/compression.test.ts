@@ -100,9 +100,16 @@ describe('migrate --compress gzip: a mixed bucket through every command', () => 
     // (the store check's own probe of decompression, outside apps/, is the one that may be)
     expect(proxy.decompressedKeys.filter((key) => key.startsWith('apps/'))).toEqual([]);
     // With --list-bucket, report measures what the stored objects save: listing sizes against content sizes.
-    const measured = (await cli(['report', '--json', '--list-bucket'], env.cliEnv)).json().compression.measured;
+    const listed = (await cli(['report', '--json', '--list-bucket'], env.cliEnv)).json();
+    const measured = listed.compression.measured;
     const compressedBytes = packed.json().result.compression;
     expect(measured.savedBytes).toBe(compressedBytes.contentBytes - compressedBytes.storedBytes);
+    // R2 is priced on what it stores: the listing's sizes, compressed objects for their compressed bytes.
+    expect(listed.cost.r2StoredFrom).toBe('bucket listing');
+    expect(listed.cost.r2StoredBytes).toBe(measured.storedBytes);
+    expect(listed.cost.r2StoredBytes).toBeLessThan(listed.totals.r2Bytes);
+    expect(listed.cost.r2StoragePerMonth).toBeCloseTo((measured.storedBytes / 1e9) * listed.prices.storagePerGbMonth, 12);
+    expect((await cli(['report', '--json'], env.cliEnv)).json().cost.r2StoredFrom).toBe('content sizes');
     expect((await cli(['report', '--list-bucket'], env.cliEnv)).stdout).toMatch(/Saved by compression\s+\S+ \S+: \d+ objects hold/);
 
     // Every reader, through the proxy that would decompress a Content-Encoding object: verify (listings and

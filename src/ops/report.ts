@@ -54,6 +54,9 @@ export interface StorageReport {
   tables: ReportTable[];
   totals: Omit<ReportTable, 'table' | 'locations'>;
   cost: {
+    /** What R2 stores and is priced on: the objects' own sizes where the bucket was listed (compressed ones count as stored), else the contents' bytes. */
+    r2StoredBytes: number;
+    r2StoredFrom: 'bucket listing' | 'content sizes';
     r2StoragePerMonth: number;
     /** One-time Class A cost of the PUTs that moved what is in R2 so far, and of what is left. */
     uploadsSoFar: number;
@@ -157,9 +160,11 @@ export async function buildReport(
     contentBytes: sum((t) => t.contentBytes),
     progressPercent: 0,
   };
+  // R2 bills the objects as stored: gzip-compressed ones for their compressed size, a shared object once.
+  const r2StoredBytes = measuredCompression ? measuredCompression.storedBytes : all.r2Bytes;
   const monthly = (databaseBytes: number): MonthlyCost => {
     const database = databaseCost(databaseBytes, prices);
-    const r2 = storageCost(all.r2Bytes, prices);
+    const r2 = storageCost(r2StoredBytes, prices);
     return { database, r2, total: database + r2 };
   };
   all.progressPercent = percent(all.movedRows, all.movedRows + all.pendingRows);
@@ -177,12 +182,14 @@ export async function buildReport(
   });
   const filesTable = tables.find((t) => t.name === 'files');
   const footprint = filesTable && disk.some((d) => d.table === 'files') ? await tableFootprint(db, filesTable) : undefined;
-  const metrics = successMetrics({ disk, space, baseline, prices, r2Bytes: all.r2Bytes, movedRows: all.movedRows, probe, tables: metricTables, history: days, hybridMin: policy.hybridMin, hybridStored, compressionShare: estimate.savingShare, footprint });
+  const metrics = successMetrics({ disk, space, baseline, prices, r2Bytes: r2StoredBytes, movedRows: all.movedRows, probe, tables: metricTables, history: days, hybridMin: policy.hybridMin, hybridStored, compressionShare: estimate.savingShare, footprint });
   return {
     tables: reportTables,
     totals: all,
     cost: {
-      r2StoragePerMonth: storageCost(all.r2Bytes, prices),
+      r2StoredBytes,
+      r2StoredFrom: measuredCompression ? 'bucket listing' : 'content sizes',
+      r2StoragePerMonth: storageCost(r2StoredBytes, prices),
       uploadsSoFar: classACost(all.movedRows, prices),
       uploadsRemaining: classACost(all.pendingRows, prices),
       databaseStorageSavedPerMonth: databaseCost(all.dbStoredBytesSaved, prices),
