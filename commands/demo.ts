@@ -38,7 +38,7 @@ export function demoCommand(runtime: Runtime, run: (action: () => Promise<Comman
   return new Command('demo')
     .option('--apps <n>', 'apps to seed', parse.integer({ min: 1, max: 10_000 }), 100)
     .option('--files <n>', 'files per app', parse.integer({ min: 1, max: 10_000 }), 85)
-    .option('--large-files <n>', 'files of several MB', parse.integer({ min: 0, max: 1000 }), 4)
+    .option('--large-files <n>', 'files of several MB (streamed in parts; real apps have few, so none by default)', parse.integer({ min: 0, max: 1000 }), 0)
     .option('--report <file>', 'where to write the HTML report (taken after finalize)', 'overskill-storage-demo-report.html')
     .option('--sql', "also print the SQL of the plan's Phase 1 schema (`schema --apply --dry-run`)")
     .addHelpText('after', '\nExamples:\n  $ overskill-storage demo\n  $ overskill-storage demo --apps 10 --files 20')
@@ -61,8 +61,8 @@ export function demoCommand(runtime: Runtime, run: (action: () => Promise<Comman
           output.log(`  PostgreSQL: ${postgres.url}\n  S3:         ${s3.endpoint} (bucket ${s3.bucket})`);
           const client = await connect(postgres.url);
           await client.query(OVERSKILL_TABLES_SQL);
-          output.log(c.bold(`Seeding ${formatCount(opts.apps)} apps × ${formatCount(opts.files)} files with version history…`));
-          seeded = await seedDataset(client, { apps: opts.apps, filesPerApp: opts.files, largeFiles: opts.largeFiles, largeFileBytes: 2 * 1024 * 1024, versionsPerApp: 3 });
+          output.log(c.bold(`Seeding ${formatCount(opts.apps)} apps of about ${formatCount(opts.files)} files each, shaped like real web-app files, with 3 to 10 versions…`));
+          seeded = await seedDataset(client, { apps: opts.apps, filesPerApp: opts.files, largeFiles: opts.largeFiles, largeFileBytes: 2 * 1024 * 1024, versionsPerApp: [3, 10] });
           await client.end();
           output.log(
             `  ${formatCount(seeded.files)} files (${formatBytes(seeded.fileBytes)}), ${formatCount(seeded.versions)} versions with ${formatBytes(seeded.snapshotBytes)} of snapshots, ${formatCount(seeded.versionFiles)} version-file rows\n`,

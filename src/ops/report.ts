@@ -37,7 +37,8 @@ export interface ReportTable {
   dbBytesSaved: number;
   /**
    * What those contents took there, estimated (cleared contents leave no size behind): their bytes at the
-   * ratio TOAST keeps the table's contents above the r2 threshold now, else those over 2 KiB, else at 1.
+   * ratio TOAST keeps the table's contents above the r2 threshold now, else those over 2 KiB, else at the
+   * ratio the baseline measured before anything moved, else at 1.
    */
   dbStoredBytesSaved: number;
   /** All of the table's content bytes, wherever they are: what the database held before any migration. */
@@ -141,7 +142,11 @@ export async function buildReport(
     runs: history.runs.map(({ id, command, state, operator, host, started_at, ended_at, rows_done, bytes_done, failed, refused, workers }) => ({ id, command, state, operator, host, started_at, ended_at, rows_done, bytes_done, failed, refused, workers })),
     progress: history.progress,
   };
-  const reportTables = tables.map((table) => summarizeTable(table.name, totals.filter((row) => row.table === table.name)));
+  const reportTables = tables.map((table) => {
+    const base = baselines.find((b) => b.table === table.table);
+    const baselineShare = base?.toastedContentBytes ? (base.toastedStoredBytes ?? base.toastedContentBytes) / base.toastedContentBytes : undefined;
+    return summarizeTable(table.name, totals.filter((row) => row.table === table.name), baselineShare);
+  });
   const sum = (pick: (t: ReportTable) => number) => reportTables.reduce((acc, t) => acc + pick(t), 0);
   const all = {
     rows: sum((t) => t.rows),
@@ -214,7 +219,8 @@ function percent(part: number, whole: number): number {
   return whole === 0 ? 100 : Math.round((part / whole) * 1000) / 10;
 }
 
-function summarizeTable(name: string, rows: LocationTotals[]): ReportTable {
+/** `baselineShare`: how TOAST kept the table's contents over 2 KiB before anything moved (stored ÷ raw), where the baseline recorded it. */
+function summarizeTable(name: string, rows: LocationTotals[], baselineShare?: number): ReportTable {
   const locations = rows
     .map((row) => ({ location: row.location ?? '(null)', rows: row.rows, dbBytes: row.db_bytes, dbStoredBytes: row.db_stored_bytes, r2Bytes: row.r2_bytes }))
     .sort((a, b) => a.location.localeCompare(b.location));
@@ -224,8 +230,9 @@ function summarizeTable(name: string, rows: LocationTotals[]): ReportTable {
   const saved = rows.filter((row) => row.location === LOCATION.r2).reduce((acc, row) => acc + row.r2_bytes, 0);
   const large = sum((row) => row.large_db_bytes);
   const toasted = sum((row) => row.toasted_db_bytes);
-  // Contents of the size r2 rows had, if any are left in the database; else those PostgreSQL compresses at all.
-  const storedShare = large > 0 ? sum((row) => row.large_db_stored_bytes) / large : toasted > 0 ? sum((row) => row.toasted_db_stored_bytes) / toasted : 1;
+  // Contents of the size r2 rows had, if any are left in the database; else those PostgreSQL compresses at all;
+  // else (every such content gone) the same as the baseline measured them before anything moved.
+  const storedShare = large > 0 ? sum((row) => row.large_db_stored_bytes) / large : toasted > 0 ? sum((row) => row.toasted_db_stored_bytes) / toasted : (baselineShare ?? 1);
   return {
     table: name,
     locations,

@@ -30,7 +30,20 @@ export interface Baseline {
   totalBytes: number;
   contentRows: number;
   contentBytes: number;
+  /**
+   * Contents over 2 KiB, their bytes and what PostgreSQL kept of them (pg_column_size): how TOAST compressed
+   * the contents that later leave, once none of them is left to measure. Null in a baseline taken before
+   * this was recorded.
+   */
+  toastedContentBytes: number | null;
+  toastedStoredBytes: number | null;
 }
+
+/** The columns of the baseline added after its first release (schema items of their own). */
+export const BASELINE_COLUMNS = [
+  { name: 'toasted_content_bytes', type: 'bigint', purpose: 'bytes of the contents over 2 KiB before anything moved' },
+  { name: 'toasted_stored_bytes', type: 'bigint', purpose: 'what PostgreSQL kept of them (pg_column_size): how TOAST compressed the contents that leave' },
+] as const;
 
 /**
  * Records the baseline of each table that has none yet. Taking one counts and sizes every content of the
@@ -44,13 +57,15 @@ export async function recordBaseline(db: Queryable, takenBy: string): Promise<vo
     if (recorded.has(t.table)) continue;
     await query(
       db,
-      `INSERT INTO ${BASELINE_TABLE} (table_name, taken_by, heap_bytes, toast_bytes, index_bytes, total_bytes, content_rows, content_bytes)
+      `INSERT INTO ${BASELINE_TABLE} (table_name, taken_by, heap_bytes, toast_bytes, index_bytes, total_bytes, content_rows, content_bytes, toasted_content_bytes, toasted_stored_bytes)
        SELECT $1, $2,
               pg_table_size(c.oid) - coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0),
               coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0),
               pg_indexes_size(c.oid), pg_total_relation_size(c.oid),
               (SELECT count(*) FROM ${t.table} WHERE ${t.contentColumn} IS NOT NULL),
-              (SELECT coalesce(sum(octet_length(${t.contentColumn})), 0) FROM ${t.table})
+              (SELECT coalesce(sum(octet_length(${t.contentColumn})), 0) FROM ${t.table}),
+              (SELECT coalesce(sum(octet_length(${t.contentColumn})), 0) FROM ${t.table} WHERE octet_length(${t.contentColumn}) > 2048),
+              (SELECT coalesce(sum(pg_column_size(${t.contentColumn})), 0) FROM ${t.table} WHERE octet_length(${t.contentColumn}) > 2048)
          FROM pg_class c WHERE c.oid = to_regclass($1)
        ON CONFLICT (table_name) DO NOTHING`,
       [t.table, takenBy],
@@ -63,7 +78,18 @@ export async function readBaseline(db: Queryable): Promise<Baseline[]> {
   return query<Baseline>(
     db,
     `SELECT table_name AS table, taken_at AS "takenAt", taken_by AS "takenBy", heap_bytes::float8 AS "heapBytes", toast_bytes::float8 AS "toastBytes",
-            index_bytes::float8 AS "indexBytes", total_bytes::float8 AS "totalBytes", content_rows::float8 AS "contentRows", content_bytes::float8 AS "contentBytes"
+            index_bytes::float8 AS "indexBytes", total_bytes::float8 AS "totalBytes", content_rows::float8 AS "contentRows", content_bytes::float8 AS "contentBytes",
+            ${await hasColumn(db, 'toasted_content_bytes') ? 'toasted_content_bytes::float8 AS "toastedContentBytes", toasted_stored_bytes::float8 AS "toastedStoredBytes"' : 'NULL::float8 AS "toastedContentBytes", NULL::float8 AS "toastedStoredBytes"'}
        FROM ${BASELINE_TABLE}`,
   );
+}
+
+/** Whether the baseline table has a column yet (a report may read a database whose schema predates it). */
+async function hasColumn(db: Queryable, column: string): Promise<boolean> {
+  const [row] = await query<{ present: boolean }>(
+    db,
+    `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('${BASELINE_TABLE}') AND attname = $1 AND NOT attisdropped) AS present`,
+    [column],
+  );
+  return row.present;
 }

@@ -33,7 +33,7 @@ export const SHAREABLE_KEY_COLUMNS: readonly { table: string; column: string }[]
 ];
 
 import { RUN_TABLE_DDL, RUNS_TABLE, RUN_WORKERS_TABLE } from './run-tables.ts';
-import { BASELINE_DDL, BASELINE_TABLE } from './baseline.ts';
+import { BASELINE_COLUMNS, BASELINE_DDL, BASELINE_TABLE } from './baseline.ts';
 import { RESTORES_DDL, RESTORES_TABLE } from './restores-table.ts';
 import { REPORT_HISTORY_DDL, REPORT_HISTORY_TABLE } from './report-history.ts';
 import { LEASES_DDL, LEASES_TABLE } from './worker-leases.ts';
@@ -212,6 +212,7 @@ const SCHEMA_ITEMS: SchemaItem[] = [
     purpose: 'what the tables took on disk before anything moved, for the report to measure the reduction against',
     statements: [BASELINE_DDL],
   },
+  ...BASELINE_COLUMNS.map((c) => column(BASELINE_TABLE, c.name, c.type, c.purpose)),
   index('app_files', 'storage_location', false, 'find rows by location'),
   index('app_files', 'r2_object_key', true, 'one row per object'),
   index('app_files', 'content_hash', false, 'look rows up by content'),
