@@ -4,6 +4,8 @@ import { cli } from './support/cli.ts';
 import { randomBytes } from 'node:crypto';
 import { insertApp, insertFile } from './support/seed.ts';
 import { query } from '../src/db.ts';
+import pg from 'pg';
+import { seedDataset } from '../src/local/dataset.ts';
 
 interface Metric {
   metric: string;
@@ -157,4 +159,57 @@ describe('the table-size metric: what it measures, its floor, and the levers tha
     expect(Math.abs(all.measured! - promised), `promised ${promised}%, measured ${all.measured}%`).toBeLessThan(5);
     expect(Math.abs(all.measured! - reclaimed.floor!.percent), `floor ${reclaimed.floor!.percent}%, measured ${all.measured}%`).toBeLessThan(5);
   }, 180_000);
+});
+
+/**
+ * On data shaped like real web-app files (src/local/dataset.ts), what finalize, the hybrid band and reclaim
+ * are predicted to give back comes true within 15% of what reclaim then measures.
+ */
+describe('estimates on real-shaped data, against what reclaim measures', () => {
+  let env: TestEnv;
+  const run = (args: string[]) => cli([...args, '--json'], env.cliEnv);
+  const report = async () => {
+    const done = await run(['report']);
+    expect(done.code).toBe(0);
+    return done.json();
+  };
+  const sizeOf = (doc: { metrics: Metric[] }) => doc.metrics.find((m) => m.metric === 'app_files table size reduction')!;
+  const within = (predicted: number, measured: number, what: string) => expect(Math.abs(predicted - measured) / measured, `${what}: predicted ${predicted}, measured ${measured}`).toBeLessThan(0.15);
+
+  beforeAll(async () => {
+    env = await createTestEnv({ schema: false });
+    const client = new pg.Client({ connectionString: env.databaseUrl });
+    await client.connect();
+    try {
+      await seedDataset(client, { apps: 15, filesPerApp: 85, largeFiles: 0, versionsPerApp: [3, 10], seed: 7 });
+    } finally {
+      await client.end();
+    }
+    expect((await run(['schema', '--apply', '--yes'])).code).toBe(0);
+  });
+  afterAll(async () => env?.close());
+
+  it('finalize + reclaim and the hybrid band + reclaim, each predicted before, measured after', async () => {
+    expect((await run(['migrate', '--yes'])).code).toBe(0);
+    const migrated = sizeOf(await report());
+    const afterFinalize = migrated.steps!.find((s) => s.step === 'finalize, then reclaim')!.brings;
+    const afterBand = migrated.steps!.find((s) => s.step === 'finalize --hybrid-band, then reclaim')!.brings;
+
+    const finalize = await run(['finalize', '--yes']);
+    expect(finalize.code).toBe(0);
+    const planned = (await run(['reclaim', '--offline', '--dry-run'])).json().plan;
+    const reclaimed = await run(['reclaim', '--offline', '--yes']);
+    expect(reclaimed.code).toBe(0);
+    for (const table of reclaimed.json().result.tables as { table: string; beforeBytes: number; afterBytes: number }[]) {
+      const given = table.beforeBytes - table.afterBytes;
+      const name = { app_files: 'files', app_versions: 'snapshots', app_version_files: 'version-files' }[table.table]!;
+      const predicted = planned.tables.find((t: { table: string }) => t.table === name).returnableBytes;
+      if (given > 64 * 1024) within(predicted, given, `reclaim of ${table.table}`);
+    }
+    within(afterFinalize, sizeOf(await report()).measured!, 'app_files after finalize and reclaim (%)');
+
+    expect((await run(['finalize', '--hybrid-band', '--yes'])).code).toBe(0);
+    expect((await run(['reclaim', '--offline', '--yes'])).code).toBe(0);
+    within(afterBand, sizeOf(await report()).measured!, 'app_files after the hybrid band and reclaim (%)');
+  }, 240_000);
 });
