@@ -21,7 +21,7 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
         const layout = opts.keyLayout;
         const context = await openContext(globals, runtime, { store: false, ownSession: opts.apply && !opts.dryRun ? 'schema --apply (CREATE INDEX CONCURRENTLY, and ALTER TABLE with a bounded lock wait)' : undefined });
         try {
-          const state = await inspectSchema(context.db, layout);
+          const state = await inspectSchema(context.db, layout, { indexSizes: true });
           if (state.missingTables.length) {
             throw new SchemaMissingError(`OverSkill's tables are missing: ${state.missingTables.join(', ')}. Is DATABASE_URL the app's database?`);
           }

@@ -11,15 +11,18 @@ const STORED_TABLES = TABLE_NAMES.map((name) => TABLES[name]);
 
 export interface SchemaReport extends SchemaState {
   ok: boolean;
-  /** Each index the migration adds that is present, with whose it is, why it is there and what it takes on disk. */
+  /** Each index the migration adds that is present, with whose it is, why it is there and what it takes on disk (with `indexSizes`; else empty). */
   indexes: { table: string; name: string; origin: 'plan' | 'tool'; purpose: string; bytes: number }[];
 }
 
-export async function inspectSchema(db: Db, layout?: KeyLayout): Promise<SchemaReport> {
+/** `indexSizes`: also what each present index takes on disk (the `schema` command shows them; the checks before a data command do not need them). */
+export async function inspectSchema(db: Db, layout?: KeyLayout, options: { indexSizes?: boolean } = {}): Promise<SchemaReport> {
   const state = await readSchemaState(db, layout);
-  const present = state.present.filter((item) => item.kind === 'index');
+  const present = options.indexSizes ? state.present.filter((item) => item.kind === 'index') : [];
   const sizes = new Map(
-    (await query<{ name: string; bytes: number }>(db, 'SELECT n AS name, coalesce(pg_relation_size(to_regclass(n)), 0)::float8 AS bytes FROM unnest($1::text[]) n', [present.map((item) => item.name)])).map((row) => [row.name, row.bytes]),
+    present.length
+      ? (await query<{ name: string; bytes: number }>(db, 'SELECT n AS name, coalesce(pg_relation_size(to_regclass(n)), 0)::float8 AS bytes FROM unnest($1::text[]) n', [present.map((item) => item.name)])).map((row) => [row.name, row.bytes])
+      : [],
   );
   const indexes = present.map((item) => ({ table: item.table, name: item.name, origin: originOf(item), purpose: item.purpose, bytes: sizes.get(item.name) ?? 0 }));
   return { ...state, indexes, ok: state.missing.length === 0 && state.missingTables.length === 0 };
