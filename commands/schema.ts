@@ -32,7 +32,7 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
             layout,
             missing: after.missing.map(describeItem),
             indexesToDrop: after.indexesToDrop,
-            indexes: after === state ? state.indexes : undefined,
+            indexes: after.indexes,
             statements,
             applied,
           });

@@ -101,7 +101,7 @@ export async function applySchema(db: Db, layout: KeyLayout = 'path'): Promise<A
       applied.push(statement);
     }
   }
-  return { applied, before, after: await inspectSchema(db, layout) };
+  return { applied, before, after: await inspectSchema(db, layout, { indexSizes: true }) };
 }
 
 /** How long one DDL statement that locks a table out (ALTER TABLE) may wait for the lock before it tries again. */

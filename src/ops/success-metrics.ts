@@ -82,7 +82,7 @@ export type HoldsUp =
   | { part: 'rows-kept'; bytes: number; rows: number; belowBytes: number }
   | { part: 'plan-indexes'; bytes: number; names: string[] }
   | { part: 'tool-indexes'; bytes: number; names: string[] }
-  | { part: 'new-columns'; bytes: number; names: string[] };
+  | { part: 'new-columns'; bytes: number };
 
 /** A change beyond the plan's steps, and the table-size reduction it would bring (after every step, with reclaim). */
 export type Lever =
@@ -159,7 +159,7 @@ function tableSizeMetric(input: Parameters<typeof successMetrics>[0], left: Map<
       { part: 'rows-kept', bytes: stays?.stayingStoredBytes ?? 0, rows: stays?.stayingRows ?? 0, belowBytes: input.hybridMin },
       { part: 'plan-indexes', bytes: sumOf(indexes('plan')), names: indexes('plan').map((index) => index.name) },
       { part: 'tool-indexes', bytes: sumOf(indexes('tool')), names: indexes('tool').map((index) => index.name) },
-      { part: 'new-columns', bytes: footprint.newColumnBytes, names: [] },
+      { part: 'new-columns', bytes: footprint.newColumnBytes },
     );
     holdsUp.sort((a, b) => b.bytes - a.bytes);
     if (files && files.band > 0) levers.push({ lever: 'hybrid-band', bytes: files.band, brings: best });

@@ -4,6 +4,7 @@ import type { PlacementPolicy } from '../placement.ts';
 import { filterSql, type RowFilter } from './filters.ts';
 import { Params } from './params.ts';
 import { sqlSizeBand } from './claim-batch.ts';
+import { TOASTED_ABOVE_BYTES } from './table-sizes.ts';
 
 export interface LocationTotals {
   table: string;
@@ -52,8 +53,8 @@ export async function locationTotals(db: Queryable, tables: StoredTable[], polic
                    coalesce(sum(${stored}) FILTER (WHERE ${loc} = 'hybrid' AND ${len} > ${r2Above}), 0)::float8 AS finalizable_stored_bytes,
                    coalesce(sum(${len}) FILTER (WHERE ${len} > ${r2Above}), 0)::float8 AS large_db_bytes,
                    coalesce(sum(${stored}) FILTER (WHERE ${len} > ${r2Above}), 0)::float8 AS large_db_stored_bytes,
-                   coalesce(sum(${len}) FILTER (WHERE ${len} > 2048), 0)::float8 AS toasted_db_bytes,
-                   coalesce(sum(${stored}) FILTER (WHERE ${len} > 2048), 0)::float8 AS toasted_db_stored_bytes
+                   coalesce(sum(${len}) FILTER (WHERE ${len} > ${TOASTED_ABOVE_BYTES}), 0)::float8 AS toasted_db_bytes,
+                   coalesce(sum(${stored}) FILTER (WHERE ${len} > ${TOASTED_ABOVE_BYTES}), 0)::float8 AS toasted_db_stored_bytes
               FROM ${t.table} t
              ${t.name === 'version-files' ? 'JOIN app_versions v ON v.id = t.app_version_id' : ''}
              WHERE ${filterSql(t, filter, params)}

@@ -1,5 +1,6 @@
 import { query, type Queryable } from '../db.ts';
 import { TABLES, TABLE_NAMES } from '../tables.ts';
+import { TOASTED_ABOVE_BYTES } from './table-sizes.ts';
 
 /**
  * What the three tables took on disk before this tool changed anything: recorded once, by the first
@@ -31,7 +32,7 @@ export interface Baseline {
   contentRows: number;
   contentBytes: number;
   /**
-   * Contents over 2 KiB, their bytes and what PostgreSQL kept of them (pg_column_size): how TOAST compressed
+   * Contents over TOASTED_ABOVE_BYTES, their bytes and what PostgreSQL kept of them (pg_column_size): how TOAST compressed
    * the contents that later leave, once none of them is left to measure. Null in a baseline taken before
    * this was recorded.
    */
@@ -62,11 +63,13 @@ export async function recordBaseline(db: Queryable, takenBy: string): Promise<vo
               pg_table_size(c.oid) - coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0),
               coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0),
               pg_indexes_size(c.oid), pg_total_relation_size(c.oid),
-              (SELECT count(*) FROM ${t.table} WHERE ${t.contentColumn} IS NOT NULL),
-              (SELECT coalesce(sum(octet_length(${t.contentColumn})), 0) FROM ${t.table}),
-              (SELECT coalesce(sum(octet_length(${t.contentColumn})), 0) FROM ${t.table} WHERE octet_length(${t.contentColumn}) > 2048),
-              (SELECT coalesce(sum(pg_column_size(${t.contentColumn})), 0) FROM ${t.table} WHERE octet_length(${t.contentColumn}) > 2048)
-         FROM pg_class c WHERE c.oid = to_regclass($1)
+              s.rows, s.bytes, s.toasted_bytes, s.toasted_stored
+         FROM pg_class c,
+              (SELECT count(${t.contentColumn}) AS rows, coalesce(sum(octet_length(${t.contentColumn})), 0) AS bytes,
+                      coalesce(sum(octet_length(${t.contentColumn})) FILTER (WHERE octet_length(${t.contentColumn}) > ${TOASTED_ABOVE_BYTES}), 0) AS toasted_bytes,
+                      coalesce(sum(pg_column_size(${t.contentColumn})) FILTER (WHERE octet_length(${t.contentColumn}) > ${TOASTED_ABOVE_BYTES}), 0) AS toasted_stored
+                 FROM ${t.table}) s
+        WHERE c.oid = to_regclass($1)
        ON CONFLICT (table_name) DO NOTHING`,
       [t.table, takenBy],
     );
@@ -79,17 +82,8 @@ export async function readBaseline(db: Queryable): Promise<Baseline[]> {
     db,
     `SELECT table_name AS table, taken_at AS "takenAt", taken_by AS "takenBy", heap_bytes::float8 AS "heapBytes", toast_bytes::float8 AS "toastBytes",
             index_bytes::float8 AS "indexBytes", total_bytes::float8 AS "totalBytes", content_rows::float8 AS "contentRows", content_bytes::float8 AS "contentBytes",
-            ${await hasColumn(db, 'toasted_content_bytes') ? 'toasted_content_bytes::float8 AS "toastedContentBytes", toasted_stored_bytes::float8 AS "toastedStoredBytes"' : 'NULL::float8 AS "toastedContentBytes", NULL::float8 AS "toastedStoredBytes"'}
+            toasted_content_bytes::float8 AS "toastedContentBytes", toasted_stored_bytes::float8 AS "toastedStoredBytes"
        FROM ${BASELINE_TABLE}`,
   );
 }
 
-/** Whether the baseline table has a column yet (a report may read a database whose schema predates it). */
-async function hasColumn(db: Queryable, column: string): Promise<boolean> {
-  const [row] = await query<{ present: boolean }>(
-    db,
-    `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('${BASELINE_TABLE}') AND attname = $1 AND NOT attisdropped) AS present`,
-    [column],
-  );
-  return row.present;
-}

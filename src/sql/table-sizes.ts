@@ -1,6 +1,12 @@
 import { query, type Queryable } from '../db.ts';
 import type { StoredTable } from '../tables.ts';
 
+/**
+ * Contents longer than this are the ones TOAST compresses: it acts on rows wider than TOAST_TUPLE_THRESHOLD
+ * (about 2 kB), so a smaller content costs its raw bytes. How the table keeps these is its compression ratio.
+ */
+export const TOASTED_ABOVE_BYTES = 2048;
+
 export interface TableDiskSize {
   table: string;
   /** The table's own pages (main fork, free space map, visibility map). */
