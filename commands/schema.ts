@@ -32,6 +32,7 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
             layout,
             missing: after.missing.map(describeItem),
             indexesToDrop: after.indexesToDrop,
+            indexesToNarrow: after.indexesToNarrow.map((index) => ({ table: index.table, name: index.name, where: index.where })),
             indexes: after.indexes,
             statements,
             applied,
@@ -43,12 +44,17 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
             }
             for (const item of state.missing) output.print(`${c.red('✗')} ${describeItem(item)} ${c.dim(`— ${item.purpose}`)}`);
             for (const name of new Set(state.indexesToDrop)) output.print(`${c.red('✗')} index ${name} must be rebuilt (left INVALID by an interrupted build, or of the wrong kind for the ${layout} layout)`);
+            for (const index of state.indexesToNarrow) {
+              const bytes = state.indexes.find((i) => i.name === index.name)?.bytes;
+              output.print(`${c.yellow('•')} index ${index.name} covers every row${bytes === undefined ? '' : ` (${formatBytes(bytes)})`}, where only rows with an object are looked up: --apply rebuilds it partial (WHERE ${index.where}), built beside it before the old one is dropped`);
+            }
             // A page of SQL is for `--apply --dry-run`; `schema` alone says what is missing and what adds it.
             if (statements.length && opts.apply) {
               output.print('\nSQL that --apply would run:');
               for (const statement of statements) output.printVerbatim(`  ${statement.replace(/\s+/g, ' ')};`);
             } else if (statements.length) {
-              output.print(`\n${statements.length} statement${statements.length === 1 ? '' : 's'} would add them: \`overskill-storage schema --apply --dry-run\` prints the SQL, \`schema --apply\` runs it.`);
+              const what = state.ok ? 'The schema is complete; ' : '';
+              output.print(`\n${what}${statements.length} statement${statements.length === 1 ? '' : 's'} would ${state.ok ? 'rebuild those indexes' : 'add them'}: \`overskill-storage schema --apply --dry-run\` prints the SQL, \`schema --apply\` runs it.`);
             } else {
               output.print(c.green('\nThe schema is complete.'));
             }

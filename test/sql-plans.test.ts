@@ -6,6 +6,7 @@ import { FILES, VERSION_FILES } from '../src/tables.ts';
 import { Params } from '../src/sql/params.ts';
 import { migrateMove } from '../src/sql/row-moves.ts';
 import { RESTORES_TABLE } from '../src/sql/stranded-writes.ts';
+import { identitiesNamingSql } from '../src/sql/references.ts';
 
 interface PlanNode {
   'Node Type': string;
@@ -102,3 +103,71 @@ describe('SQL plans of the collision check, over many apps', () => {
     });
   }
 });
+
+/**
+ * Every "does a row name this object" question (cleanup, rollback --purge, prune-versions: the guard before a
+ * delete) reads each table by its key index, in both kinds of database. The key indexes are partial (only rows
+ * with an object have an entry), so these plans also prove the planner sees that a lookup by key implies the
+ * key is set.
+ */
+describe('SQL plans of the lookups by object key', () => {
+  let env: TestEnv;
+  beforeAll(async () => {
+    env = await createTestEnv();
+    await query(env.db, `INSERT INTO apps (name) SELECT 'app ' || n FROM generate_series(1, 100) n`);
+    await query(env.db, `INSERT INTO app_files (app_id, path, content, size_bytes) SELECT a.id, 'src/f' || n || '.js', md5(n::text), 32 FROM apps a, generate_series(1, 100) n`);
+    await query(env.db, `INSERT INTO app_versions (app_id, version_number, files_snapshot) SELECT a.id, v::text, '[]' FROM apps a, generate_series(1, 20) v`);
+    await query(
+      env.db,
+      `INSERT INTO app_version_files (app_version_id, app_file_id, action, content)
+       SELECT v.id, f.id, 'created', f.content FROM app_versions v JOIN app_files f ON f.app_id = v.app_id WHERE v.version_number::int <= 5`,
+    );
+    // A third of the rows name an object; the rest (the database's own) have no key.
+    await query(env.db, `UPDATE app_files SET storage_location = 'hybrid', r2_object_key = 'apps/' || app_id || '/files/' || path WHERE id % 3 = 0`);
+    await query(env.db, `UPDATE app_versions SET storage_strategy = 'hybrid', r2_snapshot_key = 'apps/' || app_id || '/versions/' || id || '/snapshot.json' WHERE id % 3 = 0`);
+    await query(env.db, `UPDATE app_version_files SET storage_location = 'hybrid', r2_content_key = 'apps/' || (app_version_id % 100 + 1) || '/versions/' || app_version_id || '/files/' || id WHERE id % 3 = 0`);
+    for (const table of ['app_files', 'app_versions', 'app_version_files']) await query(env.db, `ANALYZE ${table}`);
+  });
+  afterAll(async () => env?.close());
+
+  it('the key and identity indexes are partial: rows without an object have no entry', async () => {
+    const rows = await query<{ name: string; predicate: string | null }>(
+      env.db,
+      `SELECT c.relname AS name, pg_get_expr(i.indpred, i.indrelid) AS predicate FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        WHERE c.relname = ANY($1::text[]) ORDER BY 1`,
+      [[...KEY_INDEXES.map((k) => k.key), ...KEY_INDEXES.map((k) => k.identity)]],
+    );
+    expect(rows).toHaveLength(6);
+    for (const row of rows) expect(row.predicate, row.name).toMatch(/^\(r2_\w+ IS NOT NULL\)$/);
+  });
+
+  it('each table is read by its key index, in a UTF8 database (by identity) and elsewhere (by spelling)', async () => {
+    const named = await query<{ key: string }>(
+      env.db,
+      `(SELECT r2_object_key AS key FROM app_files WHERE r2_object_key IS NOT NULL LIMIT 1)
+       UNION ALL (SELECT r2_snapshot_key FROM app_versions WHERE r2_snapshot_key IS NOT NULL LIMIT 1)
+       UNION ALL (SELECT r2_content_key FROM app_version_files WHERE r2_content_key IS NOT NULL LIMIT 1)`,
+    );
+    const keys = [...named.map((row) => row.key), 'apps/7/files/src/caf\u00e9.js'];
+    expect(named).toHaveLength(3);
+    for (const utf8 of [true, false]) {
+      const { sql, values } = identitiesNamingSql(keys, utf8);
+      const [{ 'QUERY PLAN': [plan] }] = await query<{ 'QUERY PLAN': { Plan: PlanNode }[] }>(env.db, `EXPLAIN (FORMAT JSON) ${sql}`, values);
+      const nodes = nodesOf(plan.Plan) as (PlanNode & { 'Index Name'?: string; 'Relation Name'?: string })[];
+      for (const { table, key, identity } of KEY_INDEXES) {
+        const reads = nodes.filter((node) => node['Relation Name'] === table || node['Index Name']?.startsWith(`index_${table}_on_`));
+        expect(reads.map((node) => node['Node Type']), `utf8=${utf8} ${table}`).not.toContain('Seq Scan');
+        expect(reads.map((node) => node['Index Name']).filter(Boolean), `utf8=${utf8} ${table}`).toContain(utf8 ? identity : key);
+      }
+      // And it answers: the three keys that rows name, none that no row does.
+      const found = (await query<{ identity: string }>(env.db, sql, values)).map((row) => row.identity).sort();
+      expect(found).toEqual(keys.slice(0, 3).sort());
+    }
+  });
+});
+
+const KEY_INDEXES = [
+  { table: 'app_files', key: 'index_app_files_on_r2_object_key', identity: 'index_app_files_on_r2_object_key_identity' },
+  { table: 'app_versions', key: 'index_app_versions_on_r2_snapshot_key', identity: 'index_app_versions_on_r2_snapshot_key_identity' },
+  { table: 'app_version_files', key: 'index_app_version_files_on_r2_content_key', identity: 'index_app_version_files_on_r2_content_key_identity' },
+];

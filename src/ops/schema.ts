@@ -31,7 +31,7 @@ export async function inspectSchema(db: Db, layout?: KeyLayout, options: { index
 /** The statements `schema --apply` would run, in order (also what --dry-run prints). */
 export function statementsFor(state: SchemaState): string[] {
   const drops = [...new Set(state.indexesToDrop)].map((name) => `DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
-  return [...drops, ...state.missing.flatMap((item) => item.statements)];
+  return [...drops, ...state.missing.flatMap((item) => item.statements), ...state.indexesToNarrow.flatMap((index) => index.statements)];
 }
 
 export interface ApplyResult {
@@ -57,8 +57,8 @@ export async function assertSchemaApplicable(db: Db, state: SchemaState): Promis
   if (access.readOnly) problems.push(access.inRecovery ? 'the database is a standby in recovery (read-only)' : 'transactions are read-only here');
   const encoding = encodingProblem(access.encoding);
   if (encoding) problems.push(encoding);
-  const altered = await existingTables(db, [...new Set(state.missing.filter((item) => item.kind !== 'table').map((item) => item.table))]);
-  for (const { table, owner } of await tablesNotOwned(db, altered)) problems.push(`role "${access.user}" does not own ${table} (its owner is "${owner}"), which ALTER TABLE and CREATE INDEX need`);
+  const altered = await existingTables(db, [...new Set([...state.missing.filter((item) => item.kind !== 'table').map((item) => item.table), ...state.indexesToNarrow.map((index) => index.table)])]);
+  for (const { table, owner } of await tablesNotOwned(db, altered)) problems.push(`role "${access.user}" does not own ${table} (its owner is "${owner}"), which ALTER TABLE, CREATE INDEX and DROP INDEX need`);
   const created = state.missing.filter((item) => item.kind === 'table').map((item) => item.table);
   if (created.length && !access.canCreate) problems.push(`role "${access.user}" may not create tables in this schema (${created.join(', ')} are to be added)`);
   if (problems.length) {
@@ -115,7 +115,7 @@ const DDL_ATTEMPTS = 20;
  * allow. Index builds are CONCURRENTLY: they never block the app's writes and wait as long as they must.
  */
 async function runDdl(db: Db, statement: string): Promise<void> {
-  if (!/^ALTER TABLE/i.test(statement)) {
+  if (!/^ALTER (TABLE|INDEX)/i.test(statement)) {
     await query(db, statement);
     return;
   }

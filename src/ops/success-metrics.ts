@@ -12,7 +12,7 @@
 import type { TableDiskSize, ReclaimableSpace } from '../sql/table-sizes.ts';
 import type { HistoryPoint } from '../sql/report-history.ts';
 import { classACost, databaseCost, storageCost, type Prices } from '../cost.ts';
-import { bytesOnceKeyed, type TableFootprint } from '../sql/table-footprint.ts';
+import { bytesOnceKeyed, keylessEntryBytes, type TableFootprint } from '../sql/table-footprint.ts';
 import { FILES } from '../tables.ts';
 
 /** The plan's targets ("Success Metrics"), each with the line a measured figure must pass. */
@@ -166,11 +166,9 @@ function tableSizeMetric(input: Parameters<typeof successMetrics>[0], left: Map<
     // Every content in R2: the kept rows' contents leave, and each row gains a key and hash and their index entries.
     const kept = Math.round((stays?.stayingStoredBytes ?? 0) - gainedOnceKeyed(stays?.stayingRows ?? 0));
     if (kept > 0) levers.push({ lever: 'hybrid-threshold', threshold: 0, bytes: kept, brings: percentOf(bestBytes - kept) });
-    // Key indexes hold an entry for every row, keyless ones too; a partial index (WHERE key IS NOT NULL) holds only the rows with an object.
-    const keyIndexes = footprint.indexes.filter((index) => !index.partial && index.origin !== 'app' && index.columns.includes(FILES.keyColumn));
-    const keylessShare = footprint.rows > 0 ? 1 - footprint.keyedRows / footprint.rows : 0;
-    const leaner = Math.round(sumOf(keyIndexes) * keylessShare);
-    if (leaner > 0) levers.push({ lever: 'leaner-indexes', bytes: leaner, names: keyIndexes.map((index) => index.name), brings: percentOf(bestBytes - leaner) });
+    // Full key indexes (built by the plan's migration, or by an earlier version of this tool) hold an entry for every keyless row too.
+    const leaner = keylessEntryBytes(footprint, FILES);
+    if (leaner.bytes > 0) levers.push({ lever: 'leaner-indexes', bytes: leaner.bytes, names: leaner.names, brings: percentOf(bestBytes - leaner.bytes) });
   }
   return {
     kind: 'table-size',

@@ -20,7 +20,20 @@ function mayNameOneOf(keyColumn: string, keys: string[], utf8: boolean, params: 
   const ranges = prefixes.map((prefix) =>
     prefix === '' ? 'true' : `(${column} COLLATE "C" >= ${params.add(prefix)} AND ${column} COLLATE "C" < ${params.add(`${prefix.slice(0, -1)}0`)})`,
   );
-  return `(${column} = ANY(${spellings}) OR (${sqlHasNonAsciiInAnyEncoding(column)} AND (${ranges.join(' OR ')})))`;
+  // COLLATE "C": the key index is byte-ordered, and serves only a comparison under its own collation.
+  return `(${column} COLLATE "C" = ANY(${spellings}) OR (${sqlHasNonAsciiInAnyEncoding(column)} AND (${ranges.join(' OR ')})))`;
+}
+
+/** The identities of the keys rows name among `keys` (a superset outside UTF8), across every table; each table is read by its key index. */
+export function identitiesNamingSql(keys: string[], utf8: boolean): { sql: string; values: unknown[] } {
+  const params = new Params();
+  // In a UTF8 database every row the SQL finds names one of the keys by PostgreSQL's own normalisation, and
+  // its identity is taken as PostgreSQL gives it: a row found is never dropped by a second opinion.
+  const parts = TABLE_NAMES.map((name) => {
+    const column = `t.${TABLES[name].keyColumn}`;
+    return `SELECT ${utf8 ? sqlKeyIdentity(column) : column} AS identity FROM ${TABLES[name].table} t WHERE ${mayNameOneOf(TABLES[name].keyColumn, keys, utf8, params)}`;
+  });
+  return { sql: parts.join(' UNION '), values: params.values };
 }
 
 /**
@@ -31,14 +44,8 @@ function mayNameOneOf(keyColumn: string, keys: string[], utf8: boolean, params: 
 export async function keysStillReferenced(db: Queryable, keys: string[]): Promise<Set<string>> {
   if (!keys.length) return new Set();
   const utf8 = await databaseIsUtf8(db);
-  const params = new Params();
-  // In a UTF8 database every row the SQL finds names one of the keys by PostgreSQL's own normalisation, and
-  // its identity is taken as PostgreSQL gives it: a row found is never dropped by a second opinion.
-  const parts = TABLE_NAMES.map((name) => {
-    const column = `t.${TABLES[name].keyColumn}`;
-    return `SELECT ${utf8 ? sqlKeyIdentity(column) : column} AS identity FROM ${TABLES[name].table} t WHERE ${mayNameOneOf(TABLES[name].keyColumn, keys, utf8, params)}`;
-  });
-  const rows = await query<{ identity: string }>(db, parts.join(' UNION '), params.values);
+  const { sql, values } = identitiesNamingSql(keys, utf8);
+  const rows = await query<{ identity: string }>(db, sql, values);
   const named = new Set(rows.map((row) => (utf8 ? row.identity : keyIdentity(row.identity))));
   return new Set(keys.filter((key) => named.has(keyIdentity(key))));
 }

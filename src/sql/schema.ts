@@ -17,6 +17,8 @@ export interface SchemaItem {
   column?: string;
   /** For expression indexes (found by name): the expression it indexes. */
   expression?: string;
+  /** For partial indexes: the predicate (rows without an object have no entry: no query of ours looks them up by key). */
+  where?: string;
 }
 
 /**
@@ -53,10 +55,15 @@ export function indexName(table: string, columnName: string): string {
   return `index_${table}_on_${columnName}`;
 }
 
-export function createIndexSql(table: string, columnName: string, unique: boolean): string {
-  // Keys are compared in byte order (COLLATE "C"), the order S3 lists them in.
-  const expression = columnName.startsWith('r2_') ? `${columnName} COLLATE "C"` : columnName;
-  return `CREATE ${unique ? 'UNIQUE ' : ''}INDEX CONCURRENTLY IF NOT EXISTS ${indexName(table, columnName)} ON ${table} (${expression})`;
+/** Key columns: only a row with an object has one, and every lookup by key names one. */
+const isKeyColumn = (columnName: string) => columnName.startsWith('r2_');
+const onlyKeyed = (columnName: string) => `${columnName} IS NOT NULL`;
+
+export function createIndexSql(table: string, columnName: string, unique: boolean, name = indexName(table, columnName)): string {
+  // Keys are compared in byte order (COLLATE "C"), the order S3 lists them in. A key index covers only the rows
+  // that name an object: a NULL key is never looked up, and its entry would cost an index tuple per row.
+  const [expression, where] = isKeyColumn(columnName) ? [`${columnName} COLLATE "C"`, ` WHERE ${onlyKeyed(columnName)}`] : [columnName, ''];
+  return `CREATE ${unique ? 'UNIQUE ' : ''}INDEX CONCURRENTLY IF NOT EXISTS ${name} ON ${table} (${expression})${where}`;
 }
 
 const index = (table: string, columnName: string, unique: boolean, purpose: string): SchemaItem => ({
@@ -66,6 +73,7 @@ const index = (table: string, columnName: string, unique: boolean, purpose: stri
   column: columnName,
   unique,
   purpose,
+  ...(isKeyColumn(columnName) ? { where: onlyKeyed(columnName) } : {}),
   statements: [createIndexSql(table, columnName, unique)],
 });
 
@@ -82,10 +90,29 @@ const identityIndex = (table: string, columnName: string): SchemaItem => {
     name,
     expression,
     unique: false,
+    where: onlyKeyed(columnName),
     purpose: "find rows by object under the store's key identity (R2 stores Unicode-equivalent keys as one object)",
-    statements: [`CREATE INDEX CONCURRENTLY IF NOT EXISTS ${name} ON ${table} ((${expression}))`],
+    statements: [createIdentityIndexSql(table, name, expression, onlyKeyed(columnName))],
   };
 };
+
+function createIdentityIndexSql(table: string, name: string, expression: string, where: string): string {
+  return `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${name} ON ${table} ((${expression})) WHERE ${where}`;
+}
+
+/**
+ * The name a narrower copy of an index is built under before it takes the index's place (build, drop the old,
+ * rename: the table is never without the index). Also how an interrupted rebuild is found and finished.
+ */
+export function narrowedName(name: string): string {
+  return `${name}_narrowed`;
+}
+
+/** The statement that builds `item`'s index under another name (to replace a wider one), unique as the one it replaces. */
+function createSqlNamed(item: SchemaItem, name: string, unique: boolean): string {
+  if (item.expression) return createIdentityIndexSql(item.table, name, item.expression, item.where!);
+  return createIndexSql(item.table, item.column!, unique, name);
+}
 
 /** The schema for a key layout; without one, what every command needs whatever the layout. */
 export function schemaItems(layout?: KeyLayout): SchemaItem[] {
@@ -239,6 +266,18 @@ interface IndexRow {
   is_unique: boolean;
   is_valid: boolean;
   index_name: string;
+  /** The partial index's predicate as PostgreSQL prints it, or NULL for a full index. */
+  predicate: string | null;
+}
+
+/** An index that holds an entry for every row where a partial one over the rows with an object would do. */
+export interface IndexToNarrow {
+  table: string;
+  name: string;
+  /** The predicate it is rebuilt with. */
+  where: string;
+  /** Build the narrow copy, drop the wide index, give the copy its name; what is left of an interrupted rebuild only. */
+  statements: string[];
 }
 
 export interface SchemaState {
@@ -249,6 +288,32 @@ export interface SchemaState {
   indexesToDrop: string[];
   /** Key indexes that must become unique (path layout) although rows share objects: --apply refuses. */
   sharedKeys: { table: string; column: string; key: string; rows: number }[];
+  /** Present indexes that cover every row where only the rows with an object are looked up: --apply rebuilds them partial. */
+  indexesToNarrow: IndexToNarrow[];
+}
+
+/** `(r2_object_key IS NOT NULL)` as PostgreSQL prints a predicate, and `r2_object_key IS NOT NULL` as we write it, compare equal. */
+const samePredicate = (printed: string, written: string) => {
+  const bare = (text: string) => text.replace(/[()\s]/g, '').toLowerCase();
+  return bare(printed) === bare(written);
+};
+
+/**
+ * What is left to do for a present index that should be partial. A full one is rebuilt: its narrow copy is built
+ * CONCURRENTLY beside it, then the wide one is dropped CONCURRENTLY and the copy renamed, so lookups always have
+ * an index. An interrupted rebuild is found by the copy's name and finished (or its INVALID copy dropped).
+ */
+function narrowingOf(item: SchemaItem, indexes: IndexRow[]): { drop?: string; statements: string[] } {
+  const where = item.where!;
+  const own = indexes.find((row) => row.index_name === item.name);
+  const copyName = narrowedName(item.name);
+  const copy = indexes.find((row) => row.index_name === copyName);
+  const copyReady = copy !== undefined && copy.is_valid && copy.predicate !== null && samePredicate(copy.predicate, where);
+  const drop = copy && !copyReady ? copyName : undefined;
+  const rename = `ALTER INDEX ${copyName} RENAME TO ${item.name}`;
+  if (!own) return { drop, statements: copyReady ? [rename] : [] };
+  if (own.predicate !== null || !own.is_valid) return { drop: copy ? copyName : undefined, statements: [] };
+  return { drop, statements: [...(copyReady ? [] : [createSqlNamed(item, copyName, own.is_unique)]), `DROP INDEX CONCURRENTLY IF EXISTS ${item.name}`, rename] };
 }
 
 export async function readSchemaState(db: Queryable, layout?: KeyLayout): Promise<SchemaState> {
@@ -265,7 +330,8 @@ export async function readSchemaState(db: Queryable, layout?: KeyLayout): Promis
   );
   const indexes = await query<IndexRow>(
     db,
-    `SELECT ct.relname AS table_name, a.attname AS column_name, i.indisunique AS is_unique, i.indisvalid AS is_valid, ci.relname AS index_name
+    `SELECT ct.relname AS table_name, a.attname AS column_name, i.indisunique AS is_unique, i.indisvalid AS is_valid, ci.relname AS index_name,
+            pg_get_expr(i.indpred, i.indrelid) AS predicate
        FROM pg_index i
        JOIN pg_class ct ON ct.oid = i.indrelid
        JOIN pg_class ci ON ci.oid = i.indexrelid
@@ -276,7 +342,9 @@ export async function readSchemaState(db: Queryable, layout?: KeyLayout): Promis
   );
   const tables = new Set(columns.map((row) => row.table_name));
   const hasColumn = (table: string, name: string) => columns.some((row) => row.table_name === table && row.column_name === name);
-  const state: SchemaState = { missingTables: BASE_TABLES.filter((table) => !tables.has(table)), missing: [], present: [], indexesToDrop: [], sharedKeys: [] };
+  const state: SchemaState = { missingTables: BASE_TABLES.filter((table) => !tables.has(table)), missing: [], present: [], indexesToDrop: [], sharedKeys: [], indexesToNarrow: [] };
+  // An index serves the item when it covers at least the rows the item's does: every row, or exactly its predicate.
+  const covers = (row: IndexRow, item: SchemaItem) => row.predicate === null || (item.where !== undefined && samePredicate(row.predicate, item.where));
   // The identity indexes normalise keys, which PostgreSQL does only in a UTF8 database; elsewhere the
   // client compares keys under their identity (references.ts), through the byte-ordered key indexes.
   const utf8 = await databaseIsUtf8(db);
@@ -286,12 +354,12 @@ export async function readSchemaState(db: Queryable, layout?: KeyLayout): Promis
     else if (item.kind === 'column') ok = hasColumn(item.table, item.name);
     else if (item.kind === 'nullable') ok = columns.some((row) => row.table_name === item.table && row.column_name === item.name && row.is_nullable === 'YES');
     else if (item.expression) {
-      const named = indexes.filter((row) => row.index_name === item.name);
-      ok = named.some((row) => row.is_valid);
+      const named = indexes.filter((row) => row.index_name === item.name || row.index_name === narrowedName(item.name));
+      ok = named.some((row) => row.is_valid && covers(row, item));
       if (!ok) state.indexesToDrop.push(...named.map((row) => row.index_name));
     } else {
       const onColumn = indexes.filter((row) => row.table_name === item.table && row.column_name === item.column);
-      const fits = (row: IndexRow) => item.unique === 'either' || row.is_unique === item.unique;
+      const fits = (row: IndexRow) => (item.unique === 'either' || row.is_unique === item.unique) && covers(row, item);
       ok = onColumn.some((row) => row.is_valid && fits(row)) && (item.unique !== false || !onColumn.some((row) => row.is_unique));
       if (!ok) {
         // An invalid build, a unique index where objects are to be shared, or an index of ours of the wrong kind.
@@ -301,6 +369,11 @@ export async function readSchemaState(db: Queryable, layout?: KeyLayout): Promis
       }
     }
     (ok ? state.present : state.missing).push(item);
+    if (ok && item.where) {
+      const narrowing = narrowingOf(item, indexes);
+      if (narrowing.drop) state.indexesToDrop.push(narrowing.drop);
+      if (narrowing.statements.length) state.indexesToNarrow.push({ table: item.table, name: item.name, where: item.where, statements: narrowing.statements });
+    }
   }
   if (layout === 'path') {
     for (const { table, column } of SHAREABLE_KEY_COLUMNS) {

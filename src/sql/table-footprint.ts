@@ -10,6 +10,7 @@ export interface IndexFootprint {
   origin: 'plan' | 'tool' | 'app';
   /** Whether it is partial (covers only the rows its WHERE names). */
   partial: boolean;
+  unique: boolean;
   /** The columns it is on (an expression index: the columns its expression reads). */
   columns: string[];
 }
@@ -38,12 +39,28 @@ const INDEX_FILL = 0.9;
 const INDEX_ENTRY_OVERHEAD = 16;
 
 /**
+ * What a keyless row's entry takes in a full index on its key: a NULL entry is an 8-byte IndexTuple header and
+ * its null bitmap, MAXALIGNed to 16, plus its 4-byte line pointer. A non-unique index deduplicates equal keys,
+ * NULLs among them, into posting lists (PostgreSQL's "B-Tree Indexes", deduplication): there a row costs only
+ * its 6-byte heap pointer.
+ */
+const NULL_ENTRY = { unique: 20, deduplicated: 6 };
+
+/** What the table's full indexes on its key column give back once they cover only the rows with an object. */
+export function keylessEntryBytes(footprint: TableFootprint, table: StoredTable): { bytes: number; names: string[] } {
+  const full = footprint.indexes.filter((index) => !index.partial && index.origin !== 'app' && index.columns.includes(table.keyColumn));
+  const keyless = footprint.rows - footprint.keyedRows;
+  const bytes = full.reduce((sum, index) => sum + (keyless * (index.unique ? NULL_ENTRY.unique : NULL_ENTRY.deduplicated)) / INDEX_FILL, 0);
+  return { bytes: Math.round(Math.min(bytes, full.reduce((sum, index) => sum + index.bytes, 0))), names: full.map((index) => index.name) };
+}
+
+/**
  * What a keyless row takes more once it names an object: its key and hash (where it has none yet), and their
- * entries in the table's non-partial indexes on them (a key index's NULL entry is all header, and stays).
+ * entries in the table's indexes on them (a partial key index gains the entry; a full one has the NULL's already).
  */
 export function bytesOnceKeyed(footprint: TableFootprint, table: StoredTable, hashed: boolean): number {
   const entry = (bytes: number) => (bytes + INDEX_ENTRY_OVERHEAD) / INDEX_FILL;
-  const on = (column: string) => footprint.indexes.filter((index) => !index.partial && index.columns.includes(column)).length;
+  const on = (column: string) => footprint.indexes.filter((index) => index.columns.includes(column)).length;
   const key = footprint.keyBytesPerRow + on(table.keyColumn) * entry(footprint.keyBytesPerRow);
   const hash = hashed ? 0 : footprint.hashBytesPerRow + on(table.hashColumn) * entry(footprint.hashBytesPerRow);
   return key + hash;
@@ -64,9 +81,9 @@ export async function tableFootprint(db: Queryable, table: StoredTable): Promise
             count(*) FILTER (WHERE t.${table.keyColumn} IS NULL AND t.${table.hashColumn} IS NOT NULL)::float8 AS keyless_hashed
        FROM ${table.table} t`,
   );
-  const indexes = await query<{ name: string; bytes: number; partial: boolean; columns: string[] }>(
+  const indexes = await query<{ name: string; bytes: number; partial: boolean; unique: boolean; columns: string[] }>(
     db,
-    `SELECT c.relname AS name, pg_relation_size(c.oid)::float8 AS bytes, i.indpred IS NOT NULL AS partial,
+    `SELECT c.relname AS name, pg_relation_size(c.oid)::float8 AS bytes, i.indpred IS NOT NULL AS partial, i.indisunique AS unique,
             array(SELECT a.attname::text FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refobjsubid > 0
                   UNION SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)) AS columns

@@ -113,7 +113,7 @@ function leverText(lever: Lever): string {
     case 'hybrid-threshold':
       return `every content in R2 (\`--hybrid-threshold ${lever.threshold}\`, ${formatBytes(lever.bytes)} more): about ${lever.brings}%`;
     case 'leaner-indexes':
-      return `key indexes only over rows with an object (partial indexes, about ${formatBytes(lever.bytes)} less): about ${lever.brings}%`;
+      return `key indexes only over rows with an object (\`schema --apply\` rebuilds them partial, about ${formatBytes(lever.bytes)} less): about ${lever.brings}%`;
   }
 }
 
