@@ -193,7 +193,7 @@ export async function appSideBench(): Promise<{ shared: AppSideResult; layout?: 
     const s3 = await startBenchStore('app-side');
     let undo: (() => void) | undefined;
     try {
-      await seedFiles(scratch.db, { count: 6000, meanBytes: 8000, largePercent: 0 });
+      await seedFiles(scratch.db, { count: 6000, largePercent: 0 });
       await settle(scratch.db);
       if (layout) {
         undo = await pinProductionLayout(scratch.url, s3.pid);

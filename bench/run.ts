@@ -46,15 +46,15 @@ async function only(step: string): Promise<void> {
   try {
     if (step === 'read-path') console.log(JSON.stringify(await measureReadPath(scratch.db, scratch.url, s3)));
     else if (step === 'large-rows') {
-      await seedFiles(scratch.db, { count: 40, meanBytes: 5000, largePercent: 100, largeMaxMb: 20 });
+      await seedFiles(scratch.db, { count: 40, largePercent: 100, largeMaxMb: 20 });
       await measureLargeRows(scratch.db, cliEnvFor(scratch.url, s3));
     } else if (step === 'rclone') {
-      await seedFiles(scratch.db, { count: options.files, meanBytes: 5000, largePercent: 0 });
+      await seedFiles(scratch.db, { count: options.files, largePercent: 0 });
       await settle(scratch.db);
       console.log(JSON.stringify(await compareWithRclone(scratch.db, scratch.url, s3, 16)));
     } else if (step === 'latency') {
       // The c=64 comparison through the 50 ms proxy alone, as the full bench makes it.
-      await seedFiles(scratch.db, { count: options.files, meanBytes: 5000, largePercent: 0 });
+      await seedFiles(scratch.db, { count: options.files, largePercent: 0 });
       await settle(scratch.db);
       const proxy = await latencyProxy(s3);
       const objects = Math.min(options.c64Files, options.files);
@@ -64,7 +64,7 @@ async function only(step: string): Promise<void> {
     } else if (step === 'r2-rules') {
       console.log(JSON.stringify(await measureR2Rules(scratch.db, scratch.url)));
     } else if (step === 'pause') {
-      await seedFiles(scratch.db, { count: Math.min(options.files, 8000), meanBytes: 5000, largePercent: 0 });
+      await seedFiles(scratch.db, { count: Math.min(options.files, 8000), largePercent: 0 });
       console.log(JSON.stringify(await measurePauseLatency(scratch.db, scratch.url, s3)));
     } else throw new Error(`unknown step ${step}`);
   } finally {
@@ -81,8 +81,8 @@ async function main() {
   const s3 = await startBenchStore('bench');
   const scratch = await scratchDatabase();
   try {
-    console.log(`Seeding ${files} app_files rows (log-normal around 5 KB, no large files)…`);
-    console.log(await seedFiles(scratch.db, { count: files, meanBytes: 5000, largePercent: 0 }));
+    console.log(`Seeding ${files} app_files rows, shaped like real apps' files (bench/seed.ts), no large files…`);
+    console.log(await seedFiles(scratch.db, { count: files, largePercent: 0 }));
     // Let PostgreSQL finish the seeding's background work (statistics, hint bits, a checkpoint) before measuring.
     await settle(scratch.db);
     const { throughput, profile } = await measureThroughput(scratch.db, scratch.url, s3);

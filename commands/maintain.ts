@@ -70,7 +70,7 @@ export function maintainCommand(runtime: Runtime, run: (action: () => Promise<Co
           );
           if (result.lifecycle.state !== 'none') output.print((result.lifecycle.expiring.length ? c.red : c.dim)(`Bucket lifecycle: ${describeLifecycle(result.lifecycle)}.`));
           const s = result.snapshot;
-          output.print(`Content: ${formatBytes(s.bytesByLocation.database)} database only, ${formatBytes(s.bytesByLocation.hybrid)} hybrid, ${formatBytes(s.bytesByLocation.r2)} in R2 only; tables on disk ${formatBytes(s.databaseDiskBytes)}; $${s.monthlyCost.total.toFixed(2)}/month.`);
+          output.print(`Content: ${formatBytes(s.bytesByLocation.database)} database only, ${formatBytes(s.bytesByLocation.hybrid)} hybrid, ${formatBytes(s.bytesByLocation.r2)} in R2 only; the database's ${formatBytes(s.databaseContentBytes)} take ${formatBytes(s.databaseStoredBytes ?? s.databaseContentBytes)} on disk, the tables ${formatBytes(s.databaseDiskBytes)}; $${s.monthlyCost.total.toFixed(2)}/month.`);
           if (result.run) output.print(c.dim(`Run ${result.run.id}: ${result.run.state ?? ''}. The report draws this day in its history.`));
           for (const problem of result.problems.slice(0, 200)) output.print(c.red(`  ✗ ${problem}`));
           // A log pipeline gets every problem, and the outcome, as its own line.

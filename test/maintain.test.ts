@@ -51,10 +51,17 @@ describe.skipIf(ON_PGLITE)('maintain: the nightly job', () => {
     expect(result.problems).toEqual([]);
     expect(result.verify.checked.files).toBe(12);
     expect(result.run.state).toBe('succeeded');
-    const history = await query<{ run_id: string; snapshot: { bytesByLocation: { r2: number } } }>(env.db, 'SELECT run_id, snapshot FROM overskill_storage_report_history');
+    const history = await query<{ run_id: string; snapshot: { bytesByLocation: { r2: number }; databaseStoredBytes: number } }>(env.db, 'SELECT run_id, snapshot FROM overskill_storage_report_history');
     expect(history).toHaveLength(1);
     expect(history[0].run_id).toBe(result.run.id);
     expect(history[0].snapshot.bytesByLocation.r2).toBeGreaterThan(12 * 15_000);
+    // the database side as the disk has it, beside the contents' own bytes
+    const [{ stored }] = await query<{ stored: number }>(
+      env.db,
+      `SELECT (SELECT coalesce(sum(pg_column_size(content)), 0) FROM app_files) + (SELECT coalesce(sum(pg_column_size(files_snapshot)), 0) FROM app_versions)
+              + (SELECT coalesce(sum(pg_column_size(content)), 0) FROM app_version_files) AS stored`,
+    );
+    expect(history[0].snapshot.databaseStoredBytes).toBe(Number(stored));
     const body = readFileSync(textfile, 'utf8');
     expect(metricValue(body, 'overskill_storage_maintain_success')).toBe(1);
     expect(metricValue(body, 'overskill_storage_maintain_problems')).toBe(0);

@@ -220,3 +220,53 @@ describe('report: database bytes on disk', () => {
     expect(text).toMatch(/Database content held\s+\S+ \S+ on disk \(\S+ \S+ of content/);
   }, 120_000);
 });
+
+/**
+ * On data shaped like real apps' files (most contents small, TOAST keeping the large ones 2-3x smaller): each
+ * table's bytes in the report are what PostgreSQL has on disk, before the migration, after migrate and after
+ * finalize; the contents' own bytes are the larger figure, and never the one called "on disk".
+ */
+describe("report: each table's bytes as the disk has them, on real-shaped data", () => {
+  let env: TestEnv;
+  beforeAll(async () => {
+    env = await createTestEnv({ schema: false });
+    const client = new pg.Client({ connectionString: env.databaseUrl });
+    await client.connect();
+    try {
+      const { seedDataset } = await import('../src/local/dataset.ts');
+      await seedDataset(client, { apps: 20, filesPerApp: 85, largeFiles: 0, versionsPerApp: [3, 10], seed: 3 });
+    } finally {
+      await client.end();
+    }
+    expect((await cli(['schema', '--apply', '--yes'], env.cliEnv)).code).toBe(0);
+  }, 120_000);
+  afterAll(async () => env?.close());
+
+  it('within 5% of pg_total_relation_size per table at every step, contents on disk below their raw bytes', async () => {
+    const NAMES: Record<string, string> = { files: 'app_files', snapshots: 'app_versions', 'version-files': 'app_version_files' };
+    for (const step of [[], ['migrate', '--yes'], ['finalize', '--yes']]) {
+      if (step.length) expect((await cli(step, env.cliEnv)).code).toBe(0);
+      const report = (await cli(['report', '--json'], env.cliEnv)).json();
+      for (const disk of report.disk as { table: string; heapBytes: number; toastBytes: number; indexBytes: number; totalBytes: number }[]) {
+        const [actual] = await query<{ total: number; heap: number; toast: number; indexes: number }>(
+          env.db,
+          // heap: the table's own forks (main, free space map, visibility map), pg_table_size without its TOAST table
+          `SELECT pg_total_relation_size(c.oid)::float8 AS total, (pg_table_size(c.oid) - coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0))::float8 AS heap,
+                  coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0)::float8 AS toast, pg_indexes_size(c.oid)::float8 AS indexes
+             FROM pg_class c WHERE c.oid = to_regclass($1)`,
+          [NAMES[disk.table]],
+        );
+        const near = (reported: number, measured: number, what: string) =>
+          expect(Math.abs(reported - measured), `${step[0] ?? 'before'} ${disk.table} ${what}: ${reported} vs ${measured}`).toBeLessThanOrEqual(Math.max(0.05 * measured, 16_384));
+        near(disk.totalBytes, actual.total, 'total');
+        near(disk.heapBytes, actual.heap, 'heap');
+        near(disk.toastBytes, actual.toast, 'TOAST');
+        near(disk.indexBytes, actual.indexes, 'indexes');
+        const table = report.tables.find((t: { table: string }) => t.table === disk.table);
+        // What the contents take on disk fits in the table; their raw bytes (TOAST compresses the large ones) are more.
+        expect(table.dbStoredBytes, disk.table).toBeLessThanOrEqual(disk.heapBytes + disk.toastBytes);
+        if (table.dbStoredBytes > 1_000_000) expect(table.dbBytes, disk.table).toBeGreaterThan(1.5 * table.dbStoredBytes);
+      }
+    }
+  }, 240_000);
+});

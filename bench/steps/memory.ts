@@ -41,7 +41,7 @@ export async function measureMemory(db: Db, url: string, s3: BenchStore, migrate
   await resetMigration(db);
   await query(db, 'DELETE FROM app_files');
   console.log(`Seeding ${scaleRows} rows to show memory does not grow with the table…`);
-  await seedFiles(db, { count: scaleRows, meanBytes: 5000, largePercent: 0 });
+  await seedFiles(db, { count: scaleRows, largePercent: 0 });
   await settle(db);
   const scaled = await runWorker('migrate', url, s3.endpoint, s3.bucket, 16, files);
   console.log(line(`migrate ${files} rows of a ${scaleRows}-row table`, scaled));
@@ -51,7 +51,7 @@ export async function measureMemory(db: Db, url: string, s3: BenchStore, migrate
   );
   cliMemory.scaled = cliScaled;
   await query(db, "DELETE FROM app_files WHERE storage_location = 'database'");
-  await seedFiles(db, { count: 40, meanBytes: 5000, largePercent: 100, largeMaxMb: 20 });
+  await seedFiles(db, { count: 40, largePercent: 100, largeMaxMb: 20 });
   const large = await runWorker('migrate', url, s3.endpoint, s3.bucket, 16);
   console.log(line('migrate with 1-20 MB rows', large));
   console.log(`  peak RSS: ${migrated.maxRssMb.toFixed(0)} MB (${files} rows) vs ${scaled.maxRssMb.toFixed(0)} MB (${scaleRows}-row table) vs ${large.maxRssMb.toFixed(0)} MB (1-20 MB rows)`);

@@ -260,6 +260,7 @@ export function historySnapshot(report: StorageReport, problems: number): Histor
   return {
     bytesByLocation: { database: at(LOCATION.database, 'dbBytes'), hybrid: at(LOCATION.hybrid, 'dbBytes'), r2: at(LOCATION.r2, 'r2Bytes') },
     databaseContentBytes: report.totals.dbBytes,
+    databaseStoredBytes: report.totals.dbStoredBytes,
     r2Bytes: report.totals.r2Bytes,
     databaseDiskBytes: report.disk.reduce((sum, d) => sum + d.totalBytes, 0),
     monthlyCost: report.monthly.now,

@@ -14,8 +14,10 @@ export const REPORT_HISTORY_DDL = `CREATE TABLE IF NOT EXISTS ${REPORT_HISTORY_T
 export interface HistorySnapshot {
   /** Content bytes by where they live: database (only there), hybrid (both), r2 (only in R2). */
   bytesByLocation: { database: number; hybrid: number; r2: number };
-  /** Bytes held in the database and in R2, whatever the location. */
+  /** Bytes held in the database and in R2, whatever the location: the contents' own bytes. */
   databaseContentBytes: number;
+  /** The same database contents as PostgreSQL keeps them (pg_column_size, TOAST's compression included). Absent in days recorded before it was kept. */
+  databaseStoredBytes?: number;
   r2Bytes: number;
   /** The three tables on disk (heap, TOAST, indexes). */
   databaseDiskBytes: number;

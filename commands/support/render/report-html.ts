@@ -70,15 +70,16 @@ ${
       ? section(
           'history',
           'History: bytes and cost, per day',
-          'One point per <code>overskill-storage maintain</code> run (the nightly job): content bytes by where they live, the three tables on disk, and the monthly storage cost at that day\'s figures and these prices.',
+          'One point per <code>overskill-storage maintain</code> run (the nightly job): content bytes by where they live (the contents\' own bytes), what the database\'s contents take on disk (TOAST compresses the large ones), the three tables on disk, and the monthly storage cost at that day\'s figures and these prices.',
           `${canvas('history', 'Lines of content bytes by location and of the tables on disk, per day')}${canvas('history-cost', 'Lines of monthly storage cost (database, R2, total), per day')}`,
           table(
-            ['day', 'database only', 'hybrid', 'R2 only', 'tables on disk', 'monthly cost', 'problems'],
+            ['day', 'database only', 'hybrid', 'R2 only', 'database content on disk', 'tables on disk', 'monthly cost', 'problems'],
             (r.history ?? []).map((point) => [
               new Date(point.takenAt).toISOString().slice(0, 16).replace('T', ' '),
               formatBytes(point.snapshot.bytesByLocation.database),
               formatBytes(point.snapshot.bytesByLocation.hybrid),
               formatBytes(point.snapshot.bytesByLocation.r2),
+              point.snapshot.databaseStoredBytes === undefined ? '-' : formatBytes(point.snapshot.databaseStoredBytes),
               formatBytes(point.snapshot.databaseDiskBytes),
               formatMoney(point.snapshot.monthlyCost.total),
               formatCount(point.snapshot.problems),
