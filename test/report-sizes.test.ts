@@ -269,4 +269,13 @@ describe("report: each table's bytes as the disk has them, on real-shaped data",
       }
     }
   }, 240_000);
+
+  it("under --app the rows are the app's, the plan's metrics still the whole tables'", async () => {
+    const [{ id }] = await query<{ id: string }>(env.db, 'SELECT min(id) AS id FROM apps');
+    const whole = (await cli(['report', '--json'], env.cliEnv)).json();
+    const scoped = (await cli(['report', '--json', '--app', id], env.cliEnv)).json();
+    expect(scoped.totals.rows).toBeLessThan(whole.totals.rows / 5);
+    const figures = (doc: { metrics: Record<string, unknown>[] }) => doc.metrics.map(({ metric, measured, floor, holdsUp, levers, next, shortfall }) => ({ metric, measured, floor, holdsUp, levers, next, shortfall }));
+    expect(figures(scoped)).toEqual(figures(whole));
+  }, 60_000);
 });

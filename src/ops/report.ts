@@ -142,11 +142,13 @@ export async function buildReport(
     runs: history.runs.map(({ id, command, state, operator, host, started_at, ended_at, rows_done, bytes_done, failed, refused, workers }) => ({ id, command, state, operator, host, started_at, ended_at, rows_done, bytes_done, failed, refused, workers })),
     progress: history.progress,
   };
-  const reportTables = tables.map((table) => {
-    const base = baselines.find((b) => b.table === table.table);
-    const baselineShare = base?.toastedContentBytes ? (base.toastedStoredBytes ?? base.toastedContentBytes) / base.toastedContentBytes : undefined;
-    return summarizeTable(table.name, totals.filter((row) => row.table === table.name), baselineShare);
-  });
+  const summarizeAll = (rows: LocationTotals[]) =>
+    tables.map((table) => {
+      const base = baselines.find((b) => b.table === table.table);
+      const baselineShare = base?.toastedContentBytes ? (base.toastedStoredBytes ?? base.toastedContentBytes) / base.toastedContentBytes : undefined;
+      return summarizeTable(table.name, rows.filter((row) => row.table === table.name), baselineShare);
+    });
+  const reportTables = summarizeAll(totals);
   const sum = (pick: (t: ReportTable) => number) => reportTables.reduce((acc, t) => acc + pick(t), 0);
   const all = {
     rows: sum((t) => t.rows),
@@ -174,7 +176,12 @@ export async function buildReport(
   };
   all.progressPercent = percent(all.movedRows, all.movedRows + all.pendingRows);
   const estimate = await estimateCompression(db, tables, policy.hybridMin, all.pendingBytes);
-  const metricTables = reportTables.map((t) => {
+  // The plan's metrics are about whole tables (their size on disk, the bucket's cost): under --app or a rollout,
+  // the rows they count are every table's, not the scope's, or a scoped count would sit beside a whole-table size.
+  const scoped = Object.values(filter).some((value) => value !== undefined);
+  const basis = scoped ? summarizeAll(await locationTotals(db, tables, policy, {})) : reportTables;
+  const basisR2Bytes = scoped && !measuredCompression ? basis.reduce((acc, t) => acc + t.r2Bytes, 0) : r2StoredBytes;
+  const metricTables = basis.map((t) => {
     const database = t.locations.find((l) => l.location === LOCATION.database);
     // The rows that stay once migrate has taken what it will: those below the hybrid threshold.
     return {
@@ -187,7 +194,7 @@ export async function buildReport(
   });
   const filesTable = tables.find((t) => t.name === 'files');
   const footprint = filesTable && disk.some((d) => d.table === 'files') ? await tableFootprint(db, filesTable) : undefined;
-  const metrics = successMetrics({ disk, space, baseline, prices, r2Bytes: r2StoredBytes, movedRows: all.movedRows, probe, tables: metricTables, history: days, hybridMin: policy.hybridMin, hybridStored, compressionShare: estimate.savingShare, footprint });
+  const metrics = successMetrics({ disk, space, baseline, prices, r2Bytes: basisR2Bytes, movedRows: basis.reduce((acc, t) => acc + t.movedRows, 0), probe, tables: metricTables, history: days, hybridMin: policy.hybridMin, hybridStored, compressionShare: estimate.savingShare, footprint });
   return {
     tables: reportTables,
     totals: all,
