@@ -2,7 +2,7 @@ import type { Db } from '../db.ts';
 import type { StoredTable } from '../tables.ts';
 import type { RowFilter } from '../sql/filters.ts';
 import { locationTotals, sizeHistogram, type LocationTotals, type SizeBucket } from '../sql/aggregates.ts';
-import { reclaimableSpace, storedHybridBytes, tableDiskSizes, type ReclaimableSpace, type TableDiskSize } from '../sql/table-sizes.ts';
+import { reclaimableSpace, tableDiskSizes, type ReclaimableSpace, type TableDiskSize } from '../sql/table-sizes.ts';
 import { readBaseline, type Baseline } from '../sql/baseline.ts';
 import { estimateCompression, type CompressionEstimate, type CompressionMeasured } from './compression-stats.ts';
 import { LOCATION, type PlacementPolicy, inR2 } from '../placement.ts';
@@ -119,7 +119,7 @@ export async function buildReport(
   measuredCompression?: CompressionMeasured,
 ): Promise<StorageReport> {
   await assertSchemaReady(db);
-  const [totals, sizes, disk, history, space, baselines, days, versionHistory, hybridStored] = await Promise.all([
+  const [totals, sizes, disk, history, space, baselines, days, versionHistory] = await Promise.all([
     locationTotals(db, tables, policy, filter),
     sizeHistogram(db, tables, filter),
     tableDiskSizes(db, tables),
@@ -128,7 +128,6 @@ export async function buildReport(
     readBaseline(db),
     readHistory(db),
     historyBytesByAge(db),
-    storedHybridBytes(db, tables, policy.r2Above),
   ]);
   const baseline = baselines
     .map((b) => {
@@ -181,6 +180,13 @@ export async function buildReport(
   const scoped = Object.values(filter).some((value) => value !== undefined);
   const basis = scoped ? summarizeAll(await locationTotals(db, tables, policy, {})) : reportTables;
   const basisR2Bytes = scoped && !measuredCompression ? basis.reduce((acc, t) => acc + t.r2Bytes, 0) : r2StoredBytes;
+  // What the hybrid contents take on disk: those finalize clears (above the r2 threshold), and the band below it.
+  const hybridStored = new Map(
+    basis.map((t) => {
+      const hybrid = t.locations.find((l) => l.location === LOCATION.hybrid)?.dbStoredBytes ?? 0;
+      return [t.table, { finalizable: t.finalizableStoredBytes, band: Math.max(0, hybrid - t.finalizableStoredBytes) }];
+    }),
+  );
   const metricTables = basis.map((t) => {
     const database = t.locations.find((l) => l.location === LOCATION.database);
     // The rows that stay once migrate has taken what it will: those below the hybrid threshold.

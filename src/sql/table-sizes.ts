@@ -102,20 +102,3 @@ export async function reclaimableSpace(db: Queryable, tables: StoredTable[]): Pr
   }
   return out;
 }
-
-/** Per table, what the hybrid contents take where they are stored: those finalize would clear, and the band. */
-export async function storedHybridBytes(db: Queryable, tables: StoredTable[], r2Above: number): Promise<Map<string, { finalizable: number; band: number }>> {
-  const out = new Map<string, { finalizable: number; band: number }>();
-  for (const table of tables) {
-    const c = `t.${table.contentColumn}`;
-    const [row] = await query<{ finalizable: number; band: number }>(
-      db,
-      `SELECT coalesce(sum(pg_column_size(${c})) FILTER (WHERE octet_length(${c}) > $1), 0)::float8 AS finalizable,
-              coalesce(sum(pg_column_size(${c})) FILTER (WHERE octet_length(${c}) <= $1), 0)::float8 AS band
-         FROM ${table.table} t WHERE t.${table.locationColumn} = 'hybrid' AND ${c} IS NOT NULL`,
-      [r2Above],
-    );
-    out.set(table.name, { finalizable: row.finalizable, band: row.band });
-  }
-  return out;
-}
