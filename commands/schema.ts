@@ -33,6 +33,7 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
             missing: after.missing.map(describeItem),
             indexesToDrop: after.indexesToDrop,
             indexesToNarrow: after.indexesToNarrow.map((index) => ({ table: index.table, name: index.name, where: index.where })),
+            narrowingSkipped: after.narrowingSkipped,
             indexes: after.indexes,
             statements,
             applied,
@@ -47,6 +48,9 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
             for (const index of state.indexesToNarrow) {
               const bytes = state.indexes.find((i) => i.name === index.name)?.bytes;
               output.print(`${c.yellow('•')} index ${index.name} covers every row${bytes === undefined ? '' : ` (${formatBytes(bytes)})`}, where only rows with an object are looked up: --apply rebuilds it partial (WHERE ${index.where}), built beside it before the old one is dropped`);
+            }
+            for (const index of state.narrowingSkipped) {
+              output.print(`${c.dim('•')} index ${index.name} covers every row, where only rows with an object are looked up; it stays as it is: ${index.reason}`);
             }
             // A page of SQL is for `--apply --dry-run`; `schema` alone says what is missing and what adds it.
             if (statements.length && opts.apply) {
@@ -63,6 +67,7 @@ export function schemaCommand(runtime: Runtime, run: (action: () => Promise<Comm
             return { exitCode: state.ok || (opts.apply && opts.dryRun) ? 0 : 1 };
           }
           if (!statements.length) {
+            for (const index of state.narrowingSkipped) output.print(`${c.dim('•')} index ${index.name} stays full: ${index.reason}`);
             output.print(c.green('The schema is complete; nothing to apply.'));
             output.result(document([]));
             return { exitCode: 0 };

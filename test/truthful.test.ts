@@ -264,6 +264,19 @@ describe('telling the truth', () => {
         expect(await query(db, "SELECT count(*)::int AS n FROM pg_class WHERE relname LIKE 'overskill_storage_%'")).toEqual([{ n: 0 }]);
         await db.destroy();
       });
+      // A complete schema whose key index is full (the plan's Rails migration built it): the rebuild is an economy,
+      // and a role that may not do it is told so, not refused.
+      await withDatabase('complete', { after: [`GRANT ALL ON ALL TABLES IN SCHEMA public TO ${stranger}`, 'DROP INDEX index_app_files_on_r2_object_key', 'CREATE UNIQUE INDEX index_app_files_on_r2_object_key ON app_files (r2_object_key)'] }, async (url) => {
+        const described = await run(['schema', '--json'], { DATABASE_URL: as(url, stranger) });
+        expect(described.code).toBe(0);
+        expect(described.json().indexesToNarrow).toEqual([]);
+        expect(described.json().narrowingSkipped).toEqual([{ table: 'app_files', name: 'index_app_files_on_r2_object_key', reason: expect.stringMatching(new RegExp(`role "${stranger}" does not own it`)) }]);
+        const applied = await run(['schema', '--apply', '--yes'], { DATABASE_URL: as(url, stranger) });
+        expect(applied.code, applied.stderr).toBe(0);
+        expect(applied.stdout).toMatch(/index index_app_files_on_r2_object_key stays full: only app_files's owner \("\w+"\) may rebuild it/);
+        const asOwner = await run(['schema', '--json'], { DATABASE_URL: url });
+        expect(asOwner.json().indexesToNarrow.map((index: { name: string }) => index.name)).toEqual(['index_app_files_on_r2_object_key']);
+      });
     } finally {
       await query(admin, `DROP OWNED BY ${reader}; DROP OWNED BY ${stranger}`).catch(() => undefined);
       await query(admin, `DROP ROLE IF EXISTS ${reader}`);

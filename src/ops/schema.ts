@@ -11,6 +11,8 @@ const STORED_TABLES = TABLE_NAMES.map((name) => TABLES[name]);
 
 export interface SchemaReport extends SchemaState {
   ok: boolean;
+  /** Full key indexes this role may not rebuild (only a table's owner may): they stay full, which costs space, not correctness. */
+  narrowingSkipped: { table: string; name: string; reason: string }[];
   /** Each index the migration adds that is present, with whose it is, why it is there and what it takes on disk (with `indexSizes`; else empty). */
   indexes: { table: string; name: string; origin: 'plan' | 'tool'; purpose: string; bytes: number }[];
 }
@@ -18,6 +20,7 @@ export interface SchemaReport extends SchemaState {
 /** `indexSizes`: also what each present index takes on disk (the `schema` command shows them; the checks before a data command do not need them). */
 export async function inspectSchema(db: Db, layout?: KeyLayout, options: { indexSizes?: boolean } = {}): Promise<SchemaReport> {
   const state = await readSchemaState(db, layout);
+  const narrowingSkipped = await withoutNarrowingNotAllowed(db, state);
   const present = options.indexSizes ? state.present.filter((item) => item.kind === 'index') : [];
   const sizes = new Map(
     present.length
@@ -25,7 +28,25 @@ export async function inspectSchema(db: Db, layout?: KeyLayout, options: { index
       : [],
   );
   const indexes = present.map((item) => ({ table: item.table, name: item.name, origin: originOf(item), purpose: item.purpose, bytes: sizes.get(item.name) ?? 0 }));
-  return { ...state, indexes, ok: state.missing.length === 0 && state.missingTables.length === 0 };
+  return { ...state, indexes, narrowingSkipped, ok: state.missing.length === 0 && state.missingTables.length === 0 };
+}
+
+/**
+ * Rebuilding a full key index as a partial one is an economy: where this session may not (a standby, or a role
+ * that does not own the table), it is taken out of what --apply runs and said, so a complete schema never makes
+ * --apply refuse.
+ */
+async function withoutNarrowingNotAllowed(db: Db, state: SchemaState): Promise<SchemaReport['narrowingSkipped']> {
+  if (!state.indexesToNarrow.length) return [];
+  const access = await inspectDatabaseAccess(db);
+  const notOwned = access.readOnly ? [] : await tablesNotOwned(db, [...new Set(state.indexesToNarrow.map((index) => index.table))]);
+  const skipped = state.indexesToNarrow.flatMap((index) => {
+    const owner = notOwned.find((row) => row.table === index.table)?.owner;
+    if (access.readOnly) return [{ table: index.table, name: index.name, reason: 'this session is read-only' }];
+    return owner === undefined ? [] : [{ table: index.table, name: index.name, reason: `only ${index.table}'s owner ("${owner}") may rebuild it; role "${access.user}" does not own it` }];
+  });
+  state.indexesToNarrow = state.indexesToNarrow.filter((index) => !skipped.some((s) => s.name === index.name));
+  return skipped;
 }
 
 /** The statements `schema --apply` would run, in order (also what --dry-run prints). */
