@@ -116,7 +116,7 @@ describe('partial key indexes', () => {
   }, 120_000);
 
   it('an interrupted rebuild is finished: a ready copy takes the name, an INVALID one is dropped and built again', async () => {
-    const [files, files_identity, versions] = PARTIAL.map((index) => index.name);
+    const [files, files_identity, versions, , , versionFilesIdentity] = PARTIAL.map((index) => index.name);
     // app_files' key index: the copy was built and the wide one dropped; the rename never ran.
     await query(env.db, `ALTER INDEX ${files} RENAME TO ${narrowedName(files)}`);
     // Its identity index: the copy was built beside the wide one; neither drop nor rename ran.
@@ -128,12 +128,15 @@ describe('partial key indexes', () => {
     await query(env.db, `CREATE UNIQUE INDEX ${versions} ON app_versions (r2_snapshot_key COLLATE "C")`);
     await query(env.db, `CREATE UNIQUE INDEX ${narrowedName(versions)} ON app_versions (r2_snapshot_key COLLATE "C") WHERE r2_snapshot_key IS NOT NULL`);
     await query(env.db, `UPDATE pg_index SET indisvalid = false WHERE indexrelid = to_regclass($1)`, [narrowedName(versions)]);
+    // app_version_files' identity index: the copy is ready, and the index under the name was left INVALID.
+    await query(env.db, `CREATE INDEX ${narrowedName(versionFilesIdentity)} ON app_version_files ((normalize(r2_content_key, NFC))) WHERE r2_content_key IS NOT NULL`);
+    await query(env.db, `UPDATE pg_index SET indisvalid = false WHERE indexrelid = to_regclass($1)`, [versionFilesIdentity]);
 
     // Meanwhile every data command still finds each key served.
     expect((await run(['verify'])).code).toBe(0);
     const described = (await run(['schema'])).json();
     expect(described.ok).toBe(true);
-    expect(described.indexesToDrop).toEqual([narrowedName(versions)]);
+    expect(described.indexesToDrop.sort()).toEqual([narrowedName(versions), versionFilesIdentity].sort());
 
     const applied = await run(['schema', '--apply', '--yes']);
     expect(applied.code).toBe(0);
@@ -141,6 +144,8 @@ describe('partial key indexes', () => {
     expect(ran).toContain(`ALTER INDEX ${narrowedName(files)} RENAME TO ${files}`);
     expect(ran).not.toContain(expect.stringContaining(`CREATE INDEX CONCURRENTLY IF NOT EXISTS ${narrowedName(files_identity)}`));
     expect(ran).toContain(`DROP INDEX CONCURRENTLY IF EXISTS ${narrowedName(versions)}`);
+    expect(ran).toContain(`DROP INDEX CONCURRENTLY IF EXISTS ${versionFilesIdentity}`);
+    expect(ran).toContain(`ALTER INDEX ${narrowedName(versionFilesIdentity)} RENAME TO ${versionFilesIdentity}`);
     const after = await indexStates(env);
     for (const index of PARTIAL) {
       expect(after.get(index.name), index.name).toMatchObject({ unique: index.unique, valid: true, predicate: `(${index.where})` });

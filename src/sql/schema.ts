@@ -303,17 +303,20 @@ const samePredicate = (printed: string, written: string) => {
  * CONCURRENTLY beside it, then the wide one is dropped CONCURRENTLY and the copy renamed, so lookups always have
  * an index. An interrupted rebuild is found by the copy's name and finished (or its INVALID copy dropped).
  */
-function narrowingOf(item: SchemaItem, indexes: IndexRow[]): { drop?: string; statements: string[] } {
+function narrowingOf(item: SchemaItem, indexes: IndexRow[]): { drops: string[]; statements: string[] } {
   const where = item.where!;
-  const own = indexes.find((row) => row.index_name === item.name);
+  const found = indexes.find((row) => row.index_name === item.name);
   const copyName = narrowedName(item.name);
   const copy = indexes.find((row) => row.index_name === copyName);
   const copyReady = copy !== undefined && copy.is_valid && copy.predicate !== null && samePredicate(copy.predicate, where);
-  const drop = copy && !copyReady ? copyName : undefined;
+  const drops = copy && !copyReady ? [copyName] : [];
+  // An INVALID index under the item's name serves nothing: it goes, and a ready copy takes the name.
+  const own = found?.is_valid ? found : undefined;
+  if (found && !own) drops.push(item.name);
   const rename = `ALTER INDEX ${copyName} RENAME TO ${item.name}`;
-  if (!own) return { drop, statements: copyReady ? [rename] : [] };
-  if (own.predicate !== null || !own.is_valid) return { drop: copy ? copyName : undefined, statements: [] };
-  return { drop, statements: [...(copyReady ? [] : [createSqlNamed(item, copyName, own.is_unique)]), `DROP INDEX CONCURRENTLY IF EXISTS ${item.name}`, rename] };
+  if (!own) return { drops, statements: copyReady ? [rename] : [] };
+  if (own.predicate !== null) return { drops: copy ? [copyName] : [], statements: [] };
+  return { drops, statements: [...(copyReady ? [] : [createSqlNamed(item, copyName, own.is_unique)]), `DROP INDEX CONCURRENTLY IF EXISTS ${item.name}`, rename] };
 }
 
 export async function readSchemaState(db: Queryable, layout?: KeyLayout): Promise<SchemaState> {
@@ -371,7 +374,7 @@ export async function readSchemaState(db: Queryable, layout?: KeyLayout): Promis
     (ok ? state.present : state.missing).push(item);
     if (ok && item.where) {
       const narrowing = narrowingOf(item, indexes);
-      if (narrowing.drop) state.indexesToDrop.push(narrowing.drop);
+      state.indexesToDrop.push(...narrowing.drops);
       if (narrowing.statements.length) state.indexesToNarrow.push({ table: item.table, name: item.name, where: item.where, statements: narrowing.statements });
     }
   }
