@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { scratchDatabase, settle, startBenchStore } from './fixture.ts';
 import { cliEnvFor } from './processes.ts';
-import { seedFiles } from './seed.ts';
+import { seedFiles, seedVersions } from './seed.ts';
 
 export interface SavePhase {
   phase: string;
@@ -183,8 +183,8 @@ export function describeAppSide(result: AppSideResult): string[] {
 }
 
 /**
- * The app's saves alone and during each command, on a database and store of their own: 6,000 files around
- * 8 KB, not yet migrated. Twice: every process sharing this machine's CPUs, and the production layout (the
+ * The app's saves alone and during each command, on a database and store of their own: 6,000 files shaped like
+ * real apps' files, with their history (versions with full snapshots, version files), not yet migrated. Twice: every process sharing this machine's CPUs, and the production layout (the
  * database and the app on one CPU, the tool and the store on the others).
  */
 export async function appSideBench(): Promise<{ shared: AppSideResult; layout?: AppSideResult; layoutSkipped?: string }> {
@@ -194,6 +194,7 @@ export async function appSideBench(): Promise<{ shared: AppSideResult; layout?: 
     let undo: (() => void) | undefined;
     try {
       await seedFiles(scratch.db, { count: 6000, largePercent: 0 });
+      await seedVersions(scratch.db);
       await settle(scratch.db);
       if (layout) {
         undo = await pinProductionLayout(scratch.url, s3.pid);

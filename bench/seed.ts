@@ -76,3 +76,47 @@ export async function seedFiles(db: Db, options: { count: number; largePercent: 
   const [totals] = await query<{ rows: number; bytes: number }>(db, 'SELECT count(*)::float8 AS rows, coalesce(sum(octet_length(content)), 0)::float8 AS bytes FROM app_files');
   return totals;
 }
+
+/**
+ * The apps' history, as real apps have it: 3 to 10 versions an app, each with a full snapshot of the app's files
+ * (the plan's files_snapshot), a few files edited between one version and the next (about one in twenty, each
+ * edit a line added), and a version-file row for each file a version created or edited. Snapshots are about
+ * three quarters of the bytes, as measured on real apps.
+ */
+export async function seedVersions(db: Db): Promise<{ versions: number; snapshotBytes: number; versionFiles: number }> {
+  await query(
+    db,
+    `INSERT INTO app_versions (app_id, version_number, changelog, files_snapshot, environment, created_at)
+     SELECT a.app_id, '1.' || v || '.0', CASE WHEN v = 0 THEN 'Initial generation' ELSE 'Edited files' END,
+            (SELECT json_object_agg(f.path, f.content || (SELECT coalesce(string_agg(E'\\n// edit ' || e, '' ORDER BY e), '')
+                                                            FROM generate_series(1, v) e WHERE abs(hashtext(f.path || ':' || e)) % 20 = 0))::text
+               FROM app_files f WHERE f.app_id = a.app_id),
+            'production', now() - make_interval(days => 10 - v)
+       FROM (SELECT DISTINCT app_id FROM app_files) a, generate_series(0, 2 + (a.app_id % 8)::int) v`,
+  );
+  await query(
+    db,
+    `INSERT INTO app_version_files (app_version_id, app_file_id, action, content)
+     SELECT ver.id, f.id, CASE WHEN v = 0 THEN 'created' ELSE 'updated' END,
+            f.content || (SELECT coalesce(string_agg(E'\\n// edit ' || e, '' ORDER BY e), '') FROM generate_series(1, v) e WHERE abs(hashtext(f.path || ':' || e)) % 20 = 0)
+       FROM app_versions ver
+       CROSS JOIN LATERAL (SELECT split_part(ver.version_number, '.', 2)::int AS v) n
+       JOIN app_files f ON f.app_id = ver.app_id
+      WHERE v = 0 OR abs(hashtext(f.path || ':' || v)) % 20 = 0`,
+  );
+  // The app's current files are its last version's.
+  await query(
+    db,
+    `UPDATE app_files f SET content = f.content || e.edits, size_bytes = octet_length(f.content || e.edits)
+       FROM (SELECT f2.id, string_agg(E'\\n// edit ' || e, '' ORDER BY e) AS edits
+               FROM app_files f2, generate_series(1, 2 + (f2.app_id % 8)::int) e
+              WHERE abs(hashtext(f2.path || ':' || e)) % 20 = 0 GROUP BY f2.id) e
+      WHERE f.id = e.id`,
+  );
+  const [totals] = await query<{ versions: number; snapshot_bytes: number; version_files: number }>(
+    db,
+    `SELECT (SELECT count(*) FROM app_versions)::float8 AS versions, (SELECT coalesce(sum(octet_length(files_snapshot)), 0) FROM app_versions)::float8 AS snapshot_bytes,
+            (SELECT count(*) FROM app_version_files)::float8 AS version_files`,
+  );
+  return { versions: totals.versions, snapshotBytes: totals.snapshot_bytes, versionFiles: totals.version_files };
+}
